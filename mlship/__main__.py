@@ -1,0 +1,5 @@
+"""`python -m mlship`."""
+
+from mlship.cli import run
+
+run()

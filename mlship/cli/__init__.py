@@ -1,0 +1,141 @@
+"""The `mlship` command: global options, command groups, exit codes.
+
+Each command group lives in its own small module and is registered here.
+`main` is the one place where exceptions become exit codes and messages.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+import typer
+from typer.exceptions import TyperException
+
+from mlship import __version__
+from mlship.console import Console
+from mlship.errors import ExitCode, MlshipError, exit_code_for
+
+# Options accepted anywhere on the command line (`mlship check m.onnx --json`).
+GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--verbose", "-v"}
+
+
+@dataclass
+class State:
+    """What the global options set, handed to every command via ctx.obj."""
+
+    console: Console = field(default_factory=Console)
+    config_path: str | None = None
+
+
+app = typer.Typer(
+    name="mlship",
+    help="Check, package, push, serve, roll out and monitor ONNX models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlship {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    json_output: bool = typer.Option(False, "--json", envvar="MLSHIP_JSON", help="Print one JSON document on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", envvar="MLSHIP_QUIET", help="Print errors only."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="MLSHIP_VERBOSE", help="Show debug notes and tracebacks."),
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", envvar="MLSHIP_CONFIG", help="Path to mlship.yaml [default: ./mlship.yaml]."
+    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Check, package, push, serve, roll out and monitor ONNX models.
+
+    Global options (--json, --quiet, --verbose) may also follow the command.
+    Exit codes: 0 ok, 1 bug, 2 usage/config, 3 invalid input, 4 check failed,
+    5 rollout paused, 6 rollout aborted, 7 external service failed.
+    """
+    state: State = ctx.ensure_object(State)
+    console = state.console
+    console.json_output = console.json_output or json_output
+    console.quiet = console.quiet or quiet
+    console.verbose = console.verbose or verbose
+    state.config_path = config
+
+
+def _register() -> None:
+    from mlship.cli import check, config, init
+
+    app.command("check")(check.check)
+    app.command("init")(init.init)
+    app.add_typer(config.app, name="config")
+
+
+_register()
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """Move global flags placed after a command to the front, so click sees them."""
+    if "--" in argv:
+        cut = argv.index("--")
+        head, tail = argv[:cut], argv[cut:]
+    else:
+        head, tail = argv, []
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    rest = [a for a in head if a not in GLOBAL_FLAGS]
+    return flags + rest + tail
+
+
+def main(argv: list[str] | None = None, console: Console | None = None) -> int:
+    """Run mlship; returns (and, as a script, exits with) the exit code."""
+    args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
+    state = State(console=console or Console())
+    try:
+        app(args=args, prog_name="mlship", standalone_mode=False, obj=state)
+        return ExitCode.OK
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        state.console.error("interrupted", exit_code=ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
+    except TyperException as exc:
+        return _usage_error(exc, state.console)
+    except MlshipError as exc:
+        if state.console.verbose:
+            state.console.traceback()
+        state.console.error(exc.one_line(), exit_code=exc.exit_code)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        state.console.error("interrupted", exit_code=ExitCode.INTERRUPTED)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: say so, traceback with --verbose
+        code = exit_code_for(exc)
+        if state.console.verbose:
+            state.console.traceback()
+        state.console.error(
+            f"internal error: {type(exc).__name__}: {exc}. Run again with --verbose for the traceback "
+            "and report it",
+            exit_code=code,
+        )
+        return code
+
+
+def _usage_error(exc: TyperException, console: Console) -> int:
+    """Typer's own errors (unknown option, missing argument): exit 2, one line."""
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    console.error(f"{exc.format_message()}{where}", exit_code=ExitCode.USAGE)
+    return ExitCode.USAGE if exc.exit_code == 2 else exc.exit_code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

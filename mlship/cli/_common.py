@@ -1,0 +1,34 @@
+"""Small helpers shared by command modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from mlship.config import Config, load_config
+from mlship.errors import UsageError
+
+
+def state(ctx: typer.Context) -> Any:
+    """The State object the global callback filled in."""
+    return ctx.find_root().obj
+
+
+def config_for(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> Config:
+    """The effective config: file < MLSHIP_* env < these flag overrides."""
+    return load_config(state(ctx).config_path, overrides=overrides)
+
+
+def parse_pairs(values: list[str] | None, flag: str) -> dict[str, float]:
+    """["accuracy=0.9", "f1=0.8"] -> {"accuracy": 0.9, "f1": 0.8}."""
+    pairs = {}
+    for item in values or []:
+        name, sep, raw = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            pairs[name.strip().lower()] = float(raw)
+        except ValueError:
+            raise UsageError(f"{flag} {item!r}: expected NAME=NUMBER, e.g. accuracy=0.9") from None
+    return pairs

@@ -1,0 +1,69 @@
+"""How a CheckReport looks in a terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console as RichConsole
+from rich.table import Table
+
+from mlship.check import CheckReport
+
+_MARK = {"pass": "[green]✓[/green]", "fail": "[red]✗[/red]", "warn": "[yellow]![/yellow]", "skip": "[dim]-[/dim]"}
+
+
+def render_report(report: CheckReport, out: RichConsole) -> None:
+    """Model facts, signature, latency, comparisons, then the verdict."""
+    m = report.model
+    opsets = ", ".join(f"{d} {v}" for d, v in sorted(m.opsets.items()))
+    out.print(f"[bold]{m.path}[/bold]  {_size(m.size_bytes)}  sha256 {m.sha256}")
+    out.print(f"IR {m.ir_version}, opsets {opsets}; producer {m.producer}; "
+              f"onnxruntime {report.runtime.onnxruntime} (max IR {report.runtime.max_ir_version}, "
+              f"opsets {', '.join(f'{d} {v}' for d, v in report.runtime.max_opsets.items())})")
+    out.print(_signature_table(report))
+    out.print(_latency_table(report))
+    if report.quality:
+        q = report.quality
+        out.print(f"Quality ({q.task}, {q.rows} rows, labels {q.labels}): "
+                  + ", ".join(f"{k} [bold]{v:.4f}[/bold]" for k, v in q.metrics.items()))
+    if report.baseline:
+        b = report.baseline
+        diffs = ", ".join(f"{k} {v:.3g}" for k, v in b.max_abs_diff.items()) or "n/a"
+        agree = f"{b.label_agreement:.2%}" if b.label_agreement is not None else "n/a"
+        out.print(f"Baseline {b.path}: max |diff| {diffs}; label agreement {agree}")
+    out.print()
+    for item in report.checks:
+        out.print(f" {_MARK[item.status]} {item.name}: {item.detail}")
+    verdict = "[green bold]PASSED[/green bold]" if report.passed else "[red bold]FAILED[/red bold]"
+    out.print(f"\n{verdict}")
+
+
+def _signature_table(report: CheckReport) -> Table:
+    table = Table(title="Signature", title_justify="left", show_edge=False)
+    for col in ("", "name", "type", "shape"):
+        table.add_column(col)
+    for kind, specs in (("input", report.signature.inputs), ("output", report.signature.outputs)):
+        for spec in specs:
+            table.add_row(kind, spec.name, spec.type, spec.shape_text())
+    if report.signature.feature_names:
+        names = report.signature.feature_names
+        more = f", … ({len(names)} in all)" if len(names) > 4 else ""
+        table.caption = f"features: {', '.join(names[:4])}{more}"
+        table.caption_justify = "left"
+    return table
+
+
+def _latency_table(report: CheckReport) -> Table:
+    table = Table(title=f"Latency ({report.smoke.source})", title_justify="left", show_edge=False)
+    for col in ("batch", "p50 ms", "p95 ms", "p99 ms", "rows/s", "runs"):
+        table.add_column(col, justify="right")
+    for s in report.latency:
+        table.add_row(str(s.batch_size), f"{s.p50_ms:.3f}", f"{s.p95_ms:.3f}", f"{s.p99_ms:.3f}",
+                      f"{s.rows_per_s:,.0f}", str(s.runs))
+    return table
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"

@@ -1,0 +1,342 @@
+"""mlship.yaml, modelled with pydantic.
+
+Every model forbids unknown keys and describes its fields, so `mlship config
+schema` is a complete reference and a typo is an error naming its path.
+Precedence: flag > MLSHIP_* environment variable > file > default.
+Nested values come from the environment with `__` between levels, for example
+MLSHIP_BUILD__IMAGE__BASE=python:3.11-slim or MLSHIP_ROLLOUT__STEPS='[10, 50, 100]'.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from mlship.errors import ConfigError
+
+CONFIG_FILE = "mlship.yaml"
+ENV_PREFIX = "MLSHIP_"
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- check ---------------------------------------------------------------------
+
+
+class CheckConfig(Strict):
+    """Defaults for `mlship check`."""
+
+    labels: str | None = Field(None, description="Labels column in the sample, or a file of labels.")
+    baseline: str | None = Field(None, description="Previous model version to compare against.")
+    tolerance: float = Field(1e-4, ge=0, description="Max absolute output difference allowed against the baseline.")
+    min_agreement: float | None = Field(None, ge=0, le=1, description="Min label agreement with the baseline (0..1).")
+    min_metric: dict[str, float] = Field(default_factory=dict, description="Quality floor, e.g. {accuracy: 0.9}.")
+    max_metric: dict[str, float] = Field(default_factory=dict, description="Quality ceiling for lower-is-better metrics, e.g. {rmse: 3.0}.")
+    max_p99_ms: float | None = Field(None, gt=0, description="Fail when p99 latency at batch 1 exceeds this (ms).")
+    batch_size: int = Field(64, ge=2, description="Batch size for the throughput measurement.")
+    task: Literal["auto", "classification", "regression"] = Field("auto", description="How to score labels.")
+
+
+# -- build ---------------------------------------------------------------------
+
+
+class ImageBuildConfig(Strict):
+    """Container image settings (`mlship build --image`)."""
+
+    base: str = Field("python:3.11-slim", description="Base image with Python 3.11.")
+    repository: str | None = Field(None, description="Image repository, e.g. registry.local:5000/ml/readmission.")
+    tag: str | None = Field(None, description="Image tag; defaults to the model version.")
+    template: str | None = Field(None, description="Your own Dockerfile template instead of mlship's.")
+    platform: str = Field("linux/amd64", description="Target platform of the image.")
+    builder: Literal["docker", "oci"] = Field("docker", description="Docker engine, or daemonless OCI.")
+
+
+class EdgeBuildConfig(Strict):
+    """Edge bundle settings (`mlship build --edge`)."""
+
+    quantize: Literal["int8"] | None = Field(None, description="Quantize weights for small devices.")
+    ort: bool = Field(False, description="Also convert to ORT format.")
+    max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="Fail the build past this accuracy drop.")
+    signing_key: str | None = Field(None, description="Ed25519 private key used to sign the manifest.")
+
+
+class BuildConfig(Strict):
+    """What `mlship build` produces."""
+
+    image: ImageBuildConfig = Field(default_factory=ImageBuildConfig)
+    edge: EdgeBuildConfig = Field(default_factory=EdgeBuildConfig)
+
+
+# -- targets -------------------------------------------------------------------
+
+
+class S3Target(Strict):
+    """An S3 bucket or an S3-compatible on-prem store (MinIO, Ceph)."""
+
+    type: Literal["s3"] = "s3"
+    url: str = Field(..., description="s3://bucket/prefix")
+    endpoint_url: str | None = Field(None, description="For S3-compatible stores; AWS when empty.")
+    region: str | None = Field(None, description="Bucket region; boto3's chain decides when empty.")
+    profile: str | None = Field(None, description="Named profile from the AWS config files.")
+    sse: Literal["AES256", "aws:kms"] | None = Field(None, description="Server-side encryption.")
+    sse_kms_key_id: str | None = Field(None, description="KMS key for sse: aws:kms.")
+
+    @field_validator("url")
+    @classmethod
+    def _s3_url(cls, value: str) -> str:
+        if not value.startswith("s3://") or len(value) <= len("s3://"):
+            raise ValueError("must look like s3://bucket/prefix")
+        return value
+
+
+class FileTarget(Strict):
+    """A directory: local disk, NFS or SMB mount."""
+
+    type: Literal["file"] = "file"
+    url: str = Field(..., description="file:///path or a plain path")
+
+
+class RegistryTarget(Strict):
+    """An OCI registry (on-prem registry, ECR)."""
+
+    type: Literal["registry"] = "registry"
+    url: str = Field(..., description="host:port/repository")
+    insecure: bool = Field(False, description="Plain HTTP, for registries on loopback or a trusted LAN.")
+
+
+Target = Annotated[Union[S3Target, FileTarget, RegistryTarget], Field(discriminator="type")]
+
+
+# -- rollout -------------------------------------------------------------------
+
+
+class NginxRouter(Strict):
+    """Weights and mirroring through an nginx config file on-prem."""
+
+    type: Literal["nginx"] = "nginx"
+    config: str = Field(..., description="The nginx config file mlship owns, e.g. /etc/nginx/conf.d/model.conf.")
+    reload: str | None = Field(None, description="Command that reloads nginx; `nginx -s reload` when empty.")
+    upstreams: dict[str, str] = Field(default_factory=dict, description="Variant name -> server address.")
+
+
+class SageMakerRouter(Strict):
+    """Production-variant weights of a SageMaker endpoint."""
+
+    type: Literal["sagemaker"] = "sagemaker"
+    endpoint: str = Field(..., description="SageMaker endpoint name.")
+    region: str | None = Field(None, description="AWS region.")
+    endpoint_url: str | None = Field(None, description="Custom API endpoint (tests, private links).")
+
+
+Router = Annotated[Union[NginxRouter, SageMakerRouter], Field(discriminator="type")]
+
+
+class AnalysisConfig(Strict):
+    """The gate between rollout steps."""
+
+    max_error_rate: float | None = Field(0.01, ge=0, le=1, description="Max share of failed requests.")
+    max_p99_latency_ms: float | None = Field(None, gt=0, description="Max p99 latency of the candidate (ms).")
+    max_prediction_drift: float | None = Field(None, ge=0, description="Max drift of candidate vs stable outputs.")
+    min_requests: int = Field(100, ge=0, description="Wait for this many candidate requests before judging.")
+
+
+class RolloutConfig(Strict):
+    """How a new version reaches users."""
+
+    router: Router | None = None
+    strategy: Literal["bluegreen", "canary", "shadow"] = "canary"
+    steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], description="Candidate traffic % per step.")
+    pause: str | None = Field(None, description="Wait between steps, e.g. 10m.")
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError("must be increasing percentages in (0, 100]")
+        return steps
+
+
+# -- monitoring ----------------------------------------------------------------
+
+
+class ColumnOverride(Strict):
+    """Per-column drift settings."""
+
+    kind: Literal["numeric", "categorical"] | None = Field(None, description="Declare the column's type.")
+    threshold: float | None = Field(None, ge=0, description="Drift threshold for this column's effect size.")
+    ignore: bool = Field(False, description="Leave the column out of drift checks.")
+
+
+class MonitoringConfig(Strict):
+    """Drift and performance checks on prediction logs."""
+
+    reference: str | None = Field(None, description="Training data or a saved profile.")
+    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that means dataset drift.")
+    columns: dict[str, ColumnOverride] = Field(default_factory=dict)
+
+
+# -- top level -----------------------------------------------------------------
+
+
+class Config(Strict):
+    """mlship.yaml: one model and how it ships."""
+
+    name: str | None = Field(None, description="Model name, used in images, targets and logs.")
+    version: str | None = Field(None, description="Model version, e.g. 1.4.0.")
+    model: str | None = Field(None, description="Path to the ONNX model, relative to mlship.yaml.")
+    sample: str | None = Field(None, description="Sample data (CSV, Parquet, JSON Lines, NPY) for checks.")
+    check: CheckConfig = Field(default_factory=CheckConfig)
+    build: BuildConfig = Field(default_factory=BuildConfig)
+    targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _source: str = PrivateAttr(default="defaults")
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths in the config are relative to."""
+        return self._base_dir
+
+    @property
+    def source(self) -> str:
+        """Where the config came from (a file path, or 'defaults')."""
+        return self._source
+
+    def resolve(self, path: str | None) -> Path | None:
+        """A path from the config, made absolute against the config's directory."""
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self._base_dir / p
+
+
+# Global options that share the MLSHIP_ prefix but are not config fields.
+_NOT_CONFIG = {"JSON", "QUIET", "VERBOSE", "CONFIG", "REQUIRE_SERVICES", "NO_COLOR"}
+
+
+def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:
+    """The config file to use: the explicit one (must exist), or ./mlship.yaml."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}", hint="Check --config or MLSHIP_CONFIG")
+        return path
+    candidate = (cwd or Path.cwd()) / CONFIG_FILE
+    return candidate if candidate.is_file() else None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Config:
+    """Load the effective config: file, then MLSHIP_* variables, then flags.
+
+    `overrides` holds flag values by dotted path ("check.tolerance"); None
+    values are skipped so unset flags do not mask the file.
+    """
+    file = find_config(path, cwd)
+    data = _read_yaml(file) if file else {}
+    sources: dict[tuple, str] = {}
+    for key, value in _env_values(os.environ if environ is None else environ).items():
+        _set_path(data, key, value[0])
+        sources[key] = value[1]
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            key = tuple(dotted.split("."))
+            _set_path(data, key, value)
+            sources[key] = "--" + key[-1].replace("_", "-")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, file, sources) from None
+    config._base_dir = (file.parent if file else (cwd or Path.cwd())).resolve()
+    config._source = str(file) if file else "defaults"
+    return config
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
+        raise ConfigError(f"{where}: invalid YAML: {exc.problem}", hint="Fix the syntax") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of keys, not {type(data).__name__}")
+    return data
+
+
+def _env_values(environ: Mapping[str, str]) -> dict[tuple, tuple[Any, str]]:
+    """MLSHIP_A__B=value -> {("a", "b"): (parsed value, "MLSHIP_A__B")}."""
+    fields = set(Config.model_fields)
+    values: dict[tuple, tuple[Any, str]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX):] in _NOT_CONFIG:
+            continue
+        key = tuple(part.lower() for part in name[len(ENV_PREFIX):].split("__"))
+        if key[0] in fields:
+            values[key] = (_parse_scalar(raw), name)
+    return values
+
+
+def _parse_scalar(raw: str) -> Any:
+    """Environment values are YAML scalars or flow collections ("0.5", "[5, 50]")."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _set_path(data: dict[str, Any], key: tuple, value: Any) -> None:
+    node = data
+    for part in key[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[key[-1]] = value
+
+
+def _config_error(exc: ValidationError, file: Path | None, sources: dict[tuple, str]) -> ConfigError:
+    """One line naming the first bad field, where it came from, and why."""
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    dotted = ".".join(loc) or "(top level)"
+    origin = next((src for key, src in sources.items() if loc[: len(key)] == key), None)
+    where = origin or (str(file) if file else "config")
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+        message += f" (got {err['input']!r})"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return ConfigError(
+        f"{where}: {dotted}: {message}{more}",
+        hint="See `mlship config schema` for the allowed keys and types",
+    )
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of mlship.yaml."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "mlship.yaml"
+    return schema

@@ -1,0 +1,111 @@
+"""The single output object: rich for people, one JSON document for machines.
+
+Commands never print directly. They hand a result (a JSON-able dict) and a
+render function to `Console.result`; errors and notes go through `error`,
+`warn` and `info`. Tests build a Console over StringIO buffers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from typing import IO, Any, Callable, ContextManager
+
+from rich.console import Console as RichConsole
+
+
+class Console:
+    """Where every command writes.
+
+    json: print exactly one JSON document on stdout (the result, or the error).
+    quiet: print nothing but errors. verbose: tracebacks and debug notes.
+    """
+
+    def __init__(
+        self,
+        *,
+        json_output: bool = False,
+        quiet: bool = False,
+        verbose: bool = False,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        stdin: IO[str] | None = None,
+    ) -> None:
+        self.json_output = json_output
+        self.quiet = quiet
+        self.verbose = verbose
+        self._stdin = stdin or sys.stdin
+        self.out = RichConsole(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
+        self.err = RichConsole(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self.emitted_result = False
+
+    @property
+    def interactive(self) -> bool:
+        """True when a person can answer a prompt (stdin is a TTY)."""
+        return bool(getattr(self._stdin, "isatty", lambda: False)())
+
+    @property
+    def shows_progress(self) -> bool:
+        """Progress bars only for people watching a terminal."""
+        return not (self.json_output or self.quiet) and self.err.is_terminal
+
+    def result(self, data: dict[str, Any], render: Callable[[RichConsole], None]) -> None:
+        """Emit a command's result: `data` as JSON, or `render` for people."""
+        self.emitted_result = True
+        if self.json_output:
+            self.out.file.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+            self.out.file.flush()
+        elif not self.quiet:
+            render(self.out)
+
+    def info(self, message: str) -> None:
+        """A note for people (stderr); hidden by --quiet and --json."""
+        if not (self.quiet or self.json_output):
+            self.err.print(message)
+
+    def debug(self, message: str) -> None:
+        """A note shown only with --verbose."""
+        if self.verbose:
+            self.err.print(f"[dim]{message}[/dim]")
+
+    def warn(self, message: str) -> None:
+        """A warning (stderr); hidden by --quiet."""
+        if not self.quiet:
+            self.err.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+
+    def error(self, message: str, *, exit_code: int) -> None:
+        """Report a failure: one line on stderr, plus a JSON error document
+        on stdout in --json mode when no result was printed."""
+        self.err.print(f"[red]error:[/red] {_escape(message)}")
+        if self.json_output and not self.emitted_result:
+            doc = {"error": {"message": message, "exit_code": exit_code}}
+            self.out.file.write(json.dumps(doc) + "\n")
+            self.out.file.flush()
+
+    def traceback(self) -> None:
+        """Print the current exception's traceback (used with --verbose)."""
+        self.err.print_exception(show_locals=False)
+
+    def status(self, message: str) -> ContextManager[Any]:
+        """A spinner for short waits, only on an interactive terminal."""
+        if self.shows_progress:
+            return self.err.status(message)
+        return nullcontext()
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _jsonable(value: Any) -> Any:
+    """Fallback for json.dumps: numpy scalars, paths, pydantic models."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

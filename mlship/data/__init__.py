@@ -1,0 +1,1 @@
+"""Reading tabular data files (CSV, Parquet, JSON Lines, NPY) into columns."""

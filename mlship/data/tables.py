@@ -1,0 +1,172 @@
+"""Tables: named columns of equal length, read from data files.
+
+A column is a NumPy array: 1-D for scalars (float64 for numbers, object for
+text), or 2-D when every row holds a list of equal length (a tensor feature,
+an NPY matrix).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship.errors import InvalidInputError
+from mlship.extras import require
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+
+NPY_COLUMN = "__array__"  # the one column of an .npy file
+
+
+@dataclass
+class Table:
+    """Columns read from `path`."""
+
+    path: Path
+    columns: dict[str, np.ndarray]
+
+    @property
+    def n_rows(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def column(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a data file by its extension; InvalidInputError (exit 3) on any problem."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise InvalidInputError(f"{path}: unknown data format '{path.suffix}'", hint=f"Use one of {known}")
+    if not path.is_file():
+        raise InvalidInputError(f"data file not found: {path}")
+    reader = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl, "npy": _read_npy, "npz": _read_npz}
+    try:
+        table = reader[fmt](path)
+    except InvalidInputError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read {fmt} data: {exc}") from None
+    if not table.columns or table.n_rows == 0:
+        raise InvalidInputError(f"{path}: the file has no rows", hint="Give a sample with at least one row")
+    return table
+
+
+def _read_csv(path: Path) -> Table:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        header = next(reader, None)
+        if header is None:
+            raise InvalidInputError(f"{path}: the file is empty")
+        _check_header(path, header)
+        rows = []
+        for line_no, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise InvalidInputError(
+                    f"{path}:{line_no}: expected {len(header)} fields, found {len(row)}",
+                    hint="Check for unquoted delimiters or a truncated line",
+                )
+            rows.append(row)
+    values = list(zip(*rows)) if rows else [() for _ in header]
+    return Table(path, {name: _column_from_text(col) for name, col in zip(header, values)})
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    seen = set()
+    for name in header:
+        if not name:
+            raise InvalidInputError(f"{path}:1: a column has an empty name")
+        if name in seen:
+            raise InvalidInputError(f"{path}:1: column '{name}' appears twice")
+        seen.add(name)
+
+
+def _column_from_text(values: tuple[str, ...]) -> np.ndarray:
+    """Numbers become float64 (empty cells NaN); anything else stays text."""
+    try:
+        return np.array([float(v) if v != "" else np.nan for v in values], dtype=np.float64)
+    except ValueError:
+        return np.array(values, dtype=object)
+
+
+def _read_jsonl(path: Path) -> Table:
+    records: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
+            if not isinstance(record, dict):
+                raise InvalidInputError(f"{path}:{line_no}: each line must be a JSON object")
+            records.append(record)
+    names = list(dict.fromkeys(k for r in records for k in r))
+    return Table(path, {n: _column_from_values([r.get(n) for r in records], path, n) for n in names})
+
+
+def _column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
+    """Scalars -> 1-D (float64 when numeric), equal-length lists -> 2-D."""
+    if values and all(isinstance(v, list) for v in values):
+        try:
+            return np.array(values, dtype=np.float64)
+        except ValueError:
+            raise InvalidInputError(f"{path}: column '{name}' holds lists of different lengths") from None
+    if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=object)
+
+
+def _read_parquet(path: Path) -> Table:
+    pq = require("pyarrow.parquet")
+    table = pq.read_table(path)
+    columns = {}
+    for name in table.column_names:
+        col = table.column(name)
+        py = col.to_pylist()
+        columns[name] = _column_from_values(py, path, name) if py and isinstance(py[0], list) else _arrow_1d(col)
+    return Table(path, columns)
+
+
+def _arrow_1d(col: Any) -> np.ndarray:
+    arr = col.to_numpy(zero_copy_only=False)
+    if arr.dtype.kind in "iufb":
+        return arr.astype(np.float64) if arr.dtype.kind != "f" else arr
+    return arr.astype(object)
+
+
+def _read_npy(path: Path) -> Table:
+    arr = np.load(path, allow_pickle=False)
+    if arr.ndim == 0:
+        raise InvalidInputError(f"{path}: the array is a scalar, expected rows")
+    return Table(path, {NPY_COLUMN: arr})
+
+
+def _read_npz(path: Path) -> Table:
+    with np.load(path, allow_pickle=False) as data:
+        columns = {name: data[name] for name in data.files}
+    lengths = {len(a) for a in columns.values()}
+    if len(lengths) > 1:
+        raise InvalidInputError(f"{path}: arrays have different numbers of rows {sorted(lengths)}")
+    return Table(path, columns)

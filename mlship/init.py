@@ -1,0 +1,72 @@
+"""`mlship init`: write a commented mlship.yaml for a model."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from string import Template
+
+from mlship.errors import UsageError
+from mlship.templates import template_text
+
+
+def render_config(model: Path | None, base_dir: Path) -> str:
+    """The mlship.yaml text, with the model's signature as comments."""
+    name, signature = "my-model", "# (run `mlship init --model M.onnx` to fill in the signature)\n"
+    model_ref = "model.onnx"
+    if model is not None:
+        from mlship.model.load import load_model
+        from mlship.model.signature import signature_of
+
+        loaded = load_model(model)
+        name = _slug(model.stem if model.stem != "model" else model.resolve().parent.name)
+        model_ref = _relative(model, base_dir)
+        signature = _signature_comment(signature_of(loaded.proto), loaded.sha256)
+    return Template(template_text("mlship.yaml")).substitute(
+        name=name, version="0.1.0", model=model_ref, signature=signature
+    )
+
+
+def write_config(path: Path, text: str, *, force: bool) -> None:
+    """Write atomically; refuse to replace an existing file without force."""
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="Pass --force to overwrite it")
+    atomic_write(path, text.encode("utf-8"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _signature_comment(signature, sha256: str) -> str:
+    lines = [f"# Detected signature (sha256 {sha256[:12]}…):"]
+    for kind, specs in (("input ", signature.inputs), ("output", signature.outputs)):
+        for spec in specs:
+            lines.append(f"#   {kind} {spec.name}: {spec.type} {spec.shape_text()}")
+    if signature.feature_names:
+        lines.append(f"#   features ({len(signature.feature_names)}): {', '.join(signature.feature_names)}")
+    return "\n".join(lines) + "\n"
+
+
+def _relative(model: Path, base_dir: Path) -> str:
+    try:
+        return str(model.resolve().relative_to(base_dir.resolve()))
+    except ValueError:
+        return str(model.resolve())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "my-model"

@@ -1,0 +1,2 @@
+"""ONNX models: load, signature, validate, and the one Runner shared by
+check, serve, predict and edge."""

@@ -1,0 +1,153 @@
+"""Turning data into model inputs ("feeds"), and making up inputs for smoke runs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlship.data.tables import NPY_COLUMN, Table
+from mlship.errors import InvalidInputError
+from mlship.model.signature import Signature, TensorSpec
+
+
+def feeds_from_table(table: Table, signature: Signature) -> dict[str, np.ndarray]:
+    """Map a table's columns onto the model inputs by name.
+
+    An input takes the column of its own name; a single 2-D input with
+    feature names in the model's metadata gathers those columns in order; an
+    .npy file feeds a single-input model whole. Missing columns are all named
+    in one error.
+    """
+    feeds, missing = {}, []
+    for spec in signature.inputs:
+        if spec.name in table.columns:
+            feeds[spec.name] = _convert(table, spec.name, table.column(spec.name), spec)
+        elif NPY_COLUMN in table.columns and len(signature.inputs) == 1:
+            feeds[spec.name] = _convert(table, "array", table.column(NPY_COLUMN), spec)
+        elif signature.feature_names and len(signature.inputs) == 1:
+            absent = [n for n in signature.feature_names if n not in table.columns]
+            if absent:
+                missing.extend(absent)
+                continue
+            stacked = np.column_stack([_as_number(table, n, spec) for n in signature.feature_names])
+            feeds[spec.name] = _convert(table, spec.name, stacked, spec)
+        else:
+            missing.append(spec.name)
+    if missing:
+        raise InvalidInputError(
+            f"{table.path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)} "
+            f"required by the model",
+            hint=f"The file has: {', '.join(list(table.columns)[:12])}",
+        )
+    return feeds
+
+
+def _as_number(table: Table, name: str, spec: TensorSpec) -> np.ndarray:
+    column = table.column(name)
+    if column.ndim != 1:
+        raise InvalidInputError(f"{table.path}: column '{name}' holds lists; expected one number per row")
+    return _convert(table, name, column, spec.model_copy(update={"shape": None}))
+
+
+def _convert(table: Table, name: str, column: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Cast to the input's dtype and shape, naming the first bad row on failure."""
+    dtype = np.dtype(object) if spec.dtype == "string" else np.dtype(spec.dtype or "float32")
+    if dtype.kind in "iufb":
+        column = _numeric(table, name, column, dtype)
+    else:
+        column = column.astype(str).astype(object)
+    shape = spec.shape
+    if shape is not None and len(shape) == 2 and column.ndim == 1:
+        column = column.reshape(-1, 1)
+    if shape is not None and len(shape) == column.ndim:
+        for axis, dim in enumerate(shape[1:], start=1):
+            if isinstance(dim, int) and column.shape[axis] != dim:
+                raise InvalidInputError(
+                    f"{table.path}: input '{spec.name}' expects {dim} values on axis {axis}, "
+                    f"the data gives {column.shape[axis]}"
+                )
+    elif shape is not None:
+        raise InvalidInputError(
+            f"{table.path}: input '{spec.name}' expects {len(shape)} dimensions {spec.shape_text()}, "
+            f"the data for it has {column.ndim}"
+        )
+    return np.ascontiguousarray(column)
+
+
+def _numeric(table: Table, name: str, column: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    try:
+        values = column.astype(np.float64)
+    except (ValueError, TypeError):
+        row, bad = _first_bad(column)
+        raise InvalidInputError(
+            f"{table.path}: column '{name}' row {row}: cannot convert {bad!r} to {dtype.name}",
+            hint="Fix the value or drop the row",
+        ) from None
+    if dtype.kind in "iub":
+        nan_rows = np.flatnonzero(np.isnan(values).reshape(len(values), -1).any(axis=1))
+        if nan_rows.size:
+            raise InvalidInputError(
+                f"{table.path}: column '{name}' row {nan_rows[0] + 1}: missing value, but the input is {dtype.name}"
+            )
+    return values.astype(dtype)
+
+
+def _first_bad(column: np.ndarray) -> tuple[int, object]:
+    for i, value in enumerate(column.reshape(len(column), -1)):
+        try:
+            np.asarray(value, dtype=np.float64)
+        except (ValueError, TypeError):
+            return i + 1, value.tolist() if hasattr(value, "tolist") else value
+    return 0, None
+
+
+def generated_feeds(signature: Signature, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs that respect each input's dtype and shape.
+
+    The first dynamic axis is the batch (`rows`); other dynamic axes get 1.
+    """
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for spec in signature.inputs:
+        shape = _concrete_shape(spec, rows)
+        feeds[spec.name] = _random(rng, spec.dtype or "float32", shape)
+    return feeds
+
+
+def batch_capacity(signature: Signature) -> int | None:
+    """The fixed batch size when the first axis is a number, else None (any)."""
+    dims = [s.shape[0] for s in signature.inputs if s.shape]
+    fixed = [d for d in dims if isinstance(d, int)]
+    return min(fixed) if fixed else None
+
+
+def _concrete_shape(spec: TensorSpec, rows: int) -> tuple[int, ...]:
+    if not spec.shape:
+        return (rows,) if spec.shape is None else ()
+    dims = []
+    for axis, dim in enumerate(spec.shape):
+        if isinstance(dim, int) and dim > 0:
+            dims.append(dim)
+        else:
+            dims.append(rows if axis == 0 else 1)
+    return tuple(dims)
+
+
+def _random(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "string":
+        return np.array(rng.choice(["a", "b", "c"], size=shape), dtype=object)
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    kind = np.dtype(dtype).kind
+    if kind in "iu":
+        return rng.integers(0, 4, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def slice_feeds(feeds: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Rows [start, stop) of every input."""
+    return {name: value[start:stop] for name, value in feeds.items()}
+
+
+def feed_rows(feeds: dict[str, np.ndarray]) -> int:
+    """Number of rows (first axis) in the feeds."""
+    return min(len(v) for v in feeds.values()) if feeds else 0

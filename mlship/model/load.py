@@ -1,0 +1,101 @@
+"""Load an ONNX file with errors a person can act on."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlship.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import onnx
+
+# Leading bytes of files people mistake for models.
+_MAGIC = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"PK\x03\x04": "a zip archive (a PyTorch .pt or Keras file?)",
+    b"\x1f\x8b": "a gzip archive",
+    b"%PDF": "a PDF document",
+    b"\x80\x02": "a Python pickle",
+    b"\x80\x03": "a Python pickle",
+    b"\x80\x04": "a Python pickle",
+    b"\x80\x05": "a Python pickle",
+    b"\x93NUMPY": "a NumPy array",
+    b"PAR1": "a Parquet file",
+    b"GGUF": "a GGUF model",
+}
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A parsed ONNX model and facts about its file."""
+
+    path: Path
+    proto: "onnx.ModelProto"
+    sha256: str
+    size: int
+
+    @property
+    def opsets(self) -> dict[str, int]:
+        """Operator set version per domain ("ai.onnx" for the default domain)."""
+        return {(o.domain or "ai.onnx"): o.version for o in self.proto.opset_import}
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The model's metadata_props."""
+        return {p.key: p.value for p in self.proto.metadata_props}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(path: str | Path) -> ModelFile:
+    """Read and parse an ONNX model; InvalidInputError (exit 3) when it is not one."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    if not path.exists():
+        raise InvalidInputError(f"model file not found: {path}", hint="Check the path")
+    if not path.is_file():
+        raise InvalidInputError(f"model path is not a file: {path}")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read model {path}: {exc.strerror}") from None
+    if size == 0:
+        raise InvalidInputError(f"model file is empty: {path}")
+    kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
+    if kind:
+        raise InvalidInputError(f"{path} is not an ONNX model: it is {kind}", hint="Export the model to ONNX first")
+    try:
+        proto = onnx.load_model(str(path), load_external_data=True)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"{path} is not a readable ONNX model: the file is truncated or corrupted ({_first_line(exc)})",
+            hint="Export or download it again",
+        ) from None
+    except OSError as exc:
+        raise InvalidInputError(f"{path}: cannot load external data: {exc}") from None
+    if not proto.HasField("graph") or not proto.graph.output:
+        raise InvalidInputError(
+            f"{path} is not a complete ONNX model: it has no graph outputs (truncated?)",
+            hint="Export or download it again",
+        )
+    return ModelFile(path=path, proto=proto, sha256=sha256_file(path), size=size)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

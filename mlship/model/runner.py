@@ -1,0 +1,62 @@
+"""The one way mlship runs a model: an onnxruntime session with its signature."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship.errors import InvalidInputError
+from mlship.model.load import ModelFile
+from mlship.model.signature import Signature, signature_of
+
+
+class Runner:
+    """An onnxruntime InferenceSession plus the model's signature.
+
+    Shared by check, serve, predict and edge so every command runs a model the
+    same way (same providers, thread settings and error messages).
+    """
+
+    def __init__(self, model: ModelFile, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.model = model
+        self.signature: Signature = signature_of(model.proto)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's Fail/InvalidGraph/NotImplemented
+            raise InvalidInputError(f"{model.path}: onnxruntime cannot load the model: {_short(exc)}") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, threads: int | None = None) -> "Runner":
+        from mlship.model.load import load_model
+
+        return cls(load_model(path), threads=threads)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Run once; outputs by name. InvalidInputError when the inputs do not fit."""
+        try:
+            values = self.session.run(self.output_names, feeds)
+        except Exception as exc:
+            raise InvalidInputError(f"{self.model.path}: inference failed: {_short(exc)}") from None
+        return dict(zip(self.output_names, values))
+
+
+def _short(exc: BaseException) -> str:
+    """onnxruntime messages start with a C++ source location; keep the reason."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "] : " in text:
+        text = text.split("] : ", 1)[1]
+    marker = text.find(") ")
+    if text.startswith(("FAIL", "INVALID", "NOT_IMPLEMENTED")) or "onnxruntime_src" in text:
+        text = text[marker + 2:] if marker != -1 else text
+    return text
