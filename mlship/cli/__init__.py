@@ -36,6 +36,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    epilog=(
+        "Global options may also follow the command (mlship check m.onnx --json). "
+        "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 invalid input, "
+        "4 check failed, 5 rollout paused, 6 rollout aborted, 7 external service failed, 130 interrupted."
+    ),
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -53,16 +58,11 @@ def _global_options(
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="MLSHIP_QUIET", help="Print errors only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", envvar="MLSHIP_VERBOSE", help="Show debug notes and tracebacks."),
     config: Optional[str] = typer.Option(
-        None, "--config", "-c", envvar="MLSHIP_CONFIG", help="Path to mlship.yaml [default: ./mlship.yaml]."
+        None, "--config", "-c", envvar="MLSHIP_CONFIG", help="Path to mlship.yaml (default: ./mlship.yaml)."
     ),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ) -> None:
-    """Check, package, push, serve, roll out and monitor ONNX models.
-
-    Global options (--json, --quiet, --verbose) may also follow the command.
-    Exit codes: 0 ok, 1 bug, 2 usage/config, 3 invalid input, 4 check failed,
-    5 rollout paused, 6 rollout aborted, 7 external service failed.
-    """
+    """Global options, shared by every command."""
     state: State = ctx.ensure_object(State)
     console = state.console
     console.json_output = console.json_output or json_output
@@ -99,8 +99,12 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     state = State(console=console or Console())
     try:
-        app(args=args, prog_name="mlship", standalone_mode=False, obj=state)
-        return ExitCode.OK
+        # Without standalone mode typer returns the code of an Exit it caught
+        # (--help, --version, and 130 for Ctrl-C) instead of raising it.
+        code = app(args=args, prog_name="mlship", standalone_mode=False, obj=state)
+        if code == ExitCode.INTERRUPTED:
+            state.console.error("interrupted", exit_code=ExitCode.INTERRUPTED)
+        return code if isinstance(code, int) else ExitCode.OK
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

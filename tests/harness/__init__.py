@@ -1,0 +1,1 @@
+"""Test harness: start real servers (Docker engine, OCI registry, moto, nginx) on loopback."""

@@ -1,0 +1,94 @@
+"""Global CLI behaviour: version, help, global flags, env variables, imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from mlship import __version__
+from mlship.cli import hoist_global_flags
+from tests.support import MODEL, ROOT, SAMPLE, run, run_process
+
+HEAVY = ("onnxruntime", "scipy", "boto3", "docker", "onnx", "numpy", "pyarrow")
+
+
+def test_version():
+    result = run_process("--version")
+    assert result.code == 0
+    assert result.stdout.strip() == f"mlship {__version__}"
+
+
+def test_help_lists_commands_and_exit_codes():
+    result = run_process("--help")
+    assert result.code == 0
+    text = " ".join(result.stdout.split())
+    for word in ("check", "init", "config", "--json", "--quiet", "--verbose", "Exit codes:", "4 check failed"):
+        assert word in text
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = (
+        "import sys\n"
+        "from mlship.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1].replace("'", '"'))
+    assert loaded == [], f"mlship --help imported {loaded}"
+
+
+def test_subcommand_help_does_not_import_heavy_libraries():
+    code = (
+        "import sys\nfrom mlship.cli import main\n"
+        "for cmd in (['check', '--help'], ['config', '--help'], ['init', '--help']):\n    main(cmd)\n"
+        "print(sorted(m for m in ('onnxruntime', 'scipy', 'boto3', 'docker') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_json_flag_after_the_command_gives_one_document():
+    result = run("check", str(MODEL), "--json")
+    assert result.code == 0
+    doc = result.json()
+    assert doc["model"]["sha256"] and doc["passed"] is True
+
+
+def test_json_from_environment_variable():
+    result = run_process("check", str(MODEL), env={"MLSHIP_JSON": "1"})
+    assert result.code == 0
+    assert json.loads(result.stdout)["signature"]["inputs"][0]["name"] == "X"
+
+
+def test_quiet_prints_nothing_on_success_and_the_error_on_failure():
+    ok = run("--quiet", "check", str(MODEL))
+    assert ok.code == 0 and ok.stdout == "" and ok.stderr == ""
+    bad = run("-q", "check", str(MODEL), "--sample", str(SAMPLE), "--labels", "label", "--min-metric", "accuracy=0.999")
+    assert bad.code == 4 and bad.stdout == "" and "accuracy" in bad.stderr
+
+
+def test_quiet_from_environment_variable():
+    result = run_process("check", str(MODEL), env={"MLSHIP_QUIET": "true"})
+    assert result.code == 0 and result.stdout == ""
+
+
+def test_json_error_document_when_the_command_fails_early(tmp_path):
+    result = run("--json", "check", str(tmp_path / "absent.onnx"))
+    assert result.code == 3
+    assert result.json() == {"error": {"message": result.json()["error"]["message"], "exit_code": 3}}
+    assert "absent.onnx" in result.json()["error"]["message"]
+
+
+def test_hoisting_keeps_arguments_after_double_dash():
+    assert hoist_global_flags(["check", "m.onnx", "--json", "--", "--quiet"]) == [
+        "--json", "check", "m.onnx", "--", "--quiet"]
+
+
+def test_no_prompt_without_a_tty(tmp_path):
+    # An existing file and no --force: refuse at once instead of asking.
+    (tmp_path / "mlship.yaml").write_text("name: keep\n")
+    result = run_process("init", cwd=tmp_path)
+    assert result.code == 2
+    assert (tmp_path / "mlship.yaml").read_text() == "name: keep\n"
