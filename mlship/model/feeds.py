@@ -96,7 +96,8 @@ def _first_bad(column: np.ndarray) -> tuple[int, object]:
         try:
             np.asarray(value, dtype=np.float64)
         except (ValueError, TypeError):
-            return i + 1, value.tolist() if hasattr(value, "tolist") else value
+            items = value.tolist()
+            return i + 1, items[0] if len(items) == 1 else items
     return 0, None
 
 
