@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import nullcontext
-from typing import IO, Any, Callable, ContextManager
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any, Callable, ContextManager
 
-from rich.console import Console as RichConsole
+if TYPE_CHECKING:
+    from rich.console import Console as RichConsole
 
 
 class Console:
@@ -36,9 +38,24 @@ class Console:
         self.quiet = quiet
         self.verbose = verbose
         self._stdin = stdin or sys.stdin
-        self.out = RichConsole(file=stdout or sys.stdout, highlight=False, soft_wrap=True)
-        self.err = RichConsole(file=stderr or sys.stderr, highlight=False, soft_wrap=True)
+        self._stdout = stdout or sys.stdout
+        self._stderr = stderr or sys.stderr
         self.emitted_result = False
+
+    # rich.console costs ~20 ms to import: only pay for it when printing.
+    @cached_property
+    def out(self) -> "RichConsole":
+        """Rich console over stdout (results)."""
+        from rich.console import Console as RichConsole
+
+        return RichConsole(file=self._stdout, highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> "RichConsole":
+        """Rich console over stderr (notes, warnings, errors, progress)."""
+        from rich.console import Console as RichConsole
+
+        return RichConsole(file=self._stderr, highlight=False, soft_wrap=True)
 
     @property
     def interactive(self) -> bool:
@@ -50,12 +67,12 @@ class Console:
         """Progress bars only for people watching a terminal."""
         return not (self.json_output or self.quiet) and self.err.is_terminal
 
-    def result(self, data: dict[str, Any], render: Callable[[RichConsole], None]) -> None:
+    def result(self, data: dict[str, Any], render: Callable[["RichConsole"], None]) -> None:
         """Emit a command's result: `data` as JSON, or `render` for people."""
         self.emitted_result = True
         if self.json_output:
-            self.out.file.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
-            self.out.file.flush()
+            self._stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+            self._stdout.flush()
         elif not self.quiet:
             render(self.out)
 
@@ -80,8 +97,8 @@ class Console:
         self.err.print(f"[red]error:[/red] {_escape(message)}")
         if self.json_output and not self.emitted_result:
             doc = {"error": {"message": message, "exit_code": exit_code}}
-            self.out.file.write(json.dumps(doc) + "\n")
-            self.out.file.flush()
+            self._stdout.write(json.dumps(doc) + "\n")
+            self._stdout.flush()
 
     def traceback(self) -> None:
         """Print the current exception's traceback (used with --verbose)."""

@@ -35,7 +35,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Plain help: typer's rich help imports rich.markdown and doubles start-up time.
+    rich_markup_mode=None,
     epilog=(
         "Global options may also follow the command (mlship check m.onnx --json). "
         "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 invalid input, "

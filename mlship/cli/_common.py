@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from mlship.config import Config, load_config
 from mlship.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlship.config import Config
 
 
 def state(ctx: typer.Context) -> Any:
@@ -15,8 +17,10 @@ def state(ctx: typer.Context) -> Any:
     return ctx.find_root().obj
 
 
-def config_for(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> Config:
+def config_for(ctx: typer.Context, overrides: dict[str, Any] | None = None) -> "Config":
     """The effective config: file < MLSHIP_* env < these flag overrides."""
+    from mlship.config import load_config
+
     return load_config(state(ctx).config_path, overrides=overrides)
 
 
