@@ -129,8 +129,15 @@ def run_check(options: CheckOptions, progress: Any = None) -> CheckReport:
     checks.append(CheckItem(name="onnx checker", status="pass", detail="full check passed"))
     checks.append(CheckItem(name="shape inference", status="pass", detail=f"{inferred} intermediate shapes inferred"))
     support = runtime_support()
-    checks.append(_runtime_item(model, support))
-    runner = Runner(model, threads=options.threads)
+    runtime_item = _runtime_item(model, support)
+    checks.append(runtime_item)
+    try:
+        runner = Runner(model, threads=options.threads)
+    except InvalidInputError:
+        if runtime_item.status == "pass":
+            raise
+        raise InvalidInputError(f"{model.path}: {runtime_item.detail}",
+                                hint="Export with a lower opset/IR version or upgrade onnxruntime") from None
 
     step("smoke run")
     table = read_table(options.sample) if options.sample else None

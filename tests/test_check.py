@@ -217,3 +217,30 @@ def test_npy_with_wrong_width_is_invalid_input(tmp_path):
     np.save(sample, np.ones((3, 29), dtype=np.float32))
     result = run("check", str(MODEL), "-s", str(sample))
     assert result.code == 3 and "expects 30 values on axis 1, the data gives 29" in result.stderr
+
+
+def test_opset_newer_than_onnxruntime_is_named(tmp_path):
+    from onnx import TensorProto, helper, save_model
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 500)])
+    model.ir_version = 10
+    save_model(model, tmp_path / "new.onnx")
+    result = run("check", str(tmp_path / "new.onnx"))
+    assert result.code == 3
+    assert "opset ai.onnx 500 is newer than onnxruntime" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    sample = tmp_path / "s.parquet"
+    sample.write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    result = run("check", str(MODEL), "--sample", str(sample))
+    assert result.code == 2
+    assert "pip install 'mlship[parquet]'" in result.stderr and "pyarrow" in result.stderr
