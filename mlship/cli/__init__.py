@@ -73,9 +73,10 @@ def _global_options(
 
 
 def _register() -> None:
-    from mlship.cli import check, config, init
+    from mlship.cli import check, config, init, serve
 
     app.command("check")(check.check)
+    app.command("serve")(serve.serve)
     app.command("init")(init.init)
     app.add_typer(config.app, name="config")
 

@@ -35,9 +35,9 @@ NPY_COLUMN = "__array__"  # the one column of an .npy file
 
 @dataclass
 class Table:
-    """Columns read from `path`."""
+    """Columns read from `path` (a file, or a label such as "request body")."""
 
-    path: Path
+    path: Path | str
     columns: dict[str, np.ndarray]
 
     @property

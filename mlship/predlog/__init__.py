@@ -1,0 +1,1 @@
+"""The prediction log (schema `mlship.predlog/v1`): its model, writer and readers."""

@@ -1,0 +1,1 @@
+"""Real-time serving: the HTTP app, micro-batching, metrics, prediction logs."""

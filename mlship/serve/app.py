@@ -1,0 +1,213 @@
+"""The ASGI application: Open Inference Protocol, /predict, /metrics.
+
+Plain ASGI (no web framework) keeps the per-request cost low; routes are a
+handful of fixed paths.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Awaitable, Callable
+
+from mlship import __version__
+from mlship import jsonfast
+from mlship.serve import protocol
+from mlship.serve.errors import RequestError
+from mlship.serve.instances import decode_instances
+from mlship.serve.service import ModelService, row_outputs
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class ServeApp:
+    """ASGI app around one ModelService."""
+
+    def __init__(self, service: ModelService) -> None:
+        self.service = service
+        self.prefix = f"/v2/models/{service.name}"
+        self.inflight = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.service.close()  # in-flight requests are done by now: flush the log
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        endpoint, status, payload, content_type = "other", 500, b"", b"application/json"
+        self.inflight += 1
+        self.service.metrics.inflight.set(*self.service.metrics.base, value=self.inflight)
+        try:
+            endpoint, handler = self._route(scope["method"], scope["path"])
+            status, body = await handler(scope, receive, request_id, started)
+            if isinstance(body, str):
+                payload, content_type = body.encode(), b"text/plain; version=0.0.4; charset=utf-8"
+            else:
+                payload = jsonfast.dumps(body)
+        except RequestError as exc:
+            status, payload = exc.status, jsonfast.dumps({"error": exc.message})
+        except Exception as exc:  # a bug or a runtime failure: answer 500, keep serving
+            status, payload = 500, jsonfast.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+        finally:
+            self.inflight -= 1
+            self.service.metrics.inflight.set(*self.service.metrics.base, value=self.inflight)
+        headers = [
+            (b"content-type", content_type),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-request-id", request_id.encode()),
+            (b"x-mlship-variant", self.service.variant.encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+        self.service.metrics.observe_request(endpoint, status, time.perf_counter() - started)
+
+    def _route(self, method: str, path: str) -> tuple[str, Callable[..., Awaitable[tuple[int, Any]]]]:
+        path = path.rstrip("/") or "/"
+        gets = {
+            "/v2/health/live": ("health", self._live),
+            "/v2/health/ready": ("health", self._ready),
+            "/v2": ("metadata", self._server_metadata),
+            "/metrics": ("metrics", self._metrics),
+        }
+        if path in gets:
+            self._allow(method, "GET", path)
+            return gets[path]
+        if path == "/predict":
+            self._allow(method, "POST", path)
+            return "predict", self._predict
+        if path.startswith("/v2/models/"):
+            return self._model_route(method, path)
+        raise RequestError(404, f"no such endpoint: {path}")
+
+    def _model_route(self, method: str, path: str) -> tuple[str, Callable[..., Awaitable[tuple[int, Any]]]]:
+        parts = path.split("/")[3:]  # name [versions v] [infer|ready]
+        name, rest = parts[0], parts[1:]
+        if name != self.service.name:
+            raise RequestError(404, f"model {name!r} not found; this server serves {self.service.name!r}")
+        if rest[:1] == ["versions"]:
+            if len(rest) < 2 or rest[1] != self.service.version:
+                version = rest[1] if len(rest) > 1 else ""
+                raise RequestError(404, f"model {name!r} has no version {version!r}; "
+                                        f"served: {self.service.version!r}")
+            rest = rest[2:]
+        action = rest[0] if rest else ""
+        if action == "" and len(rest) <= 1:
+            self._allow(method, "GET", path)
+            return "metadata", self._model_metadata
+        if action == "ready" and len(rest) == 1:
+            self._allow(method, "GET", path)
+            return "health", self._ready
+        if action == "infer" and len(rest) == 1:
+            self._allow(method, "POST", path)
+            return "infer", self._infer
+        raise RequestError(404, f"no such endpoint: {path}")
+
+    @staticmethod
+    def _allow(method: str, allowed: str, path: str) -> None:
+        if method != allowed and not (allowed == "GET" and method == "HEAD"):
+            raise RequestError(405, f"{method} is not allowed on {path}; use {allowed}")
+
+    # -- handlers ----------------------------------------------------------------
+
+    async def _live(self, *_: Any) -> tuple[int, Any]:
+        return 200, {"live": True}
+
+    async def _ready(self, *_: Any) -> tuple[int, Any]:
+        return 200, {"ready": True}
+
+    async def _server_metadata(self, *_: Any) -> tuple[int, Any]:
+        return 200, {"name": "mlship", "version": __version__, "extensions": []}
+
+    async def _metrics(self, *_: Any) -> tuple[int, Any]:
+        return 200, self.service.metrics.render()
+
+    async def _model_metadata(self, *_: Any) -> tuple[int, Any]:
+        sig = self.service.signature
+        return 200, {
+            "name": self.service.name,
+            "versions": [self.service.version],
+            "platform": "onnxruntime_onnx",
+            "inputs": [protocol.tensor_metadata(s) for s in sig.inputs],
+            "outputs": [protocol.tensor_metadata(s) for s in sig.outputs],
+            "parameters": {"variant": self.service.variant, "feature_names": sig.feature_names},
+        }
+
+    async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
+        service = self.service
+        body = await self._json_body(scope, receive, request_id, started)
+        request_id = str(body.get("id") or request_id) if isinstance(body, dict) else request_id
+        try:
+            feeds = protocol.decode_inputs(body, service.signature)
+            wanted = protocol.requested_outputs(body, service.output_names)
+        except RequestError as exc:
+            service.log_predictions(request_id, started, status=exc.status, error=exc.message)
+            raise
+        outputs, cached = await service.predict(feeds)
+        service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
+        return 200, {
+            "model_name": service.name,
+            "model_version": service.version,
+            "id": request_id,
+            "outputs": protocol.encode_outputs(outputs, wanted),
+        }
+
+    async def _predict(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
+        service = self.service
+        body = await self._json_body(scope, receive, request_id, started)
+        try:
+            feeds, instances = decode_instances(body, service.signature)
+        except RequestError as exc:
+            service.log_predictions(request_id, started, status=exc.status, error=exc.message)
+            raise
+        outputs, cached = await service.predict(feeds)
+        service.log_predictions(request_id, started, instances=instances, outputs=outputs, cached=cached)
+        return 200, {
+            "predictions": row_outputs(outputs, len(instances)),
+            "model": service.name,
+            "version": service.version,
+            "request_id": request_id,
+        }
+
+    async def _json_body(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> Any:
+        limit = self.service.settings.max_body_bytes
+        declared = _header(scope, b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"request body is over the limit of {limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        raw = b"".join(chunks)
+        if not raw:
+            raise RequestError(400, "request body is empty; send JSON")
+        try:
+            return jsonfast.loads(raw)
+        except (jsonfast.DecodeError, ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None

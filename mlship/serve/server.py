@@ -1,0 +1,59 @@
+"""Starting the HTTP server (uvicorn) around a ModelService."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from mlship.extras import require
+from mlship.serve.settings import ServeSettings
+
+_SETTINGS_ENV = "MLSHIP_SERVE_SETTINGS_JSON"
+
+
+def serve(settings: ServeSettings, on_ready: Callable[[Any], None] = lambda service: None) -> None:
+    """Load the model (errors before binding the port), then serve until
+    SIGTERM/SIGINT: stop accepting, finish in-flight requests, flush the log."""
+    from mlship.serve.app import ServeApp
+    from mlship.serve.service import ModelService
+
+    uvicorn = require("uvicorn")
+    service = ModelService(settings)
+    on_ready(service)
+    if settings.workers > 1:
+        # Each worker process loads its own copy; settings travel by environment.
+        service.close()
+        os.environ[_SETTINGS_ENV] = settings.model_dump_json()
+        uvicorn.run("mlship.serve.server:worker_app", factory=True, workers=settings.workers,
+                    **_uvicorn_options(settings))
+        return
+    config = uvicorn.Config(ServeApp(service), **_uvicorn_options(settings))
+    uvicorn.Server(config).run()
+
+
+def worker_app() -> Any:
+    """App factory for worker processes (uvicorn --workers)."""
+    from mlship.serve.app import ServeApp
+    from mlship.serve.service import ModelService
+
+    return ServeApp(ModelService(ServeSettings.model_validate_json(os.environ[_SETTINGS_ENV])))
+
+
+def _uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "lifespan": "on",
+        "log_level": "warning",
+        "access_log": False,
+        "http": _best("httptools", "h11"),
+        "loop": _best("uvloop", "asyncio"),
+        "timeout_graceful_shutdown": 30,
+        "server_header": False,
+    }
+
+
+def _best(preferred: str, fallback: str) -> str:
+    import importlib.util
+
+    return preferred if importlib.util.find_spec(preferred) else fallback

@@ -1,0 +1,29 @@
+"""Settings of a serving process, shared by the CLI and worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class ServeSettings(BaseModel):
+    """Everything `mlship serve` needs to start one server process."""
+
+    model_path: Path
+    name: str
+    version: str
+    variant: str = "stable"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = Field(1, ge=1)
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads.")
+    max_batch: int = Field(64, ge=1)
+    max_wait_ms: float = Field(0.0, ge=0)
+    cache_size: int = Field(0, ge=0)
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    log_dir: Path | None = None
+    log_sample_rate: float = Field(1.0, ge=0, le=1)
+    log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    log_max_age_s: float = Field(3600.0, gt=0)
+    log_queue_size: int = Field(10_000, ge=1)

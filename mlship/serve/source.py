@@ -1,0 +1,50 @@
+"""What `mlship serve` was pointed at: a model file or a project directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlship.config import CONFIG_FILE, Config, load_config
+from mlship.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    path: Path
+    name: str
+    version: str
+
+
+def resolve_source(target: Path | None, config: Config, *, name: str | None, version: str | None) -> ModelSource:
+    """MODEL.onnx, or DIR with mlship.yaml or model.onnx, or `model:` from the config.
+
+    Name and version: flags, then the config, then the file name and "1".
+    """
+    if target is not None and target.is_dir():
+        if (target / CONFIG_FILE).is_file():
+            config = load_config(target / CONFIG_FILE)
+            target = config.resolve(config.model)
+        elif (target / "model.onnx").is_file():
+            target = target / "model.onnx"
+        else:
+            raise InvalidInputError(f"{target}: no {CONFIG_FILE} or model.onnx in this directory")
+    elif target is None:
+        target = config.resolve(config.model)
+    if target is None:
+        raise InvalidInputError("no model given", hint="Pass MODEL.onnx or DIR, or set `model:` in mlship.yaml")
+    if target.suffix == ".mlbundle":
+        raise InvalidInputError(f"{target}: edge bundles are served after `mlship edge sync` unpacks them",
+                                hint="Point serve at the unpacked directory")
+    default_name = target.stem if target.stem != "model" else target.resolve().parent.name
+    return ModelSource(
+        path=target,
+        name=name or config.name or _slug(default_name),
+        version=version or config.version or "1",
+    )
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-zA-Z0-9._-]+", "-", text).strip("-") or "model"
