@@ -23,6 +23,7 @@ def serve(
     log_sample_rate: float = typer.Option(1.0, "--log-sample-rate", help="Share of requests to log (0..1)."),
     log_max_mb: float = typer.Option(64.0, "--log-max-mb", help="Rotate a log file at this size."),
     log_max_age: float = typer.Option(3600.0, "--log-max-age", help="Rotate a log file after this many seconds."),
+    log_queue_size: int = typer.Option(10_000, "--log-queue-size", help="Log records waiting to be written; more are dropped and counted."),
     max_batch: int = typer.Option(64, "--max-batch", help="Most rows in one micro-batch."),
     max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", help="Hold a batch open this long for more requests."),
     cache_size: int = typer.Option(0, "--cache-size", help="LRU cache of this many answers (0: off)."),
@@ -46,6 +47,7 @@ def serve(
             port=port, workers=workers, threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms,
             cache_size=cache_size, max_body_bytes=max_body_bytes, log_dir=log_dir,
             log_sample_rate=log_sample_rate, log_max_bytes=int(log_max_mb * 1024 * 1024), log_max_age_s=log_max_age,
+            log_queue_size=log_queue_size,
         )
     except ValueError as exc:
         raise UsageError(f"invalid serve option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

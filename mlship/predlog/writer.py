@@ -97,19 +97,30 @@ class LogWriter:
 
     def _write(self, items: list[Any]) -> None:
         records = [r for item in items for r in (item.records() if hasattr(item, "records") else [item])]
-        if not records:
-            return
-        self._rotate_if_due()
-        data = b"".join(jsonfast.dumps(r) + b"\n" for r in records)
-        self._file.write(data)
-        self._file.flush()
-        self._file_bytes += len(data)
-        with self._lock:
-            self.written += len(records)
+        chunk: list[bytes] = []
+        size = 0
+        for record in records:
+            line = jsonfast.dumps(record) + b"\n"
+            if chunk and self._file_bytes + size + len(line) > self.max_bytes:
+                self._flush(chunk, size)  # fill this file up to its limit, then rotate
+                chunk, size = [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            self._flush(chunk, size)
 
-    def _rotate_if_due(self) -> None:
+    def _flush(self, lines: list[bytes], size: int) -> None:
+        self._rotate_if_due(size)
+        self._file.write(b"".join(lines))
+        self._file.flush()
+        self._file_bytes += size
+        with self._lock:
+            self.written += len(lines)
+
+    def _rotate_if_due(self, incoming: int) -> None:
         now = time.time()
-        due = self._file is None or self._file_bytes >= self.max_bytes or now - self._file_opened >= self.max_age_s
+        full = self._file_bytes > 0 and self._file_bytes + incoming > self.max_bytes
+        due = self._file is None or full or now - self._file_opened >= self.max_age_s
         if not due:
             return
         self._close_file()
@@ -126,3 +137,4 @@ class LogWriter:
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
+            self._file_bytes = 0

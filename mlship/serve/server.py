@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Callable
+import signal
+from typing import Any, Callable, Iterator
 
 from mlship.extras import require
 from mlship.serve.settings import ServeSettings
@@ -28,7 +30,21 @@ def serve(settings: ServeSettings, on_ready: Callable[[Any], None] = lambda serv
                     **_uvicorn_options(settings))
         return
     config = uvicorn.Config(ServeApp(service), **_uvicorn_options(settings))
-    uvicorn.Server(config).run()
+    with _graceful_signals():
+        uvicorn.Server(config).run()
+
+
+@contextlib.contextmanager
+def _graceful_signals() -> Iterator[None]:
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, which
+    would kill the process with the signal; a shutdown we asked for is a
+    success (exit 0), so the re-raised signal lands on a no-op handler."""
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def worker_app() -> Any:

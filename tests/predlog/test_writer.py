@@ -1,0 +1,60 @@
+"""The prediction-log writer: never blocks, counts drops, loses nothing accepted."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from mlship.errors import InvalidInputError
+from mlship.predlog.reader import read_records
+from mlship.predlog.writer import LogWriter
+
+
+def record(i: int) -> dict:
+    return {"ts": "2026-11-29T14:00:00.000Z", "request_id": f"r{i}", "model": "m", "version": "1",
+            "variant": "stable", "inputs": {"x": i}, "outputs": {"y": i * 2}, "latency_ms": 1.0, "status": 200,
+            "error": None}
+
+
+def test_full_queue_drops_and_counts_then_close_writes_every_accepted_record(tmp_path, monkeypatch):
+    writer = LogWriter(tmp_path, queue_size=3)
+    gate = threading.Event()
+    original = writer._write
+    monkeypatch.setattr(writer, "_write", lambda items: (gate.wait(), original(items)))
+    results = [writer.submit(record(i)) for i in range(20)]
+    # The thread holds one item while blocked; the queue holds 3 more.
+    assert results.count(False) >= 16 and writer.dropped == results.count(False)
+    gate.set()
+    writer.close()
+    assert writer.written == writer.accepted == results.count(True)
+    assert [r.request_id for r in read_records(tmp_path)] == [f"r{i}" for i, ok in enumerate(results) if ok]
+
+
+def test_rotation_by_size_keeps_whole_lines(tmp_path):
+    writer = LogWriter(tmp_path, max_bytes=1024)
+    for i in range(100):
+        writer.submit(record(i))
+    writer.close()
+    assert len(writer.files) > 3
+    assert all(p.read_bytes().endswith(b"\n") for p in writer.files)
+    assert [r.request_id for r in read_records(tmp_path)] == [f"r{i}" for i in range(100)]
+
+
+def test_rotation_by_age(tmp_path):
+    writer = LogWriter(tmp_path, max_age_s=0.000001)
+    for i in range(3):
+        writer.submit(record(i))
+        writer.close() if i == 2 else __import__("time").sleep(0.05)
+    assert len(writer.files) == 3
+
+
+def test_reader_skips_an_unfinished_last_line_and_names_bad_ones(tmp_path):
+    good = tmp_path / "a.jsonl"
+    good.write_text('{"ts": "t", "request_id": "1", "model": "m", "version": "1", "inputs": {}, "outputs": {},'
+                    ' "latency_ms": 1}\n{"ts": "t", "request_id": "2"')
+    assert [r.request_id for r in read_records(good)] == ["1"]
+    bad = tmp_path / "b.jsonl"
+    bad.write_text('{"ts": "t"}\n')
+    with pytest.raises(InvalidInputError, match=r"b.jsonl:1: not a mlship.predlog/v1 record: request_id"):
+        list(read_records(bad))

@@ -1,0 +1,71 @@
+"""MicroBatcher: coalescing, exact splitting, shape groups, errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from mlship.serve.batching import MicroBatcher
+
+
+def run_all(batcher, requests):
+    async def main():
+        return await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
+    return asyncio.run(main())
+
+
+def test_each_caller_gets_exactly_its_rows():
+    calls = []
+
+    def run(feeds):
+        calls.append(len(feeds["x"]))
+        return {"y": feeds["x"] * 10, "n": feeds["x"].sum(axis=1)}
+
+    batcher = MicroBatcher(run, max_batch=100, max_wait_ms=20, on_batch=lambda rows: None)
+    requests = [{"x": np.full((k, 2), i, dtype=np.float32)} for i, k in enumerate([1, 3, 2, 5, 1], start=1)]
+    results = run_all(batcher, requests)
+    for i, (req, res) in enumerate(zip(requests, results), start=1):
+        assert np.array_equal(res["y"], req["x"] * 10)
+        assert res["n"].tolist() == [2.0 * i] * len(req["x"])
+    assert calls == [12]
+
+
+def test_max_batch_and_shape_groups_split_runs():
+    calls = []
+
+    def run(feeds):
+        calls.append(feeds["x"].shape)
+        return {"y": feeds["x"]}
+
+    batcher = MicroBatcher(run, max_batch=4, max_wait_ms=20)
+    requests = [{"x": np.zeros((2, 2))}, {"x": np.zeros((2, 3))}, {"x": np.zeros((2, 2))}, {"x": np.zeros((2, 2))}]
+    results = run_all(batcher, requests)
+    assert [r["y"].shape for r in results] == [(2, 2), (2, 3), (2, 2), (2, 2)]
+    assert sorted(calls) == sorted([(4, 2), (2, 3), (2, 2)])
+
+
+def test_not_batchable_runs_one_by_one():
+    calls = []
+    batcher = MicroBatcher(lambda f: calls.append(1) or {"y": f["x"]}, batchable=False, max_wait_ms=20)
+    run_all(batcher, [{"x": np.zeros((1, 1))}] * 3)
+    assert len(calls) == 3
+
+
+def test_errors_reach_every_caller_of_the_batch_and_serving_goes_on():
+    def run(feeds):
+        if feeds["x"].max() > 0:
+            raise ValueError("boom")
+        return {"y": feeds["x"]}
+
+    batcher = MicroBatcher(run, max_wait_ms=20)
+    results = run_all(batcher, [{"x": np.ones((1, 1))}, {"x": np.ones((1, 1))}])
+    assert all(isinstance(r, ValueError) for r in results)
+    assert run_all(batcher, [{"x": np.zeros((1, 1))}])[0]["y"].shape == (1, 1)
+
+
+def test_output_without_batch_axis_falls_back_to_single_runs():
+    batcher = MicroBatcher(lambda f: {"total": np.array(f["x"].sum())}, max_wait_ms=20)
+    results = run_all(batcher, [{"x": np.ones((2, 1))}, {"x": np.ones((3, 1))}])
+    assert [float(r["total"]) for r in results] == [2.0, 3.0]
