@@ -1,4 +1,4 @@
-"""What `mlship serve` was pointed at: a model file or a project directory."""
+"""What `mlship serve` was pointed at: a model file, a project directory or an edge bundle."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ class ModelSource:
 
 
 def resolve_source(target: Path | None, config: Config, *, name: str | None, version: str | None) -> ModelSource:
-    """MODEL.onnx, or DIR with mlship.yaml or model.onnx, or `model:` from the config.
+    """MODEL.onnx, NAME-VERSION.mlbundle, DIR with mlship.yaml or model.onnx,
+    or `model:` from the config.
 
-    Name and version: flags, then the config, then the file name and "1".
+    Name and version: flags, then the bundle manifest or the config, then the
+    file name and "1".
     """
     if target is not None and target.is_dir():
         if (target / CONFIG_FILE).is_file():
@@ -34,8 +36,11 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
     if target is None:
         raise InvalidInputError("no model given", hint="Pass MODEL.onnx or DIR, or set `model:` in mlship.yaml")
     if target.suffix == ".mlbundle":
-        raise InvalidInputError(f"{target}: edge bundles are served after `mlship edge sync` unpacks them",
-                                hint="Point serve at the unpacked directory")
+        from mlship.edge.bundle import unpack_bundle
+
+        bundle = unpack_bundle(target)
+        return ModelSource(path=bundle.model_path, name=name or bundle.manifest["name"],
+                           version=version or bundle.manifest["version"])
     default_name = target.stem if target.stem != "model" else target.resolve().parent.name
     return ModelSource(
         path=target,

@@ -1,0 +1,1 @@
+"""Device side of edge deployment: bundles, sync, verify, switch, run."""
