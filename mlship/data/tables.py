@@ -39,6 +39,7 @@ class Table:
 
     path: Path | str
     columns: dict[str, np.ndarray]
+    first_row: int = 1  # number of the first row in its file, for messages
 
     @property
     def n_rows(self) -> int:

@@ -74,31 +74,37 @@ def _convert(table: Table, name: str, column: np.ndarray, spec: TensorSpec) -> n
 
 
 def _numeric(table: Table, name: str, column: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    try:
-        values = column.astype(np.float64)
-    except (ValueError, TypeError):
-        row, bad = _first_bad(column)
+    bad = bad_rows(column, dtype)
+    if bad:
+        index, value, reason = bad[0]
         raise InvalidInputError(
-            f"{table.path}: column '{name}' row {row}: cannot convert {bad!r} to {dtype.name}",
-            hint="Fix the value or drop the row",
-        ) from None
-    if dtype.kind in "iub":
-        nan_rows = np.flatnonzero(np.isnan(values).reshape(len(values), -1).any(axis=1))
-        if nan_rows.size:
-            raise InvalidInputError(
-                f"{table.path}: column '{name}' row {nan_rows[0] + 1}: missing value, but the input is {dtype.name}"
-            )
-    return values.astype(dtype)
+            f"{table.path}: column '{name}' row {table.first_row + index}: {reason}",
+            hint="Fix the value or drop the row (predict: --on-error skip)",
+        )
+    if column.dtype.kind in "iuf":
+        return column.astype(dtype, copy=False)
+    return column.astype(np.float64).astype(dtype)
 
 
-def _first_bad(column: np.ndarray) -> tuple[int, object]:
+def bad_rows(column: np.ndarray, dtype: np.dtype) -> list[tuple[int, object, str]]:
+    """Rows of `column` that cannot become `dtype`: (index, value, reason)."""
+    if column.dtype.kind in "iub" or (column.dtype.kind == "f" and dtype.kind == "f"):
+        return []
+    if column.dtype.kind == "f":  # to an integer or bool input: NaN has no value
+        nan = np.flatnonzero(np.isnan(column).reshape(len(column), -1).any(axis=1))
+        return [(int(i), None, f"missing value, but the input is {dtype.name}") for i in nan]
+    bad = []
     for i, value in enumerate(column.reshape(len(column), -1)):
+        items = value.tolist()
+        shown = items[0] if len(items) == 1 else items
         try:
-            np.asarray(value, dtype=np.float64)
+            number = np.asarray(value, dtype=np.float64)
         except (ValueError, TypeError):
-            items = value.tolist()
-            return i + 1, items[0] if len(items) == 1 else items
-    return 0, None
+            bad.append((i, shown, f"cannot convert {shown!r} to {dtype.name}"))
+            continue
+        if dtype.kind in "iub" and np.isnan(number).any():
+            bad.append((i, shown, f"missing value, but the input is {dtype.name}"))
+    return bad
 
 
 def generated_feeds(signature: Signature, rows: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -152,3 +158,32 @@ def slice_feeds(feeds: dict[str, np.ndarray], start: int, stop: int) -> dict[str
 def feed_rows(feeds: dict[str, np.ndarray]) -> int:
     """Number of rows (first axis) in the feeds."""
     return min(len(v) for v in feeds.values()) if feeds else 0
+
+
+def needed_columns(signature: Signature, available: list[str]) -> list[str]:
+    """The columns `feeds_from_table` will read, so readers can skip the rest."""
+    names = []
+    for spec in signature.inputs:
+        if spec.name in available or NPY_COLUMN in available:
+            names.append(spec.name if spec.name in available else NPY_COLUMN)
+        elif signature.feature_names and len(signature.inputs) == 1:
+            names.extend(n for n in signature.feature_names if n in available)
+    return names
+
+
+def table_bad_rows(table: Table, signature: Signature) -> list[tuple[int, str, object, str]]:
+    """Every (row index, column, value, reason) that `feeds_from_table` would reject."""
+    bad = []
+    for spec in signature.inputs:
+        dtype = np.dtype(object) if spec.dtype == "string" else np.dtype(spec.dtype or "float32")
+        if dtype.kind not in "iufb":
+            continue
+        if spec.name in table.columns:
+            columns = [spec.name]
+        elif signature.feature_names and len(signature.inputs) == 1:
+            columns = [n for n in signature.feature_names if n in table.columns]
+        else:
+            columns = []
+        for name in columns:
+            bad.extend((i, name, value, reason) for i, value, reason in bad_rows(table.column(name), dtype))
+    return bad

@@ -15,7 +15,8 @@ from mlship import jsonfast
 from mlship.serve import protocol
 from mlship.serve.errors import RequestError
 from mlship.serve.instances import decode_instances
-from mlship.serve.service import ModelService, row_outputs
+from mlship.predlog.entries import row_outputs
+from mlship.serve.service import ModelService
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

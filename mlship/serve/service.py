@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from mlship.model.load import load_model
 from mlship.model.runner import Runner
 from mlship.model.signature import Signature
-from mlship.predlog.schema import utc_timestamp
+from mlship.predlog.entries import LogEntry
 from mlship.predlog.writer import LogWriter
 from mlship.serve.batching import MicroBatcher
 from mlship.serve.cache import LRUCache, feeds_key
@@ -72,7 +71,7 @@ class ModelService:
         rate = self.settings.log_sample_rate
         if rate < 1.0 and random.random() >= rate:
             return
-        entry = _LogEntry(
+        entry = LogEntry(
             base={"request_id": request_id, "model": self.name, "version": self.version, "variant": self.variant,
                   "latency_ms": round((time.perf_counter() - started) * 1000.0, 3), "status": status,
                   "error": error},
@@ -88,69 +87,6 @@ class ModelService:
             self.log.close()
 
 
-@dataclass
-class _LogEntry:
-    """One request's worth of log records, expanded in the writer thread."""
-
-    base: dict[str, Any]
-    when: float
-    feeds: dict[str, np.ndarray] | None
-    instances: list[dict[str, Any]] | None
-    outputs: dict[str, Any] | None
-    cached: bool
-    feature_names: list[str] | None
-
-    @property
-    def rows(self) -> int:
-        if self.instances is not None:
-            return len(self.instances)
-        if self.feeds:
-            return len(next(iter(self.feeds.values())))
-        return 1
-
-    def records(self) -> list[dict[str, Any]]:
-        rows = self.rows
-        inputs = self.instances if self.instances is not None else input_rows(self.feeds, self.feature_names)
-        outputs = row_outputs(self.outputs, rows) if self.outputs is not None else [{}] * rows
-        ts = utc_timestamp(self.when)
-        records = []
-        for i in range(rows):
-            record = {"ts": ts, **self.base, "inputs": inputs[i] if inputs else {}, "outputs": outputs[i]}
-            if self.cached:
-                record["cached"] = True
-            if rows > 1:
-                record["row"] = i
-            records.append(record)
-        return records
-
-
-def input_rows(feeds: dict[str, np.ndarray] | None, feature_names: list[str] | None) -> list[dict[str, Any]]:
-    """Inputs per row; named features when the model lists them for its one 2-D input."""
-    if not feeds:
-        return []
-    rows = len(next(iter(feeds.values())))
-    if feature_names and len(feeds) == 1:
-        matrix = next(iter(feeds.values())).reshape(rows, -1)
-        if matrix.shape[1] == len(feature_names):
-            return [dict(zip(feature_names, row)) for row in matrix]
-    columns = {n: [_scalar(v) for v in value] for n, value in feeds.items()}
-    return [{n: columns[n][i] for n in columns} for i in range(rows)]
-
-
-def row_outputs(outputs: dict[str, Any], rows: int) -> list[dict[str, Any]]:
-    """Split batch outputs into one dict per row (outputs without a batch axis are repeated)."""
-    per_row: list[dict[str, Any]] = [{} for _ in range(rows)]
-    for name, value in outputs.items():
-        array = np.asarray(value)
-        if array.ndim and array.shape[0] == rows:
-            for i in range(rows):  # NumPy values: JSON writes float32 at its own precision
-                per_row[i][name] = _scalar(array[i])
-        else:
-            for i in range(rows):
-                per_row[i][name] = array
-    return per_row
-
-
 def is_batchable(signature: Signature) -> bool:
     """Requests can be stacked when every input and output has a dynamic first axis."""
     for spec in (*signature.inputs, *signature.outputs):
@@ -159,10 +95,3 @@ def is_batchable(signature: Signature) -> bool:
         if spec.shape is not None and (not spec.shape or isinstance(spec.shape[0], int)):
             return False
     return True
-
-
-def _scalar(value: Any) -> Any:
-    """[x] -> x, so [N, 1] features log as plain values."""
-    if isinstance(value, (list, np.ndarray)) and len(value) == 1:
-        return value[0]
-    return value
