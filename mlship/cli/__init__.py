@@ -73,10 +73,11 @@ def _global_options(
 
 
 def _register() -> None:
-    from mlship.cli import check, config, init, serve
+    from mlship.cli import check, config, init, predict, serve
 
     app.command("check")(check.check)
     app.command("serve")(serve.serve)
+    app.command("predict")(predict.predict)
     app.command("init")(init.init)
     app.add_typer(config.app, name="config")
 

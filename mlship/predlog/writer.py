@@ -39,12 +39,14 @@ class LogWriter:
         max_bytes: int = 64 * 1024 * 1024,
         max_age_s: float = 3600.0,
         queue_size: int = 10_000,
+        block: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.prefix = prefix
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
+        self.block = block  # batch scoring waits for the writer; serving never does
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self.accepted = 0
@@ -61,7 +63,7 @@ class LogWriter:
         """Queue a record, or an entry of `rows` records; when the queue is
         full it is dropped (and counted) instead of waiting."""
         try:
-            self._queue.put_nowait(item)
+            self._queue.put(item, block=self.block)
         except queue.Full:
             with self._lock:
                 self.dropped += rows

@@ -1,0 +1,1 @@
+"""Scoring files in batch: streamed chunks, safe outputs, local or Ray engines."""

@@ -1,0 +1,121 @@
+"""`mlship predict`: options, the resumable work directory, and the summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from mlship.batch.sources import count_rows, file_columns, input_files
+from mlship.errors import InvalidInputError
+
+
+class PredictOptions(BaseModel):
+    """One batch-scoring job."""
+
+    model: Path
+    input: str
+    output: Path
+    batch_size: int = Field(50_000, ge=1)
+    keep_columns: list[str] = Field(default_factory=list)
+    on_error: Literal["fail", "skip"] = "fail"
+    rejects: Path | None = None
+    resume: bool = False
+    threads: int | None = None
+    log_dir: Path | None = None
+    name: str = "model"
+    version: str = "1"
+    engine: Literal["local", "ray"] = "local"
+    address: str | None = None
+
+    @property
+    def rejects_path(self) -> Path:
+        return self.rejects or self.output.with_name(self.output.name + ".rejects.jsonl")
+
+
+class PredictSummary(BaseModel):
+    """What a run did."""
+
+    engine: str
+    input_files: int
+    rows: int = Field(description="Rows scored and written.")
+    rejects: int = Field(description="Rows skipped (--on-error skip).")
+    chunks: int
+    resumed_chunks: int = Field(description="Chunks taken from an interrupted run.")
+    seconds: float
+    rows_per_s: float
+    output: str
+    rejects_file: str | None
+    log_dir: str | None
+
+
+class Progress(Protocol):
+    """What the CLI hands in to show progress."""
+
+    def start(self, total_rows: int | None) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
+
+
+class NoProgress:
+    def start(self, total_rows: int | None) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+
+@dataclass
+class Plan:
+    """Input files, the columns to read, and the work directory."""
+
+    files: list[Path]
+    columns: list[str]
+    total_rows: int | None
+    work: Path
+    done: set[int] = field(default_factory=set)
+
+
+def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: Any) -> Plan:
+    """Check inputs and columns up front; prepare (or reuse, with --resume) the work directory."""
+    from mlship.model.feeds import needed_columns
+
+    files = input_files(options.input)
+    available = file_columns(files[0])
+    absent = [c for c in options.keep_columns if c not in available]
+    if absent:
+        raise InvalidInputError(f"{files[0]}: no column {', '.join(map(repr, absent))} to keep",
+                                hint=f"The file has: {', '.join(available[:12])}")
+    columns = list(dict.fromkeys(needed_columns(signature, available) + options.keep_columns))
+    counts = [count_rows(f) for f in files]
+    total = None if None in counts else sum(counts)
+    work = options.output.parent / f".{options.output.name}.mlship-work"
+    fingerprint = _fingerprint(options, files, model_sha256)
+    done: set[int] = set()
+    state = work / "state.json"
+    if work.exists():
+        same = state.is_file() and json.loads(state.read_text()).get("fingerprint") == fingerprint
+        if options.resume and same:
+            done = {int(p.name.split("-")[1].split(".")[0]) for p in work.glob("part-*") if not p.name.endswith(".tmp")}
+        else:
+            info("starting over: " + ("the inputs or options changed since the interrupted run" if options.resume
+                                      else f"removing an interrupted run's work in {work} (use --resume to continue it)"))
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"fingerprint": fingerprint, "output": str(options.output)}))
+    return Plan(files, columns, total, work, done)
+
+
+def _fingerprint(options: PredictOptions, files: list[Path], model_sha256: str) -> str:
+    """Same inputs, model and options -> same chunks: safe to resume."""
+    facts = {
+        "model": model_sha256,
+        "files": [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+        "options": options.model_dump(mode="json", include={"batch_size", "keep_columns", "on_error", "output"}),
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,224 @@
+"""The local engine: read, infer and write overlap in three threads.
+
+Reading (pyarrow releases the GIL) and writing run beside onnxruntime, so on
+a machine with spare cores the run costs little more than inference alone.
+Queues between the stages hold two chunks each: memory stays bounded by the
+batch size, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from mlship.batch import outputs
+from mlship.batch.job import NoProgress, Plan, PredictOptions, PredictSummary, Progress, plan_job
+from mlship.batch.sources import Chunk, iter_chunks
+from mlship.data.tables import Table
+from mlship.errors import InvalidInputError
+from mlship.model.feeds import feeds_from_table, table_bad_rows
+from mlship.model.runner import Runner
+
+_DONE = object()
+
+
+def run_local(options: PredictOptions, progress: Progress | None = None,
+              info: Callable[[str], None] = lambda _m: None) -> PredictSummary:
+    """Score every input row; see the module docstring."""
+    progress = progress or NoProgress()
+    started = time.perf_counter()
+    runner = Runner.from_path(options.model, threads=options.threads)
+    fmt = outputs.output_format(options.output)
+    plan = plan_job(options, runner.signature, runner.model.sha256, info)
+    log = _log_writer(options)
+    progress.start(plan.total_rows)
+    counts = {"rows": 0, "rejects": 0, "chunks": 0, "resumed": 0}
+    writes: queue.Queue[Any] = queue.Queue(maxsize=2)
+    writer = _Worker(lambda item: _write_chunk(plan.work, fmt, *item), writes)
+    try:
+        for chunk in _prefetch(iter_chunks(plan.files, plan.columns, options.batch_size)):
+            counts["chunks"] += 1
+            if chunk.index in plan.done:
+                counts["resumed"] += 1
+                progress.advance(chunk.rows)
+                continue
+            table, rejects = _usable_rows(chunk, runner, options)
+            feeds = feeds_from_table(table, runner.signature) if table.n_rows else None
+            scored = runner.run(feeds) if feeds is not None else None
+            keep = {c: table.column(c) for c in options.keep_columns}
+            columns = outputs.prediction_columns(scored, keep) if scored is not None else None
+            writer.put((chunk.index, columns, rejects))
+            if log is not None and scored is not None:
+                _log_chunk(log, options, runner, table, feeds, scored)
+            counts["rows"] += table.n_rows
+            counts["rejects"] += len(rejects)
+            progress.advance(chunk.rows)
+        writer.finish()
+    finally:
+        writer.finish(raise_errors=False)
+        if log is not None:
+            log.close()
+    scored_rows, reject_rows = _finish(plan, fmt, options)
+    seconds = time.perf_counter() - started
+    return PredictSummary(
+        engine="local", input_files=len(plan.files), rows=scored_rows, rejects=reject_rows,
+        chunks=counts["chunks"], resumed_chunks=counts["resumed"], seconds=round(seconds, 3),
+        rows_per_s=round(scored_rows / seconds, 1) if seconds else 0.0, output=str(options.output),
+        rejects_file=str(options.rejects_path) if reject_rows else None,
+        log_dir=str(options.log_dir) if options.log_dir else None,
+    )
+
+
+def _usable_rows(chunk: Chunk, runner: Runner, options: PredictOptions) -> tuple[Table, list[dict[str, Any]]]:
+    """The chunk without rows that cannot be converted (--on-error skip), and why."""
+    if options.on_error == "fail":
+        return chunk.table, []
+    bad = table_bad_rows(chunk.table, runner.signature)
+    if not bad:
+        return chunk.table, []
+    table = chunk.table
+    rejects = [{"file": str(chunk.path), "row": table.first_row + i, "column": column,
+                "value": value if isinstance(value, (str, int, float)) or value is None else str(value),
+                "reason": reason} for i, column, value, reason in bad]
+    keep = np.ones(table.n_rows, dtype=bool)
+    keep[[i for i, *_ in bad]] = False
+    kept = Table(table.path, {k: v[keep] for k, v in table.columns.items()}, table.first_row)
+    return kept, _one_per_row(rejects)
+
+
+def _one_per_row(rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen, unique = set(), []
+    for reject in sorted(rejects, key=lambda r: r["row"]):
+        if reject["row"] not in seen:
+            seen.add(reject["row"])
+            unique.append(reject)
+    return unique
+
+
+def _write_chunk(work: Path, fmt: str, index: int, columns: dict[str, np.ndarray] | None,
+                 rejects: list[dict[str, Any]]) -> None:
+    if rejects:
+        outputs.write_rejects(work / f"rejects-{index:06d}.jsonl", rejects)
+    if columns is None:
+        (work / f"part-{index:06d}.empty").touch()  # every row rejected: done, nothing to merge
+    else:
+        outputs.write_part(work / f"part-{index:06d}.{fmt}", fmt, columns)
+
+
+def _finish(plan: Plan, fmt: str, options: PredictOptions) -> tuple[int, int]:
+    """Merge parts and rejects into their final files; remove the work directory."""
+    import shutil
+
+    parts = sorted(plan.work.glob(f"part-*.{fmt}"))
+    reject_files = sorted(plan.work.glob("rejects-*.jsonl"))
+    rejects = [line for f in reject_files for line in f.read_bytes().splitlines() if line]
+    if rejects:
+        tmp = options.rejects_path.with_name(f".{options.rejects_path.name}.tmp")
+        tmp.write_bytes(b"\n".join(rejects) + b"\n")
+        tmp.replace(options.rejects_path)
+    if not parts:
+        raise InvalidInputError(f"no row of {options.input} could be scored",
+                                hint=f"See {options.rejects_path} for why" if rejects else None)
+    outputs.merge_parts(parts, fmt, options.output)
+    rows = _count_output_rows(options.output, fmt)
+    shutil.rmtree(plan.work)
+    return rows, len(rejects)
+
+
+def _count_output_rows(path: Path, fmt: str) -> int:
+    if fmt == "parquet":
+        from mlship.extras import require
+
+        return require("pyarrow.parquet").ParquetFile(path).metadata.num_rows
+    with path.open("rb") as fh:
+        lines = sum(1 for _ in fh)
+    return lines - 1 if fmt == "csv" else lines
+
+
+def _log_writer(options: PredictOptions):
+    if options.log_dir is None:
+        return None
+    from mlship.predlog.writer import LogWriter
+
+    return LogWriter(options.log_dir, prefix=f"predictions-{options.name}-batch", queue_size=8, block=True)
+
+
+def _log_chunk(log, options: PredictOptions, runner: Runner, table: Table, feeds: dict[str, np.ndarray],
+               scored: dict[str, Any]) -> None:
+    from mlship.predlog.entries import LogEntry
+
+    name = Path(table.path).name
+    ids = [f"{name}:{table.first_row + i}" for i in range(table.n_rows)]
+    entry = LogEntry(base={"model": options.name, "version": options.version, "variant": "batch", "latency_ms": 0.0,
+                           "status": 200, "error": None}, when=time.time(), feeds=feeds, instances=None,
+                     outputs=scored, cached=False, feature_names=runner.signature.feature_names, request_ids=ids)
+    log.submit(entry, rows=entry.rows)
+
+
+def _prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """Read the next chunks in a background thread while this one is scored."""
+    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                items.put(chunk)
+        except BaseException as exc:  # handed to the consumer, raised there
+            items.put(exc)
+            return
+        items.put(_DONE)
+
+    thread = threading.Thread(target=read, name="mlship-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                items.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+class _Worker:
+    """A thread that applies `fn` to queued items; errors surface in `finish`."""
+
+    def __init__(self, fn: Callable[[Any], None], items: queue.Queue) -> None:
+        self._fn, self._items, self._error = fn, items, None
+        self._thread = threading.Thread(target=self._run, name="mlship-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._items.put(item)
+
+    def finish(self, raise_errors: bool = True) -> None:
+        if self._thread.is_alive():
+            self._items.put(_DONE)
+            self._thread.join()
+        if raise_errors and self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._items.get()) is not _DONE:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:
+                    self._error = exc

@@ -1,0 +1,19 @@
+"""Choosing the engine for a batch-scoring job."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mlship.batch.job import PredictOptions, PredictSummary, Progress
+
+
+def run_predict(options: PredictOptions, progress: Progress | None = None,
+                info: Callable[[str], None] = lambda _m: None) -> PredictSummary:
+    """Run the job on the local engine or on Ray."""
+    if options.engine == "ray":
+        from mlship.batch.ray_engine import run_ray
+
+        return run_ray(options, progress, info)
+    from mlship.batch.local import run_local
+
+    return run_local(options, progress, info)
