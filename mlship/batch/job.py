@@ -83,17 +83,7 @@ class Plan:
 
 def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: Any) -> Plan:
     """Check inputs and columns up front; prepare (or reuse, with --resume) the work directory."""
-    from mlship.model.feeds import needed_columns
-
-    files = input_files(options.input)
-    available = file_columns(files[0])
-    absent = [c for c in options.keep_columns if c not in available]
-    if absent:
-        raise InvalidInputError(f"{files[0]}: no column {', '.join(map(repr, absent))} to keep",
-                                hint=f"The file has: {', '.join(available[:12])}")
-    columns = list(dict.fromkeys(needed_columns(signature, available) + options.keep_columns))
-    counts = [count_rows(f) for f in files]
-    total = None if None in counts else sum(counts)
+    files, columns, total = resolve_inputs(options, signature)
     work = options.output.parent / f".{options.output.name}.mlship-work"
     fingerprint = _fingerprint(options, files, model_sha256)
     done: set[int] = set()
@@ -109,6 +99,21 @@ def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: A
     work.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"fingerprint": fingerprint, "output": str(options.output)}))
     return Plan(files, columns, total, work, done)
+
+
+def resolve_inputs(options: PredictOptions, signature: Any) -> tuple[list[Path], list[str], int | None]:
+    """Input files, the columns to read from them, and the row total when known."""
+    from mlship.model.feeds import needed_columns
+
+    files = input_files(options.input)
+    available = file_columns(files[0])
+    absent = [c for c in options.keep_columns if c not in available]
+    if absent:
+        raise InvalidInputError(f"{files[0]}: no column {', '.join(map(repr, absent))} to keep",
+                                hint=f"The file has: {', '.join(available[:12])}")
+    columns = list(dict.fromkeys(needed_columns(signature, available) + options.keep_columns))
+    counts = [count_rows(f) for f in files]
+    return files, columns, None if None in counts else sum(counts)
 
 
 def _fingerprint(options: PredictOptions, files: list[Path], model_sha256: str) -> str:
