@@ -167,7 +167,7 @@ def _actors(ray: Any, options: PredictOptions) -> int:
 def _read(ray: Any, files: list[Path], columns: list[str], fmt: str) -> Any:
     paths = [str(f) for f in files]
     if fmt == "parquet":
-        return ray.data.read_parquet(paths, columns=columns, include_paths=True)
+        return ray.data.read_parquet(paths, include_paths=True).select_columns(columns + ["path"])
     if fmt == "csv":
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -200,7 +200,9 @@ def _quiet_ray_logs() -> None:
     """Ray Data logs its plan and progress at INFO; mlship's own output is enough."""
     import logging
 
-    import ray.data._internal.execution.streaming_executor  # noqa: F401 - creates its logger
+    import importlib
+
+    importlib.import_module("ray.data._internal.execution.streaming_executor")  # creates its logger
 
     for name in list(logging.Logger.manager.loggerDict):
         if name.startswith("ray"):

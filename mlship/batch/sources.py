@@ -8,6 +8,7 @@ what makes `--resume` possible. Only the columns the model (and
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 from collections.abc import Iterator
@@ -59,6 +60,11 @@ def input_files(spec: str | Path) -> list[Path]:
 
 def file_columns(path: Path) -> list[str]:
     """Column names of a file, read from its header or schema."""
+    with _reading(path):
+        return _file_columns(path)
+
+
+def _file_columns(path: Path) -> list[str]:
     fmt = FORMATS[path.suffix.lower()]
     if fmt == "parquet":
         return list(require("pyarrow.parquet").ParquetFile(path).schema_arrow.names)
@@ -83,10 +89,11 @@ def file_columns(path: Path) -> list[str]:
 def count_rows(path: Path) -> int | None:
     """Row count when it is cheap to know (Parquet metadata, NPY header)."""
     fmt = FORMATS[path.suffix.lower()]
-    if fmt == "parquet":
-        return require("pyarrow.parquet").ParquetFile(path).metadata.num_rows
-    if fmt == "npy":
-        return len(np.load(path, mmap_mode="r"))
+    with _reading(path):
+        if fmt == "parquet":
+            return require("pyarrow.parquet").ParquetFile(path).metadata.num_rows
+        if fmt == "npy":
+            return len(np.load(path, mmap_mode="r"))
     return None
 
 
@@ -103,9 +110,21 @@ def iter_chunks(files: list[Path], columns: list[str], batch_size: int) -> Itera
             raise InvalidInputError(f"{path}: the file has no rows")
 
 
-def _read(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn a reader's failure into a one-line error naming the file."""
     fmt = FORMATS[path.suffix.lower()]
     try:
+        yield
+    except InvalidInputError:
+        raise
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+        raise InvalidInputError(f"{path}: cannot read {fmt} data: {_first_line(exc)}") from None
+
+
+def _read(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
+    fmt = FORMATS[path.suffix.lower()]
+    with _reading(path):
         if fmt == "parquet":
             yield from _parquet(path, columns, batch_size)
         elif fmt == "csv":
@@ -118,10 +137,6 @@ def _read(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
                 yield Table(path, {NPY_COLUMN: np.asarray(arr[start:start + batch_size])}, start + 1)
         else:
             raise InvalidInputError(f"{path}: {fmt} is not supported for batch scoring")
-    except InvalidInputError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read {fmt} data: {_first_line(exc)}") from None
 
 
 def _parquet(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:

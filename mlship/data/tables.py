@@ -134,6 +134,8 @@ def _column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
             return np.array(values, dtype=np.float64)
         except ValueError:
             raise InvalidInputError(f"{path}: column '{name}' holds lists of different lengths") from None
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return np.array(values, dtype=np.int64)  # whole numbers stay integers (ids, counts)
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return np.array(values, dtype=object)
