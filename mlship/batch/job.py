@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ class PredictOptions(BaseModel):
     on_error: Literal["fail", "skip"] = "fail"
     rejects: Path | None = None
     resume: bool = False
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads per run (default 1).")
+    parallel: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="Chunks scored at once.")
     log_dir: Path | None = None
     name: str = "model"
     version: str = "1"

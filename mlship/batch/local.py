@@ -11,6 +11,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,42 +34,66 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
     """Score every input row; see the module docstring."""
     progress = progress or NoProgress()
     started = time.perf_counter()
-    runner = Runner.from_path(options.model, threads=options.threads)
+    runner = Runner.from_path(options.model, threads=options.threads or 1)
     fmt = outputs.output_format(options.output)
     plan = plan_job(options, runner.signature, runner.model.sha256, info)
     log = _log_writer(options)
     progress.start(plan.total_rows)
-    counts = {"rows": 0, "rejects": 0, "chunks": 0, "resumed": 0}
-    writes: queue.Queue[Any] = queue.Queue(maxsize=2)
-    writer = _Worker(lambda item: _write_chunk(plan.work, fmt, *item), writes)
-    try:
-        for chunk in _prefetch(iter_chunks(plan.files, plan.columns, options.batch_size)):
-            counts["chunks"] += 1
-            if chunk.index in plan.done:
-                counts["resumed"] += 1
-                progress.advance(chunk.rows)
-                continue
-            table, rejects = _usable_rows(chunk, runner, options)
-            feeds = feeds_from_table(table, runner.signature) if table.n_rows else None
-            scored = runner.run(feeds) if feeds is not None else None
+    assembler = outputs.Assembler(plan.work, fmt, options.output)
+    writer = _Worker(lambda item: _store(assembler, plan.work, *item), queue.Queue(maxsize=2))
+    chunks = resumed = 0
+
+    def prepare(chunk: Chunk) -> tuple[Chunk, Table | None, dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+        # Runs in the reader thread: conversion overlaps inference too.
+        if chunk.index in plan.done:
+            return chunk, None, None, []
+        table, rejects = _usable_rows(chunk, runner, options)
+        return chunk, table, feeds_from_table(table, runner.signature) if table.n_rows else None, rejects
+
+    pool = ThreadPoolExecutor(max_workers=options.parallel, thread_name_prefix="mlship-infer")
+    in_flight: deque[tuple[Chunk, Table | None, Any, list[dict[str, Any]], Future | None]] = deque()
+
+    def complete(chunk: Chunk, table: Table | None, feeds: Any, rejects: list[dict[str, Any]],
+                 future: Future | None) -> None:
+        # In input order: the writer appends chunks in the order it gets them.
+        if table is None:
+            writer.put((chunk.index, None, None, True))
+        else:
+            scored = future.result() if future is not None else None
             keep = {c: table.column(c) for c in options.keep_columns}
             columns = outputs.prediction_columns(scored, keep) if scored is not None else None
-            writer.put((chunk.index, columns, rejects))
+            writer.put((chunk.index, columns, rejects, False))
             if log is not None and scored is not None:
                 _log_chunk(log, options, runner, table, feeds, scored)
-            counts["rows"] += table.n_rows
-            counts["rejects"] += len(rejects)
-            progress.advance(chunk.rows)
+        progress.advance(chunk.rows)
+
+    try:
+        for chunk, table, feeds, rejects in _prefetch(
+                prepare(c) for c in iter_chunks(plan.files, plan.columns, options.batch_size)):
+            chunks += 1
+            resumed += table is None
+            # Several chunks score at once, each on one onnxruntime thread: steadier than
+            # one run split across threads when reading and writing share the cores.
+            future = pool.submit(runner.run, feeds) if feeds is not None else None
+            in_flight.append((chunk, table, feeds, rejects, future))
+            while len(in_flight) > options.parallel + 1:
+                complete(*in_flight.popleft())
+        while in_flight:
+            complete(*in_flight.popleft())
         writer.finish()
-    finally:
+    except BaseException:
         writer.finish(raise_errors=False)
+        assembler.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if log is not None:
             log.close()
-    scored_rows, reject_rows = _finish(plan, fmt, options)
+    scored_rows, reject_rows = _finish(plan, assembler, options)
     seconds = time.perf_counter() - started
     return PredictSummary(
         engine="local", input_files=len(plan.files), rows=scored_rows, rejects=reject_rows,
-        chunks=counts["chunks"], resumed_chunks=counts["resumed"], seconds=round(seconds, 3),
+        chunks=chunks, resumed_chunks=resumed, seconds=round(seconds, 3),
         rows_per_s=round(scored_rows / seconds, 1) if seconds else 0.0, output=str(options.output),
         rejects_file=str(options.rejects_path) if reject_rows else None,
         log_dir=str(options.log_dir) if options.log_dir else None,
@@ -100,44 +126,33 @@ def _one_per_row(rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return unique
 
 
-def _write_chunk(work: Path, fmt: str, index: int, columns: dict[str, np.ndarray] | None,
-                 rejects: list[dict[str, Any]]) -> None:
+def _store(assembler: outputs.Assembler, work: Path, index: int, columns: dict[str, np.ndarray] | None,
+           rejects: list[dict[str, Any]] | None, done_before: bool) -> None:
+    """The writer thread's job for one chunk: rejects, part, output."""
+    if done_before:
+        assembler.add_done(index)
+        return
     if rejects:
         outputs.write_rejects(work / f"rejects-{index:06d}.jsonl", rejects)
-    if columns is None:
-        (work / f"part-{index:06d}.empty").touch()  # every row rejected: done, nothing to merge
-    else:
-        outputs.write_part(work / f"part-{index:06d}.{fmt}", fmt, columns)
+    assembler.add(index, columns)
 
 
-def _finish(plan: Plan, fmt: str, options: PredictOptions) -> tuple[int, int]:
-    """Merge parts and rejects into their final files; remove the work directory."""
+def _finish(plan: Plan, assembler: outputs.Assembler, options: PredictOptions) -> tuple[int, int]:
+    """Rename the output and the rejects into place; remove the work directory."""
     import shutil
 
-    parts = sorted(plan.work.glob(f"part-*.{fmt}"))
     reject_files = sorted(plan.work.glob("rejects-*.jsonl"))
     rejects = [line for f in reject_files for line in f.read_bytes().splitlines() if line]
     if rejects:
         tmp = options.rejects_path.with_name(f".{options.rejects_path.name}.tmp")
         tmp.write_bytes(b"\n".join(rejects) + b"\n")
         tmp.replace(options.rejects_path)
-    if not parts:
+    rows = assembler.close()
+    if rows == 0:
         raise InvalidInputError(f"no row of {options.input} could be scored",
                                 hint=f"See {options.rejects_path} for why" if rejects else None)
-    outputs.merge_parts(parts, fmt, options.output)
-    rows = _count_output_rows(options.output, fmt)
     shutil.rmtree(plan.work)
     return rows, len(rejects)
-
-
-def _count_output_rows(path: Path, fmt: str) -> int:
-    if fmt == "parquet":
-        from mlship.extras import require
-
-        return require("pyarrow.parquet").ParquetFile(path).metadata.num_rows
-    with path.open("rb") as fh:
-        lines = sum(1 for _ in fh)
-    return lines - 1 if fmt == "csv" else lines
 
 
 def _log_writer(options: PredictOptions):
@@ -160,7 +175,7 @@ def _log_chunk(log, options: PredictOptions, runner: Runner, table: Table, feeds
     log.submit(entry, rows=entry.rows)
 
 
-def _prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+def _prefetch(chunks: Iterator[Any], depth: int = 3) -> Iterator[Chunk]:
     """Read the next chunks in a background thread while this one is scored."""
     items: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -51,23 +50,115 @@ def prediction_columns(outputs: dict[str, Any], keep: dict[str, np.ndarray]) -> 
     return {**kept, **produced}
 
 
-def write_part(path: Path, fmt: str, columns: dict[str, np.ndarray]) -> None:
-    """Write one chunk's predictions atomically (temporary name, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    if fmt == "parquet":
-        pa, pq = require("pyarrow"), require("pyarrow.parquet")
-        pq.write_table(pa.table({k: _arrow_ready(v) for k, v in columns.items()}), tmp)
-    elif fmt == "csv":
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            writer.writerows(zip(*(_csv_values(v) for v in columns.values())))
-    else:
+class Assembler:
+    """Builds the output chunk by chunk, checkpointing each chunk as a part.
+
+    A new chunk is written to `work/part-N.EXT` (temporary name, then rename)
+    and appended to `.OUTPUT.partial` beside the output; a chunk finished by
+    an interrupted run is read back from its part instead. `close` fsyncs and
+    renames the partial file to the output: only then does the final name
+    exist. Encoding overlaps inference, since this runs in the writer thread.
+    """
+
+    PART_SUFFIX = {"parquet": "arrow", "csv": "csv", "jsonl": "jsonl"}
+
+    def __init__(self, work: Path, fmt: str, output: Path) -> None:
+        self.work, self.fmt, self.output = work, fmt, output
+        self.partial = output.with_name(f".{output.name}.partial")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        self._parquet: Any = None
+        self._text = None if fmt == "parquet" else self.partial.open("wb")
+        self._header_done = False
+        self.rows = 0
+
+    def part_path(self, index: int) -> Path:
+        return self.work / f"part-{index:06d}.{self.PART_SUFFIX[self.fmt]}"
+
+    def add(self, index: int, columns: dict[str, np.ndarray] | None) -> None:
+        """A newly scored chunk (None: every row was rejected)."""
+        if columns is None:
+            (self.work / f"part-{index:06d}.empty").touch()
+            return
+        part = self.part_path(index)
+        tmp = part.with_name(part.name + ".tmp")
+        if self.fmt == "parquet":
+            table = require("pyarrow").table({k: _arrow_ready(v) for k, v in columns.items()})
+            ipc = require("pyarrow.ipc")
+            with ipc.new_file(str(tmp), table.schema) as sink:
+                sink.write_table(table)
+            os.replace(tmp, part)
+            self._append_table(table)
+        else:
+            header, body = _text_rows(self.fmt, columns)
+            tmp.write_bytes(header + body)
+            os.replace(tmp, part)
+            self._append_text(header, body)
+
+    def add_done(self, index: int) -> None:
+        """A chunk an interrupted run finished: append its part as it is."""
+        part = self.part_path(index)
+        if not part.exists():
+            return  # an .empty marker: nothing to append
+        if self.fmt == "parquet":
+            with require("pyarrow").memory_map(str(part)) as source:
+                self._append_table(require("pyarrow.ipc").open_file(source).read_all())
+        else:
+            data = part.read_bytes()
+            cut = data.index(b"\n") + 1 if self.fmt == "csv" else 0
+            self._append_text(data[:cut], data[cut:])
+
+    def close(self) -> int:
+        """Finish the output under its final name; rows written."""
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self._text is not None:
+            self._text.close()
+        if self.rows == 0:
+            self.partial.unlink(missing_ok=True)
+            return 0
+        with self.partial.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.partial, self.output)
+        return self.rows
+
+    def abort(self) -> None:
+        """Stop without an output (the parts stay for --resume)."""
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            if self._text is not None:
+                self._text.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+    def _append_table(self, table: Any) -> None:
+        if self._parquet is None:
+            self._parquet = require("pyarrow.parquet").ParquetWriter(self.partial, table.schema)
+        self._parquet.write_table(table.cast(self._parquet.schema))
+        self.rows += table.num_rows
+
+    def _append_text(self, header: bytes, body: bytes) -> None:
+        if not self._header_done:
+            self._text.write(header)
+            self._header_done = True
+        self._text.write(body)
+        self.rows += body.count(b"\n")
+
+
+def _text_rows(fmt: str, columns: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
+    """(header, body) of CSV or JSON Lines for one chunk."""
+    if fmt == "jsonl":
         names = list(columns)
         values = [c.tolist() for c in columns.values()]
-        with tmp.open("wb") as fh:
-            fh.write(b"".join(jsonfast.dumps(dict(zip(names, row))) + b"\n" for row in zip(*values)))
-    os.replace(tmp, path)
+        return b"", b"".join(jsonfast.dumps(dict(zip(names, row))) + b"\n" for row in zip(*values))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    header = buffer.getvalue().encode()
+    buffer.seek(0)
+    buffer.truncate()
+    writer.writerows(zip(*(_csv_values(v) for v in columns.values())))
+    return header, buffer.getvalue().encode()
 
 
 def _arrow_ready(values: np.ndarray) -> Any:
@@ -78,46 +169,6 @@ def _csv_values(values: np.ndarray) -> list[Any]:
     if values.dtype.kind == "f" and values.dtype.itemsize == 4:
         return [repr(float(v)) if v != v else f"{v:.9g}" for v in values]  # float32 at its own precision
     return values.tolist()
-
-
-def merge_parts(parts: list[Path], fmt: str, output: Path) -> int:
-    """Concatenate parts in order into `output` atomically; bytes written."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.merging")
-    try:
-        if fmt == "parquet":
-            _merge_parquet(parts, tmp)
-        else:
-            _merge_text(parts, tmp, skip_header=fmt == "csv")
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return output.stat().st_size
-
-
-def _merge_parquet(parts: list[Path], tmp: Path) -> None:
-    pq = require("pyarrow.parquet")
-    writer = None
-    try:
-        for part in parts:
-            table = pq.read_table(part)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table.cast(writer.schema))
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def _merge_text(parts: list[Path], tmp: Path, *, skip_header: bool) -> None:
-    with tmp.open("wb") as out:
-        for i, part in enumerate(parts):
-            with part.open("rb") as fh:
-                if skip_header and i > 0:
-                    fh.readline()
-                shutil.copyfileobj(fh, out, 1 << 20)
 
 
 def write_rejects(path: Path, rejects: list[dict[str, Any]]) -> None:

@@ -93,7 +93,7 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
     if options.resume or options.log_dir:
         raise UsageError("--resume and --log-dir work with --engine local only", hint="Run again without them")
     ray = require("ray")
-    from mlship.batch.local import _finish, _write_chunk
+    from mlship.batch.local import _finish, _store
     from mlship.model.load import load_model
     from mlship.model.runner import Runner
 
@@ -117,6 +117,7 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
                                            "keep": options.keep_columns, "fmt": in_fmt, "threads": options.threads},
     )
     _quiet_ray_logs()
+    assembler = outputs.Assembler(work, fmt, options.output)
     rows = rejects = chunks = 0
     try:
         for index, batch in enumerate(scored.iter_batches(batch_size=None, batch_format="numpy")):
@@ -125,12 +126,13 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
             bad = [json.loads(m) for m in marks[rejected]]
             good = {k: v[~rejected] for k, v in batch.items()}
             kept = int((~rejected).sum())
-            _write_chunk(work, fmt, index, good if kept else None, bad)
+            _store(assembler, work, index, good if kept else None, bad, False)
             rows, rejects, chunks = rows + kept, rejects + len(bad), chunks + 1
             progress.advance(len(rejected))
     except Exception as exc:
+        assembler.abort()
         raise _unwrap(exc) from None
-    scored_rows, reject_rows = _finish(Plan(files, columns, total, work), fmt, options)
+    scored_rows, reject_rows = _finish(Plan(files, columns, total, work), assembler, options)
     seconds = time.perf_counter() - started
     return PredictSummary(
         engine="ray", input_files=len(files), rows=scored_rows, rejects=reject_rows, chunks=chunks, resumed_chunks=0,

@@ -142,7 +142,8 @@ def _read(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
 def _parquet(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
     pq = require("pyarrow.parquet")
     start = 1
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
+    # pre_buffer=False: pre-buffering holds whole column chunks and costs ~150 MB more at peak.
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns):
         yield Table(path, {name: _arrow_column(batch.column(i)) for i, name in enumerate(batch.schema.names)}, start)
         start += batch.num_rows
 

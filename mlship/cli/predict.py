@@ -20,7 +20,8 @@ def predict(
     on_error: str = typer.Option("fail", "--on-error", help="Rows that cannot be converted: fail (exit 3) or skip."),
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Where skipped rows go [OUTPUT.rejects.jsonl]."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last finished chunk."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads per run [1]."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="Chunks scored at once [number of CPUs]."),
     log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Also write a prediction log (mlship.predlog/v1)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (needs mlship[ray])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [a local Ray]."),
@@ -46,6 +47,7 @@ def predict(
         model=model_path, input=input, output=output, batch_size=batch_size,
         keep_columns=[c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else [],
         on_error=on_error, rejects=rejects, resume=resume, threads=threads, log_dir=log_dir,
+        **({"parallel": parallel} if parallel else {}),
         name=cfg.name or (model_path.stem if model_path.stem != "model" else model_path.resolve().parent.name),
         version=cfg.version or "1", engine=engine, address=address,
     )

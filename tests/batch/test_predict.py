@@ -30,7 +30,9 @@ def sample():
 
 def reference(X: np.ndarray, batch: int = BATCH) -> tuple[np.ndarray, np.ndarray]:
     """In-process onnxruntime over the same chunks (tree sums depend on the batch)."""
-    session = ort.InferenceSession(str(MODEL))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # as mlship predict runs it by default
+    session = ort.InferenceSession(str(MODEL), options)
     parts = [session.run(None, {"X": X[i:i + batch]}) for i in range(0, len(X), batch)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
@@ -199,11 +201,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
            "--batch-size", "2000", "--keep-columns", "id", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while len(list(work.glob("part-*.parquet"))) < 5 and time.monotonic() < deadline:
+    while len(list(work.glob("part-*.arrow"))) < 5 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = len(list(work.glob("part-*.parquet")))
+    done_before = len(list(work.glob("part-*.arrow")))
     assert 5 <= done_before < 200, "the run was not interrupted mid-way"
     assert not output.exists()
     resumed = run("predict", str(MODEL), "-i", str(source), "-o", str(output), "--batch-size", "2000",
