@@ -1,0 +1,1 @@
+"""Drift and performance: profiles, statistics, windows, reports."""

@@ -1,0 +1,228 @@
+"""Column profiles: compact, mergeable summaries of a data set.
+
+A profile holds, per column, missing counts, a numeric sketch, category
+counts (capped, with an "other" bucket) and the distinct whole numbers seen
+while there are few of them (so 0/1 or code columns read as categorical).
+Profiles of pieces merge into the profile of the whole.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship.drift.sketch import NumericSketch
+from mlship.errors import InvalidInputError
+
+SCHEMA = "mlship.profile/v1"
+CATEGORY_CAP = 1000  # distinct categories kept per column; the rest count as "other"
+FEW_CODES = 10  # whole-number columns with at most this many values are categorical
+PSI_BINS = 10
+
+
+class ColumnProfile:
+    """Everything drift needs to know about one column."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.missing = 0
+        self.numeric = NumericSketch()
+        self.categories: dict[str, int] = {}
+        self.other = 0  # categories beyond CATEGORY_CAP
+        self.non_numeric = 0
+        self.codes: dict[str, int] | None = {}  # whole numbers seen, while few
+        self.frozen_edges: list[float] | None = None  # PSI bins of a loaded profile
+
+    @property
+    def count(self) -> int:
+        return self.missing + self.numeric.n + self.non_numeric
+
+    @property
+    def kind(self) -> str:
+        """numeric, or categorical (text, booleans, or a few whole-number codes)."""
+        if self.non_numeric:
+            return "categorical"
+        if self.codes is not None and self.numeric.n and len(self.codes) <= FEW_CODES:
+            return "categorical"
+        return "numeric"
+
+    def category_counts(self) -> dict[str, int]:
+        """Counts per category, numeric codes included."""
+        counts = dict(self.categories)
+        for code, n in (self.codes or {}).items():
+            counts[code] = counts.get(code, 0) + n
+        if self.other:
+            counts["(other)"] = self.other
+        return counts
+
+    def add(self, values: np.ndarray) -> None:
+        """Add a column of a chunk: float64 (NaN missing) or object values."""
+        if values.dtype.kind in "iu":
+            values = values.astype(np.float64)
+        if values.dtype.kind == "b":
+            values = values.astype(object)
+        if values.dtype.kind == "f":
+            self._numbers(values.astype(np.float64, copy=False))
+            return
+        numbers, texts = [], []
+        for v in values.tolist():
+            if v is None or (isinstance(v, float) and math.isnan(v)):
+                self.missing += 1
+            elif isinstance(v, bool):
+                texts.append(str(v).lower())
+            elif isinstance(v, (int, float)):
+                numbers.append(float(v))
+            else:
+                texts.append(v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+        if numbers:
+            self._numbers(np.asarray(numbers, dtype=np.float64))
+        if texts:
+            self.non_numeric += len(texts)
+            keys, counts = np.unique(np.asarray(texts, dtype=object).astype(str), return_counts=True)
+            self._count_categories(dict(zip(keys.tolist(), counts.tolist())))
+
+    def _numbers(self, values: np.ndarray) -> None:
+        finite = np.isfinite(values)
+        self.missing += int((~finite).sum())
+        values = values[finite]
+        self.numeric.add(values)
+        if self.codes is not None and len(values):
+            if not np.all(values == np.floor(values)):
+                self.codes = None
+                return
+            keys, counts = np.unique(values, return_counts=True)
+            if len(keys) > FEW_CODES:
+                self.codes = None
+                return
+            for k, c in zip(keys.tolist(), counts.tolist()):
+                key = str(int(k))
+                self.codes[key] = self.codes.get(key, 0) + c
+            if len(self.codes) > FEW_CODES:
+                self.codes = None
+
+    def _count_categories(self, counts: dict[str, int]) -> None:
+        for key, n in counts.items():
+            if key in self.categories or len(self.categories) < CATEGORY_CAP:
+                self.categories[key] = self.categories.get(key, 0) + n
+            else:
+                self.other += n
+
+    def merge(self, other: "ColumnProfile") -> None:
+        self.missing += other.missing
+        self.non_numeric += other.non_numeric
+        self.numeric.merge(other.numeric)
+        self._count_categories(other.categories)
+        self.other += other.other
+        if self.codes is None or other.codes is None:
+            self.codes = None
+        else:
+            for k, n in other.codes.items():
+                self.codes[k] = self.codes.get(k, 0) + n
+            if len(self.codes) > FEW_CODES:
+                self.codes = None
+
+    def psi_edges(self) -> list[float]:
+        """Inner edges of PSI_BINS reference-quantile bins (the end bins are open)."""
+        values, weights = self.numeric.weighted()
+        if not len(values):
+            return []
+        cumulative = np.cumsum(weights) / weights.sum()
+        qs = np.arange(1, PSI_BINS) / PSI_BINS
+        edges = values[np.minimum(np.searchsorted(cumulative, qs, side="left"), len(values) - 1)]
+        return sorted(set(float(e) for e in edges))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "missing": self.missing, "non_numeric": self.non_numeric,
+                "numeric": self.numeric.to_json(), "categories": self.categories, "other": self.other,
+                "codes": self.codes, "psi_edges": self.psi_edges() if self.kind == "numeric" else []}
+
+    @classmethod
+    def from_json(cls, name: str, doc: dict[str, Any]) -> "ColumnProfile":
+        col = cls(name)
+        col.missing, col.non_numeric, col.other = doc["missing"], doc["non_numeric"], doc["other"]
+        col.numeric = NumericSketch.from_json(doc["numeric"])
+        col.categories = {str(k): int(v) for k, v in doc["categories"].items()}
+        col.codes = None if doc["codes"] is None else {str(k): int(v) for k, v in doc["codes"].items()}
+        col.frozen_edges = doc.get("psi_edges")  # bins as frozen when the profile was made
+        return col
+
+
+class Profile:
+    """Column profiles of one data set (reference, or a window of current data)."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, ColumnProfile] = {}
+        self.rows = 0
+
+    def add_frame(self, columns: dict[str, np.ndarray], rows: int) -> None:
+        for name, values in columns.items():
+            col = self.columns.get(name)
+            if col is None:
+                col = self.columns[name] = ColumnProfile(name)
+                col.missing += self.rows  # rows before the column first appeared
+            col.add(values)
+        for name, col in self.columns.items():
+            if name not in columns:
+                col.missing += rows
+        self.rows += rows
+
+    def merge(self, other: "Profile") -> None:
+        for name, col in other.columns.items():
+            if name in self.columns:
+                self.columns[name].merge(col)
+            else:
+                mine = self.columns[name] = ColumnProfile(name)
+                mine.missing += self.rows
+                mine.merge(col)
+        for name, col in self.columns.items():
+            if name not in other.columns:
+                col.missing += other.rows
+        self.rows += other.rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "rows": self.rows,
+                "columns": {name: col.to_json() for name, col in sorted(self.columns.items())}}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any], source: str = "profile") -> "Profile":
+        if doc.get("schema") != SCHEMA:
+            raise InvalidInputError(f"{source}: not a {SCHEMA} profile")
+        profile = cls()
+        profile.rows = int(doc["rows"])
+        profile.columns = {name: ColumnProfile.from_json(name, c) for name, c in doc["columns"].items()}
+        return profile
+
+
+def save_profile(profile: Profile, path: Path) -> None:
+    """Write atomically (temporary file, fsync, rename)."""
+    data = json.dumps(profile.to_json(), separators=(",", ":")).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read profile: {exc}") from None
+    return Profile.from_json(doc, str(path))
+
+
+def is_profile_file(path: str | Path) -> bool:
+    """A saved profile: a .json file starting with the profile schema."""
+    p = Path(str(path))
+    if p.suffix != ".json" or not p.is_file():
+        return False
+    with p.open("rb") as fh:
+        return SCHEMA.encode() in fh.read(200)

@@ -1,0 +1,135 @@
+"""Numeric distributions that merge exactly: exact values up to a cap, then a
+DDSketch-style log-bucket histogram.
+
+Bucket boundaries depend only on the value (relative accuracy ALPHA), never
+on the data seen so far, so a profile built in pieces and merged has exactly
+the counts of one built in a single pass. Below EXACT_CAP values the column
+keeps its values, and statistics equal SciPy's on them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+ALPHA = 0.002  # relative accuracy of a bucket's representative value
+GAMMA = (1 + ALPHA) / (1 - ALPHA)
+LOG_GAMMA = math.log(GAMMA)
+MIN_ABS = 1e-12  # |x| below this counts as zero
+EXACT_CAP = 2000
+
+
+class NumericSketch:
+    """Values (exact while few), with count, mean, M2, min and max."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.exact: list[float] | None = []
+        self.pos: dict[int, int] = {}
+        self.neg: dict[int, int] = {}
+        self.zero = 0
+
+    def add(self, values: np.ndarray) -> None:
+        """Add finite float64 values."""
+        if not len(values):
+            return
+        self._moments(len(values), float(values.mean()), float(((values - values.mean()) ** 2).sum()),
+                      float(values.min()), float(values.max()))
+        if self.exact is not None and len(self.exact) + len(values) <= EXACT_CAP:
+            self.exact.extend(values.tolist())
+            return
+        if self.exact is not None:
+            self._to_buckets(np.asarray(self.exact, dtype=np.float64))
+            self.exact = None
+        self._to_buckets(values)
+
+    def merge(self, other: "NumericSketch") -> None:
+        self._moments(other.n, other.mean, other.m2, other.min, other.max, values_added=False)
+        if self.exact is not None and other.exact is not None and len(self.exact) + len(other.exact) <= EXACT_CAP:
+            self.exact.extend(other.exact)
+            return
+        if self.exact is not None:
+            self._to_buckets(np.asarray(self.exact, dtype=np.float64))
+            self.exact = None
+        if other.exact is not None:
+            self._to_buckets(np.asarray(other.exact, dtype=np.float64))
+        else:
+            for store, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
+                for k, c in theirs.items():
+                    store[k] = store.get(k, 0) + c
+            self.zero += other.zero
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.n) if self.n else 0.0
+
+    def weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted values, weights): the exact values, or bucket representatives."""
+        if self.exact is not None:
+            return np.sort(np.asarray(self.exact, dtype=np.float64)), np.ones(len(self.exact))
+        neg_k = np.array(sorted(self.neg, reverse=True), dtype=np.int64)
+        pos_k = np.array(sorted(self.pos), dtype=np.int64)
+        values = np.concatenate([-_representative(neg_k), [0.0] if self.zero else [], _representative(pos_k)])
+        weights = np.concatenate([[self.neg[k] for k in neg_k.tolist()], [self.zero] if self.zero else [],
+                                  [self.pos[k] for k in pos_k.tolist()]]).astype(np.float64)
+        return values, weights
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"n": self.n, "mean": self.mean, "m2": self.m2,
+                               "min": self.min if self.n else None, "max": self.max if self.n else None}
+        if self.exact is not None:
+            doc["exact"] = self.exact
+        else:
+            doc["buckets"] = {"pos": _pairs(self.pos), "neg": _pairs(self.neg), "zero": self.zero}
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "NumericSketch":
+        sketch = cls()
+        sketch.n, sketch.mean, sketch.m2 = doc["n"], doc["mean"], doc["m2"]
+        sketch.min = doc["min"] if doc["min"] is not None else math.inf
+        sketch.max = doc["max"] if doc["max"] is not None else -math.inf
+        if "exact" in doc:
+            sketch.exact = list(doc["exact"])
+        else:
+            sketch.exact = None
+            sketch.pos = {int(k): int(c) for k, c in doc["buckets"]["pos"]}
+            sketch.neg = {int(k): int(c) for k, c in doc["buckets"]["neg"]}
+            sketch.zero = int(doc["buckets"]["zero"])
+        return sketch
+
+    def _moments(self, n: int, mean: float, m2: float, lo: float, hi: float, values_added: bool = True) -> None:
+        """Chan et al.'s parallel update: merging moments is exact up to rounding."""
+        if n == 0:
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.n * n / total
+        self.n = total
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+
+    def _to_buckets(self, values: np.ndarray) -> None:
+        small = np.abs(values) < MIN_ABS
+        self.zero += int(small.sum())
+        for store, part in ((self.pos, values[values >= MIN_ABS]), (self.neg, -values[values <= -MIN_ABS])):
+            if not len(part):
+                continue
+            keys, counts = np.unique(np.ceil(np.log(part) / LOG_GAMMA).astype(np.int64), return_counts=True)
+            for k, c in zip(keys.tolist(), counts.tolist()):
+                store[k] = store.get(k, 0) + c
+
+
+def _representative(keys: np.ndarray) -> np.ndarray:
+    """The value a bucket stands for: within ALPHA of every value in it."""
+    return 2.0 * np.power(GAMMA, keys.astype(np.float64)) / (GAMMA + 1.0)
+
+
+def _pairs(store: dict[int, int]) -> list[list[int]]:
+    return [[k, store[k]] for k in sorted(store)]

@@ -1,0 +1,186 @@
+"""Reading references and current data in chunks: prediction logs (JSON Lines
+or Parquet) and plain data files (JSON Lines, Parquet, CSV).
+
+A log record becomes a row whose columns are its input features (plain
+names) and its outputs (`outputs.NAME`, list outputs as `outputs.NAME_0`,
+`outputs.NAME_1`...), plus meta data (time, status, latency, variant,
+version, request id, label) kept apart for windows and operations.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlship import jsonfast
+from mlship.data.tables import FORMATS, _column_from_values
+from mlship.errors import InvalidInputError
+from mlship.extras import require
+
+META = ("ts", "request_id", "model", "version", "variant", "latency_ms", "status", "error", "label", "cached", "row")
+
+
+@dataclass
+class Frame:
+    """A chunk of rows: feature/output columns and per-row meta data."""
+
+    columns: dict[str, np.ndarray]
+    rows: int
+    ts: np.ndarray | None = None  # epoch seconds
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ReadReport:
+    """What reading skipped: malformed lines, with where they are."""
+
+    bad_lines: int = 0
+    examples: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def note(self, where: str, why: str) -> None:
+        self.bad_lines += 1
+        if len(self.examples) < 5:
+            self.examples.append(f"{where}: {why}")
+
+
+def data_files(spec: str | Path) -> list[Path]:
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
+    elif any(ch in text for ch in "*?["):
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+    elif path.is_file():
+        files = [path]
+    else:
+        raise InvalidInputError(f"not found: {spec}")
+    if not files:
+        raise InvalidInputError(f"no data or log files in {spec}")
+    return files
+
+
+def iter_frames(spec: str | Path, *, chunk_rows: int = 50_000, strict: bool = False,
+                report: ReadReport | None = None) -> Iterator[Frame]:
+    """Every chunk of every file; malformed lines counted in `report`
+    (an error with --strict)."""
+    report = report if report is not None else ReadReport()
+    for path in data_files(spec):
+        report.files.append(str(path))
+        fmt = FORMATS.get(path.suffix.lower())
+        try:
+            if fmt == "jsonl":
+                yield from _jsonl(path, chunk_rows, strict, report)
+            elif fmt == "parquet":
+                yield from _parquet(path, chunk_rows)
+            elif fmt == "csv":
+                yield from _csv(path, chunk_rows)
+            else:
+                raise InvalidInputError(f"{path}: {fmt or path.suffix} files cannot be read for drift")
+        except InvalidInputError:
+            raise
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{path}: cannot read: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
+def _jsonl(path: Path, chunk_rows: int, strict: bool, report: ReadReport) -> Iterator[Frame]:
+    records: list[dict[str, Any]] = []
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            if not raw.endswith(b"\n"):
+                continue  # a writer's unfinished last line
+            try:
+                record = jsonfast.loads(raw)
+                if not isinstance(record, dict):
+                    raise ValueError("not a JSON object")
+                if "inputs" in record and not isinstance(record["inputs"], dict):
+                    raise ValueError("'inputs' is not an object")
+            except ValueError as exc:
+                if strict:
+                    raise InvalidInputError(f"{path}:{line_no}: malformed record: {exc}",
+                                            hint="Drop --strict to skip and count such lines") from None
+                report.note(f"{path}:{line_no}", str(exc).splitlines()[0] if str(exc) else "malformed")
+                continue
+            records.append(record)
+            if len(records) == chunk_rows:
+                yield _records_frame(records)
+                records = []
+    if records:
+        yield _records_frame(records)
+
+
+def _records_frame(records: list[dict[str, Any]]) -> Frame:
+    """Log records (inputs/outputs) or plain rows, as columns."""
+    if "inputs" in records[0] or "outputs" in records[0]:
+        rows = [_flatten_record(r) for r in records]
+        meta = {k: _column_from_values([r.get(k) for r in records], "", k) for k in META
+                if any(k in r for r in records) and k != "ts"}
+        ts = np.array([_epoch(r.get("ts")) for r in records], dtype=np.float64)
+    else:
+        rows, meta, ts = records, {}, None
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    columns = {n: _values([r.get(n) for r in rows]) for n in names}
+    return Frame(columns, len(records), ts, meta)
+
+
+def _flatten_record(record: dict[str, Any]) -> dict[str, Any]:
+    row = dict(record.get("inputs") or {})
+    for name, value in (record.get("outputs") or {}).items():
+        if isinstance(value, list) and value and not isinstance(value[0], (list, dict)):
+            for j, item in enumerate(value):
+                row[f"outputs.{name}_{j}"] = item
+        else:
+            row[f"outputs.{name}"] = value
+    return row
+
+
+def _values(values: list[Any]) -> np.ndarray:
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=object)
+
+
+def _epoch(ts: Any) -> float:
+    if not isinstance(ts, str):
+        return math.nan
+    try:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return math.nan
+
+
+def _parquet(path: Path, chunk_rows: int) -> Iterator[Frame]:
+    pq = require("pyarrow.parquet")
+    from mlship.batch.sources import _arrow_column
+
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows):
+        columns, meta, ts = {}, {}, None
+        for i, name in enumerate(batch.schema.names):
+            values = _arrow_column(batch.column(i))
+            if name.startswith("inputs."):
+                columns[name[len("inputs."):]] = values
+            elif name in META:
+                if name == "ts":
+                    ts = np.array([_epoch(v) for v in batch.column(i).to_pylist()], dtype=np.float64)
+                else:
+                    meta[name] = values
+            else:
+                columns[name] = values
+        yield Frame(columns, batch.num_rows, ts, meta)
+
+
+def _csv(path: Path, chunk_rows: int) -> Iterator[Frame]:
+    from mlship.batch.sources import _csv as read_csv
+    from mlship.batch.sources import file_columns
+
+    for table in read_csv(path, file_columns(path), chunk_rows):
+        yield Frame(dict(table.columns), table.n_rows)

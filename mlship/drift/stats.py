@@ -1,0 +1,122 @@
+"""Drift statistics between a reference column and a current column.
+
+Exact values (small columns) go straight to SciPy; sketches use the same
+statistics on weighted bucket values (relative accuracy 0.2%).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from mlship.drift.profile import ColumnProfile
+
+PSI_EPSILON = 1e-4  # proportion given to an empty bin so PSI stays finite
+
+
+def numeric_stats(ref: ColumnProfile, cur: ColumnProfile) -> dict[str, Any]:
+    """KS D and p-value, Wasserstein distance (raw and / reference std), PSI."""
+    from scipy import stats
+
+    rv, rw = ref.numeric.weighted()
+    cv, cw = cur.numeric.weighted()
+    if not len(rv) or not len(cv):
+        return {}
+    if ref.numeric.exact is not None and cur.numeric.exact is not None:
+        ks = stats.ks_2samp(rv, cv)
+        d, p = float(ks.statistic), float(ks.pvalue)
+        wd = float(stats.wasserstein_distance(rv, cv))
+    else:
+        d = _weighted_ks(rv, rw, cv, cw)
+        n, m = rw.sum(), cw.sum()
+        p = float(stats.kstwo.sf(d, max(1, round(n * m / (n + m)))))
+        wd = float(stats.wasserstein_distance(rv, cv, rw, cw))
+    std = ref.numeric.std
+    scale = std if std > 0 else (abs(ref.numeric.mean) or 1.0)
+    edges = ref.frozen_edges if ref.frozen_edges is not None else ref.psi_edges()
+    return {"ks_d": d, "ks_p": p, "wasserstein": wd, "wasserstein_norm": wd / scale,
+            "psi": psi(_bin_shares(rv, rw, edges), _bin_shares(cv, cw, edges))}
+
+
+def _weighted_ks(v1: np.ndarray, w1: np.ndarray, v2: np.ndarray, w2: np.ndarray) -> float:
+    grid = np.union1d(v1, v2)
+    f1 = np.concatenate([[0.0], np.cumsum(w1) / w1.sum()])[np.searchsorted(v1, grid, side="right")]
+    f2 = np.concatenate([[0.0], np.cumsum(w2) / w2.sum()])[np.searchsorted(v2, grid, side="right")]
+    return float(np.max(np.abs(f1 - f2)))
+
+
+def _bin_shares(values: np.ndarray, weights: np.ndarray, edges: list[float]) -> np.ndarray:
+    """Share of weight per bin: (-inf, e1], (e1, e2], ..., (ek, inf)."""
+    index = np.searchsorted(np.asarray(edges), values, side="left")
+    counts = np.bincount(index, weights=weights, minlength=len(edges) + 1)
+    return counts / counts.sum()
+
+
+def psi(ref_shares: np.ndarray, cur_shares: np.ndarray) -> float:
+    """Population stability index with PSI_EPSILON for empty bins."""
+    r = np.maximum(ref_shares, PSI_EPSILON)
+    c = np.maximum(cur_shares, PSI_EPSILON)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def categorical_stats(ref: ColumnProfile, cur: ColumnProfile) -> dict[str, Any]:
+    """Chi-square on the contingency table, Jensen-Shannon distance, unseen share."""
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    rc, cc = ref.category_counts(), cur.category_counts()
+    cats = sorted(set(rc) | set(cc))
+    if not cats or not sum(rc.values()) or not sum(cc.values()):
+        return {}
+    table = np.array([[rc.get(c, 0) for c in cats], [cc.get(c, 0) for c in cats]], dtype=np.float64)
+    if len(cats) > 1:
+        chi2, p = stats.chi2_contingency(table, correction=False)[:2]
+    else:
+        chi2, p = 0.0, 1.0
+    shares = table / table.sum(axis=1, keepdims=True)
+    unseen = sum(cc[c] for c in cc if c not in rc) / sum(cc.values())
+    return {"chi2": float(chi2), "chi2_p": float(p), "js": float(jensenshannon(shares[0], shares[1], base=2)),
+            "unseen_share": float(unseen), "categories": len(cats)}
+
+
+def missing_stats(ref: ColumnProfile, cur: ColumnProfile) -> dict[str, Any]:
+    """Missing-value rates and a two-proportion z-test of their difference."""
+    from scipy import stats
+
+    n1, n2 = ref.count, cur.count
+    r1 = ref.missing / n1 if n1 else 0.0
+    r2 = cur.missing / n2 if n2 else 0.0
+    pooled = (ref.missing + cur.missing) / (n1 + n2) if n1 + n2 else 0.0
+    se = math.sqrt(pooled * (1 - pooled) * (1 / max(n1, 1) + 1 / max(n2, 1)))
+    p = float(2 * stats.norm.sf(abs(r2 - r1) / se)) if se > 0 else (1.0 if r1 == r2 else 0.0)
+    return {"reference": r1, "current": r2, "delta": r2 - r1, "p": p}
+
+
+def benjamini_hochberg(pvalues: list[float]) -> list[float]:
+    """BH-adjusted p-values (false discovery rate), in the input order."""
+    n = len(pvalues)
+    if not n:
+        return []
+    order = np.argsort(pvalues)
+    ranked = np.asarray(pvalues, dtype=np.float64)[order] * n / np.arange(1, n + 1)
+    adjusted = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty(n)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out.tolist()
+
+
+def shared_histogram(ref: ColumnProfile, cur: ColumnProfile, bins: int = 20) -> dict[str, Any]:
+    """Reference and current shares on one set of bins, for charts."""
+    rv, rw = ref.numeric.weighted()
+    cv, cw = cur.numeric.weighted()
+    if not len(rv) or not len(cv):
+        return {}
+    lo, hi = min(rv[0], cv[0]), max(rv[-1], cv[-1])
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    r = np.histogram(rv, edges, weights=rw)[0]
+    c = np.histogram(cv, edges, weights=cw)[0]
+    return {"edges": edges.tolist(), "reference": (r / r.sum()).tolist(), "current": (c / c.sum()).tolist()}
