@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from string import Template
 
 from mlship.errors import UsageError
+from mlship.fsutil import atomic_write
 from mlship.templates import template_text
 
 
@@ -34,21 +33,6 @@ def write_config(path: Path, text: str, *, force: bool) -> None:
     if path.exists() and not force:
         raise UsageError(f"{path} already exists", hint="Pass --force to overwrite it")
     atomic_write(path, text.encode("utf-8"))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _signature_comment(signature, sha256: str) -> str:

@@ -19,6 +19,8 @@ from mlship.errors import ExitCode, MlshipError, exit_code_for
 
 # Options accepted anywhere on the command line (`mlship check m.onnx --json`).
 GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--verbose", "-v"}
+# Commands whose own --json takes a value (`mlship drift ... --json report.json`).
+OWN_JSON = {"drift"}
 
 
 @dataclass
@@ -73,11 +75,13 @@ def _global_options(
 
 
 def _register() -> None:
-    from mlship.cli import check, config, init, predict, serve
+    from mlship.cli import check, config, drift, init, predict, serve
 
     app.command("check")(check.check)
     app.command("serve")(serve.serve)
     app.command("predict")(predict.predict)
+    app.command("drift")(drift.drift)
+    app.command("profile")(drift.profile)
     app.command("init")(init.init)
     app.add_typer(config.app, name="config")
 
@@ -92,8 +96,14 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
-    flags = [a for a in head if a in GLOBAL_FLAGS]
-    rest = [a for a in head if a not in GLOBAL_FLAGS]
+    command = next((a for a in head if not a.startswith("-")), None)
+    cut = head.index(command) + 1 if command in OWN_JSON else None
+
+    def hoisted(i: int, arg: str) -> bool:
+        return arg in GLOBAL_FLAGS and not (cut is not None and i >= cut and arg == "--json")
+
+    flags = [a for i, a in enumerate(head) if hoisted(i, a)]
+    rest = [a for i, a in enumerate(head) if not hoisted(i, a)]
     return flags + rest + tail
 
 

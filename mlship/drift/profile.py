@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import numpy as np
 
 from mlship.drift.sketch import NumericSketch
 from mlship.errors import InvalidInputError
+from mlship.fsutil import atomic_write
 
 SCHEMA = "mlship.profile/v1"
 CATEGORY_CAP = 1000  # distinct categories kept per column; the rest count as "other"
@@ -201,14 +200,7 @@ class Profile:
 
 def save_profile(profile: Profile, path: Path) -> None:
     """Write atomically (temporary file, fsync, rename)."""
-    data = json.dumps(profile.to_json(), separators=(",", ":")).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(profile.to_json(), separators=(",", ":")).encode())
 
 
 def load_profile(path: Path) -> Profile:

@@ -1,0 +1,73 @@
+"""`mlship drift` and `mlship profile`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlship.cli._common import config_for, state
+
+
+def drift(
+    ctx: typer.Context,
+    current: str = typer.Option(..., "--current", "-c", help="Current data: prediction logs or data files (file, dir, glob)."),
+    reference: Optional[str] = typer.Option(None, "--reference", "-r", help="Reference data, logs or a saved profile [monitoring.reference]."),
+    window: Optional[str] = typer.Option(None, "--window", "-w", help="Compare each window of CUR: 1h, 1d, 30m or 5000rows."),
+    min_rows: Optional[int] = typer.Option(None, "--min-rows", help="Fewer values than this: too small to judge [200]."),
+    drift_share: Optional[float] = typer.Option(None, "--drift-share", help="Share of drifted columns that is dataset drift [0.5]."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Ground truth file (request_id, label) joined to the logs."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report to FILE, or - for stdout."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (CI job pages)."),
+    fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset (default), any, window, column:NAME (repeatable)."),
+    on_drift: Optional[str] = typer.Option(None, "--on-drift", help="Shell command to run when drift is found."),
+    webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON summary to this URL."),
+    strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
+) -> None:
+    """Compare current data or prediction logs with a reference: drift, performance, operations.
+
+    Exit 4 when drift is found (see --fail-on), 3 for unreadable input, 7 when the webhook fails.
+    """
+    from mlship.drift.run import DriftRequest, run_drift_command
+
+    cfg = config_for(ctx)
+    ref = reference or (str(cfg.resolve(cfg.monitoring.reference)) if cfg.monitoring.reference else None)
+    request = DriftRequest(
+        reference=ref, current=current, window=window, min_rows=min_rows,
+        drift_share=drift_share if drift_share is not None else cfg.monitoring.drift_share, labels=labels,
+        json_out=json_out, html=html, markdown=markdown, fail_on=fail_on or ["dataset"], on_drift=on_drift,
+        webhook=webhook, strict=strict, chunk_rows=chunk_rows,
+        columns={k: v.model_dump() for k, v in cfg.monitoring.columns.items()},
+    )
+    run_drift_command(request, state(ctx).console)
+
+
+def profile(
+    ctx: typer.Context,
+    data: List[str] = typer.Argument(..., help="Data files, logs (file, dir, glob), or saved profiles to merge."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the profile (JSON)."),
+    strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
+    chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
+) -> None:
+    """Profile a reference once (or in pieces, then merge the pieces' profiles)."""
+    from mlship.drift.profile import Profile, is_profile_file, save_profile
+    from mlship.drift.profiling import build_profile, merge_profiles
+
+    console = state(ctx).console
+    if all(is_profile_file(d) for d in data):
+        merged = merge_profiles(data)
+    else:
+        merged = Profile()
+        for spec in data:
+            if is_profile_file(spec):
+                merged.merge(merge_profiles([spec]))
+            else:
+                merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict)[0])
+    save_profile(merged, output)
+    summary = {"output": str(output), "rows": merged.rows,
+               "columns": {n: c.kind for n, c in sorted(merged.columns.items())}}
+    console.result(summary, lambda out: out.print(
+        f"profiled {merged.rows:,} rows, {len(merged.columns)} columns -> {output}"))

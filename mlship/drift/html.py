@@ -1,0 +1,214 @@
+"""The HTML drift report: one self-contained file (inline CSS and SVG, no
+scripts, nothing fetched when it is viewed)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from mlship.drift.render import effect_text, verdict
+
+REF, CUR = "#4c78a8", "#f58518"
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+.verdict{padding:10px 14px;border-radius:6px;font-weight:600;margin:12px 0}
+.drift{background:#fde8e8;color:#9b1c1c}.ok{background:#e6f4ea;color:#1e6b34}
+table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #eee;
+vertical-align:top}th{background:#fafafa}td.num{font-variant-numeric:tabular-nums}
+.tag{padding:1px 6px;border-radius:4px;font-size:12px}.tag.drift{background:#e45756;color:#fff}
+.tag.ok{background:#54a24b;color:#fff}.tag.na{background:#bbb;color:#fff}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:16px}
+figure{margin:0;border:1px solid #eee;border-radius:6px;padding:8px}figcaption{font-size:13px;margin-bottom:4px}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px;vertical-align:middle}
+.muted{color:#777}
+"""
+
+
+def render_html(report: dict[str, Any]) -> str:
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+             f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
+             f"<title>mlship drift report</title><style>{CSS}</style></head><body>",
+             "<h1>Drift report</h1>",
+             f"<div class='muted'>reference {escape(report['reference']['source'])} "
+             f"({report['reference']['rows']:,} rows) · current {escape(report['current']['source'])} "
+             f"({report['current']['rows']:,} rows)</div>",
+             f"<div class='verdict {'drift' if report['dataset_drift'] else 'ok'}'>{escape(verdict(report))}</div>",
+             _table(report), _histograms(report), _windows(report), _performance(report), _operations(report),
+             "<p class='muted'>Made by mlship. Thresholds: "
+             + escape(", ".join(f"{k} {v:g}" for k, v in report["thresholds"].items())) + "</p></body></html>"]
+    return "".join(parts)
+
+
+def _table(report: dict[str, Any]) -> str:
+    rows = []
+    for c in report["columns"]:
+        if c.get("insufficient") or c.get("ignored"):
+            tag = "<span class='tag na'>n/a</span>"
+        else:
+            tag = f"<span class='tag {'drift' if c['drifted'] else 'ok'}'>{'drift' if c['drifted'] else 'ok'}</span>"
+        miss = c.get("missing") or {}
+        missing = f"{miss['reference']:.1%} → {miss['current']:.1%}" if miss else ""
+        rows.append(f"<tr><td>{escape(c['name'])}</td><td>{escape(c.get('kind') or '')}</td><td>{tag}</td>"
+                    f"<td class='num'>{escape(effect_text(c))}</td><td class='num'>{missing}</td>"
+                    f"<td>{escape('; '.join(c['reasons']))}</td></tr>")
+    return ("<h2>Columns</h2><table><thead><tr><th>column</th><th>kind</th><th>drift</th><th>effect size</th>"
+            "<th>missing</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _legend(*items: tuple[str, str]) -> str:
+    return "<div class='legend'>" + "".join(f"<span style='background:{c}'></span>{escape(n)}" for n, c in items) + "</div>"
+
+
+def _histograms(report: dict[str, Any]) -> str:
+    figures = []
+    for c in report["columns"]:
+        if c.get("histogram"):
+            h = c["histogram"]
+            labels = [f"{e:.3g}" for e in h["edges"][:-1]]
+            figures.append(_figure(c, bars(labels, h["reference"], h["current"])))
+        elif c.get("categories"):
+            cats = c["categories"]
+            figures.append(_figure(c, bars(cats["names"], cats["reference"], cats["current"])))
+    if not figures:
+        return ""
+    return ("<h2>Distributions</h2>" + _legend(("reference", REF), ("current", CUR))
+            + "<div class='grid'>" + "".join(figures) + "</div>")
+
+
+def _figure(column: dict[str, Any], svg: str) -> str:
+    state = "drift" if column["drifted"] else "ok"
+    return (f"<figure class='chart' data-column='{escape(column['name'])}'><figcaption><b>{escape(column['name'])}</b> "
+            f"<span class='tag {state}'>{state}</span> <span class='muted'>{escape(effect_text(column))}</span>"
+            f"</figcaption>{svg}</figure>")
+
+
+def _windows(report: dict[str, Any]) -> str:
+    windows = [w for w in report["windows"]]
+    if not windows:
+        return ""
+    labels = [w["label"] for w in windows]
+    share = [w["drifted_share"] for w in windows]
+    effects: dict[str, list[float | None]] = {}
+    for i, w in enumerate(windows):
+        for name, value in (w.get("effects") or {}).items():
+            effects.setdefault(name, [None] * len(windows))[i] = value
+    top = sorted(effects, key=lambda n: -max(v or 0 for v in effects[n]))[:len(PALETTE)]
+    small = sum(1 for w in windows if w.get("insufficient"))
+    note = f"<p class='muted'>{small} windows were too small to judge (gaps in the lines).</p>" if small else ""
+    return ("<h2>Over time</h2><div class='grid'>"
+            f"<figure class='chart'><figcaption>Share of drifted columns per window</figcaption>"
+            f"{lines(labels, {'drifted share': share}, y_max=1.0, threshold=report['thresholds']['drift_share'])}</figure>"
+            f"<figure class='chart'><figcaption>Effect size per column (Wasserstein σ or JS)</figcaption>"
+            f"{lines(labels, {n: effects[n] for n in top})}"
+            + _legend(*((n, PALETTE[i]) for i, n in enumerate(top))) + "</figure></div>" + note)
+
+
+def _performance(report: dict[str, Any]) -> str:
+    current = report["performance"]["current"]
+    if not current:
+        return ""
+    keys = [k for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse") if k in current]
+    reference = report["performance"]["reference"] or {}
+    rows = "".join(f"<tr><td>{k}</td><td class='num'>{reference.get(k, float('nan')):.4f}</td>"
+                   f"<td class='num'>{current[k]:.4f}</td></tr>" for k in keys)
+    html = ("<h2>Performance</h2><table><thead><tr><th>metric</th><th>reference</th><th>current</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+    windows = [w for w in report["windows"] if w.get("performance")]
+    if windows:
+        series = {k: [w["performance"].get(k) for w in windows] for k in keys}
+        html += ("<div class='grid'><figure class='chart'><figcaption>Per window</figcaption>"
+                 f"{lines([w['label'] for w in windows], series)}"
+                 + _legend(*((k, PALETTE[i % len(PALETTE)]) for i, k in enumerate(keys))) + "</figure></div>")
+    return html
+
+
+def _operations(report: dict[str, Any]) -> str:
+    ops = report["operations"]
+    groups = ops["by_version_variant"]
+    if not groups and "latency_ms" not in ops["overall"]:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(str(g['version']))}</td><td>{escape(str(g['variant']))}</td><td class='num'>{g['requests']:,}</td>"
+        f"<td class='num'>{g['error_rate']:.2%}</td><td class='num'>"
+        + (" / ".join(f"{g['latency_ms'][p]:.2f}" for p in ("p50", "p95", "p99")) if "latency_ms" in g else "")
+        + "</td></tr>" for g in groups)
+    html = ("<h2>Operations</h2><table><thead><tr><th>version</th><th>variant</th><th>requests</th><th>errors</th>"
+            f"<th>latency p50 / p95 / p99 ms</th></tr></thead><tbody>{rows}</tbody></table>")
+    windows = [w for w in report["windows"] if "latency_ms" in w["operations"]]
+    if windows:
+        series = {p: [w["operations"]["latency_ms"][p] for w in windows] for p in ("p50", "p95", "p99")}
+        html += ("<div class='grid'><figure class='chart'><figcaption>Latency per window (ms)</figcaption>"
+                 f"{lines([w['label'] for w in windows], series)}"
+                 + _legend(*((p, PALETTE[i]) for i, p in enumerate(series))) + "</figure></div>")
+    return html
+
+
+# -- SVG charts ---------------------------------------------------------------------
+
+W, H, PAD = 360, 170, 28
+
+
+def bars(labels: list[str], reference: list[float], current: list[float]) -> str:
+    """Side-by-side bars of reference and current shares."""
+    n = max(len(labels), 1)
+    top = max(max(reference, default=0), max(current, default=0)) or 1.0
+    step = (W - 2 * PAD) / n
+    width = max(step / 2 - 1, 1)
+    out = [_svg_open()]
+    for i, (r, c) in enumerate(zip(reference, current)):
+        x = PAD + i * step
+        for j, (value, color) in enumerate(((r, REF), (c, CUR))):
+            h = (H - 2 * PAD) * value / top
+            out.append(f"<rect x='{x + j * width:.1f}' y='{H - PAD - h:.1f}' width='{width:.1f}' height='{h:.1f}' "
+                       f"fill='{color}'><title>{escape(labels[i])}: {value:.1%}</title></rect>")
+    out.append(_axes(labels, top, percent=True))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def lines(labels: list[str], series: dict[str, list[float | None]], *, y_max: float | None = None,
+          threshold: float | None = None) -> str:
+    """One line per series over the windows; None leaves a gap."""
+    values = [v for s in series.values() for v in s if v is not None]
+    top = y_max or (max(values, default=1.0) * 1.1) or 1.0
+    n = max(len(labels) - 1, 1)
+    out = [_svg_open()]
+    if threshold is not None:
+        y = H - PAD - (H - 2 * PAD) * threshold / top
+        out.append(f"<line x1='{PAD}' x2='{W - PAD}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e45756' stroke-dasharray='4 3'/>")
+    for k, (name, points) in enumerate(series.items()):
+        color = PALETTE[k % len(PALETTE)]
+        segment: list[str] = []
+        for i, v in enumerate(points + [None]):
+            if v is None:
+                if segment:
+                    out.append(f"<polyline fill='none' stroke='{color}' stroke-width='2' points='{' '.join(segment)}'>"
+                               f"<title>{escape(name)}</title></polyline>")
+                segment = []
+                continue
+            x = PAD + (W - 2 * PAD) * i / n
+            y = H - PAD - (H - 2 * PAD) * v / top
+            segment.append(f"{x:.1f},{y:.1f}")
+            out.append(f"<circle cx='{x:.1f}' cy='{y:.1f}' r='2.5' fill='{color}'><title>{escape(name)} "
+                       f"{escape(labels[i])}: {v:.3g}</title></circle>")
+    out.append(_axes(labels, top, percent=False))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _svg_open() -> str:
+    return f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {H}' width='100%' role='img'>"
+
+
+def _axes(labels: list[str], top: float, *, percent: bool) -> str:
+    axis = (f"<line x1='{PAD}' y1='{H - PAD}' x2='{W - PAD}' y2='{H - PAD}' stroke='#999'/>"
+            f"<line x1='{PAD}' y1='{PAD}' x2='{PAD}' y2='{H - PAD}' stroke='#999'/>")
+    top_label = f"{top:.0%}" if percent else f"{top:.3g}"
+    axis += f"<text x='2' y='{PAD + 4}' font-size='10' fill='#555'>{top_label}</text>"
+    if labels:
+        axis += (f"<text x='{PAD}' y='{H - 8}' font-size='10' fill='#555'>{escape(labels[0])}</text>"
+                 f"<text x='{W - PAD}' y='{H - 8}' font-size='10' fill='#555' text-anchor='end'>{escape(labels[-1])}</text>")
+    return axis
