@@ -96,8 +96,8 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
-    command = next((a for a in head if not a.startswith("-")), None)
-    cut = head.index(command) + 1 if command in OWN_JSON else None
+    command = next((a for a in head if a in OWN_JSON), None)
+    cut = head.index(command) + 1 if command else None
 
     def hoisted(i: int, arg: str) -> bool:
         return arg in GLOBAL_FLAGS and not (cut is not None and i >= cut and arg == "--json")

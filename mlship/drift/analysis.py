@@ -163,7 +163,7 @@ def _judge(results: list[dict[str, Any]], options: DriftOptions) -> None:
             r["effect"] = s["wasserstein_norm"]
             if significant and s["wasserstein_norm"] >= wd_limit:
                 reasons.append(f"distribution moved: Wasserstein {s['wasserstein_norm']:.3f} std (>= {wd_limit:g})")
-            elif significant and s["psi"] >= DEFAULTS["psi"]:
+            elif significant and limit is None and s["psi"] >= DEFAULTS["psi"]:
                 reasons.append(f"distribution moved: PSI {s['psi']:.3f} (>= {DEFAULTS['psi']:g})")
         elif s:
             js_limit = limit if limit is not None else DEFAULTS["js"]

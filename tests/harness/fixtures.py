@@ -121,3 +121,14 @@ def nginx_factory() -> Iterator[Callable[[HttpConf], Nginx]]:
 def nginx(nginx_factory: Callable[[HttpConf], Nginx]) -> Nginx:
     """nginx answering ``GET /`` with "mlship harness nginx"; call ``.reload(conf)`` to change it."""
     return nginx_factory(services.DEFAULT_NGINX_CONF)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of Debian's headless-capable chromium (for checking HTML reports)."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        _unavailable("chromium is not installed (apt-get install chromium)")
+    return path
