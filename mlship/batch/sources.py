@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlship.data.tables import FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values
+from mlship.data.tables import FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values, iter_json_records
 from mlship.errors import InvalidInputError
 from mlship.extras import require
 
@@ -240,18 +240,11 @@ def _text_columns(columns: list[str], rows: list[list[str]]) -> dict[str, np.nda
 
 def _jsonl(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
     records, start = [], 1
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
-            records.append(record)
-            if len(records) == batch_size:
-                yield _records_table(path, records, columns, start)
-                records, start = [], start + batch_size
+    for record in iter_json_records(path):
+        records.append(record)
+        if len(records) == batch_size:
+            yield _records_table(path, records, columns, start)
+            records, start = [], start + batch_size
     if records:
         yield _records_table(path, records, columns, start)
 

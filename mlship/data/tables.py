@@ -11,7 +11,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -110,8 +110,9 @@ def _column_from_text(values: tuple[str, ...]) -> np.ndarray:
         return np.array(values, dtype=object)
 
 
-def _read_jsonl(path: Path) -> Table:
-    records: list[dict[str, Any]] = []
+def iter_json_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a JSON Lines file; blank lines skipped, anything else an
+    error naming the line."""
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, start=1):
             if not line.strip():
@@ -122,7 +123,11 @@ def _read_jsonl(path: Path) -> Table:
                 raise InvalidInputError(f"{path}:{line_no}: invalid JSON: {exc.msg}") from None
             if not isinstance(record, dict):
                 raise InvalidInputError(f"{path}:{line_no}: each line must be a JSON object")
-            records.append(record)
+            yield record
+
+
+def _read_jsonl(path: Path) -> Table:
+    records = list(iter_json_records(path))
     names = list(dict.fromkeys(k for r in records for k in r))
     return Table(path, {n: _column_from_values([r.get(n) for r in records], path, n) for n in names})
 

@@ -151,12 +151,8 @@ class ServeApp:
         service = self.service
         body = await self._json_body(scope, receive, request_id, started)
         request_id = str(body.get("id") or request_id) if isinstance(body, dict) else request_id
-        try:
-            feeds = protocol.decode_inputs(body, service.signature)
-            wanted = protocol.requested_outputs(body, service.output_names)
-        except RequestError as exc:
-            service.log_predictions(request_id, started, status=exc.status, error=exc.message)
-            raise
+        feeds, wanted = self._decode(request_id, started, lambda: (
+            protocol.decode_inputs(body, service.signature), protocol.requested_outputs(body, service.output_names)))
         outputs, cached = await service.predict(feeds)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
         return 200, {
@@ -169,11 +165,7 @@ class ServeApp:
     async def _predict(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
         body = await self._json_body(scope, receive, request_id, started)
-        try:
-            feeds, instances = decode_instances(body, service.signature)
-        except RequestError as exc:
-            service.log_predictions(request_id, started, status=exc.status, error=exc.message)
-            raise
+        feeds, instances = self._decode(request_id, started, lambda: decode_instances(body, service.signature))
         outputs, cached = await service.predict(feeds)
         service.log_predictions(request_id, started, instances=instances, outputs=outputs, cached=cached)
         return 200, {
@@ -182,6 +174,14 @@ class ServeApp:
             "version": service.version,
             "request_id": request_id,
         }
+
+    def _decode(self, request_id: str, started: float, decode: Callable[[], Any]) -> Any:
+        """Decode a request; a bad one is logged (status and error) before its 4xx."""
+        try:
+            return decode()
+        except RequestError as exc:
+            self.service.log_predictions(request_id, started, status=exc.status, error=exc.message)
+            raise
 
     async def _json_body(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> Any:
         limit = self.service.settings.max_body_bytes
