@@ -52,6 +52,7 @@ class ImageBuildConfig(Strict):
     """Container image settings (`mlship build --image`)."""
 
     base: str = Field("python:3.11-slim", description="Base image with Python 3.11.")
+    python: str = Field("3.11", description="Python version of the base image (wheels are resolved for it).")
     repository: str | None = Field(None, description="Image repository, e.g. registry.local:5000/ml/readmission.")
     tag: str | None = Field(None, description="Image tag; defaults to the model version.")
     template: str | None = Field(None, description="Your own Dockerfile template instead of mlship's.")
@@ -194,6 +195,7 @@ class Config(Strict):
     version: str | None = Field(None, description="Model version, e.g. 1.4.0.")
     model: str | None = Field(None, description="Path to the ONNX model, relative to mlship.yaml.")
     sample: str | None = Field(None, description="Sample data (CSV, Parquet, JSON Lines, NPY) for checks.")
+    store: str = Field(".mlship/versions.jsonl", description="The versions store, relative to mlship.yaml.")
     check: CheckConfig = Field(default_factory=CheckConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")

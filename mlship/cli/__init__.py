@@ -75,11 +75,14 @@ def _global_options(
 
 
 def _register() -> None:
-    from mlship.cli import check, config, drift, init, predict, serve
+    from mlship.cli import build, check, config, drift, init, predict, serve
 
     app.command("check")(check.check)
     app.command("serve")(serve.serve)
     app.command("predict")(predict.predict)
+    app.command("build")(build.build)
+    app.command("push")(build.push)
+    app.add_typer(build.versions_app, name="versions")
     app.command("drift")(drift.drift)
     app.command("profile")(drift.profile)
     app.command("init")(init.init)

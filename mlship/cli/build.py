@@ -1,0 +1,130 @@
+"""`mlship build`, `mlship push` and `mlship versions`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mlship.cli._common import config_for, state
+
+versions_app = typer.Typer(help="Builds and pushes recorded in the versions store.", no_args_is_help=True)
+
+
+def build(
+    ctx: typer.Context,
+    model: Optional[Path] = typer.Argument(None, help="The ONNX model [default: `model` in mlship.yaml]."),
+    image: bool = typer.Option(False, "--image", help="Build a serving container image on the Docker engine."),
+    tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image tag [REPOSITORY:VERSION]."),
+    base: Optional[str] = typer.Option(None, "--base", help="Base image with Python [build.image.base]."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="linux/amd64 or linux/arm64 [build.image.platform]."),
+    template: Optional[Path] = typer.Option(None, "--template", help="Your own Dockerfile template."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Build every layer again."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name [name in mlship.yaml]."),
+    model_version: Optional[str] = typer.Option(None, "--model-version", help="Version [version in mlship.yaml, or the next one]."),
+) -> None:
+    """Build an artifact for the model: --image (a serving container image)."""
+    from mlship.build.image import ImageOptions, build_image
+    from mlship.build.versions import BuildRecord, VersionStore
+    from mlship.errors import UsageError
+
+    if not image:
+        raise UsageError("say what to build", hint="Pass --image (edge bundles: --edge, not available yet)")
+    cfg = config_for(ctx, {"build.image.base": base, "build.image.platform": platform,
+                           "build.image.template": str(template) if template else None})
+    model_path = model or cfg.resolve(cfg.model)
+    if model_path is None:
+        raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
+    store = VersionStore(cfg.resolve(cfg.store))
+    model_name = name or cfg.name or (model_path.stem if model_path.stem != "model" else model_path.resolve().parent.name)
+    version = model_version or cfg.version or store.next_version(model_name)
+    repository = cfg.build.image.repository or f"mlship/{model_name}"
+    options = ImageOptions(model=model_path, name=model_name, version=version, base=cfg.build.image.base,
+                           tag=tag or cfg.build.image.tag or f"{repository}:{version}",
+                           platform=cfg.build.image.platform, python=cfg.build.image.python,
+                           template=cfg.resolve(cfg.build.image.template), no_cache=no_cache)
+    console = state(ctx).console
+    with console.status(f"building {options.tag}") as status:
+        result = build_image(options, log=(lambda line: status.update(line[:100])) if status else console.debug)
+    store.append(BuildRecord(name=model_name, version=version, kind="image", model_sha256=result.model_sha256,
+                             artifact=result.image_id, tag=result.tag, size_bytes=result.size_bytes,
+                             git_commit=result.labels.get("org.opencontainers.image.revision") or None,
+                             builder="docker"))
+    console.result(result.model_dump(mode="json"), lambda out: out.print(
+        f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} layers) "
+        f"in {result.seconds:.1f} s; recorded as {model_name} {version} in {store.path}"))
+
+
+def push(
+    ctx: typer.Context,
+    what: Optional[str] = typer.Argument(None, help="NAME[:VERSION] from the versions store, or a local image."),
+    image: bool = typer.Option(False, "--image", help="Push a container image."),
+    to: str = typer.Option(..., "--to", help="registry://HOST[:PORT]/REPO[:TAG] (ECR hosts use ECR auth; ecr:// forces it)."),
+) -> None:
+    """Push a built image to an OCI registry or Amazon ECR; records the pushed digest."""
+    from mlship.build.image import engine_client
+    from mlship.build.push import RegistryRef, push_image
+    from mlship.build.versions import PushRecord, VersionStore
+    from mlship.errors import UsageError
+
+    if not image:
+        raise UsageError("say what to push", hint="Pass --image (file targets come with `mlship push ARTIFACT`)")
+    cfg = config_for(ctx)
+    store = VersionStore(cfg.resolve(cfg.store))
+    target = RegistryRef.parse(to)
+    name, _, version = (what or cfg.name or "").partition(":")
+    record = store.find(name, version or None, kind="image") if name else None
+    if record is None and what is None:
+        raise UsageError("nothing to push", hint="Name a built version (NAME[:VERSION]) or a local image")
+    local = record["artifact"] if record else what
+    tag = target.tag or (record["version"] if record else "latest")
+    console = state(ctx).console
+    client = engine_client()
+    with console.status(f"pushing to {target.name}:{tag}") as status:
+        digest = push_image(client, local, target, tag=tag,
+                            log=(lambda line: status.update(line[:100])) if status else console.debug)
+    reference = f"{target.name}:{tag}@{digest}"
+    if record:
+        store.append(PushRecord(name=record["name"], version=record["version"], artifact=record["artifact"],
+                                reference=f"{target.name}:{tag}", digest=digest))
+    console.result({"reference": reference, "digest": digest, "recorded": bool(record)},
+                   lambda out: out.print(f"pushed {reference}"))
+
+
+@versions_app.command("list")
+def versions_list(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:
+    """Every recorded build, oldest first."""
+    from rich.table import Table
+
+    from mlship.build.versions import VersionStore
+
+    cfg = config_for(ctx)
+    rows = VersionStore(cfg.resolve(cfg.store)).versions(name)
+
+    def render(out) -> None:
+        table = Table(show_edge=False)
+        for col in ("name", "version", "kind", "artifact", "model sha256", "created", "pushed"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], r["version"], r["kind"], r["artifact"][:19], r["model_sha256"][:12], r["created"],
+                          ", ".join(p["reference"] for p in r["pushed"]))
+        out.print(table)
+
+    state(ctx).console.result({"versions": rows}, render)
+
+
+@versions_app.command("show")
+def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[:VERSION] (latest when no version).")) -> None:
+    """One build with its pushes."""
+    import json
+
+    from mlship.build.versions import VersionStore
+    from mlship.errors import UsageError
+
+    cfg = config_for(ctx)
+    name, _, version = ref.partition(":")
+    record = VersionStore(cfg.resolve(cfg.store)).find(name, version or None)
+    if record is None:
+        raise UsageError(f"no recorded build of {ref}", hint="See `mlship versions list`")
+    state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2)))
