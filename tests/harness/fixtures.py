@@ -71,6 +71,23 @@ def oci_registry() -> Iterator[OciRegistry]:
         registry.stop()
 
 
+@pytest.fixture
+def oci_registry_factory() -> Iterator[Callable[..., OciRegistry]]:
+    """start(users={"name": "password"}) -> a registry with htpasswd basic auth; stopped after the test."""
+    started: list[OciRegistry] = []
+
+    def start(users: dict[str, str] | None = None) -> OciRegistry:
+        registry = _start(services.start_oci_registry, 20, users)
+        started.append(registry)
+        return registry
+
+    try:
+        yield start
+    finally:
+        for registry in started:
+            registry.stop()
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoServer]:
     """A moto server (S3, ECR, SageMaker, …); ``.client("s3")`` gives a ready boto3 client."""

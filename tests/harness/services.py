@@ -256,9 +256,10 @@ class OciRegistry:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _registry_config(storage: Path, port: int) -> str:
+def _registry_config(storage: Path, port: int, htpasswd: Path | None = None) -> str:
     # JSON is valid YAML, so no YAML writer is needed.
-    return json.dumps({
+    auth = {"auth": {"htpasswd": {"realm": "mlship-test", "path": str(htpasswd)}}} if htpasswd else {}
+    return json.dumps({**auth,
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {
@@ -270,20 +271,30 @@ def _registry_config(storage: Path, port: int) -> str:
     }, indent=2)
 
 
-def start_oci_registry(timeout: float = 20) -> OciRegistry:
-    """Start a registry with filesystem storage in a temp dir; ready when GET /v2/ is 200."""
+def start_oci_registry(timeout: float = 20, users: dict[str, str] | None = None) -> OciRegistry:
+    """Start a registry with filesystem storage in a temp dir; ready when GET /v2/
+    answers (200, or 401 when `users` turns on htpasswd basic auth)."""
     binary = _require_binary("docker-registry", "Debian package docker-registry")
     root = Path(tempfile.mkdtemp(prefix="mlship-reg-"))
     log = root / "registry.log"
+    htpasswd = None
+    if users:
+        import bcrypt
+
+        htpasswd = root / "htpasswd"
+        htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+                                    for u, p in users.items()))
     for attempt in range(START_ATTEMPTS):
         port = free_port()
         config = root / "config.yml"
-        config.write_text(_registry_config(root / "storage", port))
+        config.write_text(_registry_config(root / "storage", port, htpasswd))
         process = procs.spawn([binary, "serve", str(config)], log)
         url = f"http://{LOOPBACK}:{port}"
         registry = OciRegistry(url, f"{LOOPBACK}:{port}", port, root, log, process)
         try:
-            wait_until(lambda: _answers(f"{url}/v2/"), timeout, "docker-registry GET /v2/", log=log, process=process)
+            ready = 401 if users else 200
+            wait_until(lambda: _answers(f"{url}/v2/", ready), timeout, "docker-registry GET /v2/", log=log,
+                       process=process)
             return registry
         except WaitTimeout:
             procs.stop_process(process, timeout=5)
