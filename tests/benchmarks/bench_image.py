@@ -1,0 +1,89 @@
+"""Benchmark: image build times and size, against MLflow's build-docker.
+
+Starts a private Docker engine (as the tests do), makes the local Python
+base image (tests/images/make-base.sh), then times `mlship build --image` on
+the breast-cancer model: cold (no layers cached; wheels cached), and again
+after a model-only change. MLflow's `mlflow models build-docker` is run on
+the same model to show whether it can work offline.
+
+Targets (issue 6): model-only rebuild <= 10 s; image <= 1/3 of MLflow's size.
+
+    python tests/benchmarks/bench_image.py [--mlflow-venv DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.harness.services import start_docker_engine  # noqa: E402
+from tests.models import logistic_classifier  # noqa: E402
+
+BASE = "mlship-test/python:3.11-bookworm"
+
+
+def mlship_build(project: Path, env: dict[str, str], *extra: str) -> tuple[float, dict]:
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "mlship", "-c", str(project / "mlship.yaml"), "--json", "build",
+                           "--image", *extra], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr)
+    return time.perf_counter() - start, json.loads(proc.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mlflow-venv", default="/work/peers/mlflow-venv")
+    args = parser.parse_args()
+    engine = start_docker_engine()
+    try:
+        env = engine.env()
+        subprocess.run(["bash", str(ROOT / "tests" / "images" / "make-base.sh"), BASE], env=env, check=True,
+                       capture_output=True)
+        project = Path(tempfile.mkdtemp(prefix="bench-image-"))
+        shutil.copyfile(ROOT / "examples" / "breast-cancer" / "model.onnx", project / "model.onnx")
+        (project / "mlship.yaml").write_text(
+            f"name: breast-cancer\nversion: 1.0.0\nmodel: model.onnx\nbuild:\n  image: {{base: '{BASE}'}}\n")
+        mlship_build(project, env)  # fills the wheel cache, as any second build on a machine has it
+        cold, first = mlship_build(project, env, "--no-cache", "--model-version", "1.0.1")
+        logistic_classifier(project / "model.onnx")
+        rebuild, second = mlship_build(project, env, "--model-version", "1.1.0")
+        base_size = engine.client().images.get(BASE).attrs["Size"]
+        size = second["size_bytes"]
+        print(f"mlship cold build (no cached layers)  {cold:6.1f} s")
+        print(f"mlship rebuild after a model change   {rebuild:6.1f} s (target <= 10 s: "
+              f"{'met' if rebuild <= 10 else 'MISSED'})")
+        print(f"image size {size / 1e6:.0f} MB, of which the base image {base_size / 1e6:.0f} MB")
+        result = {"cold_s": round(cold, 1), "rebuild_s": round(rebuild, 1), "image_mb": round(size / 1e6),
+                  "base_mb": round(base_size / 1e6)}
+        mlflow = Path(args.mlflow_venv) / "bin" / "mlflow"
+        if mlflow.exists():
+            model_dir = project / "mlflow-model"
+            subprocess.run([str(mlflow.parent / "python"), "-c",
+                            f"import onnx, mlflow.onnx; mlflow.onnx.save_model(onnx.load({str(project / 'model.onnx')!r}),"
+                            f" {str(model_dir)!r})"], check=True, capture_output=True)
+            start = time.perf_counter()
+            proc = subprocess.run([str(mlflow), "models", "build-docker", "-m", str(model_dir), "-n", "mlflow-bc"],
+                                  capture_output=True, text=True, timeout=900,
+                                  env={**env, "PATH": f"{mlflow.parent}:{os.environ['PATH']}", "DO_NOT_TRACK": "1"})
+            took = time.perf_counter() - start
+            tail = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()][-3:]
+            print(f"mlflow models build-docker: exit {proc.returncode} after {took:.1f} s: {' | '.join(tail)[:400]}")
+            result["mlflow_exit"] = proc.returncode
+        print(json.dumps(result))
+    finally:
+        engine.stop()
+
+
+if __name__ == "__main__":
+    main()
