@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from mlship.batch.sources import count_rows, file_columns, input_files
 from mlship.errors import InvalidInputError
+from mlship.model.feeds import needed_columns
 
 
 class PredictOptions(BaseModel):
@@ -81,11 +82,13 @@ class Plan:
     total_rows: int | None
     work: Path
     done: set[int] = field(default_factory=set)
+    text_columns: frozenset[str] = frozenset()
 
 
 def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: Any) -> Plan:
     """Check inputs and columns up front; prepare (or reuse, with --resume) the work directory."""
     files, columns, total = resolve_inputs(options, signature)
+    text = frozenset(options.keep_columns) - frozenset(needed_columns(signature, columns))
     work = options.output.parent / f".{options.output.name}.mlship-work"
     fingerprint = _fingerprint(options, files, model_sha256)
     done: set[int] = set()
@@ -100,20 +103,23 @@ def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: A
             shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     state.write_text(json.dumps({"fingerprint": fingerprint, "output": str(options.output)}))
-    return Plan(files, columns, total, work, done)
+    return Plan(files, columns, total, work, done, text)
 
 
 def resolve_inputs(options: PredictOptions, signature: Any) -> tuple[list[Path], list[str], int | None]:
     """Input files, the columns to read from them, and the row total when known."""
-    from mlship.model.feeds import needed_columns
-
     files = input_files(options.input)
     available = file_columns(files[0])
     absent = [c for c in options.keep_columns if c not in available]
     if absent:
         raise InvalidInputError(f"{files[0]}: no column {', '.join(map(repr, absent))} to keep",
                                 hint=f"The file has: {', '.join(available[:12])}")
-    columns = list(dict.fromkeys(needed_columns(signature, available) + options.keep_columns))
+    needed = needed_columns(signature, available)
+    if not needed:
+        wanted = signature.feature_names or [s.name for s in signature.inputs]
+        raise InvalidInputError(f"{files[0]}: none of the columns the model needs are in the file",
+                                hint=f"It needs: {', '.join(wanted[:8])}; the file has: {', '.join(available[:8])}")
+    columns = list(dict.fromkeys(needed + options.keep_columns))
     counts = [count_rows(f) for f in files]
     return files, columns, None if None in counts else sum(counts)
 

@@ -69,7 +69,7 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
 
     try:
         for chunk, table, feeds, rejects in _prefetch(
-                prepare(c) for c in iter_chunks(plan.files, plan.columns, options.batch_size)):
+                prepare(c) for c in iter_chunks(plan.files, plan.columns, options.batch_size, plan.text_columns)):
             chunks += 1
             resumed += table is None
             # Several chunks score at once, each on one onnxruntime thread: steadier than
@@ -113,7 +113,8 @@ def _usable_rows(chunk: Chunk, runner: Runner, options: PredictOptions) -> tuple
                 "reason": reason} for i, column, value, reason in bad]
     keep = np.ones(table.n_rows, dtype=bool)
     keep[[i for i, *_ in bad]] = False
-    kept = Table(table.path, {k: v[keep] for k, v in table.columns.items()}, table.first_row)
+    kept = Table(table.path, {k: v[keep] for k, v in table.columns.items()}, table.first_row,
+                 row_numbers=table.numbers()[keep])
     return kept, _one_per_row(rejects)
 
 
@@ -168,7 +169,7 @@ def _log_chunk(log, options: PredictOptions, runner: Runner, table: Table, feeds
     from mlship.predlog.entries import LogEntry
 
     name = Path(table.path).name
-    ids = [f"{name}:{table.first_row + i}" for i in range(table.n_rows)]
+    ids = [f"{name}:{n}" for n in table.numbers().tolist()]
     entry = LogEntry(base={"model": options.name, "version": options.version, "variant": "batch", "latency_ms": 0.0,
                            "status": 200, "error": None}, when=time.time(), feeds=feeds, instances=None,
                      outputs=scored, cached=False, feature_names=runner.signature.feature_names, request_ids=ids)

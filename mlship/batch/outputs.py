@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlship import jsonfast
-from mlship.errors import UsageError
+from mlship.errors import InvalidInputError, UsageError
 from mlship.extras import require
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -138,7 +138,17 @@ class Assembler:
             dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
             self._parquet = require("pyarrow.parquet").ParquetWriter(self.partial, table.schema,
                                                                      use_dictionary=dictionary)
-        self._parquet.write_table(table.cast(self._parquet.schema))
+        try:
+            table = table.cast(self._parquet.schema)
+        except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            changed = [f.name for f in table.schema if f.name in self._parquet.schema.names
+                       and f.type != self._parquet.schema.field(f.name).type]
+            raise InvalidInputError(
+                f"column {', '.join(map(repr, changed)) or '?'} changes type between chunks "
+                f"({self._parquet.schema.field(changed[0]).type if changed else '?'} first, then "
+                f"{table.schema.field(changed[0]).type if changed else '?'}): one Parquet file needs one type",
+                hint="Make the column's values one type, or write CSV or JSON Lines") from exc
+        self._parquet.write_table(table)
         self.rows += table.num_rows
 
     def _append_text(self, header: bytes, body: bytes) -> None:

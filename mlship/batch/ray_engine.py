@@ -41,12 +41,16 @@ class RayScorer:
         with os.fdopen(handle, "wb") as fh:
             fh.write(ray.get(model[0]))
         self.runner = Runner.from_path(path, threads=threads or 1)
+        os.unlink(path)  # the session holds the model now
         self.on_error, self.keep, self.fmt = on_error, keep, fmt
 
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
         from mlship.model.feeds import feeds_from_table, table_bad_rows
 
-        table = _batch_table(batch, self.fmt)
+        from mlship.model.feeds import needed_columns
+
+        names = [n for n in batch.column_names if n != "path"]
+        table = _batch_table(batch, self.fmt, frozenset(self.keep) - frozenset(needed_columns(self.runner.signature, names)))
         rejects: list[dict[str, Any]] = []
         if self.on_error == "skip":
             bad = table_bad_rows(table, self.runner.signature)
@@ -71,7 +75,7 @@ class RayScorer:
         return columns
 
 
-def _batch_table(batch: Any, fmt: str) -> Table:
+def _batch_table(batch: Any, fmt: str, text_columns: frozenset[str] = frozenset()) -> Table:
     """A pyarrow batch as the local engine's Table (same conversion rules)."""
     from mlship.batch.sources import _arrow_column, _csv_table
 
@@ -79,7 +83,7 @@ def _batch_table(batch: Any, fmt: str) -> Table:
     label = f"{paths[0] if paths else '?'} (a Ray batch)"
     data = batch.drop_columns(["path"]) if "path" in batch.column_names else batch
     if fmt == "csv":
-        return _csv_table(label, data, 1)
+        return _csv_table(label, data, 1, text_columns)
     columns = {name: _arrow_column(data.column(name).combine_chunks()) for name in data.column_names}
     if fmt == "npy" and "data" in columns:
         columns[NPY_COLUMN] = np.asarray(data.column("data").to_numpy(zero_copy_only=False).tolist())

@@ -69,11 +69,12 @@ def _file_columns(path: Path) -> list[str]:
     if fmt == "parquet":
         return list(require("pyarrow.parquet").ParquetFile(path).schema_arrow.names)
     if fmt == "csv":
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is not part of the first name
             header = fh.readline().rstrip("\r\n")
         if not header:
             raise InvalidInputError(f"{path}: the file is empty")
-        return next(iter(__import__("csv").reader([header], delimiter="\t" if path.suffix == ".tsv" else ",")))
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+        return next(iter(__import__("csv").reader([header], delimiter=delimiter)))
     if fmt == "jsonl":
         with path.open(encoding="utf-8") as fh:
             for line_no, line in enumerate(fh, start=1):
@@ -97,12 +98,14 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def iter_chunks(files: list[Path], columns: list[str], batch_size: int) -> Iterator[Chunk]:
-    """Every chunk of every file, in order."""
+def iter_chunks(files: list[Path], columns: list[str], batch_size: int,
+                text_columns: frozenset[str] = frozenset()) -> Iterator[Chunk]:
+    """Every chunk of every file, in order. `text_columns` (kept, not fed to the
+    model) stay as written in CSV files: ids like 00123 keep their zeros."""
     index = 0
     for path in files:
         produced = False
-        for table in _read(path, columns, batch_size):
+        for table in _read(path, columns, batch_size, text_columns):
             produced = True
             yield Chunk(index, path, table)
             index += 1
@@ -122,13 +125,13 @@ def _reading(path: Path) -> Iterator[None]:
         raise InvalidInputError(f"{path}: cannot read {fmt} data: {_first_line(exc)}") from None
 
 
-def _read(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
+def _read(path: Path, columns: list[str], batch_size: int, text_columns: frozenset[str] = frozenset()) -> Iterator[Table]:
     fmt = FORMATS[path.suffix.lower()]
     with _reading(path):
         if fmt == "parquet":
             yield from _parquet(path, columns, batch_size)
         elif fmt == "csv":
-            yield from _csv(path, columns, batch_size)
+            yield from _csv(path, columns, batch_size, text_columns)
         elif fmt == "jsonl":
             yield from _jsonl(path, columns, batch_size)
         elif fmt == "npy":
@@ -161,7 +164,8 @@ def _arrow_column(array) -> np.ndarray:
     return np.array(array.to_pylist(), dtype=object)
 
 
-def _csv(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
+def _csv(path: Path, columns: list[str], batch_size: int,
+         text_columns: frozenset[str] = frozenset()) -> Iterator[Table]:
     """pyarrow's streaming CSV reader when installed; the csv module otherwise."""
     try:
         pacsv = require("pyarrow.csv")
@@ -186,18 +190,21 @@ def _csv(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
         rows += batch.num_rows
         while rows >= batch_size:
             table = pa.Table.from_batches(buffered)
-            yield _csv_table(path, table.slice(0, batch_size), start)
+            yield _csv_table(path, table.slice(0, batch_size), start, text_columns)
             rest = table.slice(batch_size)
             buffered, rows, start = rest.to_batches(), rest.num_rows, start + batch_size
     if rows:
-        yield _csv_table(path, pa.Table.from_batches(buffered), start)
+        yield _csv_table(path, pa.Table.from_batches(buffered), start, text_columns)
 
 
-def _csv_table(path: Path, table, start: int) -> Table:
+def _csv_table(path: Path | str, table, start: int, text_columns: frozenset[str] = frozenset()) -> Table:
     import pyarrow.compute as pc
 
     columns = {}
     for name in table.column_names:
+        if name in text_columns:
+            columns[name] = np.array([v if v != "" else None for v in table.column(name).to_pylist()], dtype=object)
+            continue
         text = pc.if_else(pc.equal(table.column(name), ""), None, table.column(name))
         columns[name] = _parse_text_column(text, pc)
     return Table(path, columns, start)
@@ -220,7 +227,7 @@ def _csv_python(path: Path, columns: list[str], batch_size: int) -> Iterator[Tab
     import csv
 
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None) or []
         positions = [header.index(c) for c in columns if c in header]
@@ -250,8 +257,8 @@ def _jsonl(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
 
 
 def _records_table(path: Path, records: list[dict], columns: list[str], start: int) -> Table:
-    return Table(path, {c: _column_from_values([r.get(c) for r in records], path, c) for c in columns
-                        if any(c in r for r in records)}, start)
+    # Every requested column, even one this chunk never mentions (all missing).
+    return Table(path, {c: _column_from_values([r.get(c) for r in records], path, c) for c in columns}, start)
 
 
 def _first_line(exc: BaseException) -> str:

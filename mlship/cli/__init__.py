@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 from typer.exceptions import TyperException
 
 from mlship import __version__
@@ -128,6 +129,12 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         return ExitCode.INTERRUPTED
     except TyperException as exc:
         return _usage_error(exc, state.console)
+    except ValidationError as exc:  # options that a core model refused: a usage error
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or exc.title
+        message = f"invalid option {where.replace('_', '-')}: {err['msg']}"
+        state.console.error(message, exit_code=ExitCode.USAGE)
+        return ExitCode.USAGE
     except MlshipError as exc:
         if state.console.verbose:
             state.console.traceback()

@@ -40,6 +40,13 @@ class Table:
     path: Path | str
     columns: dict[str, np.ndarray]
     first_row: int = 1  # number of the first row in its file, for messages
+    row_numbers: np.ndarray | None = None  # each row's number in its file, once rows were dropped
+
+    def numbers(self) -> np.ndarray:
+        """The file row number of every row."""
+        if self.row_numbers is not None:
+            return self.row_numbers
+        return np.arange(self.first_row, self.first_row + self.n_rows)
 
     @property
     def n_rows(self) -> int:
@@ -72,7 +79,7 @@ def read_table(path: str | Path) -> Table:
 
 def _read_csv(path: Path) -> Table:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
@@ -140,7 +147,10 @@ def _column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
         except ValueError:
             raise InvalidInputError(f"{path}: column '{name}' holds lists of different lengths") from None
     if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return np.array(values, dtype=np.int64)  # whole numbers stay integers (ids, counts)
+        try:
+            return np.array(values, dtype=np.int64)  # whole numbers stay integers (ids, counts)
+        except OverflowError:
+            return np.array(values, dtype=object)  # beyond int64: keep them exact, as Python ints
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return np.array(values, dtype=object)

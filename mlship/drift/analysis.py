@@ -229,7 +229,7 @@ def _current(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | N
         _by_version(frame, by_version)
         if size:
             keys = _window_keys(frame, size, unit, seen, options)
-            for key in np.unique(keys):
+            for key in np.unique(keys[~np.isnan(keys)]):
                 mask = keys == key
                 group = windows.setdefault(float(key), _Group())
                 group.profile.add_frame(_rows(frame.columns, mask & ok), int((mask & ok).sum()))
@@ -249,9 +249,10 @@ def parse_window(spec: str | None) -> tuple[float, str]:
     if not spec:
         return 0.0, ""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w|rows?)\s*", spec)
-    if not match:
-        raise UsageError(f"--window {spec!r}: use a duration like 30m, 1h, 1d, or a row count like 5000rows")
-    number, unit = float(match.group(1)), match.group(2)
+    number = float(match.group(1)) if match else 0.0
+    unit = match.group(2) if match else ""
+    if not match or number <= 0 or (unit.startswith("row") and number != int(number)):
+        raise UsageError(f"--window {spec!r}: use a duration like 30m, 1h, 1d, or a whole row count like 5000rows")
     if unit.startswith("row"):
         return number, "rows"
     return number * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit], "s"
@@ -260,10 +261,10 @@ def parse_window(spec: str | None) -> tuple[float, str]:
 def _window_keys(frame: Frame, size: float, unit: str, seen: int, options: DriftOptions) -> np.ndarray:
     if unit == "rows":
         return (np.arange(seen, seen + frame.rows) // int(size)).astype(np.float64)
-    if frame.ts is None or np.isnan(frame.ts).any():
+    if frame.ts is None or np.isnan(frame.ts).all():
         raise UsageError(f"--window {options.window}: time windows need records with a 'ts' (prediction logs)",
                          hint="Use a row window such as --window 5000rows")
-    return np.floor(frame.ts / size) * size
+    return np.floor(frame.ts / size) * size  # a record without a time (NaN) joins no window
 
 
 def _window_summary(key: tuple[float, float, str], group: _Group, reference: Profile,
@@ -325,7 +326,7 @@ def _load_labels(path: Path) -> dict[str, Any]:
     if "request_id" not in table.columns or "label" not in table.columns:
         raise InvalidInputError(f"{path}: a labels file needs 'request_id' and 'label' columns",
                                 hint=f"It has: {', '.join(table.columns)}")
-    ids = [str(v) for v in table.column("request_id").tolist()]
+    ids = [_label_text(v) for v in table.column("request_id").tolist()]  # 1000.0 from a CSV is id 1000
     return dict(zip(ids, table.column("label").tolist()))
 
 

@@ -75,6 +75,8 @@ class ColumnProfile:
                 self.missing += 1
             elif isinstance(v, bool):
                 texts.append(str(v).lower())
+            elif isinstance(v, str) and v.lower() in ("true", "false"):
+                texts.append(v.lower())  # CSV's True/False and JSON's true/false are one category
             elif isinstance(v, (int, float)):
                 numbers.append(float(v))
             else:
@@ -96,13 +98,13 @@ class ColumnProfile:
                 self.codes = None
                 return
             keys, counts = np.unique(values, return_counts=True)
-            if len(keys) > FEW_CODES:
+            if len(keys) > CATEGORY_CAP:
                 self.codes = None
                 return
             for k, c in zip(keys.tolist(), counts.tolist()):
                 key = str(int(k))
                 self.codes[key] = self.codes.get(key, 0) + c
-            if len(self.codes) > FEW_CODES:
+            if len(self.codes) > CATEGORY_CAP:  # kept up to the cap, so kind: categorical can be declared
                 self.codes = None
 
     def _count_categories(self, counts: dict[str, int]) -> None:
@@ -123,7 +125,7 @@ class ColumnProfile:
         else:
             for k, n in other.codes.items():
                 self.codes[k] = self.codes.get(k, 0) + n
-            if len(self.codes) > FEW_CODES:
+            if len(self.codes) > CATEGORY_CAP:
                 self.codes = None
 
     def psi_edges(self) -> list[float]:
@@ -139,7 +141,7 @@ class ColumnProfile:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "missing": self.missing, "non_numeric": self.non_numeric,
                 "numeric": self.numeric.to_json(), "categories": self.categories, "other": self.other,
-                "codes": self.codes, "psi_edges": self.psi_edges() if self.kind == "numeric" else []}
+                "codes": self.codes, "psi_edges": self.psi_edges() if self.numeric.n else []}
 
     @classmethod
     def from_json(cls, name: str, doc: dict[str, Any]) -> "ColumnProfile":

@@ -102,8 +102,9 @@ def _jsonl(path: Path, chunk_rows: int, strict: bool, report: ReadReport) -> Ite
                 record = jsonfast.loads(raw)
                 if not isinstance(record, dict):
                     raise ValueError("not a JSON object")
-                if "inputs" in record and not isinstance(record["inputs"], dict):
-                    raise ValueError("'inputs' is not an object")
+                for part in ("inputs", "outputs"):
+                    if part in record and record[part] is not None and not isinstance(record[part], dict):
+                        raise ValueError(f"'{part}' is not an object")
             except ValueError as exc:
                 if strict:
                     raise InvalidInputError(f"{path}:{line_no}: malformed record: {exc}",
@@ -162,10 +163,23 @@ def _parquet(path: Path, chunk_rows: int) -> Iterator[Frame]:
     pq = require("pyarrow.parquet")
     from mlship.batch.sources import _arrow_column
 
+    import pyarrow as pa
+
     for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows):
+        # Logs converted from JSON Lines keep inputs/outputs as structs: "inputs.age", "outputs.label".
+        batch = pa.Table.from_batches([batch]).flatten().combine_chunks().to_batches()[0] \
+            if any(pa.types.is_struct(f.type) for f in batch.schema) else batch
         columns, meta, ts = {}, {}, None
         for i, name in enumerate(batch.schema.names):
-            values = _arrow_column(batch.column(i))
+            column = batch.column(i)
+            if pa.types.is_boolean(column.type):
+                values = np.array([None if v is None else str(v).lower() for v in column.to_pylist()], dtype=object)
+            else:
+                values = _arrow_column(column)
+            if values.ndim == 2:  # list outputs, as in JSON logs: NAME_0, NAME_1, ...
+                for j in range(values.shape[1]):
+                    columns[f"{name}_{j}"] = values[:, j]
+                continue
             if name.startswith("inputs."):
                 columns[name[len("inputs."):]] = values
             elif name in META:

@@ -58,6 +58,8 @@ def input_rows(feeds: dict[str, np.ndarray] | None, feature_names: list[str] | N
     if not feeds:
         return []
     rows = len(next(iter(feeds.values())))
+    if rows == 0:
+        return []
     if feature_names and len(feeds) == 1:
         matrix = next(iter(feeds.values())).reshape(rows, -1)
         if matrix.shape[1] == len(feature_names):

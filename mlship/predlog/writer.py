@@ -52,6 +52,7 @@ class LogWriter:
         self.accepted = 0
         self.dropped = 0
         self.written = 0
+        self.failed = 0  # records lost to a write error (counted, never fatal)
         self._file: Any = None
         self._file_bytes = 0
         self._file_opened = 0.0
@@ -74,7 +75,12 @@ class LogWriter:
 
     def close(self, timeout: float | None = None) -> None:
         """Write everything accepted so far, then close the file."""
-        self._queue.put(_STOP)
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=0.5)
+                break
+            except queue.Full:
+                continue
         self._thread.join(timeout)
 
     @property
@@ -92,7 +98,12 @@ class LogWriter:
                 except queue.Empty:
                     break
             stop = any(r is _STOP for r in batch)
-            self._write([r for r in batch if r is not _STOP])
+            items = [r for r in batch if r is not _STOP]
+            try:
+                self._write(items)
+            except Exception:  # a bad record or a full disk must not stop logging for good
+                with self._lock:
+                    self.failed += sum(getattr(i, "rows", 1) for i in items)
             if stop:
                 self._close_file()
                 return

@@ -55,6 +55,7 @@ class ServeApp:
         try:
             endpoint, handler = self._route(scope["method"], scope["path"])
             status, body = await handler(scope, receive, request_id, started)
+            request_id = scope.get("mlship.request_id", request_id)  # an infer body's "id" when no header gave one
             if isinstance(body, str):
                 payload, content_type = body.encode(), b"text/plain; version=0.0.4; charset=utf-8"
             else:
@@ -150,7 +151,9 @@ class ServeApp:
     async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
         body = await self._json_body(scope, receive, request_id, started)
-        request_id = str(body.get("id") or request_id) if isinstance(body, dict) else request_id
+        body_id = body.get("id") if isinstance(body, dict) else None
+        if body_id is not None and _header(scope, b"x-request-id") is None:
+            request_id = scope["mlship.request_id"] = str(body_id)  # one id: header, body, log
         feeds, wanted = self._decode(request_id, started, lambda: (
             protocol.decode_inputs(body, service.signature), protocol.requested_outputs(body, service.output_names)))
         outputs, cached = await service.predict(feeds)
@@ -158,7 +161,7 @@ class ServeApp:
         return 200, {
             "model_name": service.name,
             "model_version": service.version,
-            "id": request_id,
+            "id": str(body_id) if body_id is not None else request_id,
             "outputs": protocol.encode_outputs(outputs, wanted),
         }
 

@@ -93,7 +93,8 @@ class ServeMetrics:
         self.latency.observe(seconds, *self.base, endpoint)
 
     def render(self) -> str:
-        log = Counter("mlship_log_records_total", "Prediction-log records by outcome.", self.BASE + ("outcome",))
+        log = Counter("mlship_log_records_total", "Prediction-log records by outcome (written, dropped, failed).",
+                      self.BASE + ("outcome",))
         for outcome, count in self.log_counts().items():
             log.inc(*self.base, outcome, amount=count)
         lines: list[str] = []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 from typing import Any, Callable, Iterator
 
+from mlship.errors import UsageError
 from mlship.extras import require
 from mlship.serve.settings import ServeSettings
 
@@ -21,17 +23,33 @@ def serve(settings: ServeSettings, on_ready: Callable[[Any], None] = lambda serv
 
     uvicorn = require("uvicorn")
     service = ModelService(settings)
+    sock = _bind(settings)  # before saying "serving": a taken port is an error, not a hang
     on_ready(service)
     if settings.workers > 1:
         # Each worker process loads its own copy; settings travel by environment.
         service.close()
+        sock.close()
         os.environ[_SETTINGS_ENV] = settings.model_dump_json()
         uvicorn.run("mlship.serve.server:worker_app", factory=True, workers=settings.workers,
                     **_uvicorn_options(settings))
         return
     config = uvicorn.Config(ServeApp(service), **_uvicorn_options(settings))
     with _graceful_signals():
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+def _bind(settings: ServeSettings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+                         hint="Choose another --port or stop what uses it") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @contextlib.contextmanager

@@ -43,7 +43,8 @@ class ModelService:
             self.log = LogWriter(settings.log_dir, prefix=f"predictions-{self.name}-{self.variant}",
                                  max_bytes=settings.log_max_bytes, max_age_s=settings.log_max_age_s,
                                  queue_size=settings.log_queue_size)
-            self.metrics.log_counts = lambda: {"written": self.log.written, "dropped": self.log.dropped}
+            self.metrics.log_counts = lambda: {"written": self.log.written, "dropped": self.log.dropped,
+                                               "failed": self.log.failed}
 
     async def predict(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, Any], bool]:
         """Outputs for these feeds, and whether they came from the cache."""

@@ -15,7 +15,7 @@ class ServeSettings(BaseModel):
     version: str
     variant: str = "stable"
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads.")
     max_batch: int = Field(64, ge=1)
