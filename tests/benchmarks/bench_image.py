@@ -3,19 +3,20 @@
 Starts a private Docker engine (as the tests do), makes the local Python
 base image (tests/images/make-base.sh), then times `mlship build --image` on
 the breast-cancer model: cold (no layers cached; wheels cached), and again
-after a model-only change. MLflow's `mlflow models build-docker` is run on
-the same model to show whether it can work offline.
+after a model-only change. MLflow's `mlflow models build-docker` cannot run
+offline (its image starts FROM ubuntu on Docker Hub and installs everything
+from the internet), so the size is compared with what its issue tracker
+reports for small scikit-learn models (887 MB to 3+ GB).
 
 Targets (issue 6): model-only rebuild <= 10 s; image <= 1/3 of MLflow's size.
 
-    python tests/benchmarks/bench_image.py [--mlflow-venv DIR]
+    python tests/benchmarks/bench_image.py
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from tests.harness.services import start_docker_engine  # noqa: E402
 from tests.models import logistic_classifier  # noqa: E402
 
-BASE = "mlship-test/python:3.11-bookworm"
+BASE = "mlship-test/python:3.11-slim-bookworm"
 
 
 def mlship_build(project: Path, env: dict[str, str], *extra: str) -> tuple[float, dict]:
@@ -43,8 +44,7 @@ def mlship_build(project: Path, env: dict[str, str], *extra: str) -> tuple[float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mlflow-venv", default="/work/peers/mlflow-venv")
-    args = parser.parse_args()
+    parser.parse_args()
     engine = start_docker_engine()
     try:
         env = engine.env()
@@ -66,20 +66,14 @@ def main() -> None:
         print(f"image size {size / 1e6:.0f} MB, of which the base image {base_size / 1e6:.0f} MB")
         result = {"cold_s": round(cold, 1), "rebuild_s": round(rebuild, 1), "image_mb": round(size / 1e6),
                   "base_mb": round(base_size / 1e6)}
-        mlflow = Path(args.mlflow_venv) / "bin" / "mlflow"
-        if mlflow.exists():
-            model_dir = project / "mlflow-model"
-            subprocess.run([str(mlflow.parent / "python"), "-c",
-                            f"import onnx, mlflow.onnx; mlflow.onnx.save_model(onnx.load({str(project / 'model.onnx')!r}),"
-                            f" {str(model_dir)!r})"], check=True, capture_output=True)
-            start = time.perf_counter()
-            proc = subprocess.run([str(mlflow), "models", "build-docker", "-m", str(model_dir), "-n", "mlflow-bc"],
-                                  capture_output=True, text=True, timeout=900,
-                                  env={**env, "PATH": f"{mlflow.parent}:{os.environ['PATH']}", "DO_NOT_TRACK": "1"})
-            took = time.perf_counter() - start
-            tail = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()][-3:]
-            print(f"mlflow models build-docker: exit {proc.returncode} after {took:.1f} s: {' | '.join(tail)[:400]}")
-            result["mlflow_exit"] = proc.returncode
+        # MLflow is not run here: its Dockerfile starts FROM ubuntu:24.04 (Docker Hub), then installs Python,
+        # pip packages and MLflow inside the container, all from the internet. Offline the engine cannot even
+        # resolve registry-1.docker.io (seen once: "dial tcp: lookup registry-1.docker.io ... no such host").
+        reported = 887
+        print(f"MLflow build-docker: cannot run offline; smallest size its issue tracker reports for a small "
+              f"scikit-learn model: {reported} MB -> mlship is {size / 1e6 / reported:.3f} of it (target <= 0.333: "
+              f"{'met' if size / 1e6 <= reported / 3 else 'MISSED'})")
+        result["mlflow_reported_mb"] = reported
         print(json.dumps(result))
     finally:
         engine.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-BASE_TAG = "mlship-test/python:3.11-bookworm"
+BASE_TAG = "mlship-test/python:3.11-slim-bookworm"
 
 
 @pytest.fixture(scope="session")
