@@ -1,0 +1,1 @@
+"""Building artifacts: container images (Docker engine), edge bundles, the versions store."""
