@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -58,19 +58,37 @@ def build(
 
 def push(
     ctx: typer.Context,
-    what: Optional[str] = typer.Argument(None, help="NAME[:VERSION] from the versions store, or a local image."),
-    image: bool = typer.Option(False, "--image", help="Push a container image."),
-    to: str = typer.Option(..., "--to", help="registry://HOST[:PORT]/REPO[:TAG] (ECR hosts use ECR auth; ecr:// forces it)."),
+    what: Optional[str] = typer.Argument(None, help="An artifact file or directory; with --image, NAME[:VERSION] or a local image."),
+    to: Optional[List[str]] = typer.Option(None, "--to", help="Target: a name from `targets:`, s3://…, file://…; registry://… with --image (repeatable)."),
+    to_all: bool = typer.Option(False, "--to-all", help="Every target in mlship.yaml (hybrid)."),
+    image: bool = typer.Option(False, "--image", help="Push a container image to a registry or ECR."),
+    name: Optional[str] = typer.Option(None, "--name", help="Artifact name [name in mlship.yaml]."),
+    version: Optional[str] = typer.Option(None, "--artifact-version", help="Artifact version [version in mlship.yaml]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be uploaded, upload nothing."),
 ) -> None:
-    """Push a built image to an OCI registry or Amazon ECR; records the pushed digest."""
+    """Push an artifact to one or more targets (cloud, on-prem, both), or an image to a registry.
+
+    Exit 7 when any target fails; the table says which succeeded.
+    """
+    from mlship.errors import UsageError
+
+    cfg = config_for(ctx)
+    targets = list(to or []) + (list(cfg.targets) if to_all else [])
+    if not targets:
+        raise UsageError("no target given", hint="Pass --to TARGET (repeatable) or --to-all")
+    if image:
+        if len(targets) != 1:
+            raise UsageError("--image pushes to one registry at a time")
+        return _push_image(ctx, cfg, what, targets[0])
+    _push_artifact(ctx, cfg, what, targets, name, version, dry_run)
+
+
+def _push_image(ctx: typer.Context, cfg, what: Optional[str], to: str) -> None:
     from mlship.build.image import engine_client
     from mlship.build.push import RegistryRef, push_image
     from mlship.build.versions import PushRecord, VersionStore
     from mlship.errors import UsageError
 
-    if not image:
-        raise UsageError("say what to push", hint="Pass --image (file targets come with `mlship push ARTIFACT`)")
-    cfg = config_for(ctx)
     store = VersionStore(cfg.resolve(cfg.store))
     target = RegistryRef.parse(to)
     name, _, version = (what or cfg.name or "").partition(":")
@@ -90,6 +108,101 @@ def push(
                                 reference=f"{target.name}:{tag}", digest=digest))
     console.result({"reference": reference, "digest": digest, "recorded": bool(record)},
                    lambda out: out.print(f"pushed {reference}"))
+
+
+def _push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[str], name: Optional[str],
+                   version: Optional[str], dry_run: bool) -> None:
+    from rich.table import Table
+
+    from mlship.cli.progress import RowProgress
+    from mlship.errors import ServiceError, UsageError
+    from mlship.targets.artifacts import artifact_files, push_artifact
+    from mlship.targets.base import open_target
+
+    if what is None:
+        raise UsageError("no artifact given", hint="Pass a file or directory to push")
+    artifact = Path(what)
+    name = name or cfg.name or artifact.stem
+    version = version or cfg.version
+    if not version:
+        raise UsageError("no version given", hint="Pass --artifact-version or set `version:` in mlship.yaml")
+    files = artifact_files(artifact)
+    opened = [open_target(t, cfg.targets) for t in targets]  # a bad target spec fails before any upload
+    console = state(ctx).console
+    results = []
+    total = sum(e.size for _, e in files)
+    for target in opened:
+        with RowProgress(console, f"{target.describe()}", unit="bytes") as bar:
+            bar.start(total)
+            results.append(push_artifact(target, name, version, files, dry_run=dry_run, progress=bar.advance))
+
+    def render(out) -> None:
+        table = Table(show_edge=False)
+        for col in ("target", "status", "files", "MB", "MB/s", "error"):
+            table.add_column(col)
+        for r in results:
+            rate = f"{r.bytes / 1e6 / r.seconds:.1f}" if r.seconds and r.status == "pushed" else ""
+            table.add_row(r.target, r.status, str(r.files), f"{r.bytes / 1e6:.1f}", rate, r.error or "")
+        out.print(table)
+        if dry_run:
+            for _, e in files:
+                out.print(f"  {name}/{version}/{e.path}  {e.size:,} bytes  sha256 {e.sha256[:12]}")
+
+    console.result({"name": name, "version": version, "results": [r.model_dump() for r in results]}, render)
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise ServiceError(f"push failed for {', '.join(r.target for r in failed)}: {failed[0].error}")
+
+
+def promote(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Artifact name."),
+    version: str = typer.Argument(..., help="A pushed version."),
+    channel: str = typer.Option(..., "--channel", help="Channel to point at it, e.g. stable, canary."),
+    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, file://…"),
+) -> None:
+    """Move a channel pointer (NAME/channels/CHANNEL.json) to VERSION, atomically."""
+    from mlship.targets.artifacts import promote as promote_version
+    from mlship.targets.base import open_target
+
+    cfg = config_for(ctx)
+    pointer = promote_version(open_target(to, cfg.targets), name, version, channel)
+    state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}"))
+
+
+def pull(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@CHANNEL."),
+    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, file://…"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Directory to create [NAME-VERSION]."),
+) -> None:
+    """Download a version and verify every sha256 (a mismatch exits 3, leaving nothing)."""
+    from mlship.targets.artifacts import pull as pull_version
+    from mlship.targets.base import open_target
+
+    cfg = config_for(ctx)
+    dest = pull_version(open_target(source, cfg.targets), ref, output)
+    state(ctx).console.result({"output": str(dest)}, lambda out: out.print(f"pulled {ref} into {dest}"))
+
+
+targets_app = typer.Typer(help="Where artifacts go.", no_args_is_help=True)
+
+
+@targets_app.command("list")
+def targets_list(ctx: typer.Context) -> None:
+    """The kinds of target (by scheme) and the targets named in mlship.yaml."""
+    from mlship.targets.base import target_kinds
+
+    cfg = config_for(ctx)
+    kinds = sorted(set(target_kinds()) | {"registry"})
+    named = {n: {"type": t.type, "url": t.url} for n, t in cfg.targets.items()}
+
+    def render(out) -> None:
+        out.print("schemes: " + ", ".join(f"{k}://" for k in kinds))
+        for n, t in named.items():
+            out.print(f"  {n}: {t['type']} {t['url']}")
+
+    state(ctx).console.result({"schemes": kinds, "targets": named}, render)
 
 
 @versions_app.command("list")

@@ -8,8 +8,8 @@ from typing import Any
 class RowProgress:
     """Rows done, rows/s and ETA on stderr when a person is watching."""
 
-    def __init__(self, console: Any, label: str) -> None:
-        self._console, self._label = console, label
+    def __init__(self, console: Any, label: str, unit: str = "rows") -> None:
+        self._console, self._label, self._unit = console, label, unit
         self._progress: Any = None
         self._task: Any = None
 
@@ -19,7 +19,7 @@ class RowProgress:
                                        TimeRemainingColumn)
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[rate]} " + self._unit + "/s"), TimeElapsedColumn(),
                                       TimeRemainingColumn(), console=self._console.err, transient=True)
             self._progress.start()
         return self

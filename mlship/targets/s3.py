@@ -1,0 +1,99 @@
+"""s3://bucket/prefix targets: AWS S3 and S3-compatible stores (MinIO, Ceph)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlship.errors import ServiceError
+from mlship.extras import require
+from mlship.targets.base import Progress, Target
+
+PART_SIZE = 16 * 1024 * 1024
+
+
+class S3Target(Target):
+    scheme = "s3"
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                 profile: str | None = None, sse: str | None = None, sse_kms_key_id: str | None = None,
+                 **_: Any) -> None:
+        super().__init__(url)
+        parsed = urlparse(url)
+        self.bucket, self.prefix = parsed.netloc, parsed.path.strip("/")
+        boto3 = require("boto3")
+        from botocore.config import Config
+
+        # boto3's standard credential chain (environment, profile, SSO, instance role).
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        self.client = session.client("s3", endpoint_url=endpoint_url,
+                                     config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+        self.extra: dict[str, str] = {}
+        if sse:
+            self.extra["ServerSideEncryption"] = sse
+        if sse_kms_key_id:
+            self.extra["SSEKMSKeyId"] = sse_kms_key_id
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def upload(self, key: str, path: Path, sha256: str, progress: Progress) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=8)
+        s3_key = self._key(key)
+        try:
+            self.client.upload_file(str(path), self.bucket, s3_key, Config=config, Callback=progress,
+                                    ExtraArgs={"Metadata": {"sha256": sha256}, **self.extra})
+            head = self.client.head_object(Bucket=self.bucket, Key=s3_key)
+        except Exception as exc:
+            self._abort_uploads(s3_key)
+            raise ServiceError(f"{self.url}: upload of {key} failed: {_reason(exc)}") from None
+        if head.get("ContentLength") != path.stat().st_size or head.get("Metadata", {}).get("sha256") != sha256:
+            raise ServiceError(f"{self.url}: {key} does not match after upload (size or sha256)")
+
+    def _abort_uploads(self, s3_key: str) -> None:
+        """Leave no half multipart upload behind (best effort: the store may be down)."""
+        try:
+            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=s3_key)
+            for upload in listing.get("Uploads", []):
+                if upload["Key"] == s3_key:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=s3_key, UploadId=upload["UploadId"])
+        except Exception:
+            pass
+
+    def download(self, key: str, dest: Path, progress: Progress) -> None:
+        try:
+            self.client.download_file(self.bucket, self._key(key), str(dest), Callback=progress)
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
+
+    def write(self, key: str, data: bytes) -> None:
+        try:  # a PUT replaces the object whole: readers see the old or the new pointer
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+                                   ContentType="application/json", **self.extra)
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
+
+
+def _code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+
+
+def _reason(exc: Exception) -> str:
+    code = _code(exc)
+    if code == "NoSuchBucket":
+        return "the bucket does not exist"
+    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+        return f"access refused ({code}): check the credentials"
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
