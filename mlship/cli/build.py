@@ -130,7 +130,7 @@ def _push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[s
     opened = [open_target(t, cfg.targets) for t in targets]  # a bad target spec fails before any upload
     console = state(ctx).console
     results = []
-    total = sum(e.size for _, e in files)
+    total = sum(p.stat().st_size for p, _ in files)
     for target in opened:
         with RowProgress(console, f"{target.describe()}", unit="bytes") as bar:
             bar.start(total)
@@ -145,8 +145,8 @@ def _push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[s
             table.add_row(r.target, r.status, str(r.files), f"{r.bytes / 1e6:.1f}", rate, r.error or "")
         out.print(table)
         if dry_run:
-            for _, e in files:
-                out.print(f"  {name}/{version}/{e.path}  {e.size:,} bytes  sha256 {e.sha256[:12]}")
+            for p, rel in files:
+                out.print(f"  {name}/{version}/{rel}  {p.stat().st_size:,} bytes")
 
     console.result({"name": name, "version": version, "results": [r.model_dump() for r in results]}, render)
     failed = [r for r in results if r.status == "failed"]

@@ -9,6 +9,7 @@ leaves no entry; pointers and the index are replaced whole.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -37,21 +38,22 @@ class PushResult(BaseModel):
     error: str | None = None
 
 
-def artifact_files(artifact: Path) -> list[tuple[Path, FileEntry]]:
-    """A file, or every file under a directory, with digests."""
+def artifact_files(artifact: Path) -> list[tuple[Path, str]]:
+    """A file, or every file under a directory, with their paths inside the artifact."""
     if not artifact.exists():
         raise InvalidInputError(f"artifact not found: {artifact}")
     paths = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
     if not paths:
         raise InvalidInputError(f"artifact {artifact} holds no files")
     root = artifact.parent if artifact.is_file() else artifact
-    out = []
     for p in paths:
-        try:
-            out.append((p, FileEntry(path=p.relative_to(root).as_posix(), sha256=sha256_file(p), size=p.stat().st_size)))
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read artifact file {p}: {exc.strerror}") from None
-    return out
+        if not os.access(p, os.R_OK):
+            raise InvalidInputError(f"cannot read artifact file {p}: permission denied")
+    return [(p, p.relative_to(root).as_posix()) for p in paths]
+
+
+def _entries(files: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    return [FileEntry(path=rel, sha256=sha256_file(p), size=p.stat().st_size).model_dump() for p, rel in files]
 
 
 def read_index(target: Target, name: str) -> dict[str, Any]:
@@ -64,16 +66,16 @@ def read_index(target: Target, name: str) -> dict[str, Any]:
         raise InvalidInputError(f"{target.describe()}: {name}/index.json is not valid JSON") from None
 
 
-def push_artifact(target: Target, name: str, version: str, files: list[tuple[Path, FileEntry]], *,
+def push_artifact(target: Target, name: str, version: str, files: list[tuple[Path, str]], *,
                   dry_run: bool = False, progress: Callable[[int], None] = lambda n: None) -> PushResult:
     """Upload files, then record the version in the index; skip what is already there."""
     started = time.perf_counter()
-    entries = [e.model_dump() for _, e in files]
-    total = sum(e.size for _, e in files)
+    total = sum(p.stat().st_size for p, _ in files)
     try:
         index = read_index(target, name)
         known = next((v for v in index["versions"] if v["version"] == version), None)
         if known is not None:
+            entries = _entries(files)  # only hashed up front to decide whether anything changed
             if sorted(known["files"], key=lambda f: f["path"]) == sorted(entries, key=lambda f: f["path"]):
                 progress(total)
                 return PushResult(target=target.describe(), status="skipped", files=len(files))
@@ -81,8 +83,11 @@ def push_artifact(target: Target, name: str, version: str, files: list[tuple[Pat
                              hint="Push it as a new version")
         if dry_run:
             return PushResult(target=target.describe(), status="would push", files=len(files), bytes=total)
-        for path, entry in files:
-            target.upload(f"{name}/{version}/{entry.path}", path, entry.sha256, progress)
+        entries = []
+        for path, rel in files:
+            size = path.stat().st_size
+            digest = target.upload(f"{name}/{version}/{rel}", path, progress)
+            entries.append(FileEntry(path=rel, sha256=digest, size=size).model_dump())
         index["versions"].append({"version": version, "files": entries, "size": total,
                                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         target.write(f"{name}/index.json", json.dumps(index, indent=1).encode())

@@ -26,8 +26,8 @@ class Target(abc.ABC):
         self.url = url
 
     @abc.abstractmethod
-    def upload(self, key: str, path: Path, sha256: str, progress: Progress) -> None:
-        """Store a file under `key` atomically."""
+    def upload(self, key: str, path: Path, progress: Progress) -> str:
+        """Store a file under `key` atomically; the sha256 of what was stored."""
 
     @abc.abstractmethod
     def download(self, key: str, dest: Path, progress: Progress) -> None:

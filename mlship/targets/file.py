@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -23,14 +24,16 @@ class FileTarget(Target):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def upload(self, key: str, path: Path, sha256: str, progress: Progress) -> None:
+    def upload(self, key: str, path: Path, progress: Progress) -> str:
         dest = self._path(key)
         tmp = dest.with_name(f".{dest.name}.partial")
+        digest = hashlib.sha256()
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             with path.open("rb") as src, tmp.open("wb") as out:
                 while block := src.read(8 << 20):
                     out.write(block)
+                    digest.update(block)  # one read serves the copy and the digest
                     progress(len(block))
                 out.flush()
                 os.fsync(out.fileno())
@@ -38,6 +41,7 @@ class FileTarget(Target):
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise ServiceError(f"{self.url}: cannot write {key}: {exc.strerror or exc}") from None
+        return digest.hexdigest()
 
     def download(self, key: str, dest: Path, progress: Progress) -> None:
         try:

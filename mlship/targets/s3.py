@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from mlship.errors import ServiceError
 from mlship.extras import require
+from mlship.model.load import sha256_file
 from mlship.targets.base import Progress, Target
 
 PART_SIZE = 16 * 1024 * 1024
@@ -38,20 +40,26 @@ class S3Target(Target):
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def upload(self, key: str, path: Path, sha256: str, progress: Progress) -> None:
+    def upload(self, key: str, path: Path, progress: Progress) -> str:
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=8)
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=10)
         s3_key = self._key(key)
+        # Hash beside the parallel part uploads (hashlib releases the GIL): the digest costs no extra time.
+        hashing = ThreadPoolExecutor(max_workers=1).submit(sha256_file, path)
         try:
             self.client.upload_file(str(path), self.bucket, s3_key, Config=config, Callback=progress,
-                                    ExtraArgs={"Metadata": {"sha256": sha256}, **self.extra})
+                                    ExtraArgs=dict(self.extra))
             head = self.client.head_object(Bucket=self.bucket, Key=s3_key)
         except Exception as exc:
             self._abort_uploads(s3_key)
             raise ServiceError(f"{self.url}: upload of {key} failed: {_reason(exc)}") from None
-        if head.get("ContentLength") != path.stat().st_size or head.get("Metadata", {}).get("sha256") != sha256:
-            raise ServiceError(f"{self.url}: {key} does not match after upload (size or sha256)")
+        finally:
+            digest = hashing.result()
+        if head.get("ContentLength") != path.stat().st_size:
+            raise ServiceError(f"{self.url}: {key} has {head.get('ContentLength')} bytes after upload, "
+                               f"expected {path.stat().st_size}")
+        return digest
 
     def _abort_uploads(self, s3_key: str) -> None:
         """Leave no half multipart upload behind (best effort: the store may be down)."""
