@@ -151,7 +151,7 @@ def _push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[s
     console.result({"name": name, "version": version, "results": [r.model_dump() for r in results]}, render)
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise ServiceError(f"push failed for {', '.join(r.target for r in failed)}: {failed[0].error}")
+        raise ServiceError(f"push failed for {len(failed)} of {len(results)} targets: {failed[0].error}")
 
 
 def promote(

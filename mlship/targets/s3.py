@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from mlship.model.load import sha256_file
 from mlship.targets.base import Progress, Target
 
 PART_SIZE = 16 * 1024 * 1024
+ABORT_PATIENCE_S = 30.0
 
 
 class S3Target(Target):
@@ -29,8 +31,11 @@ class S3Target(Target):
 
         # boto3's standard credential chain (environment, profile, SSO, instance role).
         session = boto3.session.Session(profile_name=profile, region_name=region)
+        # Few retries per request: a store that is gone should fail the push quickly, then cleanup
+        # (_abort_uploads) is patient.
         self.client = session.client("s3", endpoint_url=endpoint_url,
-                                     config=Config(retries={"max_attempts": 5, "mode": "standard"}))
+                                     config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                                                   connect_timeout=5, read_timeout=60))
         self.extra: dict[str, str] = {}
         if sse:
             self.extra["ServerSideEncryption"] = sse
@@ -61,15 +66,22 @@ class S3Target(Target):
                                f"expected {path.stat().st_size}")
         return digest
 
-    def _abort_uploads(self, s3_key: str) -> None:
-        """Leave no half multipart upload behind (best effort: the store may be down)."""
-        try:
-            listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=s3_key)
-            for upload in listing.get("Uploads", []):
-                if upload["Key"] == s3_key:
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=s3_key, UploadId=upload["UploadId"])
-        except Exception:
-            pass
+    def _abort_uploads(self, s3_key: str, patience_s: float = ABORT_PATIENCE_S) -> None:
+        """Leave no half multipart upload behind (it would be billed and hidden): keep trying
+        for a while when the store is briefly away."""
+        deadline = time.monotonic() + patience_s
+        while True:
+            try:
+                listing = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=s3_key)
+                for upload in listing.get("Uploads", []):
+                    if upload["Key"] == s3_key:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=s3_key,
+                                                           UploadId=upload["UploadId"])
+                return
+            except Exception:
+                if time.monotonic() >= deadline:
+                    return
+                time.sleep(0.5)
 
     def download(self, key: str, dest: Path, progress: Progress) -> None:
         try:

@@ -135,3 +135,46 @@ def test_bad_input_names_target_and_cause(tmp_path, s3_server, monkeypatch, case
     result = push(path, target)
     assert result.code == code, result.stderr
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_store_stopped_mid_upload_leaves_the_target_clean(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from moto.server import ThreadedMotoServer
+
+    from tests.harness.ports import wait_until
+    from tests.harness.services import start_moto_server
+
+    server = start_moto_server()
+    client = server.client("s3")
+    client.create_bucket(Bucket="fragile")
+    big = tmp_path / "big.bin"
+    with big.open("wb") as fh:
+        for _ in range(300):
+            fh.write(os.urandom(1 << 20))
+    env = {**os.environ, "AWS_ENDPOINT_URL_S3": server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlship", "push", str(big), "--name", "big", "--artifact-version",
+                             "1", "--to", "s3://fragile"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    restarted = None
+    try:
+        wait_until(lambda: client.list_multipart_uploads(Bucket="fragile").get("Uploads"), 60, "a multipart upload",
+                   interval=0.02)
+        server.stop()  # the store goes away in the middle of the parts
+        time.sleep(4)  # the push gives up on its parts and keeps trying to clean up
+        restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=server.port, verbose=False)
+        restarted.start()
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 7, err
+        assert "s3://fragile: upload of big/1/big.bin failed" in err
+        keys = [o["Key"] for o in client.list_objects_v2(Bucket="fragile").get("Contents", [])]
+        assert keys == []  # no object under the final key, no index entry
+        assert client.list_multipart_uploads(Bucket="fragile").get("Uploads", []) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if restarted is not None:
+            restarted.stop()
