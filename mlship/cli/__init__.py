@@ -41,7 +41,7 @@ app = typer.Typer(
     # Plain help: typer's rich help imports rich.markdown and doubles start-up time.
     rich_markup_mode=None,
     epilog=(
-        "Global options may also follow the command (mlship check m.onnx --json). "
+        "--json, --quiet and --verbose may also follow the command (mlship check m.onnx --json). "
         "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 invalid input, "
         "4 check failed, 5 rollout paused, 6 rollout aborted, 7 external service failed, 130 interrupted."
     ),
