@@ -13,6 +13,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "boto3": ("S3, ECR and SageMaker", "aws"),
     "docker": ("building images on the Docker engine", "docker"),
     "ray": ("the Ray batch engine", "ray"),
+    "cryptography": ("signing and verifying edge bundles", "edge"),
 }
 
 

@@ -87,6 +87,7 @@ def _register() -> None:
     app.command("pull")(build.pull)
     app.add_typer(build.targets_app, name="targets")
     app.add_typer(build.versions_app, name="versions")
+    app.add_typer(build.keys_app, name="keys")
     app.command("drift")(drift.drift)
     app.command("profile")(drift.profile)
     app.command("init")(init.init)

@@ -16,6 +16,13 @@ def build(
     ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="The ONNX model [default: `model` in mlship.yaml]."),
     image: bool = typer.Option(False, "--image", help="Build a serving container image on the Docker engine."),
+    edge: bool = typer.Option(False, "--edge", help="Build an edge bundle (NAME-VERSION.mlbundle)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: quantize the bundle's model [build.edge.quantize]."),
+    static: bool = typer.Option(False, "--static", help="Static int8 quantization, calibrated on the sample."),
+    ort_format: bool = typer.Option(False, "--ort", help="Ship the model in ORT format."),
+    max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="Fail past this accuracy drop [0.01]."),
+    signing_key: Optional[Path] = typer.Option(None, "--signing-key", help="Ed25519 private key (mlship keys generate)."),
+    output_dir: Path = typer.Option(Path("."), "--output-dir", help="Where the bundle goes."),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image tag [REPOSITORY:VERSION]."),
     base: Optional[str] = typer.Option(None, "--base", help="Base image with Python [build.image.base]."),
     platform: Optional[str] = typer.Option(None, "--platform", help="linux/amd64 or linux/arm64 [build.image.platform]."),
@@ -24,21 +31,26 @@ def build(
     name: Optional[str] = typer.Option(None, "--name", help="Model name [name in mlship.yaml]."),
     model_version: Optional[str] = typer.Option(None, "--model-version", help="Version [version in mlship.yaml, or the next one]."),
 ) -> None:
-    """Build an artifact for the model: --image (a serving container image)."""
+    """Build an artifact for the model: --image (a serving container image) or --edge (a bundle)."""
     from mlship.build.image import ImageOptions, build_image
     from mlship.build.versions import BuildRecord, VersionStore
     from mlship.errors import UsageError
 
-    if not image:
-        raise UsageError("say what to build", hint="Pass --image (edge bundles: --edge, not available yet)")
+    if image == edge:
+        raise UsageError("say what to build", hint="Pass --image or --edge")
     cfg = config_for(ctx, {"build.image.base": base, "build.image.platform": platform,
-                           "build.image.template": str(template) if template else None})
+                           "build.image.template": str(template) if template else None,
+                           "build.edge.quantize": quantize, "build.edge.ort": ort_format or None,
+                           "build.edge.max_accuracy_drop": max_accuracy_drop,
+                           "build.edge.signing_key": str(signing_key) if signing_key else None})
     model_path = model or cfg.resolve(cfg.model)
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
     store = VersionStore(cfg.resolve(cfg.store))
     model_name = name or cfg.name or (model_path.stem if model_path.stem != "model" else model_path.resolve().parent.name)
     version = model_version or cfg.version or store.next_version(model_name)
+    if edge:
+        return _build_edge(ctx, cfg, model_path, model_name, version, static, output_dir, store)
     repository = cfg.build.image.repository or f"mlship/{model_name}"
     options = ImageOptions(model=model_path, name=model_name, version=version, base=cfg.build.image.base,
                            tag=tag or cfg.build.image.tag or f"{repository}:{version}",
@@ -54,6 +66,58 @@ def build(
     console.result(result.model_dump(mode="json"), lambda out: out.print(
         f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} layers) "
         f"in {result.seconds:.1f} s; recorded as {model_name} {version} in {store.path}"))
+
+
+def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
+                output_dir: Path, store) -> None:
+    from mlship.build.bundle import BundleOptions, build_bundle
+    from mlship.build.versions import BuildRecord
+    from mlship.drift.profile import is_profile_file
+
+    reference = cfg.resolve(cfg.monitoring.reference)
+    options = BundleOptions(
+        model=model_path, name=name, version=version, output_dir=output_dir, quantize=cfg.build.edge.quantize,
+        static=static, ort=cfg.build.edge.ort, sample=cfg.resolve(cfg.sample), labels=cfg.check.labels,
+        max_accuracy_drop=cfg.build.edge.max_accuracy_drop, signing_key=cfg.resolve(cfg.build.edge.signing_key),
+        profile=reference if reference and is_profile_file(reference) else None,
+    )
+    console = state(ctx).console
+    with console.status("building the bundle"):
+        result = build_bundle(options)
+    store.append(BuildRecord(name=name, version=version, kind="bundle", model_sha256=result.model_sha256,
+                             artifact=f"sha256:{result.sha256}", tag=result.path, size_bytes=result.size_bytes,
+                             builder="mlship"))
+    q = result.manifest.get("quantization")
+
+    def render(out) -> None:
+        signed = "signed" if options.signing_key else "unsigned"
+        out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {signed}, sha256 {result.sha256[:12]})")
+        if q:
+            line = f"int8 ({q['mode']}): {q['size_fp32']:,} -> {q['size']:,} bytes ({q['size_reduction']:.0%} smaller)"
+            if "label_agreement" in q:
+                line += f", label agreement {q['label_agreement']:.2%}"
+            if "accuracy_fp32" in q:
+                line += f", accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy']:.4f}"
+            out.print(line)
+
+    console.result(result.model_dump(mode="json"), render)
+
+
+keys_app = typer.Typer(help="Signing keys for edge bundles.", no_args_is_help=True)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    ctx: typer.Context,
+    directory: Path = typer.Option(Path("."), "--dir", help="Where to write NAME.key and NAME.pub."),
+    name: str = typer.Option("mlship", "--name", help="File name of the pair."),
+) -> None:
+    """Make an Ed25519 key pair: NAME.key (keep it secret) and NAME.pub (for devices)."""
+    from mlship.build.signing import generate_keys
+
+    private, public = generate_keys(directory, name)
+    state(ctx).console.result({"private_key": str(private), "public_key": str(public)},
+                              lambda out: out.print(f"wrote {private} (secret, mode 0600) and {public}"))
 
 
 def push(

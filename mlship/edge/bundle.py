@@ -33,8 +33,9 @@ class UnpackedBundle:
         return self.directory / self.manifest["model"]
 
 
-def unpack_bundle(bundle: Path, into: Path | None = None) -> UnpackedBundle:
-    """Verify and unpack a bundle into `into` (a new temporary directory by default)."""
+def unpack_bundle(bundle: Path, into: Path | None = None, public_key: Path | None = None) -> UnpackedBundle:
+    """Verify and unpack a bundle into `into` (a new temporary directory by default).
+    With `public_key`, the manifest must carry a valid signature from it."""
     target = Path(into) if into else Path(tempfile.mkdtemp(prefix="mlship-bundle-"))
     try:
         with tarfile.open(bundle, "r:gz") as tar:
@@ -46,6 +47,13 @@ def unpack_bundle(bundle: Path, into: Path | None = None) -> UnpackedBundle:
         shutil.rmtree(target, ignore_errors=True) if into is None else None
         raise InvalidInputError(f"{bundle}: not a readable bundle: {exc}") from None
     manifest = _read_manifest(bundle, target)
+    if public_key is not None:
+        signature = target / "manifest.sig"
+        if not signature.is_file():
+            raise InvalidInputError(f"{bundle}: the bundle is not signed, and a public key is configured")
+        from mlship.build.signing import verify
+
+        verify((target / MANIFEST).read_bytes(), signature.read_bytes(), public_key, str(bundle))
     _verify_files(bundle, target, manifest)
     return UnpackedBundle(target, manifest)
 
@@ -71,6 +79,10 @@ def _read_manifest(bundle: Path, root: Path) -> dict[str, Any]:
 
 def _verify_files(bundle: Path, root: Path, manifest: dict[str, Any]) -> None:
     listed = {entry["path"]: entry for entry in manifest["files"]}
+    extra = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()
+                   and p.name not in (MANIFEST, "manifest.sig") and p.relative_to(root).as_posix() not in listed)
+    if extra:
+        raise InvalidInputError(f"{bundle}: {extra[0]} is in the bundle but not in {MANIFEST}")
     if manifest["model"] not in listed:
         raise InvalidInputError(f"{bundle}: the model {manifest['model']} is not listed in {MANIFEST}")
     for rel, entry in listed.items():

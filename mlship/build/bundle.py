@@ -1,0 +1,211 @@
+"""`mlship build --edge`: a deterministic, optionally quantized and signed bundle.
+
+NAME-VERSION.mlbundle is a gzipped tar of model.onnx (or model.ort),
+manifest.json (schema mlship.bundle/v1), manifest.sig (Ed25519, when a key
+is given) and reference.profile.json (when configured). Entries are sorted,
+with fixed times, owners and modes, and gzip carries no name or time: the
+same inputs give the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from mlship.errors import CheckFailedError, UsageError
+from mlship.fsutil import atomic_write
+
+SCHEMA = "mlship.bundle/v1"
+
+
+class BundleOptions(BaseModel):
+    model: Path
+    name: str
+    version: str
+    output_dir: Path
+    quantize: Literal["int8"] | None = None
+    static: bool = False
+    ort: bool = False
+    sample: Path | None = None
+    labels: str | None = None
+    max_accuracy_drop: float = 0.01
+    signing_key: Path | None = None
+    profile: Path | None = None
+
+
+class BundleResult(BaseModel):
+    path: str
+    sha256: str
+    size_bytes: int
+    model_sha256: str
+    manifest: dict[str, Any]
+
+
+def build_bundle(options: BundleOptions) -> BundleResult:
+    from mlship.model.load import load_model
+    from mlship.model.signature import signature_of
+    from mlship.model.validate import run_checker
+
+    source = load_model(options.model)
+    run_checker(source)
+    with tempfile.TemporaryDirectory(prefix="mlship-bundle-") as tmp:
+        work = Path(tmp)
+        model_path = work / "model.onnx"
+        shutil.copyfile(options.model, model_path)
+        quantization: dict[str, Any] | None = None
+        if options.quantize:
+            quantization = _quantize(options, model_path)
+        model_file = model_path
+        if options.ort:
+            model_file = _to_ort(model_path)
+        files = {model_file.name: model_file.read_bytes()}
+        if options.profile:
+            files["reference.profile.json"] = options.profile.read_bytes()
+        import onnxruntime as ort
+
+        manifest = {
+            "schema": SCHEMA, "name": options.name, "version": options.version, "created": _created(options.model),
+            "model": model_file.name,
+            "files": [{"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for p, d in sorted(files.items())],
+            "signature": signature_of(source.proto).model_dump(mode="json"),
+            "opsets": source.opsets, "ir_version": source.proto.ir_version,
+            "min_onnxruntime": ".".join(ort.__version__.split(".")[:2]),
+            "source_model_sha256": source.sha256,
+            "quantization": quantization,
+        }
+        files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        if options.signing_key:
+            from mlship.build.signing import sign
+
+            files["manifest.sig"] = sign(files["manifest.json"], options.signing_key)
+        data = _deterministic_tar(files)
+    out = options.output_dir / f"{options.name}-{options.version}.mlbundle"
+    atomic_write(out, data)
+    return BundleResult(path=str(out), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
+                        model_sha256=source.sha256, manifest=manifest)
+
+
+def _created(model: Path) -> str:
+    """SOURCE_DATE_EPOCH when set, else the model file's time: never the clock."""
+    from datetime import datetime, timezone
+
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH") or model.stat().st_mtime)
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _deterministic_tar(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(files[name]), 0, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(files[name]))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def _quantize(options: BundleOptions, model_path: Path) -> dict[str, Any]:
+    """Quantize in place; compare with fp32 on the sample; fail past the accuracy bound."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    import logging
+
+    fp32 = model_path.with_name("model.fp32.onnx")
+    model_path.rename(fp32)
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization advises on the root logger
+    try:
+        if options.static:
+            _quantize_static(options, fp32, model_path)
+        else:
+            quantize_dynamic(str(fp32), str(model_path), weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().setLevel(quiet)
+    report: dict[str, Any] = {"type": "int8", "mode": "static" if options.static else "dynamic",
+                              "size_fp32": fp32.stat().st_size, "size": model_path.stat().st_size}
+    report["size_reduction"] = round(1 - report["size"] / report["size_fp32"], 4)
+    if options.sample:
+        report.update(_compare(options, fp32, model_path))
+        drop = report.get("accuracy_drop")
+        if drop is not None and drop > options.max_accuracy_drop:
+            raise CheckFailedError(f"int8 model loses {drop:.4f} accuracy on {options.sample} "
+                                   f"(limit {options.max_accuracy_drop})", hint="Keep fp32, or raise --max-accuracy-drop")
+    return report
+
+
+def _compare(options: BundleOptions, fp32: Path, int8: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from mlship.check import _labels
+    from mlship.data.tables import read_table
+    from mlship.model.feeds import feeds_from_table
+    from mlship.model.quality import classification_metrics, infer_task, predictions
+    from mlship.model.runner import Runner
+
+    table = read_table(options.sample)
+    before, after = Runner.from_path(fp32), Runner.from_path(int8)
+    feeds = feeds_from_table(table, before.signature)
+    out_a, out_b = before.run(feeds), after.run(feeds)
+    task = infer_task(before.signature)
+    result: dict[str, Any] = {"rows": table.n_rows}
+    if task == "classification":
+        pred_a, score_a = predictions(out_a, before.signature, task)
+        pred_b, _ = predictions(out_b, after.signature, task)
+        result["label_agreement"] = round(float(np.mean(pred_a == pred_b)), 6)
+        if options.labels:
+            truth, _ = _labels(options.labels, table)
+            acc_a = classification_metrics(truth, pred_a, None)["accuracy"]
+            acc_b = classification_metrics(truth, pred_b, None)["accuracy"]
+            result.update(accuracy_fp32=acc_a, accuracy=acc_b, accuracy_drop=round(acc_a - acc_b, 6))
+        else:
+            result["accuracy_drop"] = round(1 - result["label_agreement"], 6)  # fp32 answers as the truth
+    return result
+
+
+def _quantize_static(options: BundleOptions, fp32: Path, out: Path) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    from mlship.data.tables import read_table
+    from mlship.model.feeds import feeds_from_table, slice_feeds
+    from mlship.model.runner import Runner
+
+    if options.sample is None:
+        raise UsageError("static quantization calibrates on the sample", hint="Pass --sample FILE")
+    feeds = feeds_from_table(read_table(options.sample), Runner.from_path(fp32).signature)
+    rows = len(next(iter(feeds.values())))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([slice_feeds(feeds, i, i + 1) for i in range(min(rows, 200))])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quantize_static(str(fp32), str(out), Reader(), weight_type=QuantType.QInt8)
+
+
+def _to_ort(model_path: Path) -> Path:
+    """ORT format, for onnxruntime builds that read only it (mobile, minimal)."""
+    import onnxruntime as ort
+
+    out = model_path.with_suffix(".ort")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(out)
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    return out
