@@ -10,7 +10,7 @@ from mlship import __version__
 from mlship.cli import hoist_global_flags
 from tests.support import MODEL, ROOT, SAMPLE, run, run_process
 
-HEAVY = ("onnxruntime", "scipy", "boto3", "docker", "onnx", "numpy", "pyarrow")
+HEAVY = ("onnxruntime", "scipy", "boto3", "docker", "onnx", "numpy", "pyarrow", "pydantic", "yaml")
 
 
 def test_version():

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import typer
-from pydantic import ValidationError
 from typer.exceptions import TyperException
 
 from mlship import __version__
@@ -133,12 +132,6 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         return ExitCode.INTERRUPTED
     except TyperException as exc:
         return _usage_error(exc, state.console)
-    except ValidationError as exc:  # options that a core model refused: a usage error
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or exc.title
-        message = f"invalid option {where.replace('_', '-')}: {err['msg']}"
-        state.console.error(message, exit_code=ExitCode.USAGE)
-        return ExitCode.USAGE
     except MlshipError as exc:
         if state.console.verbose:
             state.console.traceback()
@@ -148,6 +141,11 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
         state.console.error("interrupted", exit_code=ExitCode.INTERRUPTED)
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: say so, traceback with --verbose
+        if _refused_options(exc):
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or exc.title
+            state.console.error(f"invalid option {where.replace('_', '-')}: {err['msg']}", exit_code=ExitCode.USAGE)
+            return ExitCode.USAGE
         code = exit_code_for(exc)
         if state.console.verbose:
             state.console.traceback()
@@ -157,6 +155,13 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
             exit_code=code,
         )
         return code
+
+
+def _refused_options(exc: Exception) -> bool:
+    """Options that a core pydantic model refused: a usage error, not a bug.
+    (pydantic is looked up, not imported: `mlship --help` must not load it.)"""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)
 
 
 def _usage_error(exc: TyperException, console: Console) -> int:
