@@ -1,0 +1,66 @@
+"""`mlship edge`: the device side of edge deployment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mlship.cli._common import config_for, state
+
+app = typer.Typer(help="On the device: sync bundles from a target, roll back, serve offline.", no_args_is_help=True)
+
+
+@app.command("sync")
+def sync(
+    ctx: typer.Context,
+    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, file://…"),
+    name: Optional[str] = typer.Option(None, "--name", help="Bundle name [name in mlship.yaml]."),
+    channel: str = typer.Option("stable", "--channel", help="Channel to follow."),
+    directory: Path = typer.Option(..., "--dir", help="The device's model directory."),
+    public_key: Optional[Path] = typer.Option(None, "--public-key", help="Require bundles signed by this key."),
+) -> None:
+    """Download the channel's bundle when it changed, verify it, switch to it atomically."""
+    from mlship.edge.device import sync as sync_dir
+    from mlship.errors import UsageError
+    from mlship.targets.base import open_target
+
+    cfg = config_for(ctx)
+    bundle_name = name or cfg.name
+    if not bundle_name:
+        raise UsageError("no bundle name", hint="Pass --name or set `name:` in mlship.yaml")
+    result = sync_dir(open_target(source, cfg.targets), bundle_name, channel, directory, public_key)
+    state(ctx).console.result(result, lambda out: out.print(
+        f"{bundle_name}@{channel}: {result['version']}"
+        + (f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)" if result["changed"]
+           else " (up to date, nothing downloaded)")))
+
+
+@app.command("rollback")
+def rollback(ctx: typer.Context, directory: Path = typer.Option(..., "--dir", help="The device's model directory.")) -> None:
+    """Switch back to the previous version."""
+    from mlship.edge.device import rollback as rollback_dir
+
+    result = rollback_dir(directory)
+    state(ctx).console.result(result, lambda out: out.print(f"current: {result['version']} (was {result['previous']})"))
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    directory: Path = typer.Option(..., "--dir", help="The device's model directory."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+    port: int = typer.Option(8080, "--port", help="Port to bind."),
+    log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Prediction logs on local disk."),
+) -> None:
+    """Serve the current bundle offline (same endpoints as mlship serve)."""
+    from mlship.edge.device import current_manifest
+    from mlship.serve.server import serve
+    from mlship.serve.settings import ServeSettings
+
+    model, manifest = current_manifest(directory)
+    settings = ServeSettings(model_path=model, name=manifest["name"], version=manifest["version"], variant="edge",
+                             host=host, port=port, log_dir=log_dir)
+    console = state(ctx).console
+    serve(settings, on_ready=lambda s: console.info(f"serving {s.name} {s.version} from {directory} at {host}:{port}"))

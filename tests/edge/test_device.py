@@ -1,0 +1,114 @@
+"""`mlship edge sync / rollback / run`: verified, atomic switches on the device."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import onnxruntime as ort
+import pytest
+
+from mlship.edge.device import current_manifest
+from tests import models
+from tests.support import MODEL, run
+
+
+def release(tmp_path, target, version, model=MODEL, key=None):
+    """Build a bundle, push it to the target, point `stable` at it."""
+    args = ["build", "--edge", str(model), "--name", "bc", "--model-version", version,
+            "--output-dir", str(tmp_path / "dist")]
+    assert run(*args, *(["--signing-key", str(key)] if key else [])).code == 0
+    bundle = tmp_path / "dist" / f"bc-{version}.mlbundle"
+    assert run("push", str(bundle), "--name", "bc", "--artifact-version", version, "--to", target).code == 0
+    assert run("promote", "bc", version, "--channel", "stable", "--to", target).code == 0
+    return bundle
+
+
+def predicts(device):
+    model, manifest = current_manifest(device)
+    X, _, _ = models.sample_matrix()
+    return manifest["version"], ort.InferenceSession(str(model)).run(None, {"X": X[:3]})[0]
+
+
+@pytest.fixture(params=["file", "s3"])
+def target(request, tmp_path, monkeypatch):
+    if request.param == "file":
+        return f"file://{tmp_path / 'store'}"
+    server = request.getfixturevalue("s3_server")
+    bucket = f"edge-{uuid.uuid4().hex[:8]}"
+    server.client("s3").create_bucket(Bucket=bucket)
+    for key, value in {"AWS_ENDPOINT_URL_S3": server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{bucket}"
+
+
+def test_sync_switch_second_sync_and_rollback(tmp_path, target, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    device = tmp_path / "device"
+    release(tmp_path, target, "1.0.0")
+    first = run("--json", "edge", "sync", "--from", target, "--name", "bc", "--dir", str(device))
+    assert first.code == 0, first.stderr
+    assert first.json()["changed"] and first.json()["downloaded"] > 0
+    assert predicts(device)[0] == "1.0.0"
+    again = run("--json", "edge", "sync", "--from", target, "--name", "bc", "--dir", str(device))
+    assert again.json() == {"version": "1.0.0", "changed": False, "downloaded": 0}
+    release(tmp_path, target, "2.0.0", model=models.logistic_classifier(tmp_path / "v2.onnx"))
+    assert run("edge", "sync", "--from", target, "--name", "bc", "--dir", str(device)).code == 0
+    assert predicts(device)[0] == "2.0.0"
+    assert os.readlink(device / "previous") == "versions/1.0.0"
+    assert run("edge", "rollback", "--dir", str(device)).code == 0
+    version, labels = predicts(device)
+    assert version == "1.0.0" and labels.shape == (3,)
+
+
+def test_rejected_bundles_leave_current_unchanged(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store, device = tmp_path / "store", tmp_path / "device"
+    assert run("keys", "generate", "--dir", str(tmp_path), "--name", "k").code == 0
+    assert run("keys", "generate", "--dir", str(tmp_path), "--name", "other").code == 0
+    release(tmp_path, f"file://{store}", "1.0.0", key=tmp_path / "k.key")
+    ok = run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device),
+             "--public-key", str(tmp_path / "k.pub"))
+    assert ok.code == 0, ok.stderr
+    release(tmp_path, f"file://{store}", "2.0.0", key=tmp_path / "k.key")
+    wrong_key = run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device),
+                    "--public-key", str(tmp_path / "other.pub"))
+    assert wrong_key.code == 3 and "signature does not match" in wrong_key.stderr
+    stored = store / "bc" / "2.0.0" / "bc-2.0.0.mlbundle"
+    stored.write_bytes(stored.read_bytes()[:-40])  # corrupted in the store
+    corrupt = run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device))
+    assert corrupt.code == 3 and "does not match its sha256" in corrupt.stderr
+    assert predicts(device)[0] == "1.0.0"
+    assert sorted(p.name for p in (device / "versions").iterdir()) == ["1.0.0"]  # no half version left
+
+
+def test_run_serves_the_current_bundle(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    release(tmp_path, f"file://{tmp_path / 'store'}", "1.0.0")
+    device = tmp_path / "device"
+    assert run("edge", "sync", "--from", f"file://{tmp_path / 'store'}", "--name", "bc", "--dir", str(device)).code == 0
+    import subprocess
+    import sys
+
+    from tests.harness.ports import free_port, wait_until
+    from tests.harness.services import http_request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlship", "edge", "run", "--dir", str(device), "--port", str(port),
+                             "--log-dir", str(tmp_path / "logs")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_request("GET", url + "/v2/health/ready", timeout=2).status == 200, 30, "edge run",
+                   process=proc)
+        meta = json.loads(http_request("GET", url + "/v2/models/bc").body)
+        assert meta["versions"] == ["1.0.0"] and meta["parameters"]["variant"] == "edge"
+        X, _, _ = models.sample_matrix()
+        body = {"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[0].tolist()}]}
+        response = http_request("POST", url + "/v2/models/bc/infer", data=json.dumps(body).encode())
+        assert response.status == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    assert len([line for f in (tmp_path / "logs").glob("*.jsonl") for line in f.read_text().splitlines()]) == 1
