@@ -20,6 +20,8 @@ def sync(
     channel: str = typer.Option("stable", "--channel", help="Channel to follow."),
     directory: Path = typer.Option(..., "--dir", help="The device's model directory."),
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="Require bundles signed by this key."),
+    upload_logs: Optional[Path] = typer.Option(None, "--upload-logs", help="Also ship finished prediction logs from this directory."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device id under NAME/logs/ [host name]."),
 ) -> None:
     """Download the channel's bundle when it changed, verify it, switch to it atomically."""
     from mlship.edge.device import sync as sync_dir
@@ -30,11 +32,19 @@ def sync(
     bundle_name = name or cfg.name
     if not bundle_name:
         raise UsageError("no bundle name", hint="Pass --name or set `name:` in mlship.yaml")
-    result = sync_dir(open_target(source, cfg.targets), bundle_name, channel, directory, public_key)
+    target = open_target(source, cfg.targets)
+    result = sync_dir(target, bundle_name, channel, directory, public_key)
+    if upload_logs is not None:
+        import socket
+
+        from mlship.edge.device import upload_logs as ship
+
+        result["uploaded_logs"] = ship(target, bundle_name, upload_logs, device or socket.gethostname())
     state(ctx).console.result(result, lambda out: out.print(
         f"{bundle_name}@{channel}: {result['version']}"
         + (f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)" if result["changed"]
-           else " (up to date, nothing downloaded)")))
+           else " (up to date, nothing downloaded)")
+        + (f"; shipped {len(result['uploaded_logs'])} log files" if upload_logs is not None else "")))
 
 
 @app.command("rollback")

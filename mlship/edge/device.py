@@ -108,3 +108,25 @@ def current_manifest(directory: Path) -> tuple[Path, dict[str, Any]]:
         raise UsageError(f"{directory}: no current version", hint="Run mlship edge sync first")
     manifest = json.loads((link / "manifest.json").read_text())
     return link.resolve() / manifest["model"], manifest
+
+
+def upload_logs(target: Target, name: str, log_dir: Path, device: str) -> list[str]:
+    """Ship finished prediction logs to NAME/logs/DEVICE/ and move them to LOG_DIR/uploaded/.
+
+    The newest file of each writer (its name up to the time stamp) may still be
+    growing, so it stays until a later sync."""
+    files = sorted(log_dir.glob("*.jsonl"))
+    newest: dict[str, Path] = {}
+    for path in files:
+        writer = path.name.rsplit("-", 3)[0]  # predictions-NAME-VARIANT, without TIME-PID-SEQ
+        newest[writer] = path
+    shipped = []
+    done = log_dir / "uploaded"
+    for path in files:
+        if newest.get(path.name.rsplit("-", 3)[0]) == path:
+            continue
+        target.upload(f"{name}/logs/{device}/{path.name}", path, lambda n: None)
+        done.mkdir(exist_ok=True)
+        os.replace(path, done / path.name)
+        shipped.append(path.name)
+    return shipped

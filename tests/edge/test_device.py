@@ -112,3 +112,80 @@ def test_run_serves_the_current_bundle(tmp_path, monkeypatch):
         proc.terminate()
         assert proc.wait(30) == 0
     assert len([line for f in (tmp_path / "logs").glob("*.jsonl") for line in f.read_text().splitlines()]) == 1
+
+
+def test_upload_logs_ships_finished_files_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    release(tmp_path, f"file://{store}", "1.0.0")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    names = ["predictions-bc-edge-20261101T000000Z-7-0001.jsonl", "predictions-bc-edge-20261101T010000Z-7-0002.jsonl",
+             "predictions-bc-edge-20261101T020000Z-7-0003.jsonl"]
+    for n in names:
+        (logs / n).write_text('{"request_id": "x"}\n')
+    args = ["--json", "edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(tmp_path / "d"),
+            "--upload-logs", str(logs), "--device", "cam-7"]
+    first = run(*args)
+    assert first.code == 0, first.stderr
+    assert first.json()["uploaded_logs"] == names[:2]  # the newest may still be written to
+    assert sorted(p.name for p in (store / "bc" / "logs" / "cam-7").iterdir()) == names[:2]
+    assert run(*args).json()["uploaded_logs"] == []
+
+
+def test_sigkill_during_sync_leaves_a_working_current(tmp_path, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    store, device = tmp_path / "store", tmp_path / "device"
+    release(tmp_path, f"file://{store}", "1.0.0")
+    assert run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device)).code == 0
+    release(tmp_path, f"file://{store}", "2.0.0", model=models.logistic_classifier(tmp_path / "v2.onnx"))
+    cmd = [sys.executable, "-m", "mlship", "edge", "sync", "--from", f"file://{store}", "--name", "bc",
+           "--dir", str(device)]
+    seen = set()
+    for delay in (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.5):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        version, labels = predicts(device)  # whatever moment the kill hit, current loads and predicts
+        assert labels.shape == (3,)
+        seen.add(version)
+        if version == "2.0.0":
+            for path in (device / "versions").iterdir():
+                assert not path.name.startswith(".") or not (path / "manifest.json").exists()
+            break
+    assert run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device)).code == 0
+    assert predicts(device)[0] == "2.0.0"
+
+
+@pytest.mark.parametrize("entry", ["../escape.txt", "/abs.txt", "link"])
+def test_crafted_bundles_are_rejected_by_sync(tmp_path, monkeypatch, entry):
+    import io
+    import tarfile
+
+    monkeypatch.chdir(tmp_path)
+    store, device = tmp_path / "store", tmp_path / "device"
+    release(tmp_path, f"file://{store}", "1.0.0")
+    assert run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device)).code == 0
+    good = tmp_path / "dist" / "bc-1.0.0.mlbundle"
+    crafted = tmp_path / "bc-2.0.0.mlbundle"
+    with tarfile.open(good) as src, tarfile.open(crafted, "w:gz") as out:
+        for member in src.getmembers():
+            out.addfile(member, src.extractfile(member))
+        info = tarfile.TarInfo(entry)
+        if entry == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            out.addfile(info)
+        else:
+            info.size = 4
+            out.addfile(info, io.BytesIO(b"evil"))
+    assert run("push", str(crafted), "--name", "bc", "--artifact-version", "2.0.0", "--to", f"file://{store}").code == 0
+    assert run("promote", "bc", "2.0.0", "--channel", "stable", "--to", f"file://{store}").code == 0
+    result = run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device))
+    assert result.code == 3 and ("unsafe path" in result.stderr or "plain files" in result.stderr)
+    assert predicts(device)[0] == "1.0.0" and not (tmp_path / "escape.txt").exists()

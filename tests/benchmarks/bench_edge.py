@@ -1,0 +1,81 @@
+"""Benchmark: edge bundle size and single-row latency, fp32 vs int8 vs ORT format.
+
+For the breast-cancer example (a tree ensemble: int8 leaves it as float) and
+for an MLP trained on the same data (which int8 does shrink).
+
+    python tests/benchmarks/bench_edge.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.models import sample_matrix  # noqa: E402
+
+
+def mlp_model(path: Path) -> Path:
+    from onnx import helper
+    from sklearn.neural_network import MLPClassifier
+    from skl2onnx import to_onnx
+
+    X, y, names = sample_matrix()
+    mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=400, random_state=0).fit(X / X.std(axis=0), y)
+    onx = to_onnx(mlp, (X[:1] / X.std(axis=0)).astype(np.float32), options={id(mlp): {"zipmap": False}},
+                  target_opset={"": 17, "ai.onnx.ml": 3})
+    helper.set_model_props(onx, {"mlship.feature_names": json.dumps(names)})
+    path.write_bytes(onx.SerializeToString())
+    return path
+
+
+def latency_us(model: Path, runs: int = 3000) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(model), options)
+    x = sample_matrix()[0][:1]
+    for _ in range(200):
+        session.run(None, {"X": x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {"X": x})
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e6)
+
+
+def main() -> None:
+    from mlship.edge.bundle import unpack_bundle
+
+    work = Path(tempfile.mkdtemp(prefix="bench-edge-"))
+    models = {"breast-cancer GBT": ROOT / "examples" / "breast-cancer" / "model.onnx",
+              "MLP 256x128": mlp_model(work / "mlp.onnx")}
+    rows = []
+    for label, model in models.items():
+        for variant, extra in (("fp32", []), ("int8", ["--quantize", "int8"]), ("ORT", ["--ort"])):
+            out = work / f"{label.split()[0]}-{variant}"
+            subprocess.run([sys.executable, "-m", "mlship", "build", "--edge", str(model), "--name", "m",
+                            "--model-version", "1", "--output-dir", str(out), *extra], check=True, capture_output=True,
+                           cwd=work)
+            bundle = out / "m-1.mlbundle"
+            unpacked = unpack_bundle(bundle, out / "u")
+            rows.append((label, variant, bundle.stat().st_size, unpacked.model_path.stat().st_size,
+                         latency_us(unpacked.model_path)))
+    print(f"{'model':20s} {'variant':7s} {'bundle':>10s} {'model':>10s} {'p50 µs':>8s}")
+    for label, variant, bsize, msize, lat in rows:
+        print(f"{label:20s} {variant:7s} {bsize:10,d} {msize:10,d} {lat:8.1f}")
+    print(json.dumps([dict(zip(("model", "variant", "bundle_bytes", "model_bytes", "p50_us"), r)) for r in rows]))
+
+
+if __name__ == "__main__":
+    main()
