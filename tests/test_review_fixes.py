@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +15,6 @@ import pytest
 from mlship.drift.analysis import DriftOptions, run_drift
 from tests import models
 from tests.drift.logs import START, write_log
-from tests.harness.ports import free_port
 from tests.serve.server_process import start_server
 from tests.support import MODEL, SAMPLE, run
 

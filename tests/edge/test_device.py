@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 
 import onnxruntime as ort
 import pytest
@@ -31,17 +30,9 @@ def predicts(device):
     return manifest["version"], ort.InferenceSession(str(model)).run(None, {"X": X[:3]})[0]
 
 
-@pytest.fixture(params=["file", "s3"])
-def target(request, tmp_path, monkeypatch):
-    if request.param == "file":
-        return f"file://{tmp_path / 'store'}"
-    server = request.getfixturevalue("s3_server")
-    bucket = f"edge-{uuid.uuid4().hex[:8]}"
-    server.client("s3").create_bucket(Bucket=bucket)
-    for key, value in {"AWS_ENDPOINT_URL_S3": server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    return f"s3://{bucket}"
+@pytest.fixture
+def target(artifact_target):
+    return artifact_target
 
 
 def test_sync_switch_second_sync_and_rollback(tmp_path, target, monkeypatch):

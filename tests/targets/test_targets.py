@@ -12,18 +12,9 @@ import pytest
 from tests.support import run
 
 
-@pytest.fixture(params=["file", "s3"])
-def target(request, tmp_path, monkeypatch):
-    """A target URL of each kind, empty."""
-    if request.param == "file":
-        return f"file://{tmp_path / 'store'}"
-    server = request.getfixturevalue("s3_server")
-    bucket = f"models-{uuid.uuid4().hex[:8]}"
-    server.client("s3").create_bucket(Bucket=bucket)
-    for key, value in {"AWS_ENDPOINT_URL_S3": server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    return f"s3://{bucket}/team"
+@pytest.fixture
+def target(artifact_target):
+    return artifact_target
 
 
 def artifact(tmp_path, name="bundle", content=b"weights-v1"):
