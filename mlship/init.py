@@ -16,11 +16,11 @@ def render_config(model: Path | None, base_dir: Path) -> str:
     name, signature = "my-model", "# (run `mlship init --model M.onnx` to fill in the signature)\n"
     model_ref = "model.onnx"
     if model is not None:
-        from mlship.model.load import load_model
+        from mlship.model.load import default_model_name, load_model
         from mlship.model.signature import signature_of
 
         loaded = load_model(model)
-        name = _slug(model.stem if model.stem != "model" else model.resolve().parent.name)
+        name = _slug(default_model_name(model))
         model_ref = _relative(model, base_dir)
         signature = _signature_comment(signature_of(loaded.proto), loaded.sha256)
     return Template(template_text("mlship.yaml")).substitute(

@@ -9,7 +9,6 @@ what makes `--resume` possible. Only the columns the model (and
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlship.data.tables import FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values, iter_json_records
+from mlship.data.tables import (FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values, expand_paths,
+                                iter_json_records)
 from mlship.errors import InvalidInputError
 from mlship.extras import require
 
@@ -37,16 +37,9 @@ class Chunk:
 
 def input_files(spec: str | Path) -> list[Path]:
     """A file, a directory (its data files) or a glob; sorted; one format only."""
-    text = str(spec)
-    path = Path(text)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in FORMATS and p.is_file())
-    elif any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
-    else:
-        if not path.is_file():
-            raise InvalidInputError(f"input not found: {path}")
-        files = [path]
+    files = expand_paths(spec, FORMATS)
+    if files is None:
+        raise InvalidInputError(f"input not found: {spec}")
     if not files:
         raise InvalidInputError(f"no data files match {spec}")
     formats = {FORMATS.get(p.suffix.lower()) for p in files}

@@ -35,6 +35,7 @@ def build(
     from mlship.build.image import ImageOptions, build_image
     from mlship.build.versions import BuildRecord, VersionStore
     from mlship.errors import UsageError
+    from mlship.model.load import default_model_name
 
     if image == edge:
         raise UsageError("say what to build", hint="Pass --image or --edge")
@@ -47,7 +48,7 @@ def build(
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
     store = VersionStore(cfg.resolve(cfg.store))
-    model_name = name or cfg.name or (model_path.stem if model_path.stem != "model" else model_path.resolve().parent.name)
+    model_name = name or cfg.name or default_model_name(model_path)
     version = model_version or cfg.version or store.next_version(model_name)
     if edge:
         return _build_edge(ctx, cfg, model_path, model_name, version, static, output_dir, store)

@@ -36,6 +36,7 @@ def predict(
     from mlship.batch.run import run_predict
     from mlship.cli.progress import RowProgress
     from mlship.errors import UsageError
+    from mlship.model.load import default_model_name
 
     cfg = config_for(ctx)
     model_path = model or cfg.resolve(cfg.model)
@@ -48,7 +49,7 @@ def predict(
         keep_columns=[c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else [],
         on_error=on_error, rejects=rejects, resume=resume, threads=threads, log_dir=log_dir,
         **({"parallel": parallel} if parallel else {}),
-        name=cfg.name or (model_path.stem if model_path.stem != "model" else model_path.resolve().parent.name),
+        name=cfg.name or default_model_name(model_path),
         version=cfg.version or "1", engine=engine, address=address,
     )
     console = state(ctx).console

@@ -8,6 +8,7 @@ an NPY matrix).
 from __future__ import annotations
 
 import csv
+import glob
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,20 @@ class Table:
 
     def column(self, name: str) -> np.ndarray:
         return self.columns[name]
+
+
+def expand_paths(spec: str | Path, suffixes: set[str] | dict[str, str], *, recursive: bool = False) -> list[Path] | None:
+    """The files SPEC names, sorted: a directory's files with one of `suffixes`,
+    a glob's files, or the file itself. None when a plain path is not a file,
+    so each caller words that error its own way."""
+    text = str(spec)
+    path = Path(text)
+    if path.is_dir():
+        found = path.rglob("*") if recursive else path.iterdir()
+        return sorted(p for p in found if p.is_file() and p.suffix.lower() in suffixes)
+    if any(ch in text for ch in "*?["):
+        return sorted(Path(p) for p in glob.glob(text, recursive=recursive) if Path(p).is_file())
+    return [path] if path.is_file() else None
 
 
 def read_table(path: str | Path) -> Table:

@@ -9,7 +9,6 @@ version, request id, label) kept apart for windows and operations.
 
 from __future__ import annotations
 
-import glob
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlship import jsonfast
-from mlship.data.tables import FORMATS, _column_from_values
+from mlship.data.tables import FORMATS, _column_from_values, expand_paths
 from mlship.errors import InvalidInputError
 from mlship.extras import require
 
@@ -52,15 +51,8 @@ class ReadReport:
 
 
 def data_files(spec: str | Path) -> list[Path]:
-    text = str(spec)
-    path = Path(text)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS)
-    elif any(ch in text for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-    elif path.is_file():
-        files = [path]
-    else:
+    files = expand_paths(spec, FORMATS, recursive=True)
+    if files is None:
         raise InvalidInputError(f"not found: {spec}")
     if not files:
         raise InvalidInputError(f"no data or log files in {spec}")

@@ -49,6 +49,11 @@ class ModelFile:
         return {p.key: p.value for p in self.proto.metadata_props}
 
 
+def default_model_name(path: Path) -> str:
+    """The file's stem, or its directory's name for a generic model.onnx."""
+    return path.stem if path.stem != "model" else path.resolve().parent.name
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()

@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import glob
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from mlship.data.tables import expand_paths
 from mlship.errors import InvalidInputError
 from mlship.predlog.schema import PredictionRecord
 
 
 def log_files(spec: str | Path) -> list[Path]:
     """A file, a directory (its *.jsonl files) or a glob, sorted by name."""
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(path.glob("*.jsonl"))
-    elif any(ch in str(spec) for ch in "*?["):
-        files = sorted(Path(p) for p in glob.glob(str(spec)))
-    else:
-        files = [path] if path.exists() else []
+    files = expand_paths(spec, {".jsonl"})
     if not files:
         raise InvalidInputError(f"no prediction logs found at {spec}")
     return files

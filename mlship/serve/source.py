@@ -41,7 +41,9 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
         bundle = unpack_bundle(target)
         return ModelSource(path=bundle.model_path, name=name or bundle.manifest["name"],
                            version=version or bundle.manifest["version"])
-    default_name = target.stem if target.stem != "model" else target.resolve().parent.name
+    from mlship.model.load import default_model_name
+
+    default_name = default_model_name(target)
     return ModelSource(
         path=target,
         name=name or config.name or _slug(default_name),
