@@ -13,6 +13,11 @@ headers, JSON keys) onto `X` by name. Outputs: `label` (int64 [N]) and
 Writes, next to this file: model.onnx, sample.csv (the held-out 30% with a
 `label` column) and sample-features.npy (the same rows as a float32 matrix).
 
+Also model-mlp.onnx: the same task as a small neural network (a scaler and a
+two-layer perceptron in one graph, same input and outputs). Tree ensembles have
+no weight matrices for int8 quantization to shrink; this one does, so it is the
+model to try `mlship build --edge --quantize int8` on.
+
     python train.py
 """
 
@@ -59,6 +64,21 @@ def main() -> None:
     (HERE / "sample.csv").write_text("\n".join(rows) + "\n")
     np.save(HERE / "sample-features.npy", X_test)
     print(f"test accuracy {model.score(X_test, y_test):.4f} on {len(y_test)} rows")
+    train_mlp(X_train, y_train, X_test, y_test, features)
+
+
+def train_mlp(X_train, y_train, X_test, y_test, features: list[str]) -> None:
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    mlp = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=400, random_state=SEED))
+    mlp.fit(X_train, y_train)
+    onx = to_onnx(mlp, X_train[:1], options={"zipmap": False}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onx.doc_string = "Breast-cancer classifier (scikit-learn StandardScaler + MLPClassifier), mlship example"
+    onnx.helper.set_model_props(onx, {"mlship.feature_names": json.dumps(features), "mlship.labels": "0=malignant,1=benign"})
+    onnx.save_model(onx, HERE / "model-mlp.onnx")
+    print(f"mlp test accuracy {mlp.score(X_test, y_test):.4f}")
 
 
 if __name__ == "__main__":

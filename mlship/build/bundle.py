@@ -137,6 +137,13 @@ def _quantize(options: BundleOptions, model_path: Path) -> dict[str, Any]:
         logging.getLogger().setLevel(quiet)
     report: dict[str, Any] = {"type": "int8", "mode": "static" if options.static else "dynamic",
                               "size_fp32": fp32.stat().st_size, "size": model_path.stat().st_size}
+    if not _has_quantized_ops(model_path):
+        # Tree ensembles and ai.onnx.ml linear operators have no weight matrices to quantize: ship fp32 as it was.
+        fp32.replace(model_path)
+        report.update(applied=False, size=report["size_fp32"], size_reduction=0.0,
+                      reason="no MatMul, Gemm or Conv weights to quantize (tree ensembles stay float); shipped fp32")
+        return report
+    report["applied"] = True
     report["size_reduction"] = round(1 - report["size"] / report["size_fp32"], 4)
     if options.sample:
         report.update(_compare(options, fp32, model_path))
@@ -145,6 +152,17 @@ def _quantize(options: BundleOptions, model_path: Path) -> dict[str, Any]:
             raise CheckFailedError(f"int8 model loses {drop:.4f} accuracy on {options.sample} "
                                    f"(limit {options.max_accuracy_drop})", hint="Keep fp32, or raise --max-accuracy-drop")
     return report
+
+
+QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear",
+                 "QLinearMatMul", "QLinearConv", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QGemm"}
+
+
+def _has_quantized_ops(path: Path) -> bool:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return any(node.op_type in QUANTIZED_OPS for node in graph.node)
 
 
 def _compare(options: BundleOptions, fp32: Path, int8: Path) -> dict[str, Any]:

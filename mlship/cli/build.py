@@ -89,11 +89,13 @@ def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: s
                              artifact=f"sha256:{result.sha256}", tag=result.path, size_bytes=result.size_bytes,
                              builder="mlship"))
     q = result.manifest.get("quantization")
+    if q and not q["applied"]:
+        console.warn(f"int8 not applied to {model_path}: {q['reason']}")
 
     def render(out) -> None:
         signed = "signed" if options.signing_key else "unsigned"
         out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {signed}, sha256 {result.sha256[:12]})")
-        if q:
+        if q and q.get("applied"):
             line = f"int8 ({q['mode']}): {q['size_fp32']:,} -> {q['size']:,} bytes ({q['size_reduction']:.0%} smaller)"
             if "label_agreement" in q:
                 line += f", label agreement {q['label_agreement']:.2%}"

@@ -74,35 +74,75 @@ def test_signed_bundle_verifies_and_rejects_tampering(tmp_path, keys):
     assert result["size_bytes"] > 0
 
 
-def test_int8_mlp_is_smaller_and_within_the_bound(tmp_path):
-    from sklearn.neural_network import MLPClassifier
-    from skl2onnx import to_onnx
-
-    from tests import models
-
-    X, y, names = models.sample_matrix()
-    scale = X.std(axis=0) + 1e-6
-    mlp = MLPClassifier(hidden_layer_sizes=(256, 128), max_iter=400, random_state=0).fit(X / scale, y)
-    onx = to_onnx(mlp, (X[:1] / scale).astype(np.float32), options={id(mlp): {"zipmap": False}},
-                  target_opset={"": 17, "ai.onnx.ml": 3})
-    from onnx import helper
-
-    helper.set_model_props(onx, {"mlship.feature_names": json.dumps(names)})
-    model = tmp_path / "mlp.onnx"
-    model.write_bytes(onx.SerializeToString())
-    sample = tmp_path / "scaled.csv"
-    sample.write_text(",".join(names + ["label"]) + "\n"
-                      + "".join(",".join(f"{v:.7g}" for v in row) + f",{t}\n" for row, t in zip(X / scale, y)))
-    (tmp_path / "mlship.yaml").write_text(f"sample: {sample}\ncheck: {{labels: label}}\n")
-    result = run("-c", str(tmp_path / "mlship.yaml"), "--json", "build", "--edge", str(model), "--name", "mlp",
+def test_int8_example_mlp_is_smaller_and_within_the_bound(tmp_path):
+    """The example's neural network (model-mlp.onnx), checked on the example's labelled sample."""
+    mlp = EXAMPLE / "model-mlp.onnx"
+    result = run("-c", str(EXAMPLE / "mlship.yaml"), "--json", "build", "--edge", str(mlp), "--name", "mlp",
                  "--model-version", "1", "--output-dir", str(tmp_path), "--quantize", "int8",
-                 "--max-accuracy-drop", "0.05")
+                 "--max-accuracy-drop", "0.01")
     assert result.code == 0, result.stderr
     q = result.json()["manifest"]["quantization"]
-    assert q["size"] < q["size_fp32"] * 0.5 and q["accuracy_drop"] <= 0.05 and q["label_agreement"] > 0.9
+    assert q["applied"] and q["mode"] == "dynamic" and q["rows"] == 171
+    assert q["size"] < q["size_fp32"] * 0.5 and q["size_fp32"] == mlp.stat().st_size
+    assert q["accuracy_drop"] <= 0.01 and q["label_agreement"] > 0.98
     unpacked = unpack_bundle(tmp_path / "mlp-1.mlbundle", tmp_path / "u")
-    session = ort.InferenceSession(str(unpacked.model_path))
-    assert session.run(None, {"X": (X[:3] / scale).astype(np.float32)})[0].shape == (3,)
+    assert unpacked.model_path.stat().st_size == q["size"]
+    X = np.load(EXAMPLE / "sample-features.npy")
+    int8 = ort.InferenceSession(str(unpacked.model_path)).run(None, {"X": X})[0]
+    fp32 = ort.InferenceSession(str(mlp)).run(None, {"X": X})[0]
+    assert int8.shape == (171,) and np.mean(int8 == fp32) == q["label_agreement"]
+
+
+def test_int8_on_a_tree_ensemble_ships_fp32_and_says_why(tmp_path):
+    result = run("--json", "build", "--edge", str(MODEL), "--name", "bc", "--model-version", "1",
+                 "--output-dir", str(tmp_path), "--quantize", "int8")
+    assert result.code == 0, result.stderr
+    assert "int8 not applied" in result.stderr and "tree ensembles" in result.stderr
+    q = result.json()["manifest"]["quantization"]
+    assert q["applied"] is False and q["size"] == q["size_fp32"] == MODEL.stat().st_size
+    assert unpack_bundle(tmp_path / "bc-1.mlbundle", tmp_path / "u").model_path.read_bytes() == MODEL.read_bytes()
+
+
+def _fragile_model(path):
+    """label = argmax(X @ W): the decision rests on weights int8 rounds to zero next to a large one."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = np.array([[0.001, 0.0005], [100.0, 100.0]], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["scores"]),
+         helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0)],
+        "fragile", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 2])],
+        [numpy_helper.from_array(W, "W")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"mlship.feature_names": json.dumps(["a", "b"])})
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_int8_past_the_accuracy_bound_fails_with_exit_4_and_writes_nothing(tmp_path, monkeypatch):
+    model = _fragile_model(tmp_path / "fragile.onnx")
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=200), rng.normal(size=200) * 0.01
+    label = (a < 0).astype(int)  # what the fp32 model answers: the sign of x0 decides, x1 cancels out
+    (tmp_path / "sample.csv").write_text("a,b,label\n" + "".join(f"{x:.6f},{y:.6f},{t}\n" for x, y, t in zip(a, b, label)))
+    (tmp_path / "mlship.yaml").write_text("sample: sample.csv\ncheck: {labels: label}\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("build", "--edge", str(model), "--name", "fragile", "--model-version", "1", "--output-dir", "out",
+                 "--quantize", "int8", "--max-accuracy-drop", "0.05")
+    assert result.code == 4, result.stderr
+    assert "int8 model loses" in result.stderr and "limit 0.05" in result.stderr and "sample.csv" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # one line, and maybe its hint
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    assert not (tmp_path / ".mlship" / "versions.jsonl").exists()
+    # A generous bound lets the same build through, with the loss on record.
+    result = run("--json", "build", "--edge", str(model), "--name", "fragile", "--model-version", "1",
+                 "--output-dir", "out", "--quantize", "int8", "--max-accuracy-drop", "0.9")
+    assert result.code == 0, result.stderr
+    q = result.json()["manifest"]["quantization"]
+    assert q["accuracy_fp32"] == 1.0 and 0.3 < q["accuracy_drop"] < 0.7
 
 
 def test_ort_format_bundle_loads(tmp_path):
