@@ -124,8 +124,16 @@ class NginxRouter(Strict):
 
     type: Literal["nginx"] = "nginx"
     config: str = Field(..., description="The nginx config file mlship owns, e.g. /etc/nginx/conf.d/model.conf.")
+    upstreams: dict[str, str] = Field(..., description="Two slots: name -> server address, e.g. {blue: 127.0.0.1:8001, green: 127.0.0.1:8002}.")
+    listen: str = Field("127.0.0.1:8080", description="Address the rendered server block listens on.")
+    client_header: str = Field("X-Client-ID", description="Header that keeps a client on one slot (else its address).")
+    nginx: str = Field("nginx", description="The nginx binary, for `nginx -t` and `nginx -s reload`.")
+    main_config: str | None = Field(None, description="nginx's main config (-c), when not the default.")
+    prefix: str | None = Field(None, description="nginx's prefix (-p), when not the default.")
     reload: str | None = Field(None, description="Command that reloads nginx; `nginx -s reload` when empty.")
-    upstreams: dict[str, str] = Field(default_factory=dict, description="Variant name -> server address.")
+    template: str | None = Field(None, description="Your own template instead of templates/nginx/rollout.conf.")
+    mirror_timeout_ms: int = Field(1000, gt=0, description="Timeout of mirrored (shadow) requests.")
+    status_url: str | None = Field(None, description="Where mlship reads the live route [http://LISTEN/.mlship/route].")
 
 
 class SageMakerRouter(Strict):
@@ -135,6 +143,8 @@ class SageMakerRouter(Strict):
     endpoint: str = Field(..., description="SageMaker endpoint name.")
     region: str | None = Field(None, description="AWS region.")
     endpoint_url: str | None = Field(None, description="Custom API endpoint (tests, private links).")
+    profile: str | None = Field(None, description="Named profile from the AWS config files.")
+    wait_s: float = Field(1800, gt=0, description="How long to wait for the endpoint to be InService.")
 
 
 Router = Annotated[Union[NginxRouter, SageMakerRouter], Field(discriminator="type")]
@@ -147,6 +157,8 @@ class AnalysisConfig(Strict):
     max_p99_latency_ms: float | None = Field(None, gt=0, description="Max p99 latency of the candidate (ms).")
     max_prediction_drift: float | None = Field(None, ge=0, description="Max drift of candidate vs stable outputs.")
     min_requests: int = Field(100, ge=0, description="Wait for this many candidate requests before judging.")
+    max_disagreement: float | None = Field(None, ge=0, le=1, description="Shadow: max share of requests answered differently.")
+    tolerance: float = Field(1e-6, ge=0, description="Shadow: float outputs closer than this agree (regressors).")
 
 
 class RolloutConfig(Strict):
@@ -157,6 +169,8 @@ class RolloutConfig(Strict):
     steps: list[int] = Field(default_factory=lambda: [5, 25, 50, 100], description="Candidate traffic % per step.")
     pause: str | None = Field(None, description="Wait between steps, e.g. 10m.")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    logs: list[str] = Field(default_factory=list, description="Prediction logs of both versions (directories, globs).")
+    state: str | None = Field(None, description="Where rollout states live: a directory [.mlship/rollouts], s3://…, or a target name.")
 
     @field_validator("steps")
     @classmethod

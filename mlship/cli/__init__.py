@@ -75,7 +75,7 @@ def _global_options(
 
 
 def _register() -> None:
-    from mlship.cli import build, check, config, drift, edge, init, predict, serve
+    from mlship.cli import build, check, config, drift, edge, init, predict, rollout, serve
 
     app.command("check")(check.check)
     app.command("serve")(serve.serve)
@@ -88,6 +88,7 @@ def _register() -> None:
     app.add_typer(build.versions_app, name="versions")
     app.add_typer(build.keys_app, name="keys")
     app.add_typer(edge.app, name="edge")
+    app.add_typer(rollout.app, name="rollout")
     app.command("drift")(drift.drift)
     app.command("profile")(drift.profile)
     app.command("init")(init.init)

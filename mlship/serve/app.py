@@ -156,7 +156,7 @@ class ServeApp:
             request_id = scope["mlship.request_id"] = str(body_id)  # one id: header, body, log
         feeds, wanted = self._decode(request_id, started, lambda: (
             protocol.decode_inputs(body, service.signature), protocol.requested_outputs(body, service.output_names)))
-        outputs, cached = await service.predict(feeds)
+        outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
         return 200, {
             "model_name": service.name,
@@ -169,7 +169,7 @@ class ServeApp:
         service = self.service
         body = await self._json_body(scope, receive, request_id, started)
         feeds, instances = self._decode(request_id, started, lambda: decode_instances(body, service.signature))
-        outputs, cached = await service.predict(feeds)
+        outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, instances=instances, outputs=outputs, cached=cached)
         return 200, {
             "predictions": row_outputs(outputs, len(instances)),
@@ -177,6 +177,14 @@ class ServeApp:
             "version": service.version,
             "request_id": request_id,
         }
+
+    async def _run_model(self, feeds: dict[str, Any], request_id: str, started: float) -> tuple[dict[str, Any], bool]:
+        """Run the model; a failure is logged (status 500) before it is answered, so gates count it."""
+        try:
+            return await self.service.predict(feeds)
+        except Exception as exc:
+            self.service.log_predictions(request_id, started, status=500, error=f"{type(exc).__name__}: {exc}"[:500])
+            raise
 
     def _decode(self, request_id: str, started: float, decode: Callable[[], Any]) -> Any:
         """Decode a request; a bad one is logged (status and error) before its 4xx."""

@@ -1,0 +1,1 @@
+"""Staged rollouts: state, analysis gates and routers (nginx, SageMaker)."""

@@ -1,0 +1,227 @@
+"""The analysis gate between rollout steps, from the prediction logs of both versions.
+
+Each metric gives pass, fail or inconclusive (too little data). The gate
+fails when any metric fails, is inconclusive when any is inconclusive, and
+passes otherwise. Records are told apart by `version` (stable's or the
+candidate's) and kept when `model` is the rollout's name and `ts` falls in
+the step's window.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from mlship.errors import InvalidInputError
+
+Result = Literal["pass", "fail", "inconclusive"]
+
+
+class Metric(BaseModel):
+    name: str
+    result: Result
+    value: float | None = None
+    threshold: float | None = None
+    detail: str = ""
+
+
+class GateReport(BaseModel):
+    result: Result
+    since: str
+    until: str
+    counts: dict[str, int]
+    metrics: list[Metric]
+    shadow: dict[str, Any] | None = None
+
+    def reasons(self, result: Result) -> str:
+        return "; ".join(f"{m.name} {m.detail}" for m in self.metrics if m.result == result)
+
+
+class Window:
+    """The records of both versions in [since, until)."""
+
+    def __init__(self, stable: list[dict[str, Any]], candidate: list[dict[str, Any]]) -> None:
+        self.stable, self.candidate = stable, candidate
+
+
+def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, since: str, until: str) -> Window:
+    from mlship.data.tables import expand_paths
+    from mlship.jsonfast import loads
+    from mlship.rollout.state import parse_iso
+
+    since_s = parse_iso(since)
+    sides: dict[str, list[dict[str, Any]]] = {stable: [], candidate: []}
+    for spec in specs:
+        files = expand_paths(spec, {".jsonl"}, recursive=True)
+        if files is None:
+            raise InvalidInputError(f"prediction logs not found: {spec}", hint="Check rollout.logs or --logs")
+        for path in files:
+            try:
+                if os.stat(path).st_mtime < since_s - 1:
+                    continue  # finished before the window opened
+                data = path.read_bytes()
+            except OSError:
+                continue  # rotated away while we looked
+            for line_no, raw in enumerate(data.split(b"\n"), start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    rec = loads(raw)
+                except ValueError:
+                    if data.endswith(raw):
+                        continue  # a line still being written
+                    raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record") from None
+                if rec.get("model") != name or not (since <= rec.get("ts", "") < until):
+                    continue
+                side = sides.get(rec.get("version"))
+                if side is not None:
+                    side.append(rec)
+    if stable == candidate:
+        sides[candidate] = []
+    return Window(sides[stable], sides[candidate])
+
+
+def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str) -> GateReport:
+    """Judge the candidate's records against the thresholds in `analysis` (AnalysisConfig)."""
+    cand, stable = window.candidate, window.stable
+    need = analysis.min_requests
+    metrics: list[Metric] = []
+    n = len(cand)
+    enough = n >= need
+    metrics.append(Metric(name="requests", value=n, threshold=need, result="pass" if enough else "inconclusive",
+                          detail=f"{n} candidate requests (need {need})"))
+    if analysis.max_error_rate is not None:
+        errors = sum(1 for r in cand if r.get("status", 200) >= 500)
+        rate = errors / n if n else 0.0
+        limit = analysis.max_error_rate
+        if enough or (n and errors > limit * need):  # already past the limit whatever the rest brings
+            result: Result = "fail" if rate > limit else "pass"
+        else:
+            result = "inconclusive"
+        metrics.append(Metric(name="error_rate", value=round(rate, 6), threshold=limit, result=result,
+                              detail=f"{errors} of {n} failed ({rate:.2%}, limit {limit:.2%})"))
+    if analysis.max_p99_latency_ms is not None:
+        lat = [r["latency_ms"] for r in cand if r.get("status", 200) < 400 and "latency_ms" in r]
+        p99 = float(np.percentile(lat, 99)) if lat else None
+        limit = analysis.max_p99_latency_ms
+        result = "inconclusive" if len(lat) < max(need, 1) else ("fail" if p99 > limit else "pass")
+        metrics.append(Metric(name="p99_latency_ms", value=round(p99, 3) if p99 is not None else None,
+                              threshold=limit, result=result,
+                              detail=f"p99 {p99:.2f} ms (limit {limit:g} ms)" if p99 is not None else "no latencies"))
+    if analysis.max_prediction_drift is not None:
+        metrics.append(_prediction_drift(stable, cand, analysis.max_prediction_drift, need))
+    report_shadow = None
+    if shadow:
+        report_shadow = compare_shadow(stable, cand, analysis.tolerance)
+        if analysis.max_disagreement is not None:
+            joined = report_shadow["joined"]
+            dis = 1 - report_shadow["agreement"] if joined else None
+            limit = analysis.max_disagreement
+            result = "inconclusive" if joined < max(need, 1) else ("fail" if dis > limit else "pass")
+            metrics.append(Metric(name="disagreement", value=round(dis, 6) if dis is not None else None,
+                                  threshold=limit, result=result,
+                                  detail=f"{dis:.2%} of {joined} joined requests (limit {limit:.2%})"
+                                  if dis is not None else "no request seen by both"))
+    results = {m.result for m in metrics}
+    overall: Result = "fail" if "fail" in results else "inconclusive" if "inconclusive" in results else "pass"
+    return GateReport(result=overall, since=since, until=until, metrics=metrics, shadow=report_shadow,
+                      counts={"stable": len(stable), "candidate": n})
+
+
+def _flat_outputs(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {}
+    for rec in records:
+        if rec.get("status", 200) >= 400:
+            continue
+        for key, value in (rec.get("outputs") or {}).items():
+            if isinstance(value, list):
+                for j, item in enumerate(value):
+                    columns.setdefault(f"{key}_{j}", []).append(item)
+            else:
+                columns.setdefault(key, []).append(value)
+    return columns
+
+
+def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], limit: float, need: int) -> Metric:
+    """The largest PSI between the two versions' output distributions (the drift module's statistics)."""
+    from mlship.drift.profile import ColumnProfile
+    from mlship.drift.stats import numeric_stats, psi
+
+    if len(stable) < max(need, 1) or len(cand) < max(need, 1):
+        return Metric(name="prediction_drift", threshold=limit, result="inconclusive",
+                      detail=f"{len(stable)} stable and {len(cand)} candidate requests (need {need} each)")
+    a, b = _flat_outputs(stable), _flat_outputs(cand)
+    worst, worst_col = 0.0, None
+    for col in sorted(set(a) & set(b)):
+        ref, cur = ColumnProfile(col), ColumnProfile(col)
+        ref.add(np.asarray(a[col], dtype=object))
+        cur.add(np.asarray(b[col], dtype=object))
+        if ref.kind == "numeric" and cur.kind == "numeric":
+            value = numeric_stats(ref, cur).get("psi", 0.0)
+        else:
+            rc, cc = ref.category_counts(), cur.category_counts()
+            cats = sorted(set(rc) | set(cc))
+            value = psi(np.array([rc.get(c, 0) for c in cats], float) / max(sum(rc.values()), 1),
+                        np.array([cc.get(c, 0) for c in cats], float) / max(sum(cc.values()), 1))
+        if value > worst or worst_col is None:
+            worst, worst_col = float(value), col
+    return Metric(name="prediction_drift", value=round(worst, 6), threshold=limit,
+                  result="fail" if worst > limit else "pass",
+                  detail=f"PSI {worst:.4f} on outputs.{worst_col} (limit {limit:g})")
+
+
+def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+    """Agreement of the two versions on the same requests, joined by request id (and row)."""
+    ok = {(r["request_id"], r.get("row")): r for r in stable if r.get("status", 200) < 400}
+    pairs = [(ok[key], r) for r in cand if r.get("status", 200) < 400
+             and (key := (r["request_id"], r.get("row"))) in ok]
+    agree = 0
+    deltas: dict[str, list[float]] = {}
+    for s, c in pairs:
+        same = True
+        so, co = s.get("outputs") or {}, c.get("outputs") or {}
+        for key in so.keys() & co.keys():
+            x, y = np.asarray(so[key]), np.asarray(co[key])
+            if x.shape != y.shape:
+                same = False
+                continue
+            if x.dtype.kind == "f" or y.dtype.kind == "f":
+                diff = float(np.max(np.abs(x.astype(float) - y.astype(float)))) if x.size else 0.0
+                deltas.setdefault(key, []).append(diff)
+                if not _has_discrete(so) and diff > tolerance:
+                    same = False  # regressors agree within the tolerance
+            elif not np.array_equal(x, y):
+                same = False
+        agree += same
+    lat_s = [r["latency_ms"] for r in stable if "latency_ms" in r]
+    lat_c = [r["latency_ms"] for r in cand if "latency_ms" in r]
+    return {
+        "joined": len(pairs),
+        "agreement": round(agree / len(pairs), 6) if pairs else None,
+        "disagreements": len(pairs) - agree,
+        "stable_only": len(stable) - len(pairs),
+        "candidate_errors": sum(1 for r in cand if r.get("status", 200) >= 400),
+        "output_deltas": {k: {"mean": round(float(np.mean(v)), 6), "max": round(float(np.max(v)), 6)}
+                          for k, v in sorted(deltas.items())},
+        "latency_ms": {"stable": _percentiles(lat_s), "candidate": _percentiles(lat_c)},
+    }
+
+
+def _has_discrete(outputs: dict[str, Any]) -> bool:
+    """True when some output is a label (whole numbers, text, booleans)."""
+    for value in outputs.values():
+        arr = np.asarray(value)
+        if arr.dtype.kind in "iubUSO":
+            return True
+    return False
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None}
+    p50, p99 = np.percentile(values, [50, 99])
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}

@@ -1,0 +1,133 @@
+"""The SageMaker router: production-variant weights of one endpoint.
+
+Weights move with `update_endpoint_weights_and_capacities`; the live state
+comes from `describe_endpoint` (waiting until the endpoint is InService).
+Shadows go through a shadow production variant (`update_endpoint` with a new
+endpoint config that names the candidate in ShadowProductionVariants).
+Credentials follow boto3's chain.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlship.errors import ServiceError, UsageError
+from mlship.rollout.routers import Router
+from mlship.rollout.state import Route
+
+WAIT_S = 1800.0
+
+
+class SageMakerRouter(Router):
+    name = "sagemaker"
+    supports = frozenset({"bluegreen", "canary", "shadow"})
+
+    def __init__(self, *, name: str, endpoint: str, region: str | None = None, endpoint_url: str | None = None,
+                 profile: str | None = None, wait_s: float = WAIT_S, **_: Any) -> None:
+        from mlship.extras import require
+
+        boto3 = require("boto3")
+        from botocore.config import Config
+
+        self.model, self.endpoint, self.wait_s = name, endpoint, wait_s
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        self.client = session.client("sagemaker", endpoint_url=endpoint_url,
+                                     config=Config(retries={"max_attempts": 4, "mode": "standard"}))
+
+    def _describe(self) -> dict[str, Any]:
+        try:
+            return self.client.describe_endpoint(EndpointName=self.endpoint)
+        except Exception as exc:
+            raise ServiceError(f"SageMaker endpoint {self.endpoint}: {_reason(exc)}") from None
+
+    def _wait_in_service(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            doc = self._describe()
+            status = doc.get("EndpointStatus")
+            if status == "InService":
+                return doc
+            if status in ("Failed", "OutOfService", "RollingBack"):
+                raise ServiceError(f"SageMaker endpoint {self.endpoint} is {status}: {doc.get('FailureReason', '')}")
+            if time.monotonic() > deadline:
+                raise ServiceError(f"SageMaker endpoint {self.endpoint} still {status} after {self.wait_s:.0f} s")
+            time.sleep(2)
+
+    def _set_shadow(self, doc: dict[str, Any], route: Route, names: list[str]) -> dict[str, Any]:
+        """A new endpoint config with the candidate as shadow variant (or back as a production variant)."""
+        if route.candidate is None or route.candidate not in names:
+            raise UsageError(f"SageMaker endpoint {self.endpoint}: shadow needs the candidate variant")
+        try:
+            current = self.client.describe_endpoint_config(EndpointConfigName=doc["EndpointConfigName"])
+            variants = {v["VariantName"]: v for v in current["ProductionVariants"]
+                        + (current.get("ShadowProductionVariants") or [])}
+            keep = ("VariantName", "ModelName", "InitialInstanceCount", "InstanceType", "ServerlessConfig")
+            spec = {n: {k: v[k] for k in keep if k in v} for n, v in variants.items()}
+            production = [{**spec[route.stable], "InitialVariantWeight": 1.0}]
+            shadow = [{**spec[route.candidate], "InitialVariantWeight": 1.0}] if route.mirror else []
+            if not route.mirror:
+                production.append({**spec[route.candidate], "InitialVariantWeight": 0.0})
+            config_name = f"{self.endpoint}-mlship-{int(time.time() * 1000)}"[-63:]
+            extra = {"ShadowProductionVariants": shadow} if shadow else {}
+            self.client.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=production, **extra)
+            self.client.update_endpoint(EndpointName=self.endpoint, EndpointConfigName=config_name)
+        except Exception as exc:
+            raise ServiceError(f"SageMaker endpoint {self.endpoint}: cannot "
+                               f"{'add' if route.mirror else 'remove'} the shadow variant: {_reason(exc)}") from None
+        return self._wait_in_service()
+
+    def slots(self) -> list[str]:
+        return [v["VariantName"] for v in self._describe().get("ProductionVariants", [])]
+
+    def live(self) -> Route | None:
+        doc = self._wait_in_service()
+        variants = {v["VariantName"]: float(v.get("CurrentWeight", v.get("DesiredWeight", 0)))
+                    for v in doc.get("ProductionVariants", [])}
+        shadows = [v["VariantName"] for v in doc.get("ShadowProductionVariants", []) or []]
+        if len(variants) + len(shadows) != 2:
+            raise UsageError(f"SageMaker endpoint {self.endpoint} has {len(variants) + len(shadows)} variants",
+                             hint="mlship rolls out between exactly two production variants")
+        if shadows:
+            return Route(stable=next(iter(variants)), candidate=shadows[0], weight=0, mirror=True)
+        total = sum(variants.values()) or 1.0
+        (a, wa), (b, wb) = sorted(variants.items(), key=lambda kv: -kv[1])
+        if wb == 0:
+            return Route(stable=a)
+        return Route(stable=a, candidate=b, weight=round(100 * wb / total, 2))
+
+    def apply(self, route: Route) -> None:
+        doc = self._wait_in_service()
+        names = [v["VariantName"] for v in doc.get("ProductionVariants", [])]
+        for slot in (route.stable, route.candidate):
+            if slot is not None and slot not in names:
+                raise UsageError(f"SageMaker endpoint {self.endpoint} has no production variant '{slot}'",
+                                 hint=f"Its variants: {', '.join(names)}")
+        shadows = [v["VariantName"] for v in doc.get("ShadowProductionVariants", []) or []]
+        if route.mirror or shadows:
+            doc = self._set_shadow(doc, route, names + shadows)
+            names = [v["VariantName"] for v in doc.get("ProductionVariants", [])]
+            if route.mirror:
+                return
+        weight = route.weight if route.candidate else 0
+        weights = {n: 0.0 for n in names}
+        weights[route.stable] = 100.0 - weight
+        if route.candidate:
+            weights[route.candidate] = float(weight)
+        try:
+            self.client.update_endpoint_weights_and_capacities(
+                EndpointName=self.endpoint,
+                DesiredWeightsAndCapacities=[{"VariantName": n, "DesiredWeight": w} for n, w in weights.items()])
+        except Exception as exc:
+            raise ServiceError(f"SageMaker endpoint {self.endpoint}: cannot set weights: {_reason(exc)}") from None
+        live = self.live()
+        if not route.same_as(live):
+            raise ServiceError(f"SageMaker endpoint {self.endpoint} reports {live.describe() if live else 'nothing'} "
+                               f"after setting {route.describe()}")
+
+
+def _reason(exc: Exception) -> str:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    text = str(exc).strip().splitlines()
+    first = text[0][:300] if text else type(exc).__name__
+    return f"{code}: {first}" if code and code not in first else first

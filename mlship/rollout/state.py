@@ -1,0 +1,297 @@
+"""Rollout state: one JSON document per rollout, with an append-only audit log.
+
+Stored in a local file (`.mlship/rollouts/NAME.json`, locked with flock) or in
+an S3 prefix for CI jobs on several machines (a lock object created with
+`If-None-Match: *`, state written with `If-Match` on the ETag it was read at).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from mlship.errors import InvalidInputError, ServiceError, UsageError
+
+SCHEMA = "mlship.rollout/v1"
+Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
+Strategy = Literal["bluegreen", "canary", "shadow"]
+LOCK_WAIT_S = 120.0
+LOCK_LEASE_S = 600.0
+
+
+class Side(BaseModel):
+    """One version of the model and the router slot (upstream, production variant) serving it."""
+
+    version: str
+    slot: str
+
+
+class Route(BaseModel):
+    """What a router does with traffic: the candidate's share and whether it sees mirrored requests."""
+
+    stable: str = Field(description="Slot that serves users by default.")
+    candidate: str | None = Field(None, description="Slot of the candidate, when there is one.")
+    weight: float = Field(0, ge=0, le=100, description="Candidate share of user traffic, percent.")
+    mirror: bool = Field(False, description="Copy every request to the candidate; its answers are dropped.")
+
+    def shares(self) -> dict[str, float]:
+        """Slot -> percent of user traffic (slots with none left out)."""
+        if self.candidate is None or self.weight <= 0:
+            return {self.stable: 100.0}
+        if self.weight >= 100:
+            return {self.candidate: 100.0}
+        return {self.stable: round(100.0 - self.weight, 2), self.candidate: round(float(self.weight), 2)}
+
+    def same_as(self, other: "Route | None") -> bool:
+        """The same traffic: shares and mirroring (roles of an idle slot do not matter)."""
+        if other is None or self.mirror != other.mirror:
+            return False
+        return self.shares() == other.shares() and (not self.mirror or self.candidate == other.candidate)
+
+    def describe(self) -> str:
+        if self.candidate is None or (self.weight == 0 and not self.mirror):
+            return f"100% {self.stable}"
+        if self.weight >= 100:
+            return f"100% {self.candidate}" + (" (mirror on)" if self.mirror else "")
+        text = f"{100 - self.weight:g}% {self.stable} / {self.weight:g}% {self.candidate}"
+        return text + (f", mirrored to {self.candidate}" if self.mirror else "")
+
+
+class AuditEntry(BaseModel):
+    time: str
+    user: str
+    verb: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    message: str | None = None
+
+
+class RolloutState(BaseModel):
+    schema_: str = Field(SCHEMA, alias="schema")
+    name: str
+    strategy: Strategy
+    stable: Side
+    candidate: Side | None = None
+    previous_stable: Side | None = None
+    steps: list[float] = Field(default_factory=list)
+    step: int = Field(-1, description="Index into steps; -1 before the first weight (shadow, blue-green preview).")
+    route: Route
+    phase: Phase = "Progressing"
+    aborted: bool = False
+    message: str | None = None
+    pause_s: float = 0.0
+    step_started: str = ""
+    created: str = ""
+    updated: str = ""
+    revision: int = 0
+    gates: list[dict[str, Any]] = Field(default_factory=list)
+    pending: dict[str, Any] | None = Field(None, description="A verb between router change and record.")
+    history: list[AuditEntry] = Field(default_factory=list)
+
+    model_config = {"populate_by_name": True}
+
+    def summary(self) -> dict[str, Any]:
+        """The fields an audit entry records before and after a verb."""
+        return {"phase": self.phase, "aborted": self.aborted, "step": self.step, "route": self.route.model_dump(),
+                "stable": self.stable.version, "candidate": self.candidate.version if self.candidate else None}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> "RolloutState":
+        try:
+            doc = json.loads(data)
+            if doc.get("schema") != SCHEMA:
+                raise ValueError(f"schema is {doc.get('schema')!r}, expected {SCHEMA}")
+            return cls.model_validate(doc)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(f"{where}: not a rollout state: {str(exc).splitlines()[0]}") from None
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_iso(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+
+
+def current_user() -> str:
+    for key in ("MLSHIP_USER", "GITLAB_USER_LOGIN", "GITHUB_ACTOR"):
+        if os.environ.get(key):
+            return os.environ[key]
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+class StateStore:
+    """Where rollout states live. `locked(name)` serialises verbs on one rollout."""
+
+    location: str
+
+    def load(self, name: str) -> RolloutState | None:
+        raise NotImplementedError
+
+    def save(self, state: RolloutState) -> None:
+        raise NotImplementedError
+
+    def locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+
+class FileStateStore(StateStore):
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.location = str(self.directory)
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name}.json"
+
+    def load(self, name: str) -> RolloutState | None:
+        path = self._path(name)
+        if not path.is_file():
+            return None
+        return RolloutState.from_json(path.read_bytes(), str(path))
+
+    def save(self, state: RolloutState) -> None:
+        from mlship.fsutil import atomic_write
+
+        atomic_write(self._path(state.name), state.to_json())
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        import fcntl
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"{name}.lock"
+        with open(path, "a+") as fh:
+            deadline = time.monotonic() + LOCK_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UsageError(f"rollout {name} is locked by another mlship ({path})",
+                                         hint="Wait for it to finish, then run the verb again") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+class S3StateStore(StateStore):
+    """States shared by CI jobs: s3://bucket/prefix/NAME.json, lock NAME.lock."""
+
+    def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
+                 profile: str | None = None) -> None:
+        from urllib.parse import urlparse
+
+        from mlship.extras import require
+
+        boto3 = require("boto3")
+        from botocore.config import Config
+
+        parsed = urlparse(url)
+        self.location, self.bucket, self.prefix = url, parsed.netloc, parsed.path.strip("/")
+        session = boto3.session.Session(profile_name=profile, region_name=region)
+        self.client = session.client("s3", endpoint_url=endpoint_url,
+                                     config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                                                   connect_timeout=5, read_timeout=30))
+        self._etags: dict[str, str | None] = {}
+
+    def _key(self, name: str, suffix: str) -> str:
+        return f"{self.prefix}/{name}{suffix}" if self.prefix else f"{name}{suffix}"
+
+    def load(self, name: str) -> RolloutState | None:
+        key = self._key(name, ".json")
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            if _s3_code(exc) in ("NoSuchKey", "404"):
+                self._etags[name] = None
+                return None
+            raise ServiceError(f"{self.location}: cannot read rollout state {key}: {_s3_reason(exc)}") from None
+        self._etags[name] = obj["ETag"]
+        return RolloutState.from_json(obj["Body"].read(), f"s3://{self.bucket}/{key}")
+
+    def save(self, state: RolloutState) -> None:
+        key = self._key(state.name, ".json")
+        etag = self._etags.get(state.name)
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            reply = self.client.put_object(Bucket=self.bucket, Key=key, Body=state.to_json(),
+                                           ContentType="application/json", **condition)
+        except Exception as exc:
+            if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise ServiceError(f"{self.location}: rollout state {key} changed under this verb",
+                                   hint="Run the verb again") from None
+            raise ServiceError(f"{self.location}: cannot write rollout state {key}: {_s3_reason(exc)}") from None
+        self._etags[state.name] = reply["ETag"]
+
+    @contextlib.contextmanager
+    def locked(self, name: str) -> Iterator[None]:
+        key = self._key(name, ".lock")
+        token = f"{current_user()} pid {os.getpid()} {time.time()}"
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            body = json.dumps({"owner": token, "expires": time.time() + LOCK_LEASE_S}).encode()
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+                break
+            except Exception as exc:
+                if _s3_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    raise ServiceError(f"{self.location}: cannot lock rollout {name}: {_s3_reason(exc)}") from None
+            self._break_expired(key)
+            if time.monotonic() > deadline:
+                raise UsageError(f"rollout {name} is locked by another mlship (s3://{self.bucket}/{key})",
+                                 hint="Wait for it to finish, then run the verb again")
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _break_expired(self, key: str) -> None:
+        """A lock whose holder died (its lease ran out) is removed."""
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=key)
+            if json.loads(obj["Body"].read()).get("expires", 0) < time.time():
+                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=obj["ETag"])
+        except Exception:
+            pass
+
+
+def open_store(spec: str | None, base: Path, *, endpoint_url: str | None = None) -> StateStore:
+    """`s3://bucket/prefix` or a directory [.mlship/rollouts beside mlship.yaml]."""
+    if spec and spec.startswith("s3://"):
+        return S3StateStore(spec, endpoint_url=endpoint_url or os.environ.get("MLSHIP_S3_ENDPOINT_URL"))
+    if spec and "://" in spec and not spec.startswith("file://"):
+        raise UsageError(f"rollout state {spec}: use a directory or s3://bucket/prefix")
+    path = Path(spec.removeprefix("file://")) if spec else Path(".mlship/rollouts")
+    return FileStateStore(path if path.is_absolute() else base / path)
+
+
+def _s3_code(exc: Exception) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+
+
+def _s3_reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
