@@ -49,7 +49,7 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
 def test_targets_and_routers_are_chosen_by_type(tmp_path):
     path = write(tmp_path, "targets:\n  cloud: {type: s3, url: s3://models/x, region: eu-west-1}\n"
                            "  nfs: {type: file, url: file:///mnt/models}\n"
-                           "rollout:\n  router: {type: nginx, config: /etc/nginx/conf.d/x.conf}\n")
+                           "rollout:\n  router: {type: nginx, config: /etc/nginx/conf.d/x.conf, upstreams: {a: \"h:1\", b: \"h:2\"}}\n")
     cfg = load_config(path, environ={})
     assert type(cfg.targets["cloud"]).__name__ == "S3Target"
     assert cfg.targets["nfs"].url == "file:///mnt/models"

@@ -27,6 +27,7 @@ def wheel(tmp_path_factory):
 def test_wheel_contains_templates_and_entry_point(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "mlship/templates/mlship.yaml" in names
+    assert "mlship/templates/nginx/rollout.conf" in names
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "mlship = mlship.cli:run" in zipfile.ZipFile(wheel).read(entry).decode()
 
