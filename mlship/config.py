@@ -147,7 +147,15 @@ class SageMakerRouter(Strict):
     wait_s: float = Field(1800, gt=0, description="How long to wait for the endpoint to be InService.")
 
 
-Router = Annotated[Union[NginxRouter, SageMakerRouter], Field(discriminator="type")]
+class FileRouterConfig(Strict):
+    """The route as a JSON file that clients read (client-side routing, `mlship demo`)."""
+
+    type: Literal["file"] = "file"
+    path: str = Field(..., description="The route file mlship writes.")
+    upstreams: dict[str, str] = Field(..., description="Two slots: name -> URL.")
+
+
+Router = Annotated[Union[NginxRouter, SageMakerRouter, FileRouterConfig], Field(discriminator="type")]
 
 
 class AnalysisConfig(Strict):

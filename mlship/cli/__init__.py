@@ -75,7 +75,7 @@ def _global_options(
 
 
 def _register() -> None:
-    from mlship.cli import build, check, config, drift, edge, init, predict, rollout, serve
+    from mlship.cli import build, check, config, demo, drift, edge, init, predict, rollout, serve
 
     app.command("check")(check.check)
     app.command("serve")(serve.serve)
@@ -92,6 +92,7 @@ def _register() -> None:
     app.command("drift")(drift.drift)
     app.command("profile")(drift.profile)
     app.command("init")(init.init)
+    app.command("demo")(demo.demo)
     app.add_typer(config.app, name="config")
 
 

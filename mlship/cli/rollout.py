@@ -33,8 +33,8 @@ def _rollout(ctx: typer.Context, name: str, logs: Optional[List[str]] = None, st
         spec, endpoint = target.url, getattr(target, "endpoint_url", None)
     store = open_store(spec, cfg.base_dir, endpoint_url=endpoint)
     router_settings = ro.router.model_dump() if ro.router else None
-    if router_settings and router_settings.get("type") == "nginx":
-        for key in ("config", "main_config", "prefix", "template"):
+    if router_settings:
+        for key in ("config", "main_config", "prefix", "template", "path"):
             if router_settings.get(key):
                 router_settings[key] = str(cfg.resolve(router_settings[key]))
     log_specs = [str(cfg.resolve(p)) for p in (logs or ro.logs)]

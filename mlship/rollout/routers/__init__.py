@@ -36,10 +36,11 @@ class Router:
 def router_kinds() -> dict[str, type[Router]]:
     from importlib.metadata import entry_points
 
+    from mlship.rollout.routers.file import FileRouter
     from mlship.rollout.routers.nginx import NginxRouter
     from mlship.rollout.routers.sagemaker import SageMakerRouter
 
-    kinds: dict[str, type[Router]] = {"nginx": NginxRouter, "sagemaker": SageMakerRouter}
+    kinds: dict[str, type[Router]] = {"nginx": NginxRouter, "sagemaker": SageMakerRouter, "file": FileRouter}
     for entry in entry_points(group="mlship.routers.v1"):
         kinds.setdefault(entry.name, entry.load())
     return kinds
