@@ -28,6 +28,18 @@ def render_config(model: Path | None, base_dir: Path) -> str:
     )
 
 
+CI_FILES = {"github": ("ci/github-actions.yml", ".github/workflows/mlship.yml"),
+            "gitlab": ("ci/gitlab-ci.yml", ".gitlab-ci.yml")}
+
+
+def render_ci(kind: str, name: str) -> tuple[str, str]:
+    """(default path, text) of the CI pipeline for github or gitlab."""
+    if kind not in CI_FILES:
+        raise UsageError(f"--ci {kind}: use github or gitlab")
+    template, path = CI_FILES[kind]
+    return path, template_text(template).replace("__MLSHIP_NAME__", _slug(name))  # CI files use $ themselves
+
+
 def write_config(path: Path, text: str, *, force: bool) -> None:
     """Write atomically; refuse to replace an existing file without force."""
     if path.exists() and not force:

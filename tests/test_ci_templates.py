@@ -1,0 +1,108 @@
+"""The CI templates: valid YAML, and every mlship command they run exists with those options."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+import typer.main
+import yaml
+
+from mlship.cli import _register, app
+from mlship.templates import template_text
+from tests.support import run
+
+SHELL_SPLIT = re.compile(r"\|\||&&|[|;(){}]|\bthen\b|\bdo\b|\belse\b|\bif\b")
+
+
+def scripts(kind: str, doc: dict) -> list[str]:
+    out: list[str] = []
+    if kind == "github":
+        for job in doc["jobs"].values():
+            out += [step["run"] for step in job.get("steps", []) if "run" in step]
+    else:
+        for job in doc.values():
+            if isinstance(job, dict):
+                for key in ("before_script", "script", "after_script"):
+                    out += job.get(key, [])
+    return out
+
+
+def mlship_calls(script: str) -> list[list[str]]:
+    calls = []
+    for line in script.replace("\\\n", " ").splitlines():
+        for part in SHELL_SPLIT.split(line):
+            words = part.strip().split(None, 1)
+            if words and words[0] == "mlship":
+                calls.append(shlex.split(part.strip())[1:])
+    return calls
+
+
+def check_call(args: list[str]) -> str:
+    """Walk the click command tree like the CLI would; return the command path."""
+    _register()
+    command = typer.main.get_command(app)
+    path = []
+    tokens = list(args)
+    while hasattr(command, "commands"):
+        opts = {o for p in command.params for o in p.opts + p.secondary_opts}
+        while tokens and tokens[0].startswith("-"):
+            assert tokens.pop(0).split("=")[0] in opts, f"unknown global option in {args}"
+        assert tokens, f"no subcommand in {args}"
+        name = tokens.pop(0)
+        assert name in command.commands, f"mlship {' '.join(path + [name])}: no such command ({args})"
+        command = command.commands[name]
+        path.append(name)
+    params = {o: p for p in command.params for o in p.opts + p.secondary_opts}
+    skip = False
+    for token in tokens:
+        if skip:
+            skip = False
+            continue
+        if token.startswith("-"):
+            option = token.split("=")[0]
+            assert option in params, f"mlship {' '.join(path)}: no option {option}"
+            skip = "=" not in token and not params[option].is_flag
+    return " ".join(path)
+
+
+@pytest.mark.parametrize("kind,template", [("github", "ci/github-actions.yml"), ("gitlab", "ci/gitlab-ci.yml")])
+def test_templates_parse_and_call_real_commands(kind, template):
+    text = template_text(template).replace("__MLSHIP_NAME__", "readmission")
+    doc = yaml.safe_load(text)
+    calls = [c for s in scripts(kind, doc) for c in mlship_calls(s)]
+    paths = {check_call(c) for c in calls}
+    # The pipeline the issue asks for: check -> build -> push to staging -> rollout -> drift gate.
+    assert {"check", "build", "push", "promote", "rollout start", "rollout step", "rollout status",
+            "rollout abort", "drift"} <= paths, paths
+    assert len(calls) >= 10
+
+
+def test_the_checker_catches_a_wrong_option():
+    with pytest.raises(AssertionError, match="no option --candidat"):
+        check_call(["rollout", "start", "m", "--candidat", "1"])
+    with pytest.raises(AssertionError, match="no such command"):
+        check_call(["rollout", "advance", "m"])
+
+
+@pytest.mark.parametrize("kind,path", [("github", ".github/workflows/mlship.yml"), ("gitlab", ".gitlab-ci.yml")])
+def test_init_writes_the_pipeline(tmp_path, monkeypatch, kind, path):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlship.yaml").write_text("name: Readmission Risk\nversion: 1.0.0\n")
+    result = run("init", "--ci", kind)
+    assert result.code == 0, result.stderr
+    written = tmp_path / path
+    assert "MODEL: readmission-risk" in written.read_text()
+    assert yaml.safe_load(written.read_text())
+    assert (tmp_path / "mlship.yaml").read_text() == "name: Readmission Risk\nversion: 1.0.0\n"  # kept
+    again = run("init", "--ci", kind)
+    assert again.code == 2 and "already exists" in again.stderr
+    assert run("init", "--ci", kind, "--force").code == 0
+
+
+def test_init_ci_refuses_an_unknown_kind_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("init", "--ci", "jenkins")
+    assert result.code == 2 and "use github or gitlab" in result.stderr
+    assert list(tmp_path.iterdir()) == []
