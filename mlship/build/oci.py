@@ -103,7 +103,8 @@ def build_oci_image(options: ImageOptions, log: Callable[[str], None] = lambda l
         if options.output is not None:
             log(f"writing {options.output}")
             write_output(image, options.output, options.tag)
-        pushed = push_oci(image, options.push, log=log, progress=progress or NoProgress()) if options.push else None
+        pushed = (push_oci(image, options.push, tag=options.version, log=log, progress=progress or NoProgress())
+                  if options.push else None)
     return ImageResult(name=options.name, version=options.version, tag=options.tag, image_id=image.digest,
                        model_sha256=model.sha256, size_bytes=sum(b.size for b in image.blobs()),
                        layers=[b.diff_id for b in image.layers], seconds=round(time.perf_counter() - started, 2),
