@@ -28,11 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.benchmarks.bench_image import BASE  # noqa: E402
 from tests.harness.proxy import start_counting_proxy  # noqa: E402
 from tests.harness.services import start_docker_engine, start_oci_registry  # noqa: E402
 from tests.models import logistic_classifier  # noqa: E402
-
-BASE = "mlship-test/python:3.11-slim-bookworm"
 
 
 def mlship(project: Path, env: dict[str, str], *args: str) -> tuple[float, dict]:
