@@ -3,12 +3,16 @@
 It records every request (method, path, request body bytes), so a test can
 count blob uploads, and it can go down in the middle of an upload: after
 `cut_after_bytes` of request bodies it drops the connection and stops
-listening, as a registry that dies mid-push would.
+listening, as a registry that dies mid-push would. With `bearer` set to
+(user, password) it asks for Bearer tokens, which its own /token realm gives
+for those Basic credentials, the way Docker Hub or GHCR do.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +39,8 @@ class CountingProxy:
     requests: list[Seen] = field(default_factory=list)
     cut_after_bytes: int | None = None
     body_total: int = 0
+    bearer: tuple[str, str] | None = None
+    token = "mlship-test-token"
 
     def blob_uploads(self) -> list[Seen]:
         """Finished blob uploads: the PUT that closes each upload session."""
@@ -64,6 +70,8 @@ def start_counting_proxy(upstream: str) -> CountingProxy:
             if body is None:
                 return
             proxy.requests.append(Seen(self.command, self.path, len(body)))
+            if proxy.bearer is not None and self._token_refused():
+                return
             conn = http.client.HTTPConnection(upstream, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
             headers["Content-Length"] = str(len(body))
@@ -82,6 +90,29 @@ def start_counting_proxy(upstream: str) -> CountingProxy:
             if self.command != "HEAD":
                 self.wfile.write(data)
             conn.close()
+
+        def _token_refused(self) -> bool:
+            user, password = proxy.bearer
+            basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+            if self.path.startswith("/token"):
+                ok = self.headers.get("Authorization") == basic
+                self._reply(200 if ok else 401, json.dumps({"token": proxy.token}).encode() if ok else b"{}")
+                return True
+            if self.headers.get("Authorization") == f"Bearer {proxy.token}":
+                return False
+            realm = f'Bearer realm="http://{proxy.address}/token",service="test",scope="repository:ml/bc:pull,push"'
+            self._reply(401, b'{"errors":[{"code":"UNAUTHORIZED","message":"token needed"}]}', realm)
+            return True
+
+        def _reply(self, status: int, body: bytes, challenge: str | None = None) -> None:
+            self.send_response(status)
+            if challenge:
+                self.send_header("WWW-Authenticate", challenge)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def _body(self) -> bytes | None:
             chunks = []

@@ -72,6 +72,12 @@ def built(project, *args):
     return result.json()
 
 
+def manifest_status(registry, repository, tag):
+    """GET the manifest as an OCI-aware client would (without the Accept header the registry says 404)."""
+    accept = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+    return http_request("GET", f"{registry.url}/v2/{repository}/manifests/{tag}", headers=accept).status
+
+
 def versions(project):
     return run("-c", str(project / "mlship.yaml"), "--json", "versions", "list").json()["versions"]
 
@@ -189,7 +195,7 @@ def test_registry_down_mid_push_leaves_no_manifest_and_no_record(project, base_a
     result = oci(project, "--base", f"docker-archive:{base_archive}", "--push", f"registry://{proxy.address}/ml/bc")
     proxy.stop()
     assert result.code == 7 and "failed after 4 attempts" in result.stderr
-    assert http_request("GET", f"{oci_registry.url}/v2/ml/bc/manifests/1.0.0").status == 404
+    assert manifest_status(oci_registry, "ml/bc", "1.0.0") == 404
     assert not any(r.method == "PUT" and "/manifests/" in r.path for r in proxy.requests)
     assert versions(project) == []
 
@@ -206,7 +212,7 @@ def test_blob_digest_mismatch_is_refused(project, base_layout, oci_registry, tmp
     layer.write_bytes(bytes(data))
     result = oci(project, "--base", f"oci:{broken}:base", "--push", f"registry://{oci_registry.address}/ml/bc")
     assert result.code == 7 and "rejected blob" in result.stderr
-    assert http_request("GET", f"{oci_registry.url}/v2/ml/bc/manifests/1.0.0").status == 404
+    assert manifest_status(oci_registry, "ml/bc", "1.0.0") == 404
     assert versions(project) == []
 
 
@@ -232,3 +238,25 @@ def test_chunked_upload_and_ecr_credentials(oci_registry_factory, s3_server, tmp
         proxy.stop()
     patches = [r for r in proxy.requests if r.method == "PATCH"]
     assert [p.body_bytes for p in patches] == [1 << 20] * 3 + [3_500_000 - 3 * (1 << 20)]
+
+
+def test_bearer_token_auth(project, base_archive, oci_registry, tmp_path, monkeypatch):
+    proxy = start_counting_proxy(oci_registry.address)
+    proxy.bearer = ("ci", "right")
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    try:
+        outcomes = []
+        for password in ("wrong", "right"):
+            auth = base64.b64encode(f"ci:{password}".encode()).decode()
+            (config / "config.json").write_text(json.dumps({"auths": {proxy.address: {"auth": auth}}}))
+            result = oci(project, "--base", f"docker-archive:{base_archive}", "--push",
+                         f"registry://{proxy.address}/ml/bc")
+            outcomes.append((result.code, "refused a token" in result.stderr))
+    finally:
+        proxy.stop()
+    assert outcomes == [(7, True), (0, False)]
+    tokens = [r for r in proxy.requests if r.path.startswith("/token")]
+    assert len(tokens) == 2  # one refused, then one token for the whole push
+    assert manifest_status(oci_registry, "ml/bc", "1.0.0") == 200
