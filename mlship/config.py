@@ -57,7 +57,8 @@ class ImageBuildConfig(Strict):
     tag: str | None = Field(None, description="Image tag; defaults to the model version.")
     template: str | None = Field(None, description="Your own Dockerfile template instead of mlship's.")
     platform: str = Field("linux/amd64", description="Target platform of the image.")
-    builder: Literal["docker", "oci"] = Field("docker", description="Docker engine, or daemonless OCI.")
+    builder: str = Field("docker", description="docker (through the engine), oci (daemonless, reproducible), "
+                         "or a plugin's name from the mlship.builders.v1 entry points.")
 
 
 class EdgeBuildConfig(Strict):

@@ -31,6 +31,8 @@ class ImageOptions(BaseModel):
     template: Path | None = None
     no_cache: bool = False
     source: str | None = None
+    output: Path | None = None
+    push: str | None = None
 
 
 class ImageResult(BaseModel):
@@ -43,6 +45,10 @@ class ImageResult(BaseModel):
     layers: list[str]
     seconds: float
     labels: dict[str, str]
+    builder: str = "docker"
+    digest: str | None = None
+    output: str | None = None
+    pushed: dict[str, Any] | None = None
 
 
 def build_image(options: ImageOptions, log: Callable[[str], None] = lambda line: None) -> ImageResult:
@@ -55,7 +61,7 @@ def build_image(options: ImageOptions, log: Callable[[str], None] = lambda line:
     run_checker(model)
     client = engine_client()
     _require_base(client, options.base)
-    labels = _labels(options, model.sha256)
+    labels = image_labels(options, model.sha256)
     with tempfile.TemporaryDirectory(prefix="mlship-image-") as tmp:
         context = Path(tmp)
         log("resolving dependencies as wheels")
@@ -64,8 +70,7 @@ def build_image(options: ImageOptions, log: Callable[[str], None] = lambda line:
         (context / "model").mkdir()
         shutil.copyfile(options.model, context / "model" / "model.onnx")
         (context / "config").mkdir()
-        (context / "config" / "mlship.yaml").write_text(
-            f"name: {json.dumps(options.name)}\nversion: {json.dumps(options.version)}\nmodel: model.onnx\n")
+        (context / "config" / "mlship.yaml").write_text(serving_config(options))
         (context / "Dockerfile").write_text(render_dockerfile(options, pins, own.name, labels))
         image_id = _build(client, context, options, log)
     image = client.images.get(image_id)
@@ -86,11 +91,17 @@ def render_dockerfile(options: ImageOptions, pins: list[str], mlship_wheel: str,
                          hint="Use $base, $requirements, $mlship_wheel, $labels; write $$ for a literal $") from None
 
 
-def _labels(options: ImageOptions, sha256: str) -> dict[str, str]:
+def serving_config(options: ImageOptions) -> str:
+    """The mlship.yaml baked in next to the model."""
+    return f"name: {json.dumps(options.name)}\nversion: {json.dumps(options.version)}\nmodel: model.onnx\n"
+
+
+def image_labels(options: ImageOptions, sha256: str, created: str | None = None) -> dict[str, str]:
+    """OCI and mlship labels; `created` defaults to now."""
     return {
         "org.opencontainers.image.title": options.name,
         "org.opencontainers.image.version": options.version,
-        "org.opencontainers.image.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.created": created or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.revision": _git_revision(options.model.parent) or "",
         "org.opencontainers.image.source": options.source or "",
         "io.mlship.model.name": options.name,

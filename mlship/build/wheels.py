@@ -104,3 +104,18 @@ def _wheel_from_install(dest: Path) -> Path:
                 continue
             zf.write(file.locate(), str(file))
     return path
+
+
+def mlship_fingerprint() -> str:
+    """A hash of the running mlship's files (source tree or installed RECORD), cheap to compute."""
+    import mlship
+
+    root = Path(mlship.__file__).resolve().parent.parent
+    sha = hashlib.sha256()
+    if (root / "pyproject.toml").is_file() and (root / "templates").is_dir():
+        files = [root / "pyproject.toml", *sorted((root / "mlship").rglob("*")), *sorted((root / "templates").rglob("*"))]
+        for path in (f for f in files if f.is_file() and "__pycache__" not in f.parts):
+            sha.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    else:
+        sha.update(md.distribution("mlship").read_text("RECORD").encode())
+    return sha.hexdigest()

@@ -15,7 +15,7 @@ versions_app = typer.Typer(help="Builds and pushes recorded in the versions stor
 def build(
     ctx: typer.Context,
     model: Optional[Path] = typer.Argument(None, help="The ONNX model [default: `model` in mlship.yaml]."),
-    image: bool = typer.Option(False, "--image", help="Build a serving container image on the Docker engine."),
+    image: bool = typer.Option(False, "--image", help="Build a serving container image (--builder docker or oci)."),
     edge: bool = typer.Option(False, "--edge", help="Build an edge bundle (NAME-VERSION.mlbundle)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: quantize the bundle's model [build.edge.quantize]."),
     static: bool = typer.Option(False, "--static", help="Static int8 quantization, calibrated on the sample."),
@@ -28,18 +28,21 @@ def build(
     platform: Optional[str] = typer.Option(None, "--platform", help="linux/amd64 or linux/arm64 [build.image.platform]."),
     template: Optional[Path] = typer.Option(None, "--template", help="Your own Dockerfile template."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Build every layer again."),
+    builder: Optional[str] = typer.Option(None, "--builder", help="docker (engine) or oci (daemonless, reproducible) [build.image.builder]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="oci: write an OCI layout DIR, or FILE.tar for docker load."),
+    push_to: Optional[str] = typer.Option(None, "--push", help="oci: push to registry://HOST[:PORT]/REPO[:TAG] (or ecr://…)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name [name in mlship.yaml]."),
     model_version: Optional[str] = typer.Option(None, "--model-version", help="Version [version in mlship.yaml, or the next one]."),
 ) -> None:
     """Build an artifact for the model: --image (a serving container image) or --edge (a bundle)."""
-    from mlship.build.image import ImageOptions, build_image
-    from mlship.build.versions import BuildRecord, VersionStore
+    from mlship.build.image import ImageOptions
+    from mlship.build.versions import VersionStore
     from mlship.errors import UsageError
     from mlship.model.load import default_model_name
 
     if image == edge:
         raise UsageError("say what to build", hint="Pass --image or --edge")
-    cfg = config_for(ctx, {"build.image.base": base, "build.image.platform": platform,
+    cfg = config_for(ctx, {"build.image.base": base, "build.image.platform": platform, "build.image.builder": builder,
                            "build.image.template": str(template) if template else None,
                            "build.edge.quantize": quantize, "build.edge.ort": ort_format or None,
                            "build.edge.max_accuracy_drop": max_accuracy_drop,
@@ -56,17 +59,44 @@ def build(
     options = ImageOptions(model=model_path, name=model_name, version=version, base=cfg.build.image.base,
                            tag=tag or cfg.build.image.tag or f"{repository}:{version}",
                            platform=cfg.build.image.platform, python=cfg.build.image.python,
-                           template=cfg.resolve(cfg.build.image.template), no_cache=no_cache)
+                           template=cfg.resolve(cfg.build.image.template), no_cache=no_cache,
+                           output=output, push=push_to)
+    _build_image(ctx, cfg.build.image.builder, options, store)
+
+
+def _build_image(ctx: typer.Context, builder_name: str, options, store) -> None:
+    from mlship.build.builders import image_builder
+    from mlship.build.versions import BuildRecord, PushRecord
+    from mlship.cli.progress import RowProgress
+
+    builder = image_builder(builder_name)
     console = state(ctx).console
-    with console.status(f"building {options.tag}") as status:
-        result = build_image(options, log=(lambda line: status.update(line[:100])) if status else console.debug)
-    store.append(BuildRecord(name=model_name, version=version, kind="image", model_sha256=result.model_sha256,
-                             artifact=result.image_id, tag=result.tag, size_bytes=result.size_bytes,
-                             git_commit=result.labels.get("org.opencontainers.image.revision") or None,
-                             builder="docker"))
-    console.result(result.model_dump(mode="json"), lambda out: out.print(
-        f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} layers) "
-        f"in {result.seconds:.1f} s; recorded as {model_name} {version} in {store.path}"))
+    if builder.name == "docker":
+        with console.status(f"building {options.tag}") as status:
+            result = builder.build(options, (lambda line: status.update(line[:100])) if status else console.debug, None)
+    else:
+        with RowProgress(console, f"pushing to {options.push}", unit="bytes") as bar:
+            result = builder.build(options, console.debug, bar)
+    store.append(BuildRecord(name=options.name, version=options.version, kind="image",
+                             model_sha256=result.model_sha256, artifact=result.image_id, tag=result.tag,
+                             size_bytes=result.size_bytes, builder=result.builder,
+                             git_commit=result.labels.get("org.opencontainers.image.revision") or None))
+    if result.pushed:  # recorded only once the registry accepted the manifest
+        store.append(PushRecord(name=options.name, version=options.version, artifact=result.image_id,
+                                reference=result.pushed["reference"], digest=result.pushed["digest"]))
+    console.result(result.model_dump(mode="json"), lambda out: _render_image(out, result, store))
+
+
+def _render_image(out, result, store) -> None:
+    out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} "
+              f"layers, {result.builder}) in {result.seconds:.1f} s; recorded as {result.name} {result.version} "
+              f"in {store.path}")
+    if result.output:
+        out.print(f"wrote {result.output}")
+    if result.pushed:
+        p = result.pushed
+        out.print(f"pushed {p['reference']}@{p['digest']}: uploaded {p['uploaded']} blobs "
+                  f"({p['uploaded_bytes'] / 1e6:.1f} MB), {p['present']} already there, {p['mounted']} mounted")
 
 
 def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
@@ -162,6 +192,9 @@ def _push_image(ctx: typer.Context, cfg, what: Optional[str], to: str) -> None:
     record = store.find(name, version or None, kind="image") if name else None
     if record is None and what is None:
         raise UsageError("nothing to push", hint="Name a built version (NAME[:VERSION]) or a local image")
+    if record and record.get("builder") == "oci":
+        raise UsageError(f"{record['name']} {record['version']} was built with --builder oci, not on the engine",
+                         hint="Push it while building: mlship build --image --builder oci --push registry://…")
     local = record["artifact"] if record else what
     tag = target.tag or (record["version"] if record else "latest")
     console = state(ctx).console

@@ -1,0 +1,133 @@
+"""Reproducible layers, the dependencies tree and references, without any service."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import tarfile
+import zipfile
+
+import pytest
+
+from mlship.build.deps import PythonInfo, pruned, venv_entries
+from mlship.build.layers import Entry, write_layer
+from mlship.build.oci import python_of
+from mlship.build.oci_base import split_reference
+from mlship.build.registry import docker_credentials, is_insecure
+from tests.support import MODEL, run
+
+ENTRIES = [Entry("opt/model/model.onnx", data=b"onnx"), Entry("opt/mlship/bin/run", data=b"#!/bin/sh\n",
+                                                                 executable=True),
+           Entry("opt/mlship/bin/python", "symlink", b"/usr/bin/python3")]
+
+
+def members(path):
+    with tarfile.open(path) as tar:
+        return tar.getmembers()
+
+
+def test_same_entries_give_the_same_bytes_in_any_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    one = write_layer(ENTRIES, tmp_path / "a.tar.gz")
+    two = write_layer(list(reversed(ENTRIES)), tmp_path / "b.tar.gz")
+    assert (one.digest, one.diff_id, one.size) == (two.digest, two.diff_id, two.size)
+    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+    found = members(tmp_path / "a.tar.gz")
+    assert [m.name for m in found] == ["opt", "opt/mlship", "opt/mlship/bin", "opt/mlship/bin/python",
+                                       "opt/mlship/bin/run", "opt/model", "opt/model/model.onnx"]
+    assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in found} == {(0, 0, "", "", 0)}
+    assert {m.name: oct(m.mode) for m in found if not m.issym()}["opt/model/model.onnx"] == "0o644"
+    assert {m.name: oct(m.mode) for m in found}["opt/mlship/bin/run"] == "0o755"
+    head = (tmp_path / "a.tar.gz").read_bytes()[:10]
+    assert head[3] == 0 and head[4:8] == b"\0\0\0\0"  # no file name, mtime 0
+    assert one.diff_id == "sha256:" + hashlib.sha256(gzip.decompress(
+        (tmp_path / "a.tar.gz").read_bytes())).hexdigest()
+
+
+def test_source_date_epoch_sets_mtimes(tmp_path, monkeypatch):
+    plain = write_layer(ENTRIES, tmp_path / "a.tar.gz")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    dated = write_layer(ENTRIES, tmp_path / "b.tar.gz")
+    assert dated.digest != plain.digest
+    assert {m.mtime for m in members(tmp_path / "b.tar.gz")} == {1700000000}
+
+
+def _wheel(path, name="demo", scripts="[console_scripts]\ndemo = demo.cli:main\n"):
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{name}/__init__.py", "")
+        zf.writestr(f"{name}/cli.py", "def main():\n    return 0\n")
+        zf.writestr(f"{name}/__pycache__/cli.cpython-311.pyc", b"x")
+        zf.writestr(f"{name}/stub.pyi", "")
+        zf.writestr(f"{name}-1.0.dist-info/entry_points.txt", scripts)
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", "stale\n")
+        zf.writestr(f"{name}-1.0.data/scripts/tool", "#!python\nprint(1)\n")
+    return path
+
+
+def test_wheels_become_a_virtual_environment(tmp_path):
+    entries = {e.path: e for e in venv_entries([_wheel(tmp_path / "demo-1.0-py3-none-any.whl")],
+                                               PythonInfo("/usr/bin", "3.11.2"))}
+    site = "opt/mlship/lib/python3.11/site-packages"
+    assert f"{site}/demo/cli.py" in entries and f"{site}/demo/stub.pyi" not in entries
+    assert not any("__pycache__" in p for p in entries)
+    script = entries["opt/mlship/bin/demo"]
+    assert script.executable and script.data.startswith(b"#!/opt/mlship/bin/python\n")
+    assert b"from demo.cli import main" in script.data
+    assert entries["opt/mlship/bin/tool"].data.startswith(b"#!/opt/mlship/bin/python\n")
+    assert entries["opt/mlship/bin/python"].data == b"/usr/bin/python3"
+    assert b"home = /usr/bin" in entries["opt/mlship/pyvenv.cfg"].data
+    assert entries[f"{site}/demo-1.0.dist-info/INSTALLER"].data == b"mlship\n"
+    record = entries[f"{site}/demo-1.0.dist-info/RECORD"].data.decode()
+    assert "demo/cli.py,sha256=" in record and "../../../bin/demo,sha256=" in record and "stale" not in record
+
+
+@pytest.mark.parametrize("path,gone", [
+    ("opt/mlship/lib/python3.11/site-packages/numpy/_core/tests/test_a.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/numpy/f2py/x.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnx/reference/op.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnx/backend/test/x.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/pygments/lexers/rust.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/pygments/lexers/python.py", False),
+    ("opt/mlship/lib/python3.11/site-packages/pip/__init__.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnx/backend/base.py", False),
+    ("opt/mlship/lib/python3.11/site-packages/numpy/_core/multiarray.py", False),
+])
+def test_pruning_matches_the_dockerfile(path, gone):
+    assert pruned(path) is gone
+
+
+@pytest.mark.parametrize("ref,expected", [
+    ("registry://127.0.0.1:5000/base/py:3.11", ("127.0.0.1:5000", "base/py", "3.11", False)),
+    ("127.0.0.1:5000/base/py", ("127.0.0.1:5000", "base/py", "latest", False)),
+    ("reg.example.com/a/b@sha256:" + "0" * 64, ("reg.example.com", "a/b", "sha256:" + "0" * 64, False)),
+    ("python:3.11-slim", ("registry-1.docker.io", "library/python", "3.11-slim", False)),
+    ("ecr://1.dkr.ecr.us-east-1.amazonaws.com/ml:1", ("1.dkr.ecr.us-east-1.amazonaws.com", "ml", "1", True)),
+])
+def test_base_references(ref, expected):
+    assert split_reference(ref) == expected
+
+
+def test_credentials_from_docker_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    auth = base64.b64encode(b"ci:s3cret:x").decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"https://reg.example.com": {"auth": auth}}}))
+    assert docker_credentials("reg.example.com") == ("ci", "s3cret:x")
+    assert docker_credentials("other.example.com") is None
+    assert is_insecure("127.0.0.1:5000") and is_insecure("localhost:5000") and not is_insecure("reg.example.com")
+
+
+def test_python_of_official_and_debian_bases():
+    assert python_of({"config": {"Env": ["PYTHON_VERSION=3.11.9"]}}, "3.11") == PythonInfo("/usr/local/bin", "3.11.9")
+    assert python_of({"config": {}}, "3.11") == PythonInfo("/usr/bin", "3.11")
+
+
+def test_builder_choice_is_checked(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(MODEL.read_bytes())
+    unknown = run("build", "--image", str(tmp_path / "model.onnx"), "--builder", "kaniko")
+    assert unknown.code == 2 and "unknown image builder" in unknown.stderr and "docker, oci" in unknown.stderr
+    nowhere = run("build", "--image", str(tmp_path / "model.onnx"), "--builder", "oci")
+    assert nowhere.code == 2 and "--output" in nowhere.stderr
+    engine_push = run("build", "--image", str(tmp_path / "model.onnx"), "--push", "registry://127.0.0.1:1/x")
+    assert engine_push.code == 2 and "need --builder oci" in engine_push.stderr
