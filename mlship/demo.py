@@ -260,7 +260,7 @@ def run_demo(directory: Path, say: Callable[[str], None], *, seconds_per_step: f
 
     say("7/8 a week of prediction logs from 1.1.0, with drift injected in the last two days")
     week = directory / "logs" / "week"
-    _write_week(models["1.1.0"], week)
+    write_week(models["1.1.0"], week)
 
     say("8/8 drift report per day against the training data")
     report = directory / "reports" / "drift.html"
@@ -391,7 +391,7 @@ class _Traffic:
             return False
 
 
-def _write_week(model: Path, directory: Path, per_day: int = 1500, seed: int = 5) -> None:
+def write_week(model: Path, directory: Path, per_day: int = 1500, seed: int = 5) -> None:
     """Seven days of prediction logs ending now; days 6 and 7 come from a drifted population."""
     from mlship.model.runner import Runner
     from mlship.predlog.schema import utc_timestamp
