@@ -2,7 +2,7 @@
 
 import pytest
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["tests.harness.fixtures", "tests.harness.images"]
 
 
 @pytest.fixture(params=["file", "s3"])

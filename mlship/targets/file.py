@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mlship.errors import ServiceError
+from mlship.errors import ServiceError, UsageError
 from mlship.fsutil import atomic_write
 from mlship.targets.base import Progress, Target
 
@@ -19,7 +19,14 @@ class FileTarget(Target):
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url)
-        self.root = Path(urlparse(url).path if url.startswith("file://") else url)
+        if url.startswith("file://"):
+            parsed = urlparse(url)
+            # file://./dir and file://../dir are relative paths (the host part would otherwise be dropped)
+            self.root = Path(parsed.netloc + parsed.path) if parsed.netloc in (".", "..") else Path(parsed.path)
+            if parsed.netloc not in ("", "localhost", ".", ".."):
+                raise UsageError(f"{url}: file:// URLs name a local path (file:///abs/path or file://./rel/path)")
+        else:
+            self.root = Path(url)
 
     def _path(self, key: str) -> Path:
         return self.root / key

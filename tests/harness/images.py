@@ -20,7 +20,7 @@ def python_base_image(docker_engine) -> str:
         if os.environ.get("MLSHIP_REQUIRE_SERVICES") == "1":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    script = Path(__file__).with_name("make-base.sh")
+    script = Path(__file__).resolve().parents[1] / "images" / "make-base.sh"
     proc = subprocess.run(["bash", str(script), BASE_TAG], env=docker_engine.env(), capture_output=True, text=True,
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
