@@ -168,36 +168,23 @@ def promote(
     _finish(ctx, engine.promote(_rollout(ctx, name), full=full))
 
 
-@app.command("pause")
-def pause(ctx: typer.Context, name: str = NAME) -> None:
-    """Hold the rollout where it is; `step` waits until `resume`."""
-    from mlship.rollout import engine
+def _simple_verb(verb: str, doc: str) -> None:
+    def command(ctx: typer.Context, name: str = NAME) -> None:
+        from mlship.rollout import engine
 
-    _finish(ctx, engine.pause(_rollout(ctx, name)))
+        _finish(ctx, getattr(engine, verb)(_rollout(ctx, name)))
 
-
-@app.command("resume")
-def resume(ctx: typer.Context, name: str = NAME) -> None:
-    """Let a paused rollout step again."""
-    from mlship.rollout import engine
-
-    _finish(ctx, engine.resume(_rollout(ctx, name)))
+    command.__doc__ = doc
+    app.command(verb)(command)
 
 
-@app.command("abort")
-def abort(ctx: typer.Context, name: str = NAME) -> None:
-    """All traffic back to stable in one action, no analysis (exit 6: the rollout is aborted)."""
-    from mlship.rollout import engine
-
-    _finish(ctx, engine.abort(_rollout(ctx, name)))
-
-
-@app.command("undo")
-def undo(ctx: typer.Context, name: str = NAME) -> None:
-    """Back to the previous stable version (after a promotion), or abort a rollout in progress."""
-    from mlship.rollout import engine
-
-    _finish(ctx, engine.undo(_rollout(ctx, name)))
+for _verb, _doc in (
+    ("pause", "Hold the rollout where it is; `step` waits until `resume`."),
+    ("resume", "Let a paused rollout step again."),
+    ("abort", "All traffic back to stable in one action, no analysis (exit 6: the rollout is aborted)."),
+    ("undo", "Back to the previous stable version (after a promotion), or abort a rollout in progress."),
+):
+    _simple_verb(_verb, _doc)
 
 
 @app.command("status")

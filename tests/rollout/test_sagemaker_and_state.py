@@ -130,3 +130,19 @@ def test_refused_input(sagemaker, tmp_path):
     r = run("-c", str(tmp_path / "plain" / "mlship.yaml"), "rollout", "status", "bc")
     assert r.code == 3 and "bc.json" in r.stderr and "not a rollout state" in r.stderr
     assert (state_dir / "bc.json").read_text() == "{not json"
+
+
+def test_status_watch_follows_until_done_or_timeout(sagemaker):
+    import time
+
+    sm, endpoint, project, s3, bucket = sagemaker
+    assert ms(project, "start", "bc", "--candidate", "2.0.0", "--stable", "1.0.0").code == 0
+    started = time.monotonic()
+    result = ms(project, "--json", "status", "bc", "--watch", "--timeout", "1.5")
+    assert result.code == 0 and result.json()["rollout"]["phase"] == "Progressing"
+    assert 1.5 <= time.monotonic() - started < 10  # watched until the timeout
+    assert result.json()["live"] == {"stable": "blue", "candidate": "green", "weight": 10.0, "mirror": False}
+    assert ms(project, "abort", "bc").code == 6
+    started = time.monotonic()
+    assert ms(project, "status", "bc", "--watch", "--timeout", "30").code == 6
+    assert time.monotonic() - started < 10  # an aborted rollout ends the watch at once
