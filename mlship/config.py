@@ -159,6 +159,23 @@ class FileRouterConfig(Strict):
 Router = Annotated[Union[NginxRouter, SageMakerRouter, FileRouterConfig], Field(discriminator="type")]
 
 
+class PrometheusQuery(Strict):
+    """One PromQL query judged by the gate; $candidate, $stable (versions) and $window (e.g. 300s) are filled in."""
+
+    name: str = Field(..., description="Name shown in the gate's table.")
+    query: str = Field(..., description='PromQL, e.g. sum(rate(mlship_requests_total{version="$candidate",status=~"5.."}[$window])).')
+    max: float | None = Field(None, description="Fail when the value is above this.")
+    min: float | None = Field(None, description="Fail when the value is below this.")
+
+
+class PrometheusConfig(Strict):
+    """Extra gate metrics from a Prometheus server (HTTP API /api/v1/query)."""
+
+    url: str = Field(..., description="Base URL, e.g. http://prometheus:9090.")
+    queries: list[PrometheusQuery] = Field(default_factory=list)
+    timeout_s: float = Field(10, gt=0, description="Per query.")
+
+
 class AnalysisConfig(Strict):
     """The gate between rollout steps."""
 
@@ -168,6 +185,7 @@ class AnalysisConfig(Strict):
     min_requests: int = Field(100, ge=0, description="Wait for this many candidate requests before judging.")
     max_disagreement: float | None = Field(None, ge=0, le=1, description="Shadow: max share of requests answered differently.")
     tolerance: float = Field(1e-6, ge=0, description="Shadow: float outputs closer than this agree (regressors).")
+    prometheus: PrometheusConfig | None = Field(None, description="Extra metrics from Prometheus queries.")
 
 
 class RolloutConfig(Strict):

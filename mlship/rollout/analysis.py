@@ -10,6 +10,7 @@ the step's window.
 from __future__ import annotations
 
 import os
+import urllib.error
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -85,7 +86,8 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
     return Window(sides[stable], sides[candidate])
 
 
-def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str) -> GateReport:
+def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str,
+             versions: dict[str, str] | None = None) -> GateReport:
     """Judge the candidate's records against the thresholds in `analysis` (AnalysisConfig)."""
     cand, stable = window.candidate, window.stable
     need = analysis.min_requests
@@ -126,6 +128,8 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
                                   threshold=limit, result=result,
                                   detail=f"{dis:.2%} of {joined} joined requests (limit {limit:.2%})"
                                   if dis is not None else "no request seen by both"))
+    if getattr(analysis, "prometheus", None) is not None and analysis.prometheus.queries:
+        metrics += prometheus_metrics(analysis.prometheus, versions, since, until)
     results = {m.result for m in metrics}
     overall: Result = "fail" if "fail" in results else "inconclusive" if "inconclusive" in results else "pass"
     return GateReport(result=overall, since=since, until=until, metrics=metrics, shadow=report_shadow,
@@ -225,3 +229,56 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
         return {"p50": None, "p99": None}
     p50, p99 = np.percentile(values, [50, 99])
     return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
+def prometheus_metrics(prom: Any, versions: dict[str, str] | None, since: str, until: str) -> list[Metric]:
+    """Each configured PromQL query, evaluated now over the step's window."""
+    import json
+    import urllib.parse
+    import urllib.request
+    from string import Template
+
+    from mlship.errors import ServiceError
+    from mlship.rollout.state import parse_iso
+
+    window = f"{max(1, int(parse_iso(until) - parse_iso(since)))}s"
+    values = {"window": window, **(versions or {})}
+    out = []
+    for q in prom.queries:
+        query = Template(q.query).safe_substitute(values)
+        url = f"{prom.url.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+        try:
+            with urllib.request.urlopen(url, timeout=prom.timeout_s) as reply:
+                doc = json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode(errors="replace")
+            raise ServiceError(f"Prometheus at {prom.url} refused query {q.name} ({exc.code}): {detail}") from None
+        except (OSError, ValueError) as exc:
+            raise ServiceError(f"Prometheus at {prom.url} did not answer query {q.name}: {exc}") from None
+        value = _prom_value(doc.get("data", {}))
+        bounds = " ".join(b for b in (f"max {q.max:g}" if q.max is not None else "",
+                                     f"min {q.min:g}" if q.min is not None else "") if b)
+        if value is None:
+            out.append(Metric(name=q.name, result="inconclusive", threshold=q.max if q.max is not None else q.min,
+                              detail=f"no data for {query}"))
+            continue
+        failed = (q.max is not None and value > q.max) or (q.min is not None and value < q.min)
+        out.append(Metric(name=q.name, value=round(value, 6), threshold=q.max if q.max is not None else q.min,
+                          result="fail" if failed else "pass", detail=f"{value:g} ({bounds})"))
+    return out
+
+
+def _prom_value(data: dict[str, Any]) -> float | None:
+    """The first sample of a vector or a scalar; None when empty or NaN."""
+    result = data.get("result")
+    if data.get("resultType") == "scalar" and result:
+        raw = result[1]
+    elif isinstance(result, list) and result:
+        raw = result[0].get("value", [None, None])[1]
+    else:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return None if value != value else value

@@ -305,7 +305,8 @@ def _gate(r: Rollout, state: RolloutState) -> GateReport:
     no_traffic = state.route.weight == 0 and not state.route.mirror
     if no_traffic:  # a blue-green preview: judge what reached it, users are not waiting on it
         analysis = analysis.model_copy(update={"min_requests": 0})
-    return evaluate(window, analysis, shadow=state.strategy == "shadow", since=state.step_started, until=until)
+    return evaluate(window, analysis, shadow=state.strategy == "shadow", since=state.step_started, until=until,
+                    versions={"stable": state.stable.version, "candidate": state.candidate.version})
 
 
 def _why(gate: GateReport) -> str:

@@ -149,3 +149,18 @@ def chromium() -> str:
     if path is None:
         _unavailable("chromium is not installed (apt-get install chromium)")
     return path
+
+
+@pytest.fixture
+def prometheus_factory() -> Iterator[Callable[[list[str]], services.Prometheus]]:
+    """``start(["127.0.0.1:PORT", ...])`` -> a prometheus scraping those every second; stopped afterwards."""
+    started: list[services.Prometheus] = []
+
+    def start(targets: list[str]) -> services.Prometheus:
+        handle = _start(services.start_prometheus, targets)
+        started.append(handle)
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()

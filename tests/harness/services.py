@@ -558,3 +558,53 @@ def start_http_upstream(body: bytes | str, status: int = 200, content_type: str 
     thread.start()
     port = server.server_address[1]
     return HttpUpstream(f"http://{LOOPBACK}:{port}", f"{LOOPBACK}:{port}", port, payload, server, thread, seen)
+
+
+# ------------------------------------------------------------------ Prometheus
+
+
+@dataclass
+class Prometheus:
+    """Debian's prometheus scraping loopback targets every second; HTTP API on ``url``."""
+
+    url: str
+    port: int
+    root: Path
+    log: Path
+    process: subprocess.Popen
+
+    def query(self, promql: str) -> dict:
+        import urllib.parse
+
+        response = http_request("GET", f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
+        return json.loads(response.body)
+
+    def stop(self) -> None:
+        procs.stop_process(self.process, timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_prometheus(targets: list[str], timeout: float = 30) -> Prometheus:
+    """Start prometheus with a 1 s scrape of ``targets`` (host:port of /metrics endpoints)."""
+    binary = _require_binary("prometheus", "Debian package prometheus")
+    root = Path(tempfile.mkdtemp(prefix="mlship-prom-"))
+    log = root / "prometheus.log"
+    (root / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n  - job_name: mlship\n    static_configs:\n"
+        f"      - targets: {json.dumps(targets)}\n")
+    for attempt in range(START_ATTEMPTS):
+        port = free_port()
+        process = procs.spawn([binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
+                               f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn"], log)
+        url = f"http://{LOOPBACK}:{port}"
+        try:
+            wait_until(lambda: _answers(f"{url}/-/ready"), timeout, "prometheus /-/ready", log=log, process=process)
+            return Prometheus(url, port, root, log, process)
+        except WaitTimeout:
+            procs.stop_process(process, timeout=5)
+            if attempt + 1 < START_ATTEMPTS and _port_clash(process, log):
+                continue
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+    raise AssertionError("unreachable")
