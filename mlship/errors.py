@@ -87,6 +87,10 @@ class ServiceError(MlshipError):
     exit_code = ExitCode.SERVICE
 
 
+class RouterRefusedError(ServiceError):
+    """A router refused a change and kept its previous state (nginx -t, a rejected API call)."""
+
+
 def exit_code_for(exc: BaseException) -> ExitCode:
     """Map any exception to the documented exit code."""
     if isinstance(exc, MlshipError):

@@ -24,6 +24,12 @@ def _rollout(ctx: typer.Context, name: str, logs: Optional[List[str]] = None, st
     from mlship.rollout.routers import open_router
     from mlship.rollout.state import open_store
 
+    import re
+
+    from mlship.errors import UsageError
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise UsageError(f"rollout name {name!r}: use letters, digits, '.', '_' and '-'")
     cfg = config_for(ctx)
     ro = cfg.rollout
     spec = ro.state
@@ -66,6 +72,8 @@ def _parse_steps(text: str) -> list[float]:
         steps = [float(s.strip().rstrip("%")) for s in text.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--steps {text!r}: expected percentages, e.g. 5,25,50,100") from None
+    if any(round(s, 2) != s for s in steps):
+        raise UsageError(f"--steps {text!r}: at most two decimals per step (nginx's split_clients)")
     if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
         raise UsageError(f"--steps {text!r}: expected increasing percentages in (0, 100]")
     return steps

@@ -76,6 +76,8 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
                     if data.endswith(raw):
                         continue  # a line still being written
                     raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record") from None
+                if not isinstance(rec, dict):
+                    raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record (not an object)")
                 if rec.get("model") != name or not (since <= rec.get("ts", "") < until):
                     continue
                 side = sides.get(rec.get("version"))
@@ -87,7 +89,7 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
 
 
 def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str,
-             versions: dict[str, str] | None = None) -> GateReport:
+             versions: dict[str, str] | None = None, stable_serves: bool = True) -> GateReport:
     """Judge the candidate's records against the thresholds in `analysis` (AnalysisConfig)."""
     cand, stable = window.candidate, window.stable
     need = analysis.min_requests
@@ -115,7 +117,11 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
                               threshold=limit, result=result,
                               detail=f"p99 {p99:.2f} ms (limit {limit:g} ms)" if p99 is not None else "no latencies"))
     if analysis.max_prediction_drift is not None:
-        metrics.append(_prediction_drift(stable, cand, analysis.max_prediction_drift, need))
+        if stable_serves:
+            metrics.append(_prediction_drift(stable, cand, analysis.max_prediction_drift, need))
+        else:  # all traffic on the candidate: nothing of stable's to compare in this window
+            metrics.append(Metric(name="prediction_drift", threshold=analysis.max_prediction_drift, result="pass",
+                                  detail="not applicable: stable gets no traffic at this step"))
     report_shadow = None
     if shadow:
         report_shadow = compare_shadow(stable, cand, analysis.tolerance)
@@ -173,6 +179,9 @@ def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], 
                         np.array([cc.get(c, 0) for c in cats], float) / max(sum(cc.values()), 1))
         if value > worst or worst_col is None:
             worst, worst_col = float(value), col
+    if worst_col is None:
+        return Metric(name="prediction_drift", threshold=limit, result="inconclusive",
+                      detail="no successful outputs of both versions to compare")
     return Metric(name="prediction_drift", value=round(worst, 6), threshold=limit,
                   result="fail" if worst > limit else "pass",
                   detail=f"PSI {worst:.4f} on outputs.{worst_col} (limit {limit:g})")
@@ -188,6 +197,8 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tol
     for s, c in pairs:
         same = True
         so, co = s.get("outputs") or {}, c.get("outputs") or {}
+        if so.keys() != co.keys():
+            same = False  # renamed or missing outputs are a difference, not agreement
         for key in so.keys() & co.keys():
             x, y = np.asarray(so[key]), np.asarray(co[key])
             if x.shape != y.shape:

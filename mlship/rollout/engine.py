@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from mlship.errors import ExitCode, ServiceError, UsageError
+from mlship.errors import ExitCode, RouterRefusedError, UsageError
 from mlship.rollout.analysis import GateReport, evaluate, read_window
 from mlship.rollout.routers import Router
 from mlship.rollout.state import (AuditEntry, Route, RolloutState, Side, StateStore, current_user, now_iso,
@@ -94,6 +94,8 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
             busy = max(live.shares(), key=live.shares().get) if live else slots[0]
             stable_side = Side(version=stable, slot=busy)
         if candidate == stable_side.version:
+            if state is not None and not stable:
+                return None, f"complete: {candidate} is the stable version already", None
             raise UsageError(f"candidate {candidate} is the stable version already")
         others = [s for s in slots if s != stable_side.slot]
         slot = candidate_slot or (others[0] if others else None)
@@ -102,7 +104,9 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
         plan = [float(s) for s in (steps or r.default_steps)]
         new = RolloutState(
             name=r.name, strategy=strategy, stable=stable_side, candidate=Side(version=candidate, slot=slot),
-            previous_stable=state.previous_stable if state else None,
+            # the candidate takes the free slot: a previous stable version there is gone for undo
+            previous_stable=state.previous_stable if state and state.previous_stable
+            and state.previous_stable.slot != slot else None,
             steps=[100.0] if strategy == "bluegreen" else plan, pause_s=r.default_pause_s if pause_s is None else pause_s,
             route=Route(stable=stable_side.slot, candidate=slot), created=now_iso(),
             history=state.history if state else [], gates=[], revision=state.revision if state else 0)
@@ -150,7 +154,7 @@ def step(r: Rollout, *, dry_run: bool = False) -> Outcome:
                          f"; `mlship rollout promote {r.name}` starts a canary, `--full` switches all traffic"), None
         return _advance(new)
 
-    outcome = _transact(r, "step", act)
+    outcome = _transact(r, "step", act, dry_run=dry_run)
     outcome.gate = gate_holder.get("gate")
     return outcome
 
@@ -219,6 +223,8 @@ def abort(r: Rollout) -> Outcome:
 
 def undo(r: Rollout) -> Outcome:
     def act(state: RolloutState) -> tuple[RolloutState | None, str, int | None]:
+        if state.aborted:
+            return None, f"already rolled back ({state.message}); {state.stable.version} serves all traffic", None
         new = state.model_copy(deep=True)
         if in_progress(state):
             _abort_into(new, f"rolled back by {current_user()}")
@@ -306,7 +312,8 @@ def _gate(r: Rollout, state: RolloutState) -> GateReport:
     if no_traffic:  # a blue-green preview: judge what reached it, users are not waiting on it
         analysis = analysis.model_copy(update={"min_requests": 0})
     return evaluate(window, analysis, shadow=state.strategy == "shadow", since=state.step_started, until=until,
-                    versions={"stable": state.stable.version, "candidate": state.candidate.version})
+                    versions={"stable": state.stable.version, "candidate": state.candidate.version},
+                    stable_serves=state.route.weight < 100 or state.route.mirror)
 
 
 def _why(gate: GateReport) -> str:
@@ -323,7 +330,7 @@ def _agreement(gate: GateReport) -> str:
 
 
 def _transact(r: Rollout, verb: str, act: Callable[..., tuple[RolloutState | None, str, int | None]],
-              *, creating: bool = False) -> Outcome:
+              *, creating: bool = False, dry_run: bool = False) -> Outcome:
     seen = r.store.load(r.name)
     with r.store.locked(r.name):
         state = r.store.load(r.name)
@@ -331,11 +338,11 @@ def _transact(r: Rollout, verb: str, act: Callable[..., tuple[RolloutState | Non
             raise UsageError(f"no rollout named {r.name} in {r.store.location}",
                              hint=f"Start one: mlship rollout start {r.name} --candidate VERSION")
         if (seen is not None and state is not None and state.revision != seen.revision and state.history
-                and state.history[-1].verb == verb and verb in ("step", "promote")):
+                and state.history[-1].verb.startswith(verb) and verb in ("step", "promote")):
             # Another call did this while we waited for the lock: one step, not two.
             return Outcome(state, f"{verb} already taken by a concurrent call: {state.route.describe()}",
                            state_code(state))
-        if state is not None:
+        if state is not None and not dry_run:
             state, repaired = _repair(r, state, verb)
             if repaired:
                 return Outcome(state, f"completed the interrupted {verb}: {state.route.describe()}",
@@ -348,12 +355,26 @@ def _transact(r: Rollout, verb: str, act: Callable[..., tuple[RolloutState | Non
 
 
 def _repair(r: Rollout, state: RolloutState, verb: str) -> tuple[RolloutState, bool]:
-    """Finish a verb a crash interrupted; put the router back in line with the state."""
-    if state.pending:
+    """Finish a verb a crash interrupted; put the router back in line with the state.
+
+    `abort` and `undo` never finish an interrupted change (it could send more
+    traffic to a failing candidate): they drop it and act at once."""
+    if verb in ("abort", "undo"):
+        if state.pending:
+            dropped = state.model_copy(deep=True)
+            dropped.pending = None
+            _append(dropped, "discard", state, message=f"dropped the interrupted {state.pending['verb']} for {verb}")
+            r.store.save(dropped)
+            state = dropped
+        if not state.aborted:
+            return state, False  # the verb itself sends all traffic to stable
+        # already aborted: below, the router is held to the stable-only route
+    elif state.pending:
         pending = RolloutState.model_validate({**state.pending["state"], "history": state.history})
         interrupted = state.pending["verb"]
         r.router.apply(pending.route)
         pending.pending = None
+        pending.step_started = now_iso()
         _append(pending, f"{interrupted} (completed after an interruption)", state)
         r.store.save(pending)
         return pending, interrupted == verb
@@ -380,11 +401,14 @@ def _record(r: Rollout, verb: str, before: RolloutState | None, new: RolloutStat
             r.store.save(marker)
         try:
             r.router.apply(new.route)
-        except (ServiceError, UsageError):
+        except (RouterRefusedError, UsageError):
             if before is not None:
                 before.pending = None
                 r.store.save(before)  # nothing changed: the router kept its old config
             raise
+        # Any other failure (a reload not verified, an endpoint not InService) may have changed the
+        # router: `pending` stays, and the next verb completes the change.
+        new.step_started = now_iso()  # the step's window opens when its traffic is live
     new.pending = None
     _append(new, verb, before)
     r.store.save(new)

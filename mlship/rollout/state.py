@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mlship.errors import InvalidInputError, ServiceError, UsageError
+from mlship.errors import InvalidInputError, RolloutPausedError, ServiceError, UsageError
 
 SCHEMA = "mlship.rollout/v1"
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
 Strategy = Literal["bluegreen", "canary", "shadow"]
-LOCK_WAIT_S = 120.0
-LOCK_LEASE_S = 600.0
+LOCK_WAIT_S = 900.0  # a SageMaker update inside another verb can take minutes
+LOCK_LEASE_S = 4 * 3600.0  # longer than any verb (SageMaker waits up to 30 min, twice)
 
 
 class Side(BaseModel):
@@ -186,8 +186,8 @@ class FileStateStore(StateStore):
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise UsageError(f"rollout {name} is locked by another mlship ({path})",
-                                         hint="Wait for it to finish, then run the verb again") from None
+                        raise RolloutPausedError(f"rollout {name} is locked by another mlship ({path})",
+                                                 hint="Wait for it to finish, then run the verb again") from None
                     time.sleep(0.05)
             try:
                 yield
@@ -252,21 +252,21 @@ class S3StateStore(StateStore):
         while True:
             body = json.dumps({"owner": token, "expires": time.time() + LOCK_LEASE_S}).encode()
             try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
+                etag = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")["ETag"]
                 break
             except Exception as exc:
                 if _s3_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     raise ServiceError(f"{self.location}: cannot lock rollout {name}: {_s3_reason(exc)}") from None
             self._break_expired(key)
             if time.monotonic() > deadline:
-                raise UsageError(f"rollout {name} is locked by another mlship (s3://{self.bucket}/{key})",
-                                 hint="Wait for it to finish, then run the verb again")
+                raise RolloutPausedError(f"rollout {name} is locked by another mlship (s3://{self.bucket}/{key})",
+                                         hint="Wait for it to finish, then run the verb again")
             time.sleep(0.2)
         try:
             yield
         finally:
-            with contextlib.suppress(Exception):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+            with contextlib.suppress(Exception):  # only our own lock, never one that replaced it
+                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
 
     def _break_expired(self, key: str) -> None:
         """A lock whose holder died (its lease ran out) is removed."""

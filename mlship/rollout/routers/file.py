@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlship.errors import InvalidInputError, UsageError
+from mlship.errors import InvalidInputError, RouterRefusedError, UsageError
 from mlship.rollout.routers import Router
 from mlship.rollout.state import Route
 
@@ -47,7 +47,10 @@ class FileRouter(Router):
                 raise UsageError(f"slot '{slot}' is not in rollout.router.upstreams ({', '.join(self.upstreams)})")
         doc = {"name": self.model, **route.model_dump(), "upstreams": self.upstreams}
         doc["generation"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
-        atomic_write(self.path, json.dumps(doc, indent=2).encode() + b"\n")
+        try:
+            atomic_write(self.path, json.dumps(doc, indent=2).encode() + b"\n")
+        except OSError as exc:
+            raise RouterRefusedError(f"cannot write the route file {self.path}: {exc.strerror}") from None
 
 
 def pick_slot(route: dict[str, Any], client_id: str) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from mlship.errors import ServiceError, UsageError
+from mlship.errors import RouterRefusedError, ServiceError, UsageError
 from mlship.rollout.routers import Router
 from mlship.rollout.state import Route
 
@@ -87,13 +87,13 @@ class NginxRouter(Router):
         check = self._run([*self._base(), "-t", "-q"])
         if check.returncode != 0:
             self._restore(old)
-            raise ServiceError(f"nginx -t refused the rendered config {self.config}: {_first_error(check.stderr)}",
+            raise RouterRefusedError(f"nginx -t refused the rendered config {self.config}: {_first_error(check.stderr)}",
                                hint="The previous config is back in place and still serving")
         reload = shlex.split(self.reload_command) if self.reload_command else [*self._base(), "-s", "reload"]
         done = self._run(reload)
         if done.returncode != 0:
             self._restore(old)
-            raise ServiceError(f"nginx reload failed: {_first_error(done.stderr)}",
+            raise RouterRefusedError(f"nginx reload failed: {_first_error(done.stderr)}",
                                hint="The previous config is back in place")
         self._verify(generation)
 
@@ -106,7 +106,7 @@ class NginxRouter(Router):
         candidate = route.candidate
         weight = route.weight if candidate else 0
         if 0 < weight < 100:
-            split = (f'split_clients "{client_var}" {slot_var} {{\n    {weight:g}% {candidate};\n'
+            split = (f'split_clients "{client_var}" {slot_var} {{\n    {_percent(weight)}% {candidate};\n'
                      f"    * {route.stable};\n}}")
         else:
             target = candidate if weight >= 100 and candidate else route.stable
@@ -190,6 +190,11 @@ class NginxRouter(Router):
                     raise ServiceError(f"nginx did not serve the new config within {VERIFY_TIMEOUT_S:.0f} s "
                                        f"({self.status_url})", hint="Check nginx's error log")
                 time.sleep(0.05)
+
+
+def _percent(weight: float) -> str:
+    """split_clients takes at most two decimals."""
+    return f"{weight:.2f}".rstrip("0").rstrip(".")
 
 
 def _template_text() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mlship.errors import ServiceError, UsageError
+from mlship.errors import RouterRefusedError, ServiceError, UsageError
 from mlship.rollout.routers import Router
 from mlship.rollout.state import Route
 
@@ -73,8 +73,8 @@ class SageMakerRouter(Router):
             self.client.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=production, **extra)
             self.client.update_endpoint(EndpointName=self.endpoint, EndpointConfigName=config_name)
         except Exception as exc:
-            raise ServiceError(f"SageMaker endpoint {self.endpoint}: cannot "
-                               f"{'add' if route.mirror else 'remove'} the shadow variant: {_reason(exc)}") from None
+            raise RouterRefusedError(f"SageMaker endpoint {self.endpoint}: cannot "
+                                     f"{'add' if route.mirror else 'remove'} the shadow variant: {_reason(exc)}") from None
         return self._wait_in_service()
 
     def slots(self) -> list[str]:
@@ -99,8 +99,9 @@ class SageMakerRouter(Router):
     def apply(self, route: Route) -> None:
         doc = self._wait_in_service()
         names = [v["VariantName"] for v in doc.get("ProductionVariants", [])]
+        shadow_names = [v["VariantName"] for v in doc.get("ShadowProductionVariants", []) or []]
         for slot in (route.stable, route.candidate):
-            if slot is not None and slot not in names:
+            if slot is not None and slot not in names + shadow_names:
                 raise UsageError(f"SageMaker endpoint {self.endpoint} has no production variant '{slot}'",
                                  hint=f"Its variants: {', '.join(names)}")
         shadows = [v["VariantName"] for v in doc.get("ShadowProductionVariants", []) or []]
@@ -119,7 +120,7 @@ class SageMakerRouter(Router):
                 EndpointName=self.endpoint,
                 DesiredWeightsAndCapacities=[{"VariantName": n, "DesiredWeight": w} for n, w in weights.items()])
         except Exception as exc:
-            raise ServiceError(f"SageMaker endpoint {self.endpoint}: cannot set weights: {_reason(exc)}") from None
+            raise RouterRefusedError(f"SageMaker endpoint {self.endpoint}: cannot set weights: {_reason(exc)}") from None
         live = self.live()
         if not route.same_as(live):
             raise ServiceError(f"SageMaker endpoint {self.endpoint} reports {live.describe() if live else 'nothing'} "

@@ -1,0 +1,135 @@
+"""State-machine rules of the rollout verbs, through the file router (no servers needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlship.config import AnalysisConfig
+from mlship.errors import ServiceError
+from mlship.rollout import engine
+from mlship.rollout.analysis import Window, compare_shadow, evaluate
+from mlship.rollout.routers.file import FileRouter
+from mlship.rollout.state import FileStateStore
+from tests.support import run
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "mlship.yaml").write_text("""name: bc
+rollout:
+  router: {type: file, path: route.json, upstreams: {blue: "http://127.0.0.1:1", green: "http://127.0.0.1:2"}}
+  steps: [10, 50, 100]
+  logs: [logs]
+  analysis: {min_requests: 0}
+""")
+    return tmp_path
+
+
+def ro(project, *args):
+    return run("-c", str(project / "mlship.yaml"), "--json", "rollout", *args)
+
+
+def route(project):
+    return json.loads((project / "route.json").read_text())
+
+
+def state(project):
+    return json.loads((project / ".mlship" / "rollouts" / "bc.json").read_text())
+
+
+def test_undo_is_idempotent_and_never_routes_to_a_failed_candidate(project):
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1").code == 0
+    assert ro(project, "promote", "bc", "--full").code == 0
+    assert route(project)["stable"] == "green"  # 2 on green, 1 kept on blue for undo
+    assert ro(project, "start", "bc", "--candidate", "3").code == 0  # 3 goes to blue: 1 is gone from there
+    assert state(project)["previous_stable"] is None
+    assert ro(project, "abort", "bc").code == 6
+    result = ro(project, "undo", "bc")
+    assert result.code == 6 and "already rolled back" in result.json()["message"]
+    assert route(project)["stable"] == "green" and route(project)["weight"] == 0  # 2 keeps serving
+    # After a clean promotion, undo goes back once; running it again does not flip back.
+    assert ro(project, "start", "bc", "--candidate", "4").code == 0
+    assert ro(project, "promote", "bc", "--full").code == 0
+    assert ro(project, "undo", "bc").code == 6
+    assert route(project)["stable"] == "green" and state(project)["stable"]["version"] == "2"
+    again = ro(project, "undo", "bc")
+    assert again.code == 6 and route(project)["stable"] == "green"
+    assert [e["verb"] for e in state(project)["history"]].count("undo") == 1
+
+
+def test_starting_the_stable_version_again_is_complete(project):
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1").code == 0
+    assert ro(project, "promote", "bc", "--full").code == 0
+    result = ro(project, "start", "bc", "--candidate", "2")  # a CI retry after the promotion
+    assert result.code == 0 and "stable version already" in result.json()["message"]
+
+
+def test_abort_drops_an_interrupted_change_instead_of_finishing_it(project):
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1").code == 0
+    doc = state(project)
+    doc["pending"] = {"verb": "step", "state": {**{k: v for k, v in doc.items() if k not in ("history", "pending")},
+                                                  "route": {**doc["route"], "weight": 50.0}, "step": 1}}
+    (project / ".mlship" / "rollouts" / "bc.json").write_text(json.dumps(doc))
+    writes = []
+    original = FileRouter.apply
+    FileRouter.apply = lambda self, r: (writes.append(r.weight), original(self, r))[1]
+    try:
+        assert ro(project, "abort", "bc").code == 6
+    finally:
+        FileRouter.apply = original
+    assert writes == [0]  # straight to stable, never through 50%
+    assert [e["verb"] for e in state(project)["history"]][-2:] == ["discard", "abort"]
+
+
+def test_a_router_failure_after_a_change_keeps_it_pending(project, tmp_path):
+    class Unverified(FileRouter):
+        def apply(self, r):  # the change lands, then its verification fails (a reload not confirmed)
+            super().apply(r)
+            raise ServiceError("route not confirmed")
+
+    store = FileStateStore(project / ".mlship" / "rollouts")
+    settings = {"path": str(project / "route.json"), "upstreams": {"blue": "a", "green": "b"}}
+    good = engine.Rollout(name="bc", store=store, router_factory=lambda: FileRouter(name="bc", **settings),
+                          analysis=AnalysisConfig(min_requests=0), logs=[str(project / "logs")])
+    assert engine.start(good, strategy="canary", candidate="2", stable="1").code == 0
+    bad = engine.Rollout(name="bc", store=store, router_factory=lambda: Unverified(name="bc", **settings),
+                         analysis=AnalysisConfig(min_requests=0), logs=[str(project / "logs")])
+    with pytest.raises(ServiceError):
+        engine.step(bad)
+    assert state(project)["pending"]["verb"] == "step"  # not rolled back: the router may have changed
+    outcome = engine.step(good)
+    assert "completed the interrupted step" in outcome.message and route(project)["weight"] == 25  # 5 -> 25
+    assert state(project)["pending"] is None and state(project)["route"]["weight"] == 25
+
+
+def test_refused_names_and_steps(project):
+    assert ro(project, "start", "../evil", "--candidate", "2", "--stable", "1").code == 2
+    r = ro(project, "start", "bc", "--candidate", "2", "--stable", "1", "--steps", "33.333,100")
+    assert r.code == 2 and "two decimals" in r.stderr
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1", "--steps", "12.5,100").code == 0
+    assert route(project)["weight"] == 12.5
+
+
+def _rec(version, rid, outputs, status=200):
+    return {"request_id": rid, "version": version, "outputs": outputs, "status": status, "latency_ms": 1.0}
+
+
+def test_shadow_counts_renamed_outputs_as_disagreement():
+    stable = [_rec("1", f"r{i}", {"label": 1}) for i in range(4)]
+    cand = [_rec("2", f"r{i}", {"label": 1} if i < 2 else {"class": 1}) for i in range(4)]
+    report = compare_shadow(stable, cand, 1e-6)
+    assert report["joined"] == 4 and report["agreement"] == 0.5
+
+
+def test_prediction_drift_rules():
+    cfg = AnalysisConfig(min_requests=1, max_error_rate=None, max_prediction_drift=0.1)
+    failing = Window([_rec("1", "a", {"label": 1})], [_rec("2", "b", {}, status=500)])
+    report = evaluate(failing, cfg, shadow=False, since="a", until="b")
+    drift = next(m for m in report.metrics if m.name == "prediction_drift")
+    assert drift.result == "inconclusive"  # nothing to compare is not a pass
+    full = Window([], [_rec("2", "b", {"label": 1})])
+    report = evaluate(full, cfg, shadow=False, since="a", until="b", stable_serves=False)
+    assert report.result == "pass" and "not applicable" in report.metrics[-1].detail
