@@ -197,3 +197,29 @@ def stage_factory(tmp_path, nginx_factory):
     yield make
     for server in started:
         server.terminate()
+
+
+def slow_model(path: Path, width: int = 2048, layers: int = 30) -> Path:
+    """Same signature as the example, several ms a row: a stack of wide matrix products."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    names, _ = sample_rows()
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((30, width)) * 0.01).astype(np.float32), "w0"),
+             numpy_helper.from_array((rng.standard_normal((width, width)) / width).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+             numpy_helper.from_array(np.array([0.0], dtype=np.float32), "zero")]
+    nodes = [helper.make_node("MatMul", ["X", "w0"], ["h0"])]
+    for i in range(layers):
+        nodes += [helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]),
+                  helper.make_node("Relu", [f"m{i}"], [f"h{i + 1}"])]
+    nodes += [helper.make_node("ReduceSum", [f"h{layers}", "axes"], ["s"], keepdims=0),
+              helper.make_node("Greater", ["s", "zero"], ["g"]),
+              helper.make_node("Cast", ["g"], ["label"], to=TensorProto.INT64)]
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 30])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"mlship.feature_names": json.dumps(names)})
+    path.write_bytes(model.SerializeToString())
+    return path

@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import onnxruntime as ort
 
-from tests.rollout.conftest import MLP, Load, broken_model, sample_rows
+from tests.rollout.conftest import MLP, Load, broken_model, sample_rows, slow_model
 from tests.support import MODEL
 
 
@@ -135,6 +135,26 @@ def test_a_failing_candidate_is_rolled_back_by_the_gate(stage_factory, tmp_path)
     finally:
         load.stop()
     assert "gate failed" in stage.state()["message"]
+
+
+def test_a_slow_candidate_is_rolled_back_by_the_latency_gate(stage_factory, tmp_path):
+    stage = stage_factory(slow_model(tmp_path / "slow.onnx"),
+                          analysis="{min_requests: 30, max_error_rate: 0.01, max_p99_latency_ms: 2.5}")
+    load = Load(stage.port, rate=100).start()
+    try:
+        assert stage.rollout("start", "bc", "--candidate", "2.0.0", "--stable", "1.0.0").code == 0
+        load.wait_for(time.monotonic(), 500)
+        result = stage.rollout("--json", "step", "bc")
+        assert result.code == 6, result.stdout + result.stderr
+        metrics = {m["name"]: m for m in result.json()["gate"]["metrics"]}
+        assert metrics["p99_latency_ms"]["result"] == "fail" and metrics["p99_latency_ms"]["value"] > 2.5
+        assert metrics["error_rate"]["result"] == "pass"
+        assert stage.route()["weight"] == 0
+        after = load.wait_for(time.monotonic(), 200)
+        assert all(r.status == 200 and r.slot == "blue" for r in after)
+    finally:
+        load.stop()
+    assert all(r.status == 200 for r in load.replies)  # slow is not broken: nobody got an error
 
 
 def test_dry_run_judges_without_acting(stage_factory, tmp_path):
