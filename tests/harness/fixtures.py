@@ -119,19 +119,24 @@ def http_upstream(http_upstream_factory: Callable[..., HttpUpstream]) -> HttpUps
     return http_upstream_factory(b"hello from upstream\n")
 
 
+def _started(start: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A factory fixture body: each call starts one service; all are stopped afterwards."""
+    handles: list[Any] = []
+
+    def make(*args: Any) -> Any:
+        handle = _start(start, *args)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.stop()
+
+
 @pytest.fixture
 def nginx_factory() -> Iterator[Callable[[HttpConf], Nginx]]:
     """``start(http_conf) -> Nginx``; ``http_conf`` is the ``http {}`` body (see services.HttpConf)."""
-    started: list[Nginx] = []
-
-    def start(http_conf: HttpConf = services.DEFAULT_NGINX_CONF) -> Nginx:
-        handle = _start(services.start_nginx, http_conf)
-        started.append(handle)
-        return handle
-
-    yield start
-    for handle in started:
-        handle.stop()
+    yield from _started(services.start_nginx)
 
 
 @pytest.fixture
@@ -154,13 +159,4 @@ def chromium() -> str:
 @pytest.fixture
 def prometheus_factory() -> Iterator[Callable[[list[str]], services.Prometheus]]:
     """``start(["127.0.0.1:PORT", ...])`` -> a prometheus scraping those every second; stopped afterwards."""
-    started: list[services.Prometheus] = []
-
-    def start(targets: list[str]) -> services.Prometheus:
-        handle = _start(services.start_prometheus, targets)
-        started.append(handle)
-        return handle
-
-    yield start
-    for handle in started:
-        handle.stop()
+    yield from _started(services.start_prometheus)

@@ -284,21 +284,29 @@ def start_oci_registry(timeout: float = 20, users: dict[str, str] | None = None)
         htpasswd = root / "htpasswd"
         htpasswd.write_text("".join(f"{u}:{bcrypt.hashpw(p.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
                                     for u, p in users.items()))
-    for attempt in range(START_ATTEMPTS):
-        port = free_port()
+    ready = 401 if users else 200
+
+    def launch(port: int) -> tuple[OciRegistry, Callable[[], bool]]:
         config = root / "config.yml"
         config.write_text(_registry_config(root / "storage", port, htpasswd))
-        process = procs.spawn([binary, "serve", str(config)], log)
         url = f"http://{LOOPBACK}:{port}"
-        registry = OciRegistry(url, f"{LOOPBACK}:{port}", port, root, log, process)
+        registry = OciRegistry(url, f"{LOOPBACK}:{port}", port, root, log, procs.spawn([binary, "serve", str(config)], log))
+        return registry, lambda: _answers(f"{url}/v2/", ready)
+
+    return _launch_on_free_port(launch, root, log, timeout, "docker-registry GET /v2/")
+
+
+def _launch_on_free_port(launch: Callable[[int], tuple[Any, Callable[[], bool]]], root: Path, log: Path,
+                         timeout: float, what: str) -> Any:
+    """Start a server on a free port until it answers; try another port when the first one was taken."""
+    for attempt in range(START_ATTEMPTS):
+        handle, answers = launch(free_port())
         try:
-            ready = 401 if users else 200
-            wait_until(lambda: _answers(f"{url}/v2/", ready), timeout, "docker-registry GET /v2/", log=log,
-                       process=process)
-            return registry
+            wait_until(answers, timeout, what, log=log, process=handle.process)
+            return handle
         except WaitTimeout:
-            procs.stop_process(process, timeout=5)
-            if attempt + 1 < START_ATTEMPTS and _port_clash(process, log):
+            procs.stop_process(handle.process, timeout=5)
+            if attempt + 1 < START_ATTEMPTS and _port_clash(handle.process, log):
                 continue
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -593,18 +601,10 @@ def start_prometheus(targets: list[str], timeout: float = 30) -> Prometheus:
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n  - job_name: mlship\n    static_configs:\n"
         f"      - targets: {json.dumps(targets)}\n")
-    for attempt in range(START_ATTEMPTS):
-        port = free_port()
+    def launch(port: int) -> tuple[Prometheus, Callable[[], bool]]:
         process = procs.spawn([binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'data'}",
                                f"--web.listen-address={LOOPBACK}:{port}", "--log.level=warn"], log)
         url = f"http://{LOOPBACK}:{port}"
-        try:
-            wait_until(lambda: _answers(f"{url}/-/ready"), timeout, "prometheus /-/ready", log=log, process=process)
-            return Prometheus(url, port, root, log, process)
-        except WaitTimeout:
-            procs.stop_process(process, timeout=5)
-            if attempt + 1 < START_ATTEMPTS and _port_clash(process, log):
-                continue
-            shutil.rmtree(root, ignore_errors=True)
-            raise
-    raise AssertionError("unreachable")
+        return Prometheus(url, port, root, log, process), lambda: _answers(f"{url}/-/ready")
+
+    return _launch_on_free_port(launch, root, log, timeout, "prometheus /-/ready")

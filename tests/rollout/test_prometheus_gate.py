@@ -34,20 +34,30 @@ def wait_scraped(prom, version: str, count: int) -> None:
         time.sleep(0.5)
 
 
-def test_prometheus_queries_pass_a_healthy_candidate(stage_factory, prometheus_factory, tmp_path):
-    stage = stage_factory(analysis="{min_requests: 0}")  # rewritten below once prometheus runs
+def with_prometheus(stage, prometheus_factory):
+    """Prometheus scraping both servers, and the gate set to ask it."""
     prom = prometheus_factory([f"127.0.0.1:{stage.blue.port}", f"127.0.0.1:{stage.green.port}"])
     config = stage.project / "mlship.yaml"
     config.write_text(config.read_text().replace("analysis: {min_requests: 0}", "analysis: " + analysis(prom.url)))
     assert stage.rollout("start", "bc", "--candidate", "2.0.0", "--stable", "1.0.0").code == 0
-    result = stage.rollout("--json", "step", "bc", "--dry-run")
-    assert result.code == 5, result.stdout  # nothing scraped yet: inconclusive
+    return prom
+
+
+def step_under_load(stage, prom):
     load = Load(stage.port, rate=100).start()
     try:
         wait_scraped(prom, "2.0.0", 25)
-        result = stage.rollout("--json", "step", "bc")
+        return stage.rollout("--json", "step", "bc")
     finally:
         load.stop()
+
+
+def test_prometheus_queries_pass_a_healthy_candidate(stage_factory, prometheus_factory):
+    stage = stage_factory(analysis="{min_requests: 0}")
+    prom = with_prometheus(stage, prometheus_factory)
+    result = stage.rollout("--json", "step", "bc", "--dry-run")
+    assert result.code == 5, result.stdout  # nothing scraped yet: inconclusive
+    result = step_under_load(stage, prom)
     assert result.code == 0, result.stdout + result.stderr
     metrics = {m["name"]: m for m in result.json()["gate"]["metrics"]}
     assert metrics["candidate_5xx_ratio"]["result"] == "pass" and metrics["candidate_5xx_ratio"]["value"] == 0
@@ -57,16 +67,8 @@ def test_prometheus_queries_pass_a_healthy_candidate(stage_factory, prometheus_f
 
 def test_prometheus_query_fails_a_broken_candidate(stage_factory, prometheus_factory, tmp_path):
     stage = stage_factory(broken_model(tmp_path / "broken.onnx"), analysis="{min_requests: 0}")
-    prom = prometheus_factory([f"127.0.0.1:{stage.blue.port}", f"127.0.0.1:{stage.green.port}"])
-    config = stage.project / "mlship.yaml"
-    config.write_text(config.read_text().replace("analysis: {min_requests: 0}", "analysis: " + analysis(prom.url)))
-    assert stage.rollout("start", "bc", "--candidate", "2.0.0", "--stable", "1.0.0").code == 0
-    load = Load(stage.port, rate=100).start()
-    try:
-        wait_scraped(prom, "2.0.0", 25)
-        result = stage.rollout("--json", "step", "bc")
-    finally:
-        load.stop()
+    prom = with_prometheus(stage, prometheus_factory)
+    result = step_under_load(stage, prom)
     assert result.code == 6, result.stdout + result.stderr
     doc = result.json()
     failed = [m["name"] for m in doc["gate"]["metrics"] if m["result"] == "fail"]
