@@ -8,13 +8,14 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from mlship.batch.sources import count_rows, file_columns, input_files
 from mlship.errors import InvalidInputError
 from mlship.model.feeds import needed_columns
+
 
 
 class PredictOptions(BaseModel):
@@ -55,22 +56,6 @@ class PredictSummary(BaseModel):
     output: str
     rejects_file: str | None
     log_dir: str | None
-
-
-class Progress(Protocol):
-    """What the CLI hands in to show progress."""
-
-    def start(self, total_rows: int | None) -> None: ...
-
-    def advance(self, rows: int) -> None: ...
-
-
-class NoProgress:
-    def start(self, total_rows: int | None) -> None:
-        pass
-
-    def advance(self, rows: int) -> None:
-        pass
 
 
 @dataclass

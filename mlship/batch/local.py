@@ -19,12 +19,13 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from mlship.batch import outputs
-from mlship.batch.job import NoProgress, Plan, PredictOptions, PredictSummary, Progress, plan_job
+from mlship.batch.job import Plan, PredictOptions, PredictSummary, plan_job
 from mlship.batch.sources import Chunk, iter_chunks
 from mlship.data.tables import Table
 from mlship.errors import InvalidInputError
 from mlship.model.feeds import feeds_from_table, table_bad_rows
 from mlship.model.runner import Runner
+from mlship.progress import NoProgress, Progress
 
 _DONE = object()
 

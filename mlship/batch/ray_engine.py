@@ -19,10 +19,11 @@ from typing import Any, Callable
 import numpy as np
 
 from mlship.batch import outputs
-from mlship.batch.job import NoProgress, Plan, PredictOptions, PredictSummary, Progress, resolve_inputs
+from mlship.batch.job import Plan, PredictOptions, PredictSummary, resolve_inputs
 from mlship.data.tables import FORMATS, NPY_COLUMN, Table
 from mlship.errors import InvalidInputError, MlshipError, ServiceError, UsageError
 from mlship.extras import require
+from mlship.progress import NoProgress, Progress
 
 REJECT = "_mlship_reject"
 

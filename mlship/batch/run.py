@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from mlship.batch.job import PredictOptions, PredictSummary, Progress
+from mlship.batch.job import PredictOptions, PredictSummary
+from mlship.progress import Progress
 
 
 def run_predict(options: PredictOptions, progress: Progress | None = None,

@@ -27,6 +27,7 @@ from mlship.build.image import ImageOptions, ImageResult, image_labels, serving_
 from mlship.build.layers import Blob, Entry, source_date_epoch, write_layer
 from mlship.build.oci_base import BaseImage, open_base
 from mlship.errors import ServiceError, UsageError
+from mlship.progress import NoProgress
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
@@ -40,14 +41,6 @@ HEALTHCHECK = {
              "'http://127.0.0.1:%s/v2/health/ready' % os.environ.get('MLSHIP_SERVE_PORT', '8080'), timeout=2)"],
     "Interval": 10_000_000_000, "Timeout": 3_000_000_000, "StartPeriod": 15_000_000_000, "Retries": 3}
 SECONDS = 1_000_000_000
-
-
-class NoProgress:
-    def start(self, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int) -> None:
-        pass
 
 
 @dataclass
