@@ -126,8 +126,13 @@ def _records_frame(records: list[dict[str, Any]]) -> Frame:
 
 
 def _flatten_record(record: dict[str, Any]) -> dict[str, Any]:
-    row = dict(record.get("inputs") or {})
-    for name, value in (record.get("outputs") or {}).items():
+    return {**(record.get("inputs") or {}), **flatten_outputs(record.get("outputs") or {})}
+
+
+def flatten_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    """A record's outputs as columns: `outputs.NAME`, and `outputs.NAME_j` for each item of a list."""
+    row: dict[str, Any] = {}
+    for name, value in outputs.items():
         if isinstance(value, list) and value and not isinstance(value[0], (list, dict)):
             for j, item in enumerate(value):
                 row[f"outputs.{name}_{j}"] = item

@@ -10,7 +10,6 @@ the step's window.
 from __future__ import annotations
 
 import os
-import urllib.error
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -143,15 +142,13 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
 
 
 def _flat_outputs(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Output columns of the successful records, named as the drift module names them."""
+    from mlship.drift.sources import flatten_outputs
+
     columns: dict[str, list[Any]] = {}
     for rec in records:
-        if rec.get("status", 200) >= 400:
-            continue
-        for key, value in (rec.get("outputs") or {}).items():
-            if isinstance(value, list):
-                for j, item in enumerate(value):
-                    columns.setdefault(f"{key}_{j}", []).append(item)
-            else:
+        if rec.get("status", 200) < 400:
+            for key, value in flatten_outputs(rec.get("outputs") or {}).items():
                 columns.setdefault(key, []).append(value)
     return columns
 
@@ -184,7 +181,7 @@ def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], 
                       detail="no successful outputs of both versions to compare")
     return Metric(name="prediction_drift", value=round(worst, 6), threshold=limit,
                   result="fail" if worst > limit else "pass",
-                  detail=f"PSI {worst:.4f} on outputs.{worst_col} (limit {limit:g})")
+                  detail=f"PSI {worst:.4f} on {worst_col} (limit {limit:g})")
 
 
 def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
@@ -245,6 +242,7 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 def prometheus_metrics(prom: Any, versions: dict[str, str] | None, since: str, until: str) -> list[Metric]:
     """Each configured PromQL query, evaluated now over the step's window."""
     import json
+    import urllib.error
     import urllib.parse
     import urllib.request
     from string import Template

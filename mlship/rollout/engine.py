@@ -33,6 +33,7 @@ class Rollout:
     logs: list[str] = field(default_factory=list)
     default_steps: list[float] = field(default_factory=lambda: [5, 25, 50, 100])
     default_pause_s: float = 0.0
+    default_strategy: str = "canary"
     _router: Router | None = None
 
     @property
@@ -392,12 +393,11 @@ def _repair(r: Rollout, state: RolloutState, verb: str) -> tuple[RolloutState, b
 def _record(r: Rollout, verb: str, before: RolloutState | None, new: RolloutState) -> None:
     if not new.step_started:
         new.step_started = now_iso()
-    changes_traffic = before is None or not new.route.same_as(before.route) or new.route != before.route
-    if changes_traffic:
-        marker = (before or new).model_copy(deep=True)
-        marker.pending = {"verb": verb, "state": new.model_dump(mode="json", by_alias=True,
-                                                                 exclude={"history", "pending"})}
+    if before is None or new.route != before.route:
         if before is not None:
+            marker = before.model_copy(deep=True)
+            marker.pending = {"verb": verb, "state": new.model_dump(mode="json", by_alias=True,
+                                                                     exclude={"history", "pending"})}
             r.store.save(marker)
         try:
             r.router.apply(new.route)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mlship.errors import InvalidInputError, RolloutPausedError, ServiceError, UsageError
+from mlship.targets.s3 import _code, _reason
 
 SCHEMA = "mlship.rollout/v1"
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
@@ -198,21 +199,12 @@ class FileStateStore(StateStore):
 class S3StateStore(StateStore):
     """States shared by CI jobs: s3://bucket/prefix/NAME.json, lock NAME.lock."""
 
-    def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 profile: str | None = None) -> None:
-        from urllib.parse import urlparse
+    def __init__(self, url: str, **settings: Any) -> None:
+        from mlship.targets.s3 import S3Target
 
-        from mlship.extras import require
-
-        boto3 = require("boto3")
-        from botocore.config import Config
-
-        parsed = urlparse(url)
-        self.location, self.bucket, self.prefix = url, parsed.netloc, parsed.path.strip("/")
-        session = boto3.session.Session(profile_name=profile, region_name=region)
-        self.client = session.client("s3", endpoint_url=endpoint_url,
-                                     config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                                   connect_timeout=5, read_timeout=30))
+        target = S3Target(url, **settings)  # one S3 client setup: credentials chain, endpoint, retries, SSE
+        self.location, self.bucket, self.prefix = url, target.bucket, target.prefix
+        self.client, self.extra = target.client, target.extra
         self._etags: dict[str, str | None] = {}
 
     def _key(self, name: str, suffix: str) -> str:
@@ -223,10 +215,10 @@ class S3StateStore(StateStore):
         try:
             obj = self.client.get_object(Bucket=self.bucket, Key=key)
         except Exception as exc:
-            if _s3_code(exc) in ("NoSuchKey", "404"):
+            if _code(exc) in ("NoSuchKey", "404"):
                 self._etags[name] = None
                 return None
-            raise ServiceError(f"{self.location}: cannot read rollout state {key}: {_s3_reason(exc)}") from None
+            raise ServiceError(f"{self.location}: cannot read rollout state {key}: {_reason(exc)}") from None
         self._etags[name] = obj["ETag"]
         return RolloutState.from_json(obj["Body"].read(), f"s3://{self.bucket}/{key}")
 
@@ -236,12 +228,12 @@ class S3StateStore(StateStore):
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             reply = self.client.put_object(Bucket=self.bucket, Key=key, Body=state.to_json(),
-                                           ContentType="application/json", **condition)
+                                           ContentType="application/json", **condition, **self.extra)
         except Exception as exc:
-            if _s3_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                 raise ServiceError(f"{self.location}: rollout state {key} changed under this verb",
                                    hint="Run the verb again") from None
-            raise ServiceError(f"{self.location}: cannot write rollout state {key}: {_s3_reason(exc)}") from None
+            raise ServiceError(f"{self.location}: cannot write rollout state {key}: {_reason(exc)}") from None
         self._etags[state.name] = reply["ETag"]
 
     @contextlib.contextmanager
@@ -255,8 +247,8 @@ class S3StateStore(StateStore):
                 etag = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")["ETag"]
                 break
             except Exception as exc:
-                if _s3_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    raise ServiceError(f"{self.location}: cannot lock rollout {name}: {_s3_reason(exc)}") from None
+                if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                    raise ServiceError(f"{self.location}: cannot lock rollout {name}: {_reason(exc)}") from None
             self._break_expired(key)
             if time.monotonic() > deadline:
                 raise RolloutPausedError(f"rollout {name} is locked by another mlship (s3://{self.bucket}/{key})",
@@ -278,20 +270,11 @@ class S3StateStore(StateStore):
             pass
 
 
-def open_store(spec: str | None, base: Path, *, endpoint_url: str | None = None) -> StateStore:
-    """`s3://bucket/prefix` or a directory [.mlship/rollouts beside mlship.yaml]."""
+def open_store(spec: str | None, base: Path, settings: dict[str, Any] | None = None) -> StateStore:
+    """`s3://bucket/prefix` (with an s3 target's settings) or a directory [.mlship/rollouts beside mlship.yaml]."""
     if spec and spec.startswith("s3://"):
-        return S3StateStore(spec, endpoint_url=endpoint_url or os.environ.get("MLSHIP_S3_ENDPOINT_URL"))
+        return S3StateStore(spec, **(settings or {}))
     if spec and "://" in spec and not spec.startswith("file://"):
         raise UsageError(f"rollout state {spec}: use a directory or s3://bucket/prefix")
     path = Path(spec.removeprefix("file://")) if spec else Path(".mlship/rollouts")
     return FileStateStore(path if path.is_absolute() else base / path)
-
-
-def _s3_code(exc: Exception) -> str | None:
-    return getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-
-
-def _s3_reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__

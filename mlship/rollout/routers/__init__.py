@@ -33,6 +33,21 @@ class Router:
         self.apply(Route(stable=stable))
 
 
+def two_slots(upstreams: dict[str, str]) -> dict[str, str]:
+    """A router's `upstreams:`, which must name exactly two slots."""
+    if len(upstreams) != 2:
+        raise UsageError(f"rollout.router.upstreams: name exactly two slots (got {len(upstreams)})",
+                         hint="For example {blue: 127.0.0.1:8001, green: 127.0.0.1:8002}")
+    return dict(upstreams)
+
+
+def check_slots(route: Route, slots: list[str], where: str) -> None:
+    """Refuse a route naming a slot the router does not have."""
+    for slot in (route.stable, route.candidate):
+        if slot is not None and slot not in slots:
+            raise UsageError(f"slot '{slot}' is not in {where} ({', '.join(slots)})")
+
+
 def router_kinds() -> dict[str, type[Router]]:
     from importlib.metadata import entry_points
 

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mlship.errors import InvalidInputError, RouterRefusedError, UsageError
-from mlship.rollout.routers import Router
+from mlship.errors import InvalidInputError, RouterRefusedError
+from mlship.rollout.routers import Router, check_slots, two_slots
 from mlship.rollout.state import Route
 
 
@@ -23,9 +23,7 @@ class FileRouter(Router):
     supports = frozenset({"bluegreen", "canary", "shadow"})
 
     def __init__(self, *, name: str, path: str, upstreams: dict[str, str], **_: Any) -> None:
-        if len(upstreams) != 2:
-            raise UsageError(f"rollout.router.upstreams: name exactly two slots (got {len(upstreams)})")
-        self.model, self.path, self.upstreams = name, Path(path), dict(upstreams)
+        self.model, self.path, self.upstreams = name, Path(path), two_slots(upstreams)
 
     def slots(self) -> list[str]:
         return list(self.upstreams)
@@ -42,9 +40,7 @@ class FileRouter(Router):
     def apply(self, route: Route) -> None:
         from mlship.fsutil import atomic_write
 
-        for slot in (route.stable, route.candidate):
-            if slot is not None and slot not in self.upstreams:
-                raise UsageError(f"slot '{slot}' is not in rollout.router.upstreams ({', '.join(self.upstreams)})")
+        check_slots(route, self.slots(), "rollout.router.upstreams")
         doc = {"name": self.model, **route.model_dump(), "upstreams": self.upstreams}
         doc["generation"] = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
         try:

@@ -21,7 +21,7 @@ from string import Template
 from typing import Any
 
 from mlship.errors import RouterRefusedError, ServiceError, UsageError
-from mlship.rollout.routers import Router
+from mlship.rollout.routers import Router, check_slots, two_slots
 from mlship.rollout.state import Route
 
 VERIFY_TIMEOUT_S = 15.0
@@ -40,10 +40,7 @@ class NginxRouter(Router):
                  client_header: str = "X-Client-ID", nginx: str = "nginx", main_config: str | None = None,
                  prefix: str | None = None, reload: str | None = None, template: str | None = None,
                  mirror_timeout_ms: int = 1000, status_url: str | None = None, **_: Any) -> None:
-        if len(upstreams) != 2:
-            raise UsageError(f"rollout.router.upstreams: name exactly two slots (got {len(upstreams)})",
-                             hint="For example {blue: 127.0.0.1:8001, green: 127.0.0.1:8002}")
-        for slot in upstreams:
+        for slot in two_slots(upstreams):
             if not re.fullmatch(r"[A-Za-z0-9_]+", slot):
                 raise UsageError(f"rollout.router.upstreams: slot name '{slot}' must be letters, digits or _")
         self.model = name
@@ -75,9 +72,7 @@ class NginxRouter(Router):
         return Route.model_validate({k: doc[k] for k in ("stable", "candidate", "weight", "mirror")})
 
     def apply(self, route: Route) -> None:
-        for slot in (route.stable, route.candidate):
-            if slot is not None and slot not in self.upstreams:
-                raise UsageError(f"slot '{slot}' is not in rollout.router.upstreams ({', '.join(self.upstreams)})")
+        check_slots(route, self.slots(), "rollout.router.upstreams")
         text, generation = self.render(route)
         old = self.config.read_bytes() if self.config.exists() else None
         if old == text.encode() and (self._read_route() or {}).get("generation") == generation:

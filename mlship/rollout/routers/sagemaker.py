@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from mlship.errors import RouterRefusedError, ServiceError, UsageError
-from mlship.rollout.routers import Router
+from mlship.rollout.routers import Router, check_slots
 from mlship.rollout.state import Route
 
 WAIT_S = 1800.0
@@ -99,12 +99,8 @@ class SageMakerRouter(Router):
     def apply(self, route: Route) -> None:
         doc = self._wait_in_service()
         names = [v["VariantName"] for v in doc.get("ProductionVariants", [])]
-        shadow_names = [v["VariantName"] for v in doc.get("ShadowProductionVariants", []) or []]
-        for slot in (route.stable, route.candidate):
-            if slot is not None and slot not in names + shadow_names:
-                raise UsageError(f"SageMaker endpoint {self.endpoint} has no production variant '{slot}'",
-                                 hint=f"Its variants: {', '.join(names)}")
         shadows = [v["VariantName"] for v in doc.get("ShadowProductionVariants", []) or []]
+        check_slots(route, names + shadows, f"the variants of SageMaker endpoint {self.endpoint}")
         if route.mirror or shadows:
             doc = self._set_shadow(doc, route, names + shadows)
             names = [v["VariantName"] for v in doc.get("ProductionVariants", [])]
