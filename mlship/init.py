@@ -32,18 +32,27 @@ CI_FILES = {"github": ("ci/github-actions.yml", ".github/workflows/mlship.yml"),
             "gitlab": ("ci/gitlab-ci.yml", ".gitlab-ci.yml")}
 
 
-def render_ci(kind: str, name: str) -> tuple[str, str]:
-    """(default path, text) of the CI pipeline for github or gitlab."""
+def ci_path(kind: str) -> str:
+    """Where the CI pipeline for github or gitlab goes, relative to the project."""
     if kind not in CI_FILES:
         raise UsageError(f"--ci {kind}: use github or gitlab")
-    template, path = CI_FILES[kind]
-    return path, template_text(template).replace("__MLSHIP_NAME__", _slug(name))  # CI files use $ themselves
+    return CI_FILES[kind][1]
+
+
+def render_ci(kind: str, name: str) -> str:
+    """The CI pipeline for github or gitlab, for the model `name`."""
+    ci_path(kind)
+    return template_text(CI_FILES[kind][0]).replace("__MLSHIP_NAME__", _slug(name))  # CI files use $ themselves
+
+
+def refuse_existing(path: Path, *, force: bool) -> None:
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists", hint="Pass --force to overwrite it")
 
 
 def write_config(path: Path, text: str, *, force: bool) -> None:
     """Write atomically; refuse to replace an existing file without force."""
-    if path.exists() and not force:
-        raise UsageError(f"{path} already exists", hint="Pass --force to overwrite it")
+    refuse_existing(path, force=force)
     atomic_write(path, text.encode("utf-8"))
 
 

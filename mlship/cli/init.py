@@ -23,26 +23,20 @@ def init(
     Refuses to overwrite an existing file unless --force is given; with --ci an
     existing mlship.yaml is kept and only the pipeline is written.
     """
-    from mlship.init import render_ci, render_config, write_config
+    from mlship.init import ci_path, refuse_existing, render_ci, render_config, write_config
 
     written = []
-    name = None
-    if ci is not None:
-        ci_path, _ = render_ci(ci, "x")  # refuses an unknown kind before anything is written
-        ci_file = output.resolve().parent / ci_path
-        if ci_file.exists() and not force:
-            write_config(ci_file, "", force=False)  # the same one-line refusal
+    ci_file = None
+    if ci is not None:  # refusals come before anything is written
+        ci_file = output.resolve().parent / ci_path(ci)
+        refuse_existing(ci_file, force=force)
     if not (ci and output.exists()):
-        text = render_config(model, output.resolve().parent)
-        write_config(output, text, force=force)
+        write_config(output, render_config(model, output.resolve().parent), force=force)
         written.append(str(output))
-    if ci is not None:
+    if ci_file is not None:
         from mlship.config import load_config
 
-        name = load_config(output).name or "my-model"
-        _, text = render_ci(ci, name)
-        ci_file.parent.mkdir(parents=True, exist_ok=True)
-        write_config(ci_file, text, force=force)
+        write_config(ci_file, render_ci(ci, load_config(output).name or "my-model"), force=force)
         written.append(str(ci_file))
     state(ctx).console.result(
         {"written": written, "model": str(model) if model else None, "ci": ci},
