@@ -54,86 +54,18 @@ def build(
     model_name = name or cfg.name or default_model_name(model_path)
     version = model_version or cfg.version or store.next_version(model_name)
     if edge:
-        return _build_edge(ctx, cfg, model_path, model_name, version, static, output_dir, store)
+        from mlship.cli.build_view import build_edge
+
+        return build_edge(ctx, cfg, model_path, model_name, version, static, output_dir, store)
     repository = cfg.build.image.repository or f"mlship/{model_name}"
     options = ImageOptions(model=model_path, name=model_name, version=version, base=cfg.build.image.base,
                            tag=tag or cfg.build.image.tag or f"{repository}:{version}",
                            platform=cfg.build.image.platform, python=cfg.build.image.python,
                            template=cfg.resolve(cfg.build.image.template), no_cache=no_cache,
                            output=output, push=push_to)
-    _build_image(ctx, cfg.build.image.builder, options, store)
+    from mlship.cli.build_view import build_image
 
-
-def _build_image(ctx: typer.Context, builder_name: str, options, store) -> None:
-    from mlship.build.builders import image_builder
-    from mlship.build.versions import BuildRecord, PushRecord
-    from mlship.cli.progress import RowProgress
-
-    builder = image_builder(builder_name)
-    console = state(ctx).console
-    if builder.name == "docker":
-        with console.status(f"building {options.tag}") as status:
-            result = builder.build(options, (lambda line: status.update(line[:100])) if status else console.debug, None)
-    else:
-        with RowProgress(console, f"pushing to {options.push}", unit="bytes") as bar:
-            result = builder.build(options, console.debug, bar)
-    store.append(BuildRecord(name=options.name, version=options.version, kind="image",
-                             model_sha256=result.model_sha256, artifact=result.image_id, tag=result.tag,
-                             size_bytes=result.size_bytes, builder=result.builder,
-                             git_commit=result.labels.get("org.opencontainers.image.revision") or None))
-    if result.pushed:  # recorded only once the registry accepted the manifest
-        store.append(PushRecord(name=options.name, version=options.version, artifact=result.image_id,
-                                reference=result.pushed["reference"], digest=result.pushed["digest"]))
-    console.result(result.model_dump(mode="json"), lambda out: _render_image(out, result, store))
-
-
-def _render_image(out, result, store) -> None:
-    out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} "
-              f"layers, {result.builder}) in {result.seconds:.1f} s; recorded as {result.name} {result.version} "
-              f"in {store.path}")
-    if result.output:
-        out.print(f"wrote {result.output}")
-    if result.pushed:
-        p = result.pushed
-        out.print(f"pushed {p['reference']}@{p['digest']}: uploaded {p['uploaded']} blobs "
-                  f"({p['uploaded_bytes'] / 1e6:.1f} MB), {p['present']} already there, {p['mounted']} mounted")
-
-
-def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
-                output_dir: Path, store) -> None:
-    from mlship.build.bundle import BundleOptions, build_bundle
-    from mlship.build.versions import BuildRecord
-    from mlship.drift.profile import is_profile_file
-
-    reference = cfg.resolve(cfg.monitoring.reference)
-    options = BundleOptions(
-        model=model_path, name=name, version=version, output_dir=output_dir, quantize=cfg.build.edge.quantize,
-        static=static, ort=cfg.build.edge.ort, sample=cfg.resolve(cfg.sample), labels=cfg.check.labels,
-        max_accuracy_drop=cfg.build.edge.max_accuracy_drop, signing_key=cfg.resolve(cfg.build.edge.signing_key),
-        profile=reference if reference and is_profile_file(reference) else None,
-    )
-    console = state(ctx).console
-    with console.status("building the bundle"):
-        result = build_bundle(options)
-    store.append(BuildRecord(name=name, version=version, kind="bundle", model_sha256=result.model_sha256,
-                             artifact=f"sha256:{result.sha256}", tag=result.path, size_bytes=result.size_bytes,
-                             builder="mlship"))
-    q = result.manifest.get("quantization")
-    if q and not q["applied"]:
-        console.warn(f"int8 not applied to {model_path}: {q['reason']}")
-
-    def render(out) -> None:
-        signed = "signed" if options.signing_key else "unsigned"
-        out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {signed}, sha256 {result.sha256[:12]})")
-        if q and q.get("applied"):
-            line = f"int8 ({q['mode']}): {q['size_fp32']:,} -> {q['size']:,} bytes ({q['size_reduction']:.0%} smaller)"
-            if "label_agreement" in q:
-                line += f", label agreement {q['label_agreement']:.2%}"
-            if "accuracy_fp32" in q:
-                line += f", accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy']:.4f}"
-            out.print(line)
-
-    console.result(result.model_dump(mode="json"), render)
+    build_image(ctx, cfg.build.image.builder, options, store)
 
 
 keys_app = typer.Typer(help="Signing keys for edge bundles.", no_args_is_help=True)
@@ -167,6 +99,7 @@ def push(
 
     Exit 7 when any target fails; the table says which succeeded.
     """
+    from mlship.cli.build_view import push_artifact, push_image
     from mlship.errors import UsageError
 
     cfg = config_for(ctx)
@@ -176,82 +109,8 @@ def push(
     if image:
         if len(targets) != 1:
             raise UsageError("--image pushes to one registry at a time")
-        return _push_image(ctx, cfg, what, targets[0])
-    _push_artifact(ctx, cfg, what, targets, name, version, dry_run)
-
-
-def _push_image(ctx: typer.Context, cfg, what: Optional[str], to: str) -> None:
-    from mlship.build.image import engine_client
-    from mlship.build.push import RegistryRef, push_image
-    from mlship.build.versions import PushRecord, VersionStore
-    from mlship.errors import UsageError
-
-    store = VersionStore(cfg.resolve(cfg.store))
-    target = RegistryRef.parse(to)
-    name, _, version = (what or cfg.name or "").partition(":")
-    record = store.find(name, version or None, kind="image") if name else None
-    if record is None and what is None:
-        raise UsageError("nothing to push", hint="Name a built version (NAME[:VERSION]) or a local image")
-    if record and record.get("builder") == "oci":
-        raise UsageError(f"{record['name']} {record['version']} was built with --builder oci, not on the engine",
-                         hint="Push it while building: mlship build --image --builder oci --push registry://…")
-    local = record["artifact"] if record else what
-    tag = target.tag or (record["version"] if record else "latest")
-    console = state(ctx).console
-    client = engine_client()
-    with console.status(f"pushing to {target.name}:{tag}") as status:
-        digest = push_image(client, local, target, tag=tag,
-                            log=(lambda line: status.update(line[:100])) if status else console.debug)
-    reference = f"{target.name}:{tag}@{digest}"
-    if record:
-        store.append(PushRecord(name=record["name"], version=record["version"], artifact=record["artifact"],
-                                reference=f"{target.name}:{tag}", digest=digest))
-    console.result({"reference": reference, "digest": digest, "recorded": bool(record)},
-                   lambda out: out.print(f"pushed {reference}"))
-
-
-def _push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[str], name: Optional[str],
-                   version: Optional[str], dry_run: bool) -> None:
-    from rich.table import Table
-
-    from mlship.cli.progress import RowProgress
-    from mlship.errors import ServiceError, UsageError
-    from mlship.targets.artifacts import artifact_files, push_artifact
-    from mlship.targets.base import open_target
-
-    if what is None:
-        raise UsageError("no artifact given", hint="Pass a file or directory to push")
-    artifact = Path(what)
-    name = name or cfg.name or artifact.stem
-    version = version or cfg.version
-    if not version:
-        raise UsageError("no version given", hint="Pass --artifact-version or set `version:` in mlship.yaml")
-    files = artifact_files(artifact)
-    opened = [open_target(t, cfg.targets) for t in targets]  # a bad target spec fails before any upload
-    console = state(ctx).console
-    results = []
-    total = sum(p.stat().st_size for p, _ in files)
-    for target in opened:
-        with RowProgress(console, f"{target.describe()}", unit="bytes") as bar:
-            bar.start(total)
-            results.append(push_artifact(target, name, version, files, dry_run=dry_run, progress=bar.advance))
-
-    def render(out) -> None:
-        table = Table(show_edge=False)
-        for col in ("target", "status", "files", "MB", "MB/s", "error"):
-            table.add_column(col)
-        for r in results:
-            rate = f"{r.bytes / 1e6 / r.seconds:.1f}" if r.seconds and r.status == "pushed" else ""
-            table.add_row(r.target, r.status, str(r.files), f"{r.bytes / 1e6:.1f}", rate, r.error or "")
-        out.print(table)
-        if dry_run:
-            for p, rel in files:
-                out.print(f"  {name}/{version}/{rel}  {p.stat().st_size:,} bytes")
-
-    console.result({"name": name, "version": version, "results": [r.model_dump() for r in results]}, render)
-    failed = [r for r in results if r.status == "failed"]
-    if failed:
-        raise ServiceError(f"push failed for {len(failed)} of {len(results)} targets: {failed[0].error}")
+        return push_image(ctx, cfg, what, targets[0])
+    push_artifact(ctx, cfg, what, targets, name, version, dry_run)
 
 
 def promote(

@@ -1,0 +1,150 @@
+"""What `mlship rollout` commands share, kept out of mlship/cli/rollout.py so that
+`mlship --help` does not compile it: opening a rollout from mlship.yaml, parsing
+steps and durations, and printing outcomes, gates and the audit log."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import List, Optional
+
+import typer
+
+from mlship.cli._common import config_for, state
+from mlship.errors import UsageError
+from mlship.rollout.engine import Outcome, Rollout, status
+from mlship.rollout.routers import open_router
+from mlship.rollout.state import AuditEntry, Route, open_store
+
+
+def open_rollout(ctx: typer.Context, name: str, logs: Optional[List[str]] = None) -> Rollout:
+    """The rollout NAME as mlship.yaml (and --logs) describe it: its state store, router and gate."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise UsageError(f"rollout name {name!r}: use letters, digits, '.', '_' and '-'")
+    cfg = config_for(ctx)
+    ro = cfg.rollout
+    spec, settings = ro.state, None
+    if spec and spec in cfg.targets:  # a named target: its URL and its settings (endpoint, region, profile, SSE)
+        settings = cfg.targets[spec].model_dump(exclude={"type", "url"})
+        spec = cfg.targets[ro.state].url
+    store = open_store(spec, cfg.base_dir, settings)
+    router_settings = ro.router.model_dump() if ro.router else None
+    if router_settings:
+        for key in ("config", "main_config", "prefix", "template", "path"):
+            if router_settings.get(key):
+                router_settings[key] = str(cfg.resolve(router_settings[key]))
+    log_specs = [str(cfg.resolve(p)) for p in (logs or ro.logs)]
+    return Rollout(name=name, store=store, router_factory=lambda: open_router(router_settings, name),
+                   analysis=ro.analysis, logs=log_specs, default_steps=[float(s) for s in ro.steps],
+                   default_pause_s=parse_duration(ro.pause) if ro.pause else 0.0, default_strategy=ro.strategy)
+
+
+def parse_duration(text: str) -> float:
+    """30s, 10m, 1h, 1h30m, or plain seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"duration {text!r}: expected e.g. 30s, 10m, 1h30m")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+def parse_steps(text: str) -> list[float]:
+    try:
+        steps = [float(s.strip().rstrip("%")) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--steps {text!r}: expected percentages, e.g. 5,25,50,100") from None
+    if any(round(s, 2) != s for s in steps):
+        raise UsageError(f"--steps {text!r}: at most two decimals per step (nginx's split_clients)")
+    if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)):
+        raise UsageError(f"--steps {text!r}: expected increasing percentages in (0, 100]")
+    return steps
+
+
+def finish(ctx: typer.Context, outcome: Outcome) -> None:
+    """Print the outcome (a line and the gate's table, or JSON) and exit with its code."""
+    console = state(ctx).console
+
+    def render(out) -> None:
+        out.print(outcome.message)
+        if outcome.gate is not None:
+            _render_gate(out, outcome.gate)
+
+    console.result(outcome.to_json(), render)
+    if outcome.code:
+        raise typer.Exit(int(outcome.code))
+
+
+def _render_gate(out, gate) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"analysis {gate.since} .. {gate.until}", title_justify="left")
+    for column in ("metric", "value", "threshold", "result", "detail"):
+        table.add_column(column)
+    colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
+    for m in gate.metrics:
+        table.add_row(m.name, "" if m.value is None else f"{m.value:g}", "" if m.threshold is None else f"{m.threshold:g}",
+                      f"[{colour[m.result]}]{m.result}[/]", m.detail)
+    out.print(table)
+    if gate.shadow:
+        _render_shadow(out, gate.shadow)
+
+
+def _render_shadow(out, shadow: dict) -> None:
+    from rich.table import Table
+
+    agreement = shadow.get("agreement")
+    out.print(f"shadow: {shadow['joined']} requests seen by both, agreement "
+              f"{'n/a' if agreement is None else f'{agreement:.2%}'} ({shadow['disagreements']} differ), "
+              f"{shadow['candidate_errors']} candidate errors")
+    table = Table(show_header=True)
+    for column in ("", "p50 ms", "p99 ms"):
+        table.add_column(column)
+    for side in ("stable", "candidate"):
+        lat = shadow["latency_ms"][side]
+        table.add_row(side, *("-" if lat[k] is None else f"{lat[k]:.2f}" for k in ("p50", "p99")))
+    out.print(table)
+    for key, d in shadow.get("output_deltas", {}).items():
+        out.print(f"  outputs.{key}: mean |delta| {d['mean']:.4g}, max {d['max']:.4g}")
+
+
+
+
+def _short(summary: dict) -> str:
+    if not summary:
+        return "-"
+    route = Route.model_validate(summary["route"]).describe()
+    flag = " aborted" if summary.get("aborted") else ""
+    return f"{summary['phase']}{flag}, {route}"
+
+
+def watch_status(ctx: typer.Context, r: Rollout, timeout: float) -> Outcome:
+    """Follow the rollout until it completes, aborts or pauses, or until `timeout` seconds passed."""
+    console = state(ctx).console
+    deadline = time.monotonic() + timeout
+    outcome, last = status(r), None
+    while True:
+        if outcome.message != last:
+            console.info(outcome.message)
+            last = outcome.message
+        st = outcome.state
+        if st.phase in ("Healthy", "Degraded", "Paused") or st.aborted or time.monotonic() > deadline:
+            return outcome
+        time.sleep(1.0)
+        outcome = status(r)
+
+
+def show_history(ctx: typer.Context, entries: list[AuditEntry]) -> None:
+    def render(out) -> None:
+        from rich.table import Table
+
+        table = Table()
+        for column in ("time", "user", "verb", "before", "after"):
+            table.add_column(column)
+        for e in entries:
+            table.add_row(e.time, e.user, e.verb, _short(e.before), _short(e.after))
+        out.print(table)
+
+    state(ctx).console.result({"history": [e.model_dump() for e in entries]}, render)
