@@ -37,12 +37,26 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _start(start: Callable[..., Any], *args: Any) -> Any:
+def _start(start: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
-        return start(*args)
+        return start(*args, **kwargs)
     except ServiceUnavailable as exc:
         reason = str(exc)
     _unavailable(reason)  # outside the except block: no chained traceback noise
+
+
+def _started(start: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
+    """A factory fixture body: each call starts one service; all are stopped afterwards."""
+    handles: list[Any] = []
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        handle = _start(start, *args, **kwargs)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.stop()
 
 
 @pytest.fixture(scope="session")
@@ -74,18 +88,7 @@ def oci_registry() -> Iterator[OciRegistry]:
 @pytest.fixture
 def oci_registry_factory() -> Iterator[Callable[..., OciRegistry]]:
     """start(users={"name": "password"}) -> a registry with htpasswd basic auth; stopped after the test."""
-    started: list[OciRegistry] = []
-
-    def start(users: dict[str, str] | None = None) -> OciRegistry:
-        registry = _start(services.start_oci_registry, 20, users)
-        started.append(registry)
-        return registry
-
-    try:
-        yield start
-    finally:
-        for registry in started:
-            registry.stop()
+    yield from _started(services.start_oci_registry)
 
 
 @pytest.fixture(scope="session")
@@ -101,36 +104,13 @@ def s3_server() -> Iterator[MotoServer]:
 @pytest.fixture
 def http_upstream_factory() -> Iterator[Callable[..., HttpUpstream]]:
     """``make(body, status=200, content_type="text/plain") -> HttpUpstream``; all stopped afterwards."""
-    started: list[HttpUpstream] = []
-
-    def make(body: bytes | str, **kwargs: Any) -> HttpUpstream:
-        upstream = services.start_http_upstream(body, **kwargs)
-        started.append(upstream)
-        return upstream
-
-    yield make
-    for upstream in started:
-        upstream.stop()
+    yield from _started(services.start_http_upstream)
 
 
 @pytest.fixture
 def http_upstream(http_upstream_factory: Callable[..., HttpUpstream]) -> HttpUpstream:
     """A loopback HTTP server answering every request with ``b"hello from upstream\\n"``."""
     return http_upstream_factory(b"hello from upstream\n")
-
-
-def _started(start: Callable[..., Any]) -> Iterator[Callable[..., Any]]:
-    """A factory fixture body: each call starts one service; all are stopped afterwards."""
-    handles: list[Any] = []
-
-    def make(*args: Any) -> Any:
-        handle = _start(start, *args)
-        handles.append(handle)
-        return handle
-
-    yield make
-    for handle in handles:
-        handle.stop()
 
 
 @pytest.fixture
