@@ -3,6 +3,13 @@
 Commands never print directly. They hand a result (a JSON-able dict) and a
 render function to `Console.result`; errors and notes go through `error`,
 `warn` and `info`. Tests build a Console over StringIO buffers.
+
+Markup rule: `info`, `warn`, `debug`, `error` and `status` take plain text and
+print it exactly as given (a path like `z[red]q.csv` stays itself). Render
+functions handed to `result` get a rich console that reads markup, so every
+string that comes from a model, a file, a target or a user reaches it as a
+`rich.text.Text` (`plain(...)`, `Text.assemble`, `out.print(line, markup=False)`)
+or through `escape`. Emoji codes (`:smile:`) are off everywhere.
 """
 
 from __future__ import annotations
@@ -48,14 +55,14 @@ class Console:
         """Rich console over stdout (results)."""
         from rich.console import Console as RichConsole
 
-        return RichConsole(file=self._stdout, highlight=False, soft_wrap=True)
+        return RichConsole(file=self._stdout, highlight=False, soft_wrap=True, emoji=False)
 
     @cached_property
     def err(self) -> "RichConsole":
         """Rich console over stderr (notes, warnings, errors, progress)."""
         from rich.console import Console as RichConsole
 
-        return RichConsole(file=self._stderr, highlight=False, soft_wrap=True)
+        return RichConsole(file=self._stderr, highlight=False, soft_wrap=True, emoji=False)
 
     @property
     def interactive(self) -> bool:
@@ -77,24 +84,24 @@ class Console:
             render(self.out)
 
     def info(self, message: str) -> None:
-        """A note for people (stderr); hidden by --quiet and --json."""
+        """A note for people (stderr, plain text); hidden by --quiet and --json."""
         if not (self.quiet or self.json_output):
-            self.err.print(message)
+            self.err.print(plain(message))
 
     def debug(self, message: str) -> None:
         """A note shown only with --verbose."""
         if self.verbose:
-            self.err.print(f"[dim]{message}[/dim]")
+            self.err.print(plain(message, "dim"))
 
     def warn(self, message: str) -> None:
-        """A warning (stderr); hidden by --quiet."""
+        """A warning (stderr, plain text); hidden by --quiet."""
         if not self.quiet:
-            self.err.print(f"[yellow]warning:[/yellow] {message}", markup=True)
+            self.err.print(_labelled("warning:", "yellow", message))
 
     def error(self, message: str, *, exit_code: int) -> None:
         """Report a failure: one line on stderr, plus a JSON error document
         on stdout in --json mode when no result was printed."""
-        self.err.print(f"[red]error:[/red] {_escape(message)}")
+        self.err.print(_labelled("error:", "red", message))
         if self.json_output and not self.emitted_result:
             doc = {"error": {"message": message, "exit_code": exit_code}}
             self._stdout.write(json.dumps(doc) + "\n")
@@ -105,16 +112,50 @@ class Console:
         self.err.print_exception(show_locals=False)
 
     def status(self, message: str) -> ContextManager[Any]:
-        """A spinner for short waits, only on an interactive terminal."""
+        """A spinner for short waits, only on an interactive terminal; the
+        message, and any text given to its `update`, is plain text."""
         if self.shows_progress:
-            return self.err.status(message)
+            return _PlainStatus(self.err.status(plain(message)))
         return nullcontext()
 
 
-def _escape(text: str) -> str:
-    from rich.markup import escape
+class _PlainStatus:
+    """A rich Status whose `update` takes plain text (build logs, tags)."""
 
-    return escape(text)
+    def __init__(self, status: Any) -> None:
+        self._status = status
+
+    def __enter__(self) -> "_PlainStatus":
+        self._status.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._status.__exit__(*exc)
+
+    def update(self, text: str) -> None:
+        self._status.update(plain(text))
+
+
+def plain(value: object, style: str = "") -> Any:
+    """`value` as a rich Text: printed exactly, never read as markup."""
+    from rich.text import Text
+
+    return Text(str(value), style=style)
+
+
+def _labelled(label: str, style: str, message: str) -> Any:
+    from rich.text import Text
+
+    return Text.assemble((label, style), " ", message)
+
+
+def escape(value: object) -> str:
+    """`value` escaped for use inside a markup template (`f"[b]{escape(x)}[/b]"`).
+    Prefer `plain`: rich doubles a trailing backslash, which shows when
+    nothing follows it."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(value))
 
 
 def _jsonable(value: Any) -> Any:
