@@ -82,7 +82,7 @@ def keys_generate(
 
     private, public = generate_keys(directory, name)
     state(ctx).console.result({"private_key": str(private), "public_key": str(public)},
-                              lambda out: out.print(f"wrote {private} (secret, mode 0600) and {public}"))
+                              lambda out: out.print(f"wrote {private} (secret, mode 0600) and {public}", markup=False))
 
 
 def push(
@@ -126,7 +126,7 @@ def promote(
 
     cfg = config_for(ctx)
     pointer = promote_version(open_target(to, cfg.targets), name, version, channel)
-    state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}"))
+    state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}", markup=False))
 
 
 def pull(
@@ -141,7 +141,7 @@ def pull(
 
     cfg = config_for(ctx)
     dest = pull_version(open_target(source, cfg.targets), ref, output)
-    state(ctx).console.result({"output": str(dest)}, lambda out: out.print(f"pulled {ref} into {dest}"))
+    state(ctx).console.result({"output": str(dest)}, lambda out: out.print(f"pulled {ref} into {dest}", markup=False))
 
 
 targets_app = typer.Typer(help="Where artifacts go.", no_args_is_help=True)
@@ -159,7 +159,7 @@ def targets_list(ctx: typer.Context) -> None:
     def render(out) -> None:
         out.print("schemes: " + ", ".join(f"{k}://" for k in kinds))
         for n, t in named.items():
-            out.print(f"  {n}: {t['type']} {t['url']}")
+            out.print(f"  {n}: {t['type']} {t['url']}", markup=False)
 
     state(ctx).console.result({"schemes": kinds, "targets": named}, render)
 
@@ -170,6 +170,7 @@ def versions_list(ctx: typer.Context, name: Optional[str] = typer.Argument(None,
     from rich.table import Table
 
     from mlship.build.versions import VersionStore
+    from mlship.console import plain
 
     cfg = config_for(ctx)
     rows = VersionStore(cfg.resolve(cfg.store)).versions(name)
@@ -179,8 +180,9 @@ def versions_list(ctx: typer.Context, name: Optional[str] = typer.Argument(None,
         for col in ("name", "version", "kind", "artifact", "model sha256", "created", "pushed"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["name"], r["version"], r["kind"], r["artifact"][:19], r["model_sha256"][:12], r["created"],
-                          ", ".join(p["reference"] for p in r["pushed"]))
+            table.add_row(*(plain(v) for v in (r["name"], r["version"], r["kind"], r["artifact"][:19],
+                                                r["model_sha256"][:12], r["created"],
+                                                ", ".join(p["reference"] for p in r["pushed"]))))
         out.print(table)
 
     state(ctx).console.result({"versions": rows}, render)
@@ -199,4 +201,4 @@ def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[
     record = VersionStore(cfg.resolve(cfg.store)).find(name, version or None)
     if record is None:
         raise UsageError(f"no recorded build of {ref}", hint="See `mlship versions list`")
-    state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2)))
+    state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2), markup=False))

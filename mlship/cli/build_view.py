@@ -37,13 +37,13 @@ def build_image(ctx: typer.Context, builder_name: str, options, store) -> None:
 def _render_image(out, result, store) -> None:
     out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} "
               f"layers, {result.builder}) in {result.seconds:.1f} s; recorded as {result.name} {result.version} "
-              f"in {store.path}")
+              f"in {store.path}", markup=False)
     if result.output:
-        out.print(f"wrote {result.output}")
+        out.print(f"wrote {result.output}", markup=False)
     if result.pushed:
         p = result.pushed
         out.print(f"pushed {p['reference']}@{p['digest']}: uploaded {p['uploaded']} blobs "
-                  f"({p['uploaded_bytes'] / 1e6:.1f} MB), {p['present']} already there, {p['mounted']} mounted")
+                  f"({p['uploaded_bytes'] / 1e6:.1f} MB), {p['present']} already there, {p['mounted']} mounted", markup=False)
 
 
 def build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
@@ -71,14 +71,15 @@ def build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: st
 
     def render(out) -> None:
         signed = "signed" if options.signing_key else "unsigned"
-        out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {signed}, sha256 {result.sha256[:12]})")
+        out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {signed}, sha256 {result.sha256[:12]})",
+                  markup=False)
         if q and q.get("applied"):
             line = f"int8 ({q['mode']}): {q['size_fp32']:,} -> {q['size']:,} bytes ({q['size_reduction']:.0%} smaller)"
             if "label_agreement" in q:
                 line += f", label agreement {q['label_agreement']:.2%}"
             if "accuracy_fp32" in q:
                 line += f", accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy']:.4f}"
-            out.print(line)
+            out.print(line, markup=False)
 
     console.result(result.model_dump(mode="json"), render)
 
@@ -110,7 +111,7 @@ def push_image(ctx: typer.Context, cfg, what: Optional[str], to: str) -> None:
         store.append(PushRecord(name=record["name"], version=record["version"], artifact=record["artifact"],
                                 reference=f"{target.name}:{tag}", digest=digest))
     console.result({"reference": reference, "digest": digest, "recorded": bool(record)},
-                   lambda out: out.print(f"pushed {reference}"))
+                   lambda out: out.print(f"pushed {reference}", markup=False))
 
 
 def push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[str], name: Optional[str],
@@ -118,6 +119,7 @@ def push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[st
     from rich.table import Table
 
     from mlship.cli.progress import RowProgress
+    from mlship.console import plain
     from mlship.errors import ServiceError, UsageError
     from mlship.targets.artifacts import artifact_files, push_artifact
     from mlship.targets.base import open_target
@@ -145,11 +147,11 @@ def push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[st
             table.add_column(col)
         for r in results:
             rate = f"{r.bytes / 1e6 / r.seconds:.1f}" if r.seconds and r.status == "pushed" else ""
-            table.add_row(r.target, r.status, str(r.files), f"{r.bytes / 1e6:.1f}", rate, r.error or "")
+            table.add_row(plain(r.target), r.status, str(r.files), f"{r.bytes / 1e6:.1f}", rate, plain(r.error or ""))
         out.print(table)
         if dry_run:
             for p, rel in files:
-                out.print(f"  {name}/{version}/{rel}  {p.stat().st_size:,} bytes")
+                out.print(f"  {name}/{version}/{rel}  {p.stat().st_size:,} bytes", markup=False)
 
     console.result({"name": name, "version": version, "results": [r.model_dump() for r in results]}, render)
     failed = [r for r in results if r.status == "failed"]

@@ -1,37 +1,45 @@
-"""How a CheckReport looks in a terminal."""
+"""How a CheckReport looks in a terminal.
+
+Paths, names and details come from the model and the user's files: they are
+printed as Text (never read as markup), so `evil[/x]` is shown as it is.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console as RichConsole
 from rich.table import Table
+from rich.text import Text
 
 from mlship.check import CheckReport
+from mlship.console import plain
 
-_MARK = {"pass": "[green]✓[/green]", "fail": "[red]✗[/red]", "warn": "[yellow]![/yellow]", "skip": "[dim]-[/dim]"}
+_MARK = {"pass": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "skip": ("-", "dim")}
 
 
 def render_report(report: CheckReport, out: RichConsole) -> None:
     """Model facts, signature, latency, comparisons, then the verdict."""
     m = report.model
     opsets = ", ".join(f"{d} {v}" for d, v in sorted(m.opsets.items()))
-    out.print(f"[bold]{m.path}[/bold]  {_size(m.size_bytes)}  sha256 {m.sha256}")
+    out.print(Text.assemble((str(m.path), "bold"), f"  {_size(m.size_bytes)}  sha256 {m.sha256}"))
     out.print(f"IR {m.ir_version}, opsets {opsets}; producer {m.producer}; "
               f"onnxruntime {report.runtime.onnxruntime} (max IR {report.runtime.max_ir_version}, "
-              f"opsets {', '.join(f'{d} {v}' for d, v in report.runtime.max_opsets.items())})")
+              f"opsets {', '.join(f'{d} {v}' for d, v in report.runtime.max_opsets.items())})", markup=False)
     out.print(_signature_table(report))
     out.print(_latency_table(report))
     if report.quality:
         q = report.quality
-        out.print(f"Quality ({q.task}, {q.rows} rows, labels {q.labels}): "
-                  + ", ".join(f"{k} [bold]{v:.4f}[/bold]" for k, v in q.metrics.items()))
+        line = Text(f"Quality ({q.task}, {q.rows} rows, labels {q.labels}): ")
+        for i, (k, v) in enumerate(q.metrics.items()):
+            line.append_text(Text.assemble(", " if i else "", f"{k} ", (f"{v:.4f}", "bold")))
+        out.print(line)
     if report.baseline:
         b = report.baseline
         diffs = ", ".join(f"{k} {v:.3g}" for k, v in b.max_abs_diff.items()) or "n/a"
         agree = f"{b.label_agreement:.2%}" if b.label_agreement is not None else "n/a"
-        out.print(f"Baseline {b.path}: max |diff| {diffs}; label agreement {agree}")
+        out.print(f"Baseline {b.path}: max |diff| {diffs}; label agreement {agree}", markup=False)
     out.print()
     for item in report.checks:
-        out.print(f" {_MARK[item.status]} {item.name}: {item.detail}")
+        out.print(Text.assemble(" ", _MARK[item.status], f" {item.name}: {item.detail}"))
     verdict = "[green bold]PASSED[/green bold]" if report.passed else "[red bold]FAILED[/red bold]"
     out.print(f"\n{verdict}")
 
@@ -42,17 +50,17 @@ def _signature_table(report: CheckReport) -> Table:
         table.add_column(col)
     for kind, specs in (("input", report.signature.inputs), ("output", report.signature.outputs)):
         for spec in specs:
-            table.add_row(kind, spec.name, spec.type, spec.shape_text())
+            table.add_row(kind, plain(spec.name), plain(spec.type), plain(spec.shape_text()))
     if report.signature.feature_names:
         names = report.signature.feature_names
         more = f", … ({len(names)} in all)" if len(names) > 4 else ""
-        table.caption = f"features: {', '.join(names[:4])}{more}"
+        table.caption = plain(f"features: {', '.join(names[:4])}{more}")
         table.caption_justify = "left"
     return table
 
 
 def _latency_table(report: CheckReport) -> Table:
-    table = Table(title=f"Latency ({report.smoke.source})", title_justify="left", show_edge=False)
+    table = Table(title=plain(f"Latency ({report.smoke.source})"), title_justify="left", show_edge=False)
     for col in ("batch", "p50 ms", "p95 ms", "p99 ms", "rows/s", "runs"):
         table.add_column(col, justify="right")
     for s in report.latency:

@@ -30,11 +30,11 @@ def demo(
 
     def render(out) -> None:
         drift = summary["drift"]
-        out.print(f"done in {summary['seconds']:.0f} s; everything is in {summary['directory']}")
+        out.print(f"done in {summary['seconds']:.0f} s; everything is in {summary['directory']}", markup=False)
         out.print(f"rollout: {summary['rollout']['stable']['version']} is stable "
                   f"({summary['rollout']['requests']} requests, {summary['rollout']['failed']} failed)")
         days = ", ".join(str(d) for d in drift["drifted_windows"]) or "none"
         out.print(f"drift: found in {days} (exit {drift['exit_code']}: in CI this starts retraining)")
-        out.print(f"report: {drift['report']}")
+        out.print(f"report: {drift['report']}", markup=False)
 
     console.result(summary, render)

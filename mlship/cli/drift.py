@@ -70,4 +70,4 @@ def profile(
     summary = {"output": str(output), "rows": merged.rows,
                "columns": {n: c.kind for n, c in sorted(merged.columns.items())}}
     console.result(summary, lambda out: out.print(
-        f"profiled {merged.rows:,} rows, {len(merged.columns)} columns -> {output}"))
+        f"profiled {merged.rows:,} rows, {len(merged.columns)} columns -> {output}", markup=False))

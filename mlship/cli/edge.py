@@ -44,7 +44,7 @@ def sync(
         f"{bundle_name}@{channel}: {result['version']}"
         + (f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)" if result["changed"]
            else " (up to date, nothing downloaded)")
-        + (f"; shipped {len(result['uploaded_logs'])} log files" if upload_logs is not None else "")))
+        + (f"; shipped {len(result['uploaded_logs'])} log files" if upload_logs is not None else ""), markup=False))
 
 
 @app.command("rollback")
@@ -53,7 +53,8 @@ def rollback(ctx: typer.Context, directory: Path = typer.Option(..., "--dir", he
     from mlship.edge.device import rollback as rollback_dir
 
     result = rollback_dir(directory)
-    state(ctx).console.result(result, lambda out: out.print(f"current: {result['version']} (was {result['previous']})"))
+    state(ctx).console.result(result, lambda out: out.print(f"current: {result['version']} (was {result['previous']})",
+                                                                    markup=False))
 
 
 @app.command("run")

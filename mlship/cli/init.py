@@ -40,5 +40,5 @@ def init(
         written.append(str(ci_file))
     state(ctx).console.result(
         {"written": written, "model": str(model) if model else None, "ci": ci},
-        lambda out: out.print(f"wrote {', '.join(written)}; next: mlship check"),
+        lambda out: out.print(f"wrote {', '.join(written)}; next: mlship check", markup=False),
     )

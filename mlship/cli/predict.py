@@ -59,4 +59,4 @@ def predict(
         f"{summary.rows:,} rows scored, {summary.rejects:,} rejected, in {summary.seconds:.2f} s "
         f"({summary.rows_per_s:,.0f} rows/s) -> {summary.output}"
         + (f"; rejects in {summary.rejects_file}" if summary.rejects_file else "")
-        + (f"; {summary.resumed_chunks} chunks resumed" if summary.resumed_chunks else "")))
+        + (f"; {summary.resumed_chunks} chunks resumed" if summary.resumed_chunks else ""), markup=False))

@@ -18,7 +18,8 @@ class RowProgress:
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                        TimeRemainingColumn)
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            # markup=False: the label holds paths and target names, shown as they are.
+            self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                                       TextColumn("{task.fields[rate]} " + self._unit + "/s"), TimeElapsedColumn(),
                                       TimeRemainingColumn(), console=self._console.err, transient=True)
             self._progress.start()

@@ -59,7 +59,7 @@ def serve(
             {"url": url, "model": service.name, "version": service.version, "variant": service.variant,
              "infer": f"{url}/v2/models/{service.name}/infer", "log_dir": str(log_dir) if log_dir else None},
             lambda out: out.print(f"serving {service.name} {service.version} ({service.variant}) at {url}: "
-                                  f"POST /v2/models/{service.name}/infer, POST /predict, GET /metrics"),
+                                  f"POST /v2/models/{service.name}/infer, POST /predict, GET /metrics", markup=False),
         )
 
     run_server(settings, on_ready=announce)

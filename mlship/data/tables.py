@@ -59,16 +59,20 @@ class Table:
 
 def expand_paths(spec: str | Path, suffixes: set[str] | dict[str, str], *, recursive: bool = False) -> list[Path] | None:
     """The files SPEC names, sorted: a directory's files with one of `suffixes`,
-    a glob's files, or the file itself. None when a plain path is not a file,
-    so each caller words that error its own way."""
+    the file itself, or a glob's files. An existing file or directory is taken
+    as named before SPEC is tried as a glob (`a[1].csv` is that file, not
+    `a1.csv`). None when a plain path is not a file, so each caller words that
+    error its own way."""
     text = str(spec)
     path = Path(text)
     if path.is_dir():
         found = path.rglob("*") if recursive else path.iterdir()
         return sorted(p for p in found if p.is_file() and p.suffix.lower() in suffixes)
+    if path.is_file():
+        return [path]
     if any(ch in text for ch in "*?["):
         return sorted(Path(p) for p in glob.glob(text, recursive=recursive) if Path(p).is_file())
-    return [path] if path.is_file() else None
+    return None
 
 
 def read_table(path: str | Path) -> Table:

@@ -28,9 +28,13 @@ def effect_text(column: dict[str, Any]) -> str:
 
 def render_terminal(report: dict[str, Any], out: Any) -> None:
     from rich.table import Table
+    from rich.text import Text
 
+    from mlship.console import plain
+
+    # Sources, column names and reasons come from files: Text, never markup.
     out.print(f"reference {report['reference']['source']} ({report['reference']['rows']:,} rows) vs "
-              f"current {report['current']['source']} ({report['current']['rows']:,} rows)")
+              f"current {report['current']['source']} ({report['current']['rows']:,} rows)", markup=False)
     table = Table(show_edge=False)
     for name in ("column", "kind", "drift", "effect size", "missing", "p (BH)", "why"):
         table.add_column(name)
@@ -40,8 +44,8 @@ def render_terminal(report: dict[str, Any], out: Any) -> None:
         miss = c.get("missing") or {}
         missing = f"{miss['reference']:.1%} → {miss['current']:.1%}" if miss else ""
         p_adj = (c.get("stats") or {}).get("p_adj")
-        table.add_row(c["name"], c.get("kind") or "", mark, effect_text(c), missing,
-                      f"{p_adj:.2g}" if p_adj is not None else "", "; ".join(c["reasons"]))
+        table.add_row(plain(c["name"]), plain(c.get("kind") or ""), mark, effect_text(c), missing,
+                      f"{p_adj:.2g}" if p_adj is not None else "", plain("; ".join(c["reasons"])))
     out.print(table)
     windows = report["windows"]
     if windows:
@@ -49,7 +53,7 @@ def render_terminal(report: dict[str, Any], out: Any) -> None:
         small = [w for w in windows if w.get("insufficient")]
         out.print(f"windows: {len(windows)}, with dataset drift: {len(drifted)}"
                   + (f" (first: {drifted[0]['label']})" if drifted else "")
-                  + (f", too small to judge: {len(small)}" if small else ""))
+                  + (f", too small to judge: {len(small)}" if small else ""), markup=False)
     perf = report["performance"]["current"]
     if perf:
         keys = [k for k in ("accuracy", "f1", "roc_auc", "mae", "rmse") if k in perf]
@@ -60,8 +64,8 @@ def render_terminal(report: dict[str, Any], out: Any) -> None:
         out.print(f"operations: {ops['requests']:,} requests, error rate {ops['error_rate']:.2%}, latency p50 "
                   f"{lat['p50']:.2f} / p95 {lat['p95']:.2f} / p99 {lat['p99']:.2f} ms")
     if report["read"]["bad_lines"]:
-        out.print(f"[yellow]skipped {report['read']['bad_lines']} malformed lines[/yellow], e.g. "
-                  + report["read"]["examples"][0])
+        out.print(Text.assemble((f"skipped {report['read']['bad_lines']} malformed lines", "yellow"),
+                                ", e.g. " + report["read"]["examples"][0]))
     out.print(f"[bold]{'[red]' if report['dataset_drift'] else '[green]'}{verdict(report)}[/][/bold]")
 
 

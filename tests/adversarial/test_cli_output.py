@@ -1,0 +1,152 @@
+"""CLI output: strings from models, files and users are printed as they are,
+never read as rich markup (issue 15, item 7).
+
+Each test drives the real CLI (in process, output captured) with markup or
+emoji codes in a model's producer and feature names, in column names, and in
+paths given on the command line, then checks the exit code, that the printed
+text holds the string verbatim, and that files are where the path says.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from mlship.console import Console
+from tests.support import run
+
+# Closing tags that match nothing (rich raised MarkupError: exit 1), opening tags
+# that rich swallowed (the wrong text printed), emoji codes, a trailing backslash.
+HOSTILE = ["evil[/x]", "x[/bold]", "b[red]", "[/]", "[link=file:///etc/passwd]c", "e:smile:", "t\\"]
+
+
+def evil_model(path: Path, features: list[str], producer: str = "evil[/x]", version: str = "[bold]1") -> Path:
+    """Relu over [N, len(features)], with hostile producer and feature names."""
+    n = len(features)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name=producer,
+                              producer_version=version)
+    model.ir_version = 8
+    helper.set_model_props(model, {"mlship.feature_names": json.dumps(features)})
+    onnx.save_model(model, path)
+    return path
+
+
+def csv_file(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    import csv
+
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A model whose feature names are hostile, and data with those columns."""
+    monkeypatch.chdir(tmp_path)
+    features = ["x[/bold]", "b[red]"]
+    model = evil_model(tmp_path / "evil.onnx", features)
+    data = csv_file(tmp_path / "data.csv", [*features, "id[/i]"], [[1, 2, "a"], [3, 4, "b"]])
+    return tmp_path, model, data
+
+
+@pytest.mark.parametrize("producer,version", [("evil[/x]", "[bold]1"), ("[/]", "2"), ("p:smile:", "v\\")])
+def test_check_prints_producer_and_feature_names_verbatim(project, producer, version):
+    root, _, data = project
+    model = evil_model(root / "m.onnx", ["x[/bold]", "b[red]"], producer, version)
+    result = run("check", str(model), "--sample", str(data))
+    assert result.code == 0, result.stderr
+    assert f"producer {producer} {version};" in result.stdout
+    assert "features: x[/bold], b[red]" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_check_prints_a_hostile_sample_path_verbatim(project):
+    root, model, data = project
+    sample = root / "s[red]x:smile:.csv"
+    sample.write_bytes(data.read_bytes())
+    result = run("check", str(model), "--sample", str(sample))
+    assert result.code == 0, result.stderr
+    assert f"Latency ({sample.name})" in result.stdout or f"Latency ({sample})" in result.stdout
+    assert f"smoke run: 2 rows from {sample}" in result.stdout or f"rows from {sample.name}" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["z[red]q.csv", "a:smile:b.csv", "[bold]x.jsonl", "[link=x]l.csv"])
+def test_predict_prints_the_output_path_it_wrote(project, name):
+    root, model, data = project
+    result = run("predict", str(model), "--input", str(data), "--output", name, "--keep-columns", "id[/i]")
+    assert result.code == 0, result.stderr
+    assert result.stdout.rstrip("\n").endswith(f"-> {name}")
+    assert (root / name).is_file()
+    assert sorted(p.name for p in root.iterdir()) == sorted(["evil.onnx", "data.csv", name])
+
+
+def test_predict_into_a_directory_named_like_a_closing_tag(project):
+    root, model, data = project
+    out = "d[/b]/o.csv"
+    result = run("predict", str(model), "--input", str(data), "--output", out)
+    assert result.code == 0, result.stderr
+    assert result.stdout.rstrip("\n").endswith(f"-> {out}")
+    written = (root / out).read_text().splitlines()
+    assert written[0] == "y_0,y_1" and len(written) == 3
+
+
+def test_predict_error_names_a_hostile_path_verbatim(project):
+    root, model, _ = project
+    result = run("predict", str(model), "--input", "missing[/x].csv", "--output", "o[red].csv")
+    assert result.code == 3
+    assert result.stderr.strip() == "error: no data files match missing[/x].csv"
+    assert not (root / "o[red].csv").exists()
+
+
+def test_drift_table_and_verdict_print_hostile_column_names(tmp_path):
+    header = ["x[/bold]", "kind[red]", "t\\"]
+    ref = csv_file(tmp_path / "r[b]x.csv", header, [[i, "a", i] for i in range(300)])
+    cur = csv_file(tmp_path / "c[red].csv", header, [[i + 500, "b", i] for i in range(300)])
+    result = run("drift", "--reference", str(ref), "--current", str(cur))
+    assert result.code == 4, result.stderr
+    assert f"reference {ref} (300 rows) vs current {cur} (300 rows)" in result.stdout
+    cells = [line.split("│")[0].strip() for line in result.stdout.splitlines() if "│" in line]
+    assert {"x[/bold]", "kind[red]", "t\\"} <= set(cells)
+    assert result.stderr.strip() == "error: drift found (dataset): kind[red], x[/bold]"
+
+
+def test_profile_prints_its_output_path_verbatim(tmp_path):
+    data = csv_file(tmp_path / "d.csv", ["a[/b]"], [[i] for i in range(10)])
+    out = tmp_path / "p[/x]:smile:.json"
+    result = run("profile", str(data), "--output", str(out))
+    assert result.code == 0, result.stderr
+    assert result.stdout.rstrip("\n").endswith(f"-> {out}")
+    assert "a[/b]" in json.loads(out.read_text())["columns"]
+
+
+def test_build_edge_prints_the_bundle_path_verbatim(project):
+    root, model, _ = project
+    result = run("build", str(model), "--edge", "--name", "evil", "--model-version", "1.0",
+                 "--output-dir", "o[/b]x:smile:")
+    assert result.code == 0, result.stderr
+    bundle = Path("o[/b]x:smile:") / "evil-1.0.mlbundle"
+    assert result.stdout.startswith(f"built {bundle} (")
+    assert (root / bundle).is_file()
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_console_notes_warnings_errors_are_plain_text(text):
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(stdout=out, stderr=err, verbose=True)
+    console.info(f"note {text}")
+    console.warn(f"careful {text}")
+    console.debug(f"debug {text}")
+    console.error(f"failed {text}", exit_code=3)
+    assert err.getvalue().splitlines() == [f"note {text}", f"warning: careful {text}", f"debug {text}",
+                                           f"error: failed {text}"]
+    assert out.getvalue() == ""
