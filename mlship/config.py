@@ -237,6 +237,10 @@ class Config(Strict):
     model: str | None = Field(None, description="Path to the ONNX model, relative to mlship.yaml.")
     sample: str | None = Field(None, description="Sample data (CSV, Parquet, JSON Lines, NPY) for checks.")
     store: str = Field(".mlship/versions.jsonl", description="The versions store, relative to mlship.yaml.")
+    missing_values: Literal["refuse", "allow"] = Field(
+        "refuse", description="Missing inputs (empty cell, null, NaN) in serve, predict and check: refuse names the "
+        "field and row (HTTP 400, exit 3); allow passes them to float inputs as NaN, for models that handle "
+        "them (tree ensembles). Integer, bool and string inputs refuse them either way.")
     check: CheckConfig = Field(default_factory=CheckConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
