@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from mlship.errors import CheckFailedError, UsageError
 from mlship.fsutil import atomic_write
+from mlship.urls import check_http_url
 
 
 class DriftRequest(BaseModel):
@@ -38,6 +39,8 @@ def run_drift_command(request: DriftRequest, console: Any) -> dict[str, Any]:
     if request.reference is None:
         raise UsageError("no reference given", hint="Pass --reference or set monitoring.reference in mlship.yaml")
     parse_window(request.window)  # a bad window is a usage error before any reading
+    if request.webhook is not None:
+        check_http_url(request.webhook, "--webhook")  # http(s) only, and before any reading
     conditions = [_condition(c) for c in request.fail_on]
     options = DriftOptions(reference=request.reference, current=request.current, window=request.window,
                            drift_share=request.drift_share, labels=request.labels, strict=request.strict,
