@@ -48,12 +48,20 @@ def step(
     name: str = NAME,
     logs: Optional[List[str]] = typer.Option(None, "--logs", help="Prediction logs of both versions [rollout.logs] (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Evaluate the gate and print it; change nothing."),
+    expect_step: Optional[int] = typer.Option(
+        None, "--expect-step", min=-1, metavar="INDEX",
+        help="Act only if the rollout is at this step index (`rollout.step` of `rollout status --json`; "
+             "-1 before the first weight); otherwise change nothing and exit 2. For CI jobs that may be retried."),
 ) -> None:
-    """Run the analysis gate; advance one step when it passes, abort when it fails, pause when it cannot tell."""
+    """Run the analysis gate; advance one step when it passes, abort when it fails, pause when it cannot tell.
+
+    Steps that overlap (started before either took the lock) take one step between them."""
     from mlship.cli.rollout_view import finish, open_rollout
     from mlship.rollout import engine
 
-    finish(ctx, engine.step(open_rollout(ctx, name, logs), dry_run=dry_run))
+    r = open_rollout(ctx, name, logs)
+    engine.take_view(r)  # before any waiting: what this command was asked to move on from
+    finish(ctx, engine.step(r, dry_run=dry_run, expect_step=expect_step))
 
 
 @app.command("promote")
@@ -66,7 +74,9 @@ def promote(
     from mlship.cli.rollout_view import finish, open_rollout
     from mlship.rollout import engine
 
-    finish(ctx, engine.promote(open_rollout(ctx, name), full=full))
+    r = open_rollout(ctx, name)
+    engine.take_view(r)  # before any waiting: a promote overlapping a step takes one step between them
+    finish(ctx, engine.promote(r, full=full))
 
 
 def _simple_verb(verb: str, doc: str) -> None:

@@ -1,6 +1,11 @@
 """What `mlship rollout` commands share, kept out of mlship/cli/rollout.py so that
 `mlship --help` does not compile it: opening a rollout from mlship.yaml, parsing
-steps and durations, and printing outcomes, gates and the audit log."""
+steps and durations, and printing outcomes, gates and the audit log.
+
+Everything printed here passes through `_text`: versions, slots, users, output
+names and gate details come from files, models, logs and the environment, and
+rich would read `[/x]` as markup (and crash after traffic moved) or `:smile:`
+as an emoji."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import typer
 
 from mlship.cli._common import config_for, state
 from mlship.errors import UsageError
+from mlship.names import check_name
 from mlship.rollout.engine import Outcome, Rollout, status
 from mlship.rollout.routers import open_router
 from mlship.rollout.state import AuditEntry, Route, open_store
@@ -19,8 +25,7 @@ from mlship.rollout.state import AuditEntry, Route, open_store
 
 def open_rollout(ctx: typer.Context, name: str, logs: Optional[List[str]] = None) -> Rollout:
     """The rollout NAME as mlship.yaml (and --logs) describe it: its state store, router and gate."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
-        raise UsageError(f"rollout name {name!r}: use letters, digits, '.', '_' and '-'")
+    check_name(name, "rollout name")
     cfg = config_for(ctx)
     ro = cfg.rollout
     spec, settings = ro.state, None
@@ -36,7 +41,23 @@ def open_rollout(ctx: typer.Context, name: str, logs: Optional[List[str]] = None
     log_specs = [str(cfg.resolve(p)) for p in (logs or ro.logs)]
     return Rollout(name=name, store=store, router_factory=lambda: open_router(router_settings, name),
                    analysis=ro.analysis, logs=log_specs, default_steps=[float(s) for s in ro.steps],
-                   default_pause_s=parse_duration(ro.pause) if ro.pause else 0.0, default_strategy=ro.strategy)
+                   default_pause_s=parse_duration(ro.pause) if ro.pause else 0.0, default_strategy=ro.strategy,
+                   notify=lambda text: _note(ctx, text, json_too=True))
+
+
+def _text(value: object):
+    """A rich Text: printed verbatim, never read as markup or emoji codes."""
+    from rich.text import Text
+
+    return Text(str(value))
+
+
+def _note(ctx: typer.Context, text: str, *, json_too: bool = False) -> None:
+    """A verbatim note on stderr, hidden by --quiet (and by --json unless `json_too`:
+    a wait for another verb's lock is said even then, so a CI log shows why a job stands still)."""
+    console = state(ctx).console
+    if not console.quiet and (json_too or not console.json_output):
+        console.err.print(_text(text))
 
 
 def parse_duration(text: str) -> float:
@@ -68,7 +89,7 @@ def finish(ctx: typer.Context, outcome: Outcome) -> None:
     console = state(ctx).console
 
     def render(out) -> None:
-        out.print(outcome.message)
+        out.print(_text(outcome.message))
         if outcome.gate is not None:
             _render_gate(out, outcome.gate)
 
@@ -85,8 +106,9 @@ def _render_gate(out, gate) -> None:
         table.add_column(column)
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
     for m in gate.metrics:
-        table.add_row(m.name, "" if m.value is None else f"{m.value:g}", "" if m.threshold is None else f"{m.threshold:g}",
-                      f"[{colour[m.result]}]{m.result}[/]", m.detail)
+        table.add_row(_text(m.name), "" if m.value is None else f"{m.value:g}",
+                      "" if m.threshold is None else f"{m.threshold:g}", f"[{colour[m.result]}]{m.result}[/]",
+                      _text(m.detail))
     out.print(table)
     if gate.shadow:
         _render_shadow(out, gate.shadow)
@@ -96,9 +118,9 @@ def _render_shadow(out, shadow: dict) -> None:
     from rich.table import Table
 
     agreement = shadow.get("agreement")
-    out.print(f"shadow: {shadow['joined']} requests seen by both, agreement "
-              f"{'n/a' if agreement is None else f'{agreement:.2%}'} ({shadow['disagreements']} differ), "
-              f"{shadow['candidate_errors']} candidate errors")
+    out.print(_text(f"shadow: {shadow['joined']} requests seen by both, agreement "
+                    f"{'n/a' if agreement is None else f'{agreement:.2%}'} ({shadow['disagreements']} differ), "
+                    f"{shadow['candidate_errors']} candidate errors"))
     table = Table(show_header=True)
     for column in ("", "p50 ms", "p99 ms"):
         table.add_column(column)
@@ -107,7 +129,7 @@ def _render_shadow(out, shadow: dict) -> None:
         table.add_row(side, *("-" if lat[k] is None else f"{lat[k]:.2f}" for k in ("p50", "p99")))
     out.print(table)
     for key, d in shadow.get("output_deltas", {}).items():
-        out.print(f"  outputs.{key}: mean |delta| {d['mean']:.4g}, max {d['max']:.4g}")
+        out.print(_text(f"  outputs.{key}: mean |delta| {d['mean']:.4g}, max {d['max']:.4g}"))
 
 
 
@@ -122,12 +144,11 @@ def _short(summary: dict) -> str:
 
 def watch_status(ctx: typer.Context, r: Rollout, timeout: float) -> Outcome:
     """Follow the rollout until it completes, aborts or pauses, or until `timeout` seconds passed."""
-    console = state(ctx).console
     deadline = time.monotonic() + timeout
     outcome, last = status(r), None
     while True:
         if outcome.message != last:
-            console.info(outcome.message)
+            _note(ctx, outcome.message)
             last = outcome.message
         st = outcome.state
         if st.phase in ("Healthy", "Degraded", "Paused") or st.aborted or time.monotonic() > deadline:
@@ -144,7 +165,7 @@ def show_history(ctx: typer.Context, entries: list[AuditEntry]) -> None:
         for column in ("time", "user", "verb", "before", "after"):
             table.add_column(column)
         for e in entries:
-            table.add_row(e.time, e.user, e.verb, _short(e.before), _short(e.after))
+            table.add_row(*(_text(v) for v in (e.time, e.user, e.verb, _short(e.before), _short(e.after))))
         out.print(table)
 
     state(ctx).console.result({"history": [e.model_dump() for e in entries]}, render)

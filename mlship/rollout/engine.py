@@ -14,12 +14,29 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlship.errors import ExitCode, RouterRefusedError, UsageError
+from mlship.names import check_name
 from mlship.rollout.analysis import GateReport, evaluate, read_window
 from mlship.rollout.routers import Router
 from mlship.rollout.state import (AuditEntry, Route, RolloutState, Side, StateStore, current_user, now_iso,
                                   parse_iso)
 
 MAX_GATES = 50
+ADVANCES = ("step", "promote")  # verbs that move a rollout one step on
+
+
+@dataclass(frozen=True)
+class View:
+    """What a caller saw of a rollout before it waited for the lock.
+
+    `step` and `promote` compare it with the state they find under the lock:
+    if another call advanced the rollout since, they take no second step."""
+
+    revision: int
+    entries: int  # audit entries then; the ones after them are what happened since
+
+    @classmethod
+    def of(cls, state: RolloutState | None) -> "View":
+        return cls(0, 0) if state is None else cls(state.revision, len(state.history))
 
 
 @dataclass
@@ -34,6 +51,10 @@ class Rollout:
     default_steps: list[float] = field(default_factory=lambda: [5, 25, 50, 100])
     default_pause_s: float = 0.0
     default_strategy: str = "canary"
+    #: the caller's view, taken by `take_view` when the command starts (else just before locking)
+    view: View | None = None
+    #: told (once) when a verb has to wait for another one's lock
+    notify: Callable[[str], None] | None = None
     _router: Router | None = None
 
     @property
@@ -63,6 +84,13 @@ class Outcome:
         return doc
 
 
+def take_view(r: Rollout) -> View:
+    """Record what the rollout looks like now, before any waiting: a `step` or
+    `promote` started from this view takes no step if another call took one since."""
+    r.view = View.of(r.store.load(r.name))
+    return r.view
+
+
 def state_code(state: RolloutState) -> int:
     if state.aborted:
         return ExitCode.ROLLOUT_ABORTED
@@ -76,6 +104,12 @@ def state_code(state: RolloutState) -> int:
 
 def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = None, steps: list[float] | None = None,
           pause_s: float | None = None, candidate_slot: str | None = None) -> Outcome:
+    # Versions end up in the state, the audit log, messages and logs' filters: one rule, checked
+    # before anything is locked, written or routed.
+    check_name(candidate, "candidate version")
+    if stable is not None:
+        check_name(stable, "stable version")
+
     def act(state: RolloutState | None) -> tuple[RolloutState | None, str, int | None]:
         if state is not None and in_progress(state):
             if state.candidate and state.candidate.version == candidate and state.strategy == strategy:
@@ -124,7 +158,9 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
     return _transact(r, "start", act, creating=True)
 
 
-def step(r: Rollout, *, dry_run: bool = False) -> Outcome:
+def step(r: Rollout, *, dry_run: bool = False, expect_step: int | None = None) -> Outcome:
+    """Gate the current step; advance, abort or pause. With `expect_step`, refuse
+    (UsageError, nothing changed) unless the rollout is at that step index."""
     gate_holder: dict[str, GateReport] = {}
 
     def act(state: RolloutState) -> tuple[RolloutState | None, str, int | None]:
@@ -155,7 +191,7 @@ def step(r: Rollout, *, dry_run: bool = False) -> Outcome:
                          f"; `mlship rollout promote {r.name}` starts a canary, `--full` switches all traffic"), None
         return _advance(new)
 
-    outcome = _transact(r, "step", act, dry_run=dry_run)
+    outcome = _transact(r, "step", act, dry_run=dry_run, advance=not dry_run, expect_step=expect_step)
     outcome.gate = gate_holder.get("gate")
     return outcome
 
@@ -178,7 +214,7 @@ def promote(r: Rollout, *, full: bool = False) -> Outcome:
             return new, f"shadow promoted to canary: {new.route.describe()}", None
         return _advance(new)
 
-    return _transact(r, "promote", act)
+    return _transact(r, "promote", act, advance=not full)  # --full is a destination, not one step more
 
 
 def pause(r: Rollout) -> Outcome:
@@ -331,28 +367,50 @@ def _agreement(gate: GateReport) -> str:
 
 
 def _transact(r: Rollout, verb: str, act: Callable[..., tuple[RolloutState | None, str, int | None]],
-              *, creating: bool = False, dry_run: bool = False) -> Outcome:
-    seen = r.store.load(r.name)
-    with r.store.locked(r.name):
+              *, creating: bool = False, dry_run: bool = False, advance: bool = False,
+              expect_step: int | None = None) -> Outcome:
+    view = r.view if r.view is not None else View.of(r.store.load(r.name))
+    with r.store.locked(r.name, on_wait=r.notify):
         state = r.store.load(r.name)
         if state is None and not creating:
             raise UsageError(f"no rollout named {r.name} in {r.store.location}",
                              hint=f"Start one: mlship rollout start {r.name} --candidate VERSION")
-        if (seen is not None and state is not None and state.revision != seen.revision and state.history
-                and state.history[-1].verb.startswith(verb) and verb in ("step", "promote")):
-            # Another call did this while we waited for the lock: one step, not two.
-            return Outcome(state, f"{verb} already taken by a concurrent call: {state.route.describe()}",
-                           state_code(state))
+        _expect(r, state, expect_step)
+        taken = _advanced_since(view, state) if advance else None
+        if taken is not None:
+            # Another call moved the rollout on after this one looked at it: one step, not two.
+            return Outcome(state, f"{verb} already taken by a concurrent call ({taken.verb} by {taken.user}): "
+                                  f"{state.route.describe()}", state_code(state))
         if state is not None and not dry_run:
             state, repaired = _repair(r, state, verb)
             if repaired:
                 return Outcome(state, f"completed the interrupted {verb}: {state.route.describe()}",
                                state_code(state), changed=True)
+            _expect(r, state, expect_step)  # a repair that completed another verb may have moved it
         new, message, code = act(state)
         if new is None:
             return Outcome(state, message, code if code is not None else state_code(state))
         _record(r, verb, state, new)
         return Outcome(new, message, code if code is not None else state_code(new), changed=True)
+
+
+def _expect(r: Rollout, state: RolloutState | None, expect_step: int | None) -> None:
+    """Refuse, before any change, a verb meant for another step index (`--expect-step`)."""
+    if expect_step is None or state is None or state.step == expect_step:
+        return
+    raise UsageError(f"rollout {r.name} is at step index {state.step} ({state.route.describe()}), "
+                     f"not {expect_step} (--expect-step {expect_step}): another call moved it; nothing changed",
+                     hint=f"See `mlship rollout status {r.name}`")
+
+
+def _advanced_since(view: View, state: RolloutState | None) -> AuditEntry | None:
+    """The first step or promote recorded after `view` was taken, if any."""
+    if state is None or state.revision == view.revision:
+        return None
+    for entry in state.history[view.entries:]:
+        if entry.verb.split(" ", 1)[0] in ADVANCES:
+            return entry
+    return None
 
 
 def _repair(r: Rollout, state: RolloutState, verb: str) -> tuple[RolloutState, bool]:

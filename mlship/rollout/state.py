@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -139,8 +139,18 @@ def current_user() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+OnWait = Callable[[str], None] | None
+
+
+def _waiting(on_wait: OnWait, name: str, where: str) -> None:
+    """Tell the caller (once) that it waits for another verb's lock, and for how long at most."""
+    if on_wait is not None:
+        on_wait(f"rollout {name} is locked by another mlship ({where}); waiting up to {LOCK_WAIT_S:.0f} s")
+
+
 class StateStore:
-    """Where rollout states live. `locked(name)` serialises verbs on one rollout."""
+    """Where rollout states live. `locked(name)` serialises verbs on one rollout;
+    `on_wait` is called once, with a sentence, when the lock is held by someone else."""
 
     location: str
 
@@ -150,7 +160,7 @@ class StateStore:
     def save(self, state: RolloutState) -> None:
         raise NotImplementedError
 
-    def locked(self, name: str) -> contextlib.AbstractContextManager[None]:
+    def locked(self, name: str, on_wait: OnWait = None) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
 
 
@@ -174,18 +184,22 @@ class FileStateStore(StateStore):
         atomic_write(self._path(state.name), state.to_json())
 
     @contextlib.contextmanager
-    def locked(self, name: str) -> Iterator[None]:
+    def locked(self, name: str, on_wait: OnWait = None) -> Iterator[None]:
         import fcntl
 
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{name}.lock"
         with open(path, "a+") as fh:
             deadline = time.monotonic() + LOCK_WAIT_S
+            told = False
             while True:
                 try:
                     fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not told:
+                        _waiting(on_wait, name, str(path))
+                        told = True
                     if time.monotonic() > deadline:
                         raise RolloutPausedError(f"rollout {name} is locked by another mlship ({path})",
                                                  hint="Wait for it to finish, then run the verb again") from None
@@ -237,10 +251,11 @@ class S3StateStore(StateStore):
         self._etags[state.name] = reply["ETag"]
 
     @contextlib.contextmanager
-    def locked(self, name: str) -> Iterator[None]:
+    def locked(self, name: str, on_wait: OnWait = None) -> Iterator[None]:
         key = self._key(name, ".lock")
         token = f"{current_user()} pid {os.getpid()} {time.time()}"
         deadline = time.monotonic() + LOCK_WAIT_S
+        told = False
         while True:
             body = json.dumps({"owner": token, "expires": time.time() + LOCK_LEASE_S}).encode()
             try:
@@ -249,6 +264,9 @@ class S3StateStore(StateStore):
             except Exception as exc:
                 if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
                     raise ServiceError(f"{self.location}: cannot lock rollout {name}: {_reason(exc)}") from None
+            if not told:
+                _waiting(on_wait, name, f"s3://{self.bucket}/{key}")
+                told = True
             self._break_expired(key)
             if time.monotonic() > deadline:
                 raise RolloutPausedError(f"rollout {name} is locked by another mlship (s3://{self.bucket}/{key})",

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from tests.rollout.conftest import MLP, Load, broken_model, sample_rows, slow_model
+from tests.rollout.overlap import file_lock_held, run_overlapping
 from tests.support import MODEL
 
 
@@ -175,10 +176,9 @@ def test_dry_run_judges_without_acting(stage_factory, tmp_path):
 def test_two_concurrent_steps_take_one_step(stage_factory):
     stage = stage_factory(analysis="{min_requests: 0, max_error_rate: 0.01}")
     assert stage.rollout("start", "bc", "--candidate", "2.0.0", "--stable", "1.0.0").code == 0
-    import concurrent.futures
-
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: stage.rollout_process("--json", "step", "bc"), range(2)))
+    # Both steps have started and wait for the lock (the test holds it) before either acts.
+    args = ["-c", str(stage.project / "mlship.yaml"), "--json", "rollout", "step", "bc"]
+    results = run_overlapping(file_lock_held(stage.project / ".mlship" / "rollouts" / "bc.lock"), args, args)
     assert all(r.code == 0 for r in results), [r.stderr for r in results]
     messages = sorted(json.loads(r.stdout)["message"] for r in results)
     assert any("already taken by a concurrent call" in m for m in messages), messages

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from tests.support import run, run_process
+from tests.rollout.overlap import s3_lock_held, run_overlapping
+from tests.support import run
 
 
 def endpoint_weights(client, endpoint: str) -> dict[str, float]:
@@ -81,12 +82,11 @@ def test_sagemaker_weights_move_per_step_and_abort_restores_them(sagemaker):
 def test_concurrent_steps_with_the_s3_state_take_one_step(sagemaker, s3_server):
     sm, endpoint, project, s3, bucket = sagemaker
     assert ms(project, "start", "bc", "--candidate", "2.0.0", "--stable", "1.0.0").code == 0
-    import concurrent.futures
-
-    cfg = str(project / "mlship.yaml")
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: run_process("-c", cfg, "--json", "rollout", "step", "bc"), range(2)))
+    # Both steps have started and wait for the S3 lock object (the test holds it) before either acts.
+    args = ["-c", str(project / "mlship.yaml"), "--json", "rollout", "step", "bc"]
+    results = run_overlapping(s3_lock_held(s3, bucket, "rollouts/bc.lock"), args, args)
     assert all(r.code == 0 for r in results), [r.stderr for r in results]
+    assert sum("already taken by a concurrent call" in json.loads(r.stdout)["message"] for r in results) == 1
     assert endpoint_weights(sm, endpoint) == {"blue": 50.0, "green": 50.0}
     doc = json.loads(s3.get_object(Bucket=bucket, Key="rollouts/bc.json")["Body"].read())
     assert [e["verb"] for e in doc["history"]] == ["start", "step"]
