@@ -323,7 +323,12 @@ def _read_yaml(file: Path) -> dict[str, Any]:
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
         raise ConfigError(f"{where}: invalid YAML: {exc.problem}", hint="Fix the syntax") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{file}: cannot read config: {exc}") from None
+        # One line: the reader's errors (a NUL byte, say) span several.
+        raise ConfigError(f"{file}: cannot read config: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid YAML: nested too deeply", hint="Fix the syntax") from None
+    except ValueError as exc:  # a scalar the parser accepts but cannot build: a 30 February, a huge integer
+        raise ConfigError(f"{file}: invalid YAML value: {exc}", hint="Quote it to make it a string") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -348,7 +353,7 @@ def _parse_scalar(raw: str) -> Any:
     """Environment values are YAML scalars or flow collections ("0.5", "[5, 50]")."""
     try:
         return yaml.safe_load(raw)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError):  # not YAML, or a value YAML cannot build: the text
         return raw
 
 
