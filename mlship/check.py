@@ -51,6 +51,8 @@ class CheckOptions(BaseModel):
     task: Literal["auto", "classification", "regression"] = "auto"
     latency_budget_s: float = 1.0
     threads: int | None = None
+    allow_missing: bool = Field(False, description="Missing values in the sample reach float inputs as NaN "
+                                "instead of being refused (`missing_values: allow`).")
 
 
 class CheckItem(BaseModel):
@@ -141,7 +143,8 @@ def run_check(options: CheckOptions, progress: Any = None) -> CheckReport:
 
     step("smoke run")
     table = read_table(options.sample) if options.sample else None
-    feeds = feeding.feeds_from_table(table, runner.signature) if table else feeding.generated_feeds(runner.signature, 8)
+    feeds = (feeding.feeds_from_table(table, runner.signature, allow_missing=options.allow_missing) if table
+             else feeding.generated_feeds(runner.signature, 8))
     outputs = _run_batched(runner, feeds, options.batch_size)
     smoke = _smoke(outputs, runner.signature, str(options.sample) if options.sample else "generated", feeds)
     checks.append(_smoke_item(smoke, from_sample=table is not None))

@@ -27,6 +27,8 @@ class PredictOptions(BaseModel):
     batch_size: int = Field(50_000, ge=1)
     keep_columns: list[str] = Field(default_factory=list)
     on_error: Literal["fail", "skip"] = "fail"
+    allow_missing: bool = Field(False, description="Missing values reach float inputs as NaN instead of being "
+                                "refused (`missing_values: allow`).")
     rejects: Path | None = None
     resume: bool = False
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads per run (default 1).")
@@ -114,6 +116,6 @@ def _fingerprint(options: PredictOptions, files: list[Path], model_sha256: str) 
     facts = {
         "model": model_sha256,
         "files": [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
-        "options": options.model_dump(mode="json", include={"batch_size", "keep_columns", "on_error", "output"}),
+        "options": options.model_dump(mode="json", include={"batch_size", "keep_columns", "on_error", "allow_missing", "output"}),
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()

@@ -49,7 +49,8 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
         if chunk.index in plan.done:
             return chunk, None, None, []
         table, rejects = _usable_rows(chunk, runner, options)
-        return chunk, table, feeds_from_table(table, runner.signature) if table.n_rows else None, rejects
+        feeds = feeds_from_table(table, runner.signature, allow_missing=options.allow_missing) if table.n_rows else None
+        return chunk, table, feeds, rejects
 
     pool = ThreadPoolExecutor(max_workers=options.parallel, thread_name_prefix="mlship-infer")
     in_flight: deque[tuple[Chunk, Table | None, Any, list[dict[str, Any]], Future | None]] = deque()
@@ -105,7 +106,7 @@ def _usable_rows(chunk: Chunk, runner: Runner, options: PredictOptions) -> tuple
     """The chunk without rows that cannot be converted (--on-error skip), and why."""
     if options.on_error == "fail":
         return chunk.table, []
-    bad = table_bad_rows(chunk.table, runner.signature)
+    bad = table_bad_rows(chunk.table, runner.signature, allow_missing=options.allow_missing)
     if not bad:
         return chunk.table, []
     table = chunk.table

@@ -31,7 +31,8 @@ REJECT = "_mlship_reject"
 class RayScorer:
     """A Ray actor: one onnxruntime session, scoring pyarrow batches."""
 
-    def __init__(self, model: list[Any], on_error: str, keep: list[str], fmt: str, threads: int | None) -> None:
+    def __init__(self, model: list[Any], on_error: str, keep: list[str], fmt: str, threads: int | None,
+                 allow_missing: bool = False) -> None:
         import ray
 
         from mlship.model.runner import Runner
@@ -44,6 +45,7 @@ class RayScorer:
         self.runner = Runner.from_path(path, threads=threads or 1)
         os.unlink(path)  # the session holds the model now
         self.on_error, self.keep, self.fmt = on_error, keep, fmt
+        self.allow_missing = allow_missing
 
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
         from mlship.model.feeds import feeds_from_table, table_bad_rows
@@ -54,7 +56,7 @@ class RayScorer:
         table = _batch_table(batch, self.fmt, frozenset(self.keep) - frozenset(needed_columns(self.runner.signature, names)))
         rejects: list[dict[str, Any]] = []
         if self.on_error == "skip":
-            bad = table_bad_rows(table, self.runner.signature)
+            bad = table_bad_rows(table, self.runner.signature, allow_missing=self.allow_missing)
             if bad:
                 rows = sorted({i for i, *_ in bad})
                 first = {i: (column, value, reason) for i, column, value, reason in reversed(bad)}
@@ -66,7 +68,7 @@ class RayScorer:
                 table = Table(table.path, {k: v[keep] for k, v in table.columns.items()})
         columns: dict[str, np.ndarray] = {}
         if table.n_rows:
-            scored = self.runner.run(feeds_from_table(table, self.runner.signature))
+            scored = self.runner.run(feeds_from_table(table, self.runner.signature, allow_missing=self.allow_missing))
             columns = outputs.prediction_columns(scored, {c: table.column(c) for c in self.keep})
         n = table.n_rows
         columns[REJECT] = np.array([""] * n + [json.dumps(r) for r in rejects], dtype=object)  # "": scored
@@ -119,7 +121,8 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
     scored = dataset.map_batches(
         RayScorer, batch_size=options.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=_actors(ray, options)), num_cpus=1, fn_constructor_kwargs={"model": [ray.put(Path(options.model).read_bytes())], "on_error": options.on_error,
-                                           "keep": options.keep_columns, "fmt": in_fmt, "threads": options.threads},
+                                           "keep": options.keep_columns, "fmt": in_fmt, "threads": options.threads,
+                                           "allow_missing": options.allow_missing},
     )
     _quiet_ray_logs()
     assembler = outputs.Assembler(work, fmt, options.output)

@@ -25,6 +25,9 @@ def check(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Batch size for the throughput measurement [64]."),
     task: Optional[str] = typer.Option(None, "--task", help="auto, classification or regression [auto]."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads [all cores]."),
+    allow_missing: Optional[bool] = typer.Option(
+        None, "--allow-missing/--refuse-missing",
+        help="Pass missing values in the sample to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
 ) -> None:
     """Check a model: validity, signature, smoke run, latency, baseline, quality floor.
 
@@ -37,6 +40,7 @@ def check(
     cfg = config_for(ctx, {
         "check.labels": labels, "check.tolerance": tolerance, "check.min_agreement": min_agreement,
         "check.max_p99_ms": max_p99_ms, "check.batch_size": batch_size, "check.task": task,
+        "missing_values": None if allow_missing is None else ("allow" if allow_missing else "refuse"),
     })
     model_path = model or cfg.resolve(cfg.model)
     if model_path is None:
@@ -49,6 +53,7 @@ def check(
         min_metric={**cfg.check.min_metric, **parse_pairs(min_metric, "--min-metric")},
         max_metric={**cfg.check.max_metric, **parse_pairs(max_metric, "--max-metric")},
         max_p99_ms=cfg.check.max_p99_ms, batch_size=cfg.check.batch_size, task=cfg.check.task, threads=threads,
+        allow_missing=cfg.missing_values == "allow",
     )
     console = state(ctx).console
     with console.status("checking the model") as status:

@@ -25,6 +25,9 @@ def predict(
     log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Also write a prediction log (mlship.predlog/v1)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (needs mlship[ray])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [a local Ray]."),
+    allow_missing: Optional[bool] = typer.Option(
+        None, "--allow-missing/--refuse-missing",
+        help="Pass missing values (empty, null, NaN) to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
 ) -> None:
     """Score data files with a model, streaming in chunks.
 
@@ -38,7 +41,7 @@ def predict(
     from mlship.errors import UsageError
     from mlship.model.load import default_model_name
 
-    cfg = config_for(ctx)
+    cfg = config_for(ctx, {"missing_values": None if allow_missing is None else ("allow" if allow_missing else "refuse")})
     model_path = model or cfg.resolve(cfg.model)
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
@@ -47,7 +50,7 @@ def predict(
     options = PredictOptions(
         model=model_path, input=input, output=output, batch_size=batch_size,
         keep_columns=[c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else [],
-        on_error=on_error, rejects=rejects, resume=resume, threads=threads, log_dir=log_dir,
+        on_error=on_error, allow_missing=cfg.missing_values == "allow", rejects=rejects, resume=resume, threads=threads, log_dir=log_dir,
         **({"parallel": parallel} if parallel else {}),
         name=cfg.name or default_model_name(model_path),
         version=cfg.version or "1", engine=engine, address=address,

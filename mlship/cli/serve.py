@@ -29,6 +29,9 @@ def serve(
     cache_size: int = typer.Option(0, "--cache-size", help="LRU cache of this many answers (0: off)."),
     max_body_bytes: int = typer.Option(10 * 1024 * 1024, "--max-body-bytes", help="Largest request body accepted."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads."),
+    allow_missing: Optional[bool] = typer.Option(
+        None, "--allow-missing/--refuse-missing",
+        help="Pass missing values (null, NaN) to float inputs as NaN, or answer 400 [missing_values in mlship.yaml: refuse]."),
 ) -> None:
     """Serve a model: Open Inference Protocol (/v2), /predict, /metrics.
 
@@ -41,13 +44,14 @@ def serve(
 
     cfg = config_for(ctx)
     source = resolve_source(model, cfg, name=name, version=model_version)
+    allow = source.allow_missing if allow_missing is None else allow_missing
     try:
         settings = ServeSettings(
             model_path=source.path, name=source.name, version=source.version, variant=variant, host=host,
             port=port, workers=workers, threads=threads, max_batch=max_batch, max_wait_ms=max_wait_ms,
             cache_size=cache_size, max_body_bytes=max_body_bytes, log_dir=log_dir,
             log_sample_rate=log_sample_rate, log_max_bytes=int(log_max_mb * 1024 * 1024), log_max_age_s=log_max_age,
-            log_queue_size=log_queue_size,
+            log_queue_size=log_queue_size, allow_missing=allow,
         )
     except ValueError as exc:
         raise UsageError(f"invalid serve option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

@@ -1,4 +1,12 @@
-"""Turning data into model inputs ("feeds"), and making up inputs for smoke runs."""
+"""Turning data into model inputs ("feeds"), and making up inputs for smoke runs.
+
+The missing-value rule lives here, once, for serve, predict and check: an
+empty cell, a null or a NaN (also spelled as text: "NaN", "nan", "-nan") is
+refused naming the column and row, unless the caller declares the model takes
+missing values (`missing_values: allow`, `--allow-missing`). Then a float
+input receives float NaN; integer, bool and string inputs have no NaN to pass,
+so they refuse missing values either way. Infinity is a value, not missing.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +17,32 @@ from mlship.errors import InvalidInputError
 from mlship.model.signature import Signature, TensorSpec
 
 
-def feeds_from_table(table: Table, signature: Signature) -> dict[str, np.ndarray]:
+MISSING_HINT = ("Fill the value in, skip the row (predict: --on-error skip), or, if the model takes missing "
+                "values, pass --allow-missing or set `missing_values: allow` in mlship.yaml")
+_NOT_DECLARED = "missing value, and the model is not declared to take missing values (missing_values: allow)"
+
+
+def feeds_from_table(table: Table, signature: Signature, *, allow_missing: bool = False) -> dict[str, np.ndarray]:
     """Map a table's columns onto the model inputs by name.
 
     An input takes the column of its own name; a single 2-D input with
     feature names in the model's metadata gathers those columns in order; an
     .npy file feeds a single-input model whole. Missing columns are all named
-    in one error.
+    in one error; missing values follow the module's rule.
     """
     feeds, missing = {}, []
     for spec in signature.inputs:
         if spec.name in table.columns:
-            feeds[spec.name] = _convert(table, spec.name, table.column(spec.name), spec)
+            feeds[spec.name] = _convert(table, spec.name, table.column(spec.name), spec, allow_missing)
         elif NPY_COLUMN in table.columns and len(signature.inputs) == 1:
-            feeds[spec.name] = _convert(table, "array", table.column(NPY_COLUMN), spec)
+            feeds[spec.name] = _convert(table, "array", table.column(NPY_COLUMN), spec, allow_missing)
         elif signature.feature_names and len(signature.inputs) == 1:
             absent = [n for n in signature.feature_names if n not in table.columns]
             if absent:
                 missing.extend(absent)
                 continue
-            stacked = np.column_stack([_as_number(table, n, spec) for n in signature.feature_names])
-            feeds[spec.name] = _convert(table, spec.name, stacked, spec)
+            stacked = np.column_stack([_as_number(table, n, spec, allow_missing) for n in signature.feature_names])
+            feeds[spec.name] = _convert(table, spec.name, stacked, spec, allow_missing)
         else:
             missing.append(spec.name)
     if missing:
@@ -41,18 +54,20 @@ def feeds_from_table(table: Table, signature: Signature) -> dict[str, np.ndarray
     return feeds
 
 
-def _as_number(table: Table, name: str, spec: TensorSpec) -> np.ndarray:
+def _as_number(table: Table, name: str, spec: TensorSpec, allow_missing: bool) -> np.ndarray:
     column = table.column(name)
     if column.ndim != 1:
         raise InvalidInputError(f"{table.path}: column '{name}' holds lists; expected one number per row")
-    return _convert(table, name, column, spec.model_copy(update={"shape": None}))
+    return _convert(table, name, column, spec.model_copy(update={"shape": None}), allow_missing)
 
 
-def _convert(table: Table, name: str, column: np.ndarray, spec: TensorSpec) -> np.ndarray:
+def _convert(table: Table, name: str, column: np.ndarray, spec: TensorSpec, allow_missing: bool) -> np.ndarray:
     """Cast to the input's dtype and shape, naming the first bad row on failure."""
-    dtype = np.dtype(object) if spec.dtype == "string" else np.dtype(spec.dtype or "float32")
+    dtype = input_dtype(spec)
+    _refuse_bad_rows(table, name, column, dtype, allow_missing)
     if dtype.kind in "iufb":
-        column = _numeric(table, name, column, dtype)
+        column = column.astype(dtype, copy=False) if column.dtype.kind in "iuf" else \
+            column.astype(np.float64).astype(dtype)
     else:
         column = column.astype(str).astype(object)
     shape = spec.shape
@@ -73,28 +88,68 @@ def _convert(table: Table, name: str, column: np.ndarray, spec: TensorSpec) -> n
     return np.ascontiguousarray(column)
 
 
-def _numeric(table: Table, name: str, column: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    bad = bad_rows(column, dtype)
+def input_dtype(spec: TensorSpec) -> np.dtype:
+    """The NumPy dtype an input is fed as (object for strings)."""
+    return np.dtype(object) if spec.dtype == "string" else np.dtype(spec.dtype or "float32")
+
+
+def _refuse_bad_rows(table: Table, name: str, column: np.ndarray, dtype: np.dtype, allow_missing: bool) -> None:
+    bad = bad_rows(column, dtype, allow_missing=allow_missing)
     if bad:
         index, value, reason = bad[0]
+        missing = reason.startswith("missing value")
         raise InvalidInputError(
             f"{table.path}: column '{name}' row {table.first_row + index}: {reason}",
-            hint="Fix the value or drop the row (predict: --on-error skip)",
+            hint=MISSING_HINT if missing and dtype.kind == "f" else "Fix the value or drop the row (predict: --on-error skip)",
         )
-    if column.dtype.kind in "iuf":
-        return column.astype(dtype, copy=False)
-    return column.astype(np.float64).astype(dtype)
 
 
-def bad_rows(column: np.ndarray, dtype: np.dtype) -> list[tuple[int, object, str]]:
-    """Rows of `column` that cannot become `dtype`: (index, value, reason)."""
-    if column.dtype.kind in "iub" or (column.dtype.kind == "f" and dtype.kind == "f"):
+def is_missing(value: object, *, text: bool = True) -> bool:
+    """None, a float NaN, or (with `text`) text that reads as NaN ("NaN",
+    "nan", "-nan"...): what the rule calls missing. For a string input the
+    text "NaN" is just text, so its callers pass text=False."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(value != value)
+    if text and isinstance(value, str):
+        return value.strip().lstrip("+-").lower() == "nan"
+    return False
+
+
+def missing_reason(dtype: np.dtype, allow_missing: bool) -> str | None:
+    """Why a missing value cannot go to an input of `dtype`; None when it may (as NaN)."""
+    if dtype.kind == "f":
+        return None if allow_missing else _NOT_DECLARED
+    return f"missing value, but the input is {'string' if dtype.kind == 'O' else dtype.name}"
+
+
+def missing_mask(values: np.ndarray, *, text: bool = True) -> np.ndarray:
+    """Element-wise `is_missing` (vectorised for float arrays)."""
+    if values.dtype.kind == "f":
+        return np.isnan(values)
+    if values.dtype.kind != "O":
+        return np.zeros(values.shape, dtype=bool)
+    return np.frompyfunc(lambda v: is_missing(v, text=text), 1, 1)(values).astype(bool)
+
+
+def bad_rows(column: np.ndarray, dtype: np.dtype, *, allow_missing: bool = False) -> list[tuple[int, object, str]]:
+    """Rows of `column` that cannot become `dtype`: (index, value, reason).
+
+    A missing value is shown as None (JSON null in rejects files)."""
+    if column.dtype.kind in "iub" or len(column) == 0:
         return []
-    if column.dtype.kind == "f":  # to an integer or bool input: NaN has no value
-        nan = np.flatnonzero(np.isnan(column).reshape(len(column), -1).any(axis=1))
-        return [(int(i), None, f"missing value, but the input is {dtype.name}") for i in nan]
+    rows = column.reshape(len(column), -1)
+    if dtype.kind not in "iufb":  # strings: anything is text, except a missing value
+        reason = missing_reason(dtype, allow_missing)
+        return [(int(i), None, reason) for i in np.flatnonzero(missing_mask(rows, text=False).any(axis=1))]
+    if column.dtype.kind == "f":
+        reason = missing_reason(dtype, allow_missing)
+        if reason is None:
+            return []
+        return [(int(i), None, reason) for i in np.flatnonzero(np.isnan(rows).any(axis=1))]
     bad = []
-    for i, value in enumerate(column.reshape(len(column), -1)):
+    for i, value in enumerate(rows):
         items = value.tolist()
         shown = items[0] if len(items) == 1 else items
         try:
@@ -102,8 +157,10 @@ def bad_rows(column: np.ndarray, dtype: np.dtype) -> list[tuple[int, object, str
         except (ValueError, TypeError):
             bad.append((i, shown, f"cannot convert {shown!r} to {dtype.name}"))
             continue
-        if dtype.kind in "iub" and np.isnan(number).any():
-            bad.append((i, shown, f"missing value, but the input is {dtype.name}"))
+        if np.isnan(number).any():
+            reason = missing_reason(dtype, allow_missing)
+            if reason is not None:
+                bad.append((i, None, reason))
     return bad
 
 
@@ -171,13 +228,12 @@ def needed_columns(signature: Signature, available: list[str]) -> list[str]:
     return names
 
 
-def table_bad_rows(table: Table, signature: Signature) -> list[tuple[int, str, object, str]]:
+def table_bad_rows(table: Table, signature: Signature, *,
+                   allow_missing: bool = False) -> list[tuple[int, str, object, str]]:
     """Every (row index, column, value, reason) that `feeds_from_table` would reject."""
     bad = []
     for spec in signature.inputs:
-        dtype = np.dtype(object) if spec.dtype == "string" else np.dtype(spec.dtype or "float32")
-        if dtype.kind not in "iufb":
-            continue
+        dtype = input_dtype(spec)
         if spec.name in table.columns:
             columns = [spec.name]
         elif signature.feature_names and len(signature.inputs) == 1:
@@ -185,5 +241,6 @@ def table_bad_rows(table: Table, signature: Signature) -> list[tuple[int, str, o
         else:
             columns = []
         for name in columns:
-            bad.extend((i, name, value, reason) for i, value, reason in bad_rows(table.column(name), dtype))
+            bad.extend((i, name, value, reason)
+                       for i, value, reason in bad_rows(table.column(name), dtype, allow_missing=allow_missing))
     return bad

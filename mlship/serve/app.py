@@ -48,11 +48,13 @@ class ServeApp:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        request_id = uuid.uuid4().hex
         endpoint, status, payload, content_type = "other", 500, b"", b"application/json"
         self.inflight += 1
         self.service.metrics.inflight.set(*self.service.metrics.base, value=self.inflight)
         try:
+            # The id goes back in a response header: refused (400) unless it is safe there.
+            request_id = protocol.checked_id(_header(scope, b"x-request-id"), "X-Request-ID header") or request_id
             endpoint, handler = self._route(scope["method"], scope["path"])
             status, body = await handler(scope, receive, request_id, started)
             request_id = scope.get("mlship.request_id", request_id)  # an infer body's "id" when no header gave one
@@ -151,24 +153,28 @@ class ServeApp:
     async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
         body = await self._json_body(scope, receive, request_id, started)
-        body_id = body.get("id") if isinstance(body, dict) else None
-        if body_id is not None and _header(scope, b"x-request-id") is None:
-            request_id = scope["mlship.request_id"] = str(body_id)  # one id: header, body, log
+        body_id = self._decode(request_id, started, lambda: protocol.checked_id(
+            body.get("id") if isinstance(body, dict) else None, "'id'"))
+        if body_id is not None and not _header(scope, b"x-request-id"):
+            request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
+        allow = service.settings.allow_missing
         feeds, wanted = self._decode(request_id, started, lambda: (
-            protocol.decode_inputs(body, service.signature), protocol.requested_outputs(body, service.output_names)))
+            protocol.decode_inputs(body, service.signature, allow_missing=allow),
+            protocol.requested_outputs(body, service.output_names)))
         outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
         return 200, {
             "model_name": service.name,
             "model_version": service.version,
-            "id": str(body_id) if body_id is not None else request_id,
+            "id": body_id if body_id is not None else request_id,
             "outputs": protocol.encode_outputs(outputs, wanted),
         }
 
     async def _predict(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
         body = await self._json_body(scope, receive, request_id, started)
-        feeds, instances = self._decode(request_id, started, lambda: decode_instances(body, service.signature))
+        feeds, instances = self._decode(request_id, started, lambda: decode_instances(
+            body, service.signature, allow_missing=service.settings.allow_missing))
         outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, instances=instances, outputs=outputs, cached=cached)
         return 200, {

@@ -21,8 +21,12 @@ def feature_names(signature: Signature) -> list[str]:
     return [s.name for s in signature.inputs]
 
 
-def decode_instances(body: Any, signature: Signature) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Feeds for the model, and the instances as sent (for the log)."""
+def decode_instances(body: Any, signature: Signature, *,
+                     allow_missing: bool = False) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
+    """Feeds for the model, and the instances as sent (for the log).
+
+    Row N of an error is instances[N-1]; missing values follow
+    mlship.model.feeds' rule."""
     if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or not body["instances"]:
         raise RequestError(400, "request body must be a JSON object with a non-empty 'instances' list")
     instances = body["instances"]
@@ -41,7 +45,7 @@ def decode_instances(body: Any, signature: Signature) -> tuple[dict[str, np.ndar
                                     f"{', '.join(map(repr, missing[:5]))}{' …' if len(missing) > 5 else ''}")
     table = Table("request", {n: _column(instances, n) for n in names})
     try:
-        return feeds_from_table(table, signature), instances
+        return feeds_from_table(table, signature, allow_missing=allow_missing), instances
     except InvalidInputError as exc:
         raise RequestError(400, exc.message.removeprefix("request: ")) from None
 

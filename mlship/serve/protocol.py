@@ -6,12 +6,20 @@ flat or nested. Responses carry `outputs` in the same form.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
+from mlship.model.feeds import input_dtype, missing_mask, missing_reason
 from mlship.model.signature import Signature, TensorSpec
 from mlship.serve.errors import RequestError
+
+# A request id is echoed in the X-Request-ID response header (and joins logs):
+# visible ASCII only, so no CR/LF can split the header and no space or byte
+# beyond ASCII is changed on the way; 256 characters fit any proxy's buffer.
+MAX_ID_LENGTH = 256
+_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_ID_LENGTH)
 
 # NumPy dtype name -> protocol datatype
 DATATYPES = {
@@ -28,8 +36,24 @@ def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
     return {"name": spec.name, "datatype": DATATYPES.get(spec.dtype or "", "BYTES"), "shape": shape}
 
 
-def decode_inputs(body: Any, signature: Signature) -> dict[str, np.ndarray]:
-    """Validate an infer request's `inputs` against the signature and build feeds."""
+def checked_id(value: Any, field: str) -> str | None:
+    """A client's request id, safe to echo in a header; None when absent or "".
+
+    Anything else than 1 to 256 visible ASCII characters is refused (400)
+    rather than cleaned up: a changed id would no longer join the client's
+    own records."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _ID.fullmatch(value):
+        return value
+    shown = ascii(value) if isinstance(value, str) else f"a JSON {type(value).__name__}"
+    raise RequestError(400, f"{field} must be a string of 1 to {MAX_ID_LENGTH} printable ASCII characters without "
+                            f"spaces (it is echoed in the X-Request-ID header); got {shown[:80]}")
+
+
+def decode_inputs(body: Any, signature: Signature, *, allow_missing: bool = False) -> dict[str, np.ndarray]:
+    """Validate an infer request's `inputs` against the signature and build
+    feeds; missing values follow mlship.model.feeds' rule."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise RequestError(400, "request body must be a JSON object with an 'inputs' list")
     specs = {s.name: s for s in signature.inputs}
@@ -42,14 +66,16 @@ def decode_inputs(body: Any, signature: Signature) -> dict[str, np.ndarray]:
             raise RequestError(400, f"unknown input {name!r}; the model takes {', '.join(specs)}")
         if name in feeds:
             raise RequestError(400, f"input {name!r} appears twice")
-        feeds[name] = _decode_tensor(tensor, specs[name])
+        names = signature.feature_names if len(specs) == 1 else None
+        feeds[name] = _decode_tensor(tensor, specs[name], allow_missing, names)
     missing = [n for n in specs if n not in feeds]
     if missing:
         raise RequestError(400, f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
     return feeds
 
 
-def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec) -> np.ndarray:
+def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, allow_missing: bool = False,
+                   feature_names: list[str] | None = None) -> np.ndarray:
     name = spec.name
     shape, datatype, data = tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
@@ -59,17 +85,48 @@ def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec) -> np.ndarray:
         raise RequestError(400, f"input {name!r}: datatype {datatype!r} does not match the model's {expected}")
     if data is None:
         raise RequestError(400, f"input {name!r}: 'data' is missing")
-    dtype = object if spec.dtype == "string" else spec.dtype
+    dtype = input_dtype(spec)
+    count = int(np.prod(shape)) if shape else 1
+    if dtype.kind != "f":
+        # Casting would hide a missing value (null becomes False for BOOL, "NaN"
+        # True), so look at the values as sent; strings keep the text "NaN".
+        try:
+            raw = np.asarray(data, dtype=object)
+        except ValueError:
+            raw = None  # ragged: the cast below names it
+        if raw is not None and raw.size == count:
+            _refuse_missing(name, missing_mask(raw.ravel(), text=dtype.kind != "O"), shape, dtype, allow_missing,
+                            feature_names)
     try:
         array = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError):
         raise RequestError(400, f"input {name!r}: data cannot be read as {datatype}") from None
-    count = int(np.prod(shape)) if shape else 1
     if array.size != count:
         raise RequestError(400, f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
     array = array.reshape(shape)
     _check_shape(name, array.shape, spec)
+    if dtype.kind == "f":  # null and "NaN" are NaN by now
+        _refuse_missing(name, np.isnan(array).ravel(), shape, dtype, allow_missing, feature_names)
     return array
+
+
+def _refuse_missing(name: str, mask: np.ndarray, shape: list[int], dtype: np.dtype, allow_missing: bool,
+                    feature_names: list[str] | None) -> None:
+    """400 naming the input, row (1-based, as in predict and /predict) and
+    feature of the first missing value the rule does not let through."""
+    reason = missing_reason(dtype, allow_missing)
+    hits = np.flatnonzero(mask) if reason is not None else ()
+    if not len(hits):
+        return
+    where = [int(i) for i in np.unravel_index(int(hits[0]), shape)] if shape else []
+    place = f"input {name!r}"
+    if where:
+        place += f" row {where[0] + 1}"
+    if len(where) == 2 and feature_names and len(feature_names) == shape[1]:
+        place += f", feature {feature_names[where[1]]!r}"
+    elif len(where) > 1:
+        place += f", index {where}"
+    raise RequestError(400, f"{place}: {reason}")
 
 
 def _check_shape(name: str, shape: tuple[int, ...], spec: TensorSpec) -> None:

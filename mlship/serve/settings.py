@@ -22,6 +22,8 @@ class ServeSettings(BaseModel):
     max_wait_ms: float = Field(0.0, ge=0)
     cache_size: int = Field(0, ge=0)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    allow_missing: bool = Field(False, description="Pass missing values (null, NaN) to float inputs as NaN "
+                                "instead of answering 400 (mlship.yaml `missing_values: allow`).")
     log_dir: Path | None = None
     log_sample_rate: float = Field(1.0, ge=0, le=1)
     log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)

@@ -14,6 +14,7 @@ class ModelSource:
     path: Path
     name: str
     version: str
+    allow_missing: bool = False  # `missing_values: allow` in the config that named the model
 
 
 def resolve_source(target: Path | None, config: Config, *, name: str | None, version: str | None) -> ModelSource:
@@ -40,7 +41,8 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
 
         bundle = unpack_bundle(target)
         return ModelSource(path=bundle.model_path, name=name or bundle.manifest["name"],
-                           version=version or bundle.manifest["version"])
+                           version=version or bundle.manifest["version"],
+                           allow_missing=config.missing_values == "allow")
     from mlship.model.load import default_model_name
 
     default_name = default_model_name(target)
@@ -48,6 +50,7 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
         path=target,
         name=name or config.name or _slug(default_name),
         version=version or config.version or "1",
+        allow_missing=config.missing_values == "allow",
     )
 
 

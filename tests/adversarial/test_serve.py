@@ -1,0 +1,395 @@
+"""Attacks on `mlship serve` request ids, and the one missing-value rule of
+serve, predict and check.
+
+Every server here is a real `mlship serve` subprocess on 127.0.0.1; ids that
+would break a response header are sent over raw sockets so a dropped
+connection is seen as exactly that. Missing values (JSON null, "NaN", an
+empty CSV cell, a Parquet null) are refused naming the field and row unless
+the model is declared to take them (`missing_values: allow` in mlship.yaml,
+or `--allow-missing`); then NaN reaches the model as float NaN.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import struct
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from onnx import TensorProto, helper
+
+from mlship.predlog.reader import read_records
+from tests import models
+from tests.serve.server_process import start_server
+from tests.support import MODEL, run
+
+INFER = "/v2/models/bc/infer"
+GENERATED_ID = re.compile(rb"^x-request-id: [0-9a-f]{32}\r?$", re.MULTILINE)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def raw_post(port: int, path: str, body: bytes, extra_headers: bytes = b"") -> bytes:
+    """One HTTP/1.1 POST over a raw socket; everything the server sent until it
+    closed the connection (b"" when it dropped it without an answer)."""
+    request = (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+               b"Content-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+               + extra_headers + b"\r\n" + body)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def split_response(raw: bytes) -> tuple[int, bytes, dict]:
+    """(status, header block, JSON body) of a raw answer; fails on no answer."""
+    assert raw, "the server dropped the connection without an answer"
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, head, json.loads(body)
+
+
+def row_body(x: np.ndarray, **extra) -> dict:
+    return {**extra, "inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": x.tolist()}]}
+
+
+def typed_model(path):
+    """Four inputs of four dtypes, each [N, 1], returned unchanged: what the
+    server fed the model is what it answers."""
+    kinds = {"f": TensorProto.FLOAT, "i": TensorProto.INT64, "b": TensorProto.BOOL, "s": TensorProto.STRING}
+    inputs = [helper.make_tensor_value_info(n, t, ["N", 1]) for n, t in kinds.items()]
+    outputs = [helper.make_tensor_value_info(f"{n}_out", t, ["N", 1]) for n, t in kinds.items()]
+    nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n in kinds]
+    model = helper.make_model(helper.make_graph(nodes, "typed", inputs, outputs),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, path)
+    return path
+
+
+TYPED_ROW = {"f": 1.5, "i": 2, "b": True, "s": "x"}
+TYPED_DATATYPES = {"f": "FP32", "i": "INT64", "b": "BOOL", "s": "BYTES"}
+
+
+def typed_infer(**values) -> dict:
+    row = {**TYPED_ROW, **values}
+    return {"inputs": [{"name": n, "shape": [1, 1], "datatype": TYPED_DATATYPES[n], "data": [row[n]]}
+                       for n in TYPED_DATATYPES]}
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return models.sample_matrix()
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    """The example model, missing values not declared (the default)."""
+    server = start_server(MODEL, tmp_path_factory.mktemp("strict"), "--name", "bc", log=False)
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="module")
+def lenient(tmp_path_factory):
+    """The example model served from a project directory whose mlship.yaml
+    declares `missing_values: allow`."""
+    project = tmp_path_factory.mktemp("lenient")
+    (project / "mlship.yaml").write_text(f"name: bc\nversion: 1.0.0\nmodel: {MODEL}\nmissing_values: allow\n")
+    server = start_server(project, project / "run", log=False)
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="module")
+def typed_path(tmp_path_factory):
+    return typed_model(tmp_path_factory.mktemp("typed") / "typed.onnx")
+
+
+@pytest.fixture(scope="module")
+def typed_strict(tmp_path_factory, typed_path):
+    server = start_server(typed_path, tmp_path_factory.mktemp("typed-strict"), "--name", "typed", log=False)
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="module")
+def typed_lenient(tmp_path_factory, typed_path):
+    server = start_server(typed_path, tmp_path_factory.mktemp("typed-lenient"), "--name", "typed",
+                          "--allow-missing", log=False)
+    yield server
+    server.terminate()
+
+
+# -- request ids -----------------------------------------------------------------
+
+BAD_BODY_IDS = [
+    "a\r\nX-Injected: 1",     # header injection
+    "a\nb", "a\rb",            # bare line breaks
+    "\x00", "a\x01b", "\x1b[31m", "\x7f", "tab\there",
+    "é", "日本", "\u2028",      # not ASCII: the header would not round-trip
+    " padded ",                # spaces are trimmed by header parsers: not echoed faithfully
+    "x" * 257,                 # longer than any proxy header buffer should have to hold
+    17, 1.5, True, ["a"], {"a": 1},  # the protocol's id is a string
+]
+
+
+@pytest.mark.parametrize("bad_id", BAD_BODY_IDS, ids=repr)
+def test_a_bad_infer_id_is_refused_with_400_naming_the_field(strict, sample, bad_id):
+    X, _, _ = sample
+    raw = raw_post(strict.port, INFER, json.dumps(row_body(X[0], id=bad_id)).encode())
+    status, head, body = split_response(raw)
+    assert status == 400
+    assert body["error"].startswith("'id' must be ") and "printable ASCII" in body["error"]
+    assert b"x-injected" not in head.lower()
+    assert GENERATED_ID.search(head), head  # a fresh id of our own, not the client's
+    ok = strict.post(INFER, row_body(X[0], id="row-7"))
+    assert ok.status == 200 and json.loads(ok.body)["id"] == "row-7" and ok.headers["x-request-id"] == "row-7"
+
+
+BAD_HEADER_IDS = [b"tab\there", b"\xff\xfe", b"caf\xe9", b"x" * 257, b"a b"]
+
+
+@pytest.mark.parametrize("bad_id", BAD_HEADER_IDS, ids=repr)
+@pytest.mark.parametrize("path", ["/predict", INFER, "/v2/health/ready"])
+def test_a_bad_request_id_header_is_refused_with_400_naming_it(strict, sample, bad_id, path):
+    X, _, names = sample
+    body = (json.dumps({"instances": [dict(zip(names, X[0].tolist()))]}) if path == "/predict"
+            else json.dumps(row_body(X[0]))).encode()
+    status, head, doc = split_response(raw_post(strict.port, path, body, b"X-Request-ID: " + bad_id + b"\r\n"))
+    assert status == 400
+    assert "X-Request-ID header must be " in doc["error"]
+    assert bad_id not in head and GENERATED_ID.search(head), head
+
+
+def test_a_good_id_is_echoed_in_header_body_and_log(tmp_path, sample):
+    X, _, _ = sample
+    server = start_server(MODEL, tmp_path, "--name", "bc")
+    try:
+        good = "req-1.A_b:c/d@e=f+g~h"
+        status, head, body = split_response(raw_post(server.port, INFER, json.dumps(row_body(X[0], id=good)).encode()))
+        assert status == 200 and body["id"] == good and f"x-request-id: {good}".encode() in head
+        empty = json.loads(server.post(INFER, row_body(X[1], id="")).body)["id"]  # "" means none: one is made up
+        assert re.fullmatch(r"[0-9a-f]{32}", empty)
+        for bad in ("a\r\nX-Injected: 1", "\x00"):
+            assert split_response(raw_post(server.port, INFER, json.dumps(row_body(X[2], id=bad)).encode()))[0] == 400
+    finally:
+        assert server.terminate() == 0
+    records = list(read_records(server.log_dir))
+    assert {(r.request_id, r.status) for r in records if r.status == 200} == {(good, 200), (empty, 200)}
+    refused = [r for r in records if r.status == 400]
+    assert len(refused) == 2 and all(re.fullmatch(r"[0-9a-f]{32}", r.request_id) for r in refused)
+    assert all("'id' must be" in r.error for r in refused)
+
+
+# -- missing values over HTTP --------------------------------------------------------
+
+MISSING_JSON = [None, "NaN", "nan", "-nan", "+NaN", "NAN"]
+
+
+@pytest.mark.parametrize("value", MISSING_JSON, ids=repr)
+def test_missing_feature_in_predict_is_refused_naming_column_and_row(strict, sample, value):
+    X, _, names = sample
+    instances = [dict(zip(names, X[i].tolist())) for i in range(3)]
+    instances[1]["mean_texture"] = value
+    response = strict.post("/predict", {"instances": instances})
+    assert response.status == 400, response.body
+    error = json.loads(response.body)["error"]
+    assert "column 'mean_texture' row 2: missing value" in error and "missing_values" in error
+
+
+@pytest.mark.parametrize("value", MISSING_JSON, ids=repr)
+@pytest.mark.parametrize("nested", [False, True])
+def test_missing_value_in_an_infer_tensor_is_refused_naming_input_and_row(strict, sample, value, nested):
+    X, _, _ = sample
+    rows = X[:2].tolist()
+    rows[1][4] = value
+    data = rows if nested else [v for row in rows for v in row]
+    response = strict.post(INFER, {"inputs": [{"name": "X", "shape": [2, 30], "datatype": "FP32", "data": data}]})
+    assert response.status == 400, response.body
+    error = json.loads(response.body)["error"]
+    assert "input 'X' row 2" in error and "'mean_smoothness'" in error and "missing value" in error
+
+
+def test_binary_tensor_bodies_with_nan_never_reach_the_model(strict, sample):
+    """The binary tensor extension is not supported: NaN float32 bytes after a
+    JSON header are refused as a body that is not JSON, not scored."""
+    X, _, _ = sample
+    header = json.dumps({"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 120}}]}).encode()
+    values = X[0].copy()
+    values[3] = np.nan
+    body = header + struct.pack("<30f", *values)
+    status, _, doc = split_response(raw_post(strict.port, INFER, body,
+                                             b"Inference-Header-Content-Length: " + str(len(header)).encode() + b"\r\n"))
+    assert status == 400 and "not valid JSON" in doc["error"]
+
+
+@pytest.mark.parametrize("field,value", [("f", None), ("f", "NaN"), ("s", None), ("b", None), ("i", None),
+                                         ("b", "NaN"), ("i", "NaN")])
+@pytest.mark.parametrize("endpoint", ["/predict", "/v2/models/typed/infer"])
+def test_every_dtype_refuses_missing_values_when_not_declared(typed_strict, field, value, endpoint):
+    body = ({"instances": [TYPED_ROW, {**TYPED_ROW, field: value}]} if endpoint == "/predict"
+            else typed_infer(**{field: value}))
+    response = typed_strict.post(endpoint, body)
+    assert response.status == 400, response.body
+    error = json.loads(response.body)["error"]
+    assert f"'{field}'" in error and "missing value" in error
+    assert typed_strict.post(endpoint, {"instances": [TYPED_ROW]} if endpoint == "/predict"
+                             else typed_infer()).status == 200
+
+
+@pytest.mark.parametrize("endpoint", ["/predict", "/v2/models/typed/infer"])
+def test_declared_missing_values_reach_a_float_input_as_nan_only(typed_lenient, endpoint):
+    def send(**values):
+        if endpoint == "/predict":
+            return typed_lenient.post(endpoint, {"instances": [{**TYPED_ROW, **values}]})
+        return typed_lenient.post(endpoint, typed_infer(**values))
+
+    for value in (None, "NaN"):
+        response = send(f=value)
+        assert response.status == 200, response.body
+        doc = json.loads(response.body)
+        out = doc["predictions"][0]["f_out"] if endpoint == "/predict" else next(
+            o["data"] for o in doc["outputs"] if o["name"] == "f_out")
+        assert out in ([None], None)  # the model saw NaN (JSON has no NaN: null)
+    # Integer, bool and string inputs have no missing value to pass: refused even when allowed.
+    for field in ("i", "b", "s"):
+        response = send(**{field: None})
+        assert response.status == 400, (field, response.body)
+        assert f"'{field}'" in json.loads(response.body)["error"]
+
+
+@pytest.mark.parametrize("value", [None, "NaN"], ids=repr)
+def test_declared_missing_values_predict_as_onnxruntime_does_on_nan(lenient, sample, value):
+    X, _, names = sample
+    session = ort.InferenceSession(str(MODEL))
+    x = X[:1].copy()
+    x[0, 1] = np.nan
+    label, probs = session.run(None, {"X": x})
+    instance = dict(zip(names, X[0].tolist()))
+    instance["mean_texture"] = value
+    doc = json.loads(lenient.post("/predict", {"instances": [instance]}).body)
+    assert doc["predictions"][0]["label"] == int(label[0])
+    assert np.array_equal(np.float32(doc["predictions"][0]["probabilities"]), probs[0])
+    data = X[0].tolist()
+    data[1] = value
+    response = lenient.post("/v2/models/bc/infer", {"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                                                "data": data}]})
+    assert response.status == 200, response.body
+    outputs = {o["name"]: o["data"] for o in json.loads(response.body)["outputs"]}
+    assert outputs["label"] == [int(label[0])]
+    assert np.array_equal(np.float32(outputs["probabilities"]), probs[0])
+
+
+# -- missing values in predict and check -------------------------------------------
+
+
+def csv_with(tmp_path, sample, cell: str, row: int = 3, column: str = "mean_texture", name="in.csv"):
+    X, _, names = sample
+    lines = [",".join(names)] + [",".join(repr(float(v)) for v in x) for x in X[:10]]
+    cells = lines[row].split(",")
+    cells[names.index(column)] = cell
+    lines[row] = ",".join(cells)
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def no_output_left(output) -> bool:
+    siblings = [p.name for p in output.parent.iterdir() if p.name.startswith((output.name, f".{output.name}"))]
+    return not output.exists() and not any(n.endswith(".partial") for n in siblings)
+
+
+@pytest.mark.parametrize("cell", ["", "NaN", "nan", "-nan", "NAN"], ids=repr)
+def test_predict_refuses_a_missing_cell_naming_file_column_and_row(tmp_path, sample, cell):
+    source = csv_with(tmp_path, sample, cell)
+    output = tmp_path / "out.csv"
+    result = run("predict", str(MODEL), "-i", str(source), "-o", str(output))
+    assert result.code == 3, result.stderr
+    assert f"{source}: column 'mean_texture' row 3: missing value" in result.stderr
+    assert "--allow-missing" in result.stderr and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert no_output_left(output)
+
+
+def test_predict_refuses_nulls_in_jsonl_and_parquet(tmp_path, sample):
+    X, _, names = sample
+    jsonl = tmp_path / "in.jsonl"
+    rows = [dict(zip(names, x.tolist())) for x in X[:5]]
+    rows[4]["worst_area"] = None
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    parquet = tmp_path / "in.parquet"
+    columns = {n: pa.array([float(v) for v in X[:5, j]]) for j, n in enumerate(names)}
+    columns["radius_error"] = pa.array([1.0, None, 2.0, 3.0, 4.0])
+    pq.write_table(pa.table(columns), parquet)
+    for source, column, row in ((jsonl, "worst_area", 5), (parquet, "radius_error", 2)):
+        output = tmp_path / f"{source.stem}-{source.suffix[1:]}.parquet"
+        result = run("predict", str(MODEL), "-i", str(source), "-o", str(output))
+        assert result.code == 3, result.stderr
+        assert f"{source}: column '{column}' row {row}: missing value" in result.stderr
+        assert no_output_left(output)
+
+
+def test_predict_skip_sends_missing_rows_to_rejects(tmp_path, sample):
+    source = csv_with(tmp_path, sample, "")
+    output = tmp_path / "out.csv"
+    result = run("predict", str(MODEL), "-i", str(source), "-o", str(output), "--on-error", "skip", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["rows"] == 9 and result.json()["rejects"] == 1
+    [reject] = [json.loads(line) for line in (tmp_path / "out.csv.rejects.jsonl").read_text().splitlines()]
+    assert (reject["row"], reject["column"]) == (3, "mean_texture") and "missing value" in reject["reason"]
+
+
+@pytest.mark.parametrize("how", ["flag", "config", "env"])
+def test_predict_with_declared_missing_values_scores_nan(tmp_path, sample, how, monkeypatch):
+    X, _, _ = sample
+    source = csv_with(tmp_path, sample, "")
+    output = tmp_path / "out.jsonl"
+    args = ["predict", str(MODEL), "-i", str(source), "-o", str(output)]
+    if how == "flag":
+        args.append("--allow-missing")
+    elif how == "config":
+        (tmp_path / "mlship.yaml").write_text("missing_values: allow\n")
+        monkeypatch.chdir(tmp_path)
+    else:
+        monkeypatch.setenv("MLSHIP_MISSING_VALUES", "allow")
+    result = run(*args)
+    assert result.code == 0, result.stderr
+    x = X[:10].copy()
+    x[2, 1] = np.nan
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    label, probs = ort.InferenceSession(str(MODEL), options).run(None, {"X": x})
+    written = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [r["label"] for r in written] == label.tolist()
+    assert np.array_equal(np.float32([[r["probabilities_0"], r["probabilities_1"]] for r in written]), probs)
+
+
+def test_a_bad_missing_values_setting_is_a_usage_error(tmp_path, sample, monkeypatch):
+    source = csv_with(tmp_path, sample, "")
+    (tmp_path / "mlship.yaml").write_text("missing_values: sometimes\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("predict", str(MODEL), "-i", str(source), "-o", str(tmp_path / "o.csv"))
+    assert result.code == 2 and "missing_values" in result.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize("cell", ["", "NaN"], ids=repr)
+def test_check_sample_refuses_missing_values_unless_declared(tmp_path, sample, cell):
+    source = csv_with(tmp_path, sample, cell, row=5, column="worst_radius")
+    refused = run("check", str(MODEL), "--sample", str(source))
+    assert refused.code == 3
+    assert f"{source}: column 'worst_radius' row 5: missing value" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
+    allowed = run("check", str(MODEL), "--sample", str(source), "--allow-missing", "--json")
+    assert allowed.code == 0, allowed.stderr
+    assert allowed.json()["smoke"]["rows"] == 10
