@@ -127,19 +127,20 @@ def _column_stats(ref: ColumnProfile, cur: ColumnProfile, rule: ColumnRule, opti
     cur_kind = cur.kind if not (ref.kind == "categorical" and cur.codes is not None) else "categorical"
     out: dict[str, Any] = {
         "kind": kind,
-        "type": {"reference": ref.kind, "current": cur_kind,
-                 "changed": (ref.non_numeric == 0) != (cur.non_numeric == 0) and cur.count - cur.missing > 0},
+        "type": _type_change(ref, cur, cur_kind),
         "missing": stats.missing_stats(ref, cur),
         "reference_summary": _summary(ref, kind),
         "current_summary": _summary(cur, kind),
     }
     valid = cur.count - cur.missing
     if valid < options.min_rows:
-        out["insufficient"] = True
-        out["reasons"] = [f"{valid} values, fewer than {options.min_rows}"]
+        if not out["type"]["changed"]:
+            out["insufficient"] = True
+            out["reasons"] = [f"{valid} values, fewer than {options.min_rows}"]
+        # else: too few values for statistics, but a type change is a fact, judged on its own (in _judge)
         return out
     if kind == "numeric":
-        out["stats"] = stats.numeric_stats(ref, cur)
+        out["stats"] = stats.numeric_stats(ref, cur)  # {} when one side has no numbers (a type change)
         out["histogram"] = stats.shared_histogram(ref, cur)
     else:
         out["stats"] = stats.categorical_stats(ref, cur)
@@ -148,35 +149,65 @@ def _column_stats(ref: ColumnProfile, cur: ColumnProfile, rule: ColumnRule, opti
     return out
 
 
+def _type_change(ref: ColumnProfile, cur: ColumnProfile, cur_kind: str) -> dict[str, Any]:
+    """Whether the column's values changed type: numbers became text, or text appeared or went.
+
+    A type change is a finding (the column drifts), whatever the sample size.
+    """
+    ref_values = {"numbers": ref.numeric.n, "text": ref.non_numeric}
+    cur_values = {"numbers": cur.numeric.n, "text": cur.non_numeric}
+    changed = bool(sum(ref_values.values()) and sum(cur_values.values())) and \
+        (ref.non_numeric == 0) != (cur.non_numeric == 0)
+    new_text = sorted((c for c in cur.categories if c not in ref.categories), key=lambda c: -cur.categories[c])
+    return {"reference": ref.kind, "current": cur_kind, "changed": changed,
+            "reference_values": ref_values, "current_values": cur_values,
+            "examples": [c[:40] for c in new_text[:3]] if changed and cur.non_numeric else []}
+
+
+def _type_reason(change: dict[str, Any]) -> str:
+    def shape(values: dict[str, int]) -> str:
+        return "numbers and text" if values["numbers"] and values["text"] else \
+            ("text" if values["text"] else "numbers")
+
+    ref, cur = change["reference_values"], change["current_values"]
+    total = cur["numbers"] + cur["text"]
+    detail = f"{cur['text']} of {total} values are text" if cur["text"] else f"all {total} values are numbers"
+    examples = ", ".join(repr(e) for e in change["examples"])
+    return f"type changed: {shape(ref)} -> {shape(cur)} ({detail}{f', e.g. {examples}' if examples else ''})"
+
+
 def _judge(results: list[dict[str, Any]], options: DriftOptions) -> None:
     judged = [r for r in results if r.get("stats") is not None and not r.get("insufficient")]
     dist_p = [r["stats"].get("ks_p", r["stats"].get("chi2_p", 1.0)) for r in judged]
     miss_p = [r["missing"]["p"] for r in judged]
     for r, p_dist, p_miss in zip(judged, stats.benjamini_hochberg(dist_p), stats.benjamini_hochberg(miss_p)):
         s, reasons = r["stats"], []
-        s["p_adj"] = p_dist
-        r["missing"]["p_adj"] = p_miss
         significant = p_dist < DEFAULTS["p_value"]
         limit = r.get("threshold")
-        if r["kind"] == "numeric" and s:
+        # Keyed on the statistics present: after a type change one side may have none to compare.
+        if "wasserstein_norm" in s:
             wd_limit = limit if limit is not None else DEFAULTS["wasserstein_norm"]
             r["effect"] = s["wasserstein_norm"]
             if significant and s["wasserstein_norm"] >= wd_limit:
                 reasons.append(f"distribution moved: Wasserstein {s['wasserstein_norm']:.3f} std (>= {wd_limit:g})")
             elif significant and limit is None and s["psi"] >= DEFAULTS["psi"]:
                 reasons.append(f"distribution moved: PSI {s['psi']:.3f} (>= {DEFAULTS['psi']:g})")
-        elif s:
+        elif "js" in s:
             js_limit = limit if limit is not None else DEFAULTS["js"]
             r["effect"] = s["js"]
             if significant and s["js"] >= js_limit:
                 reasons.append(f"categories moved: Jensen-Shannon {s['js']:.3f} (>= {js_limit:g})")
             elif significant and s["unseen_share"] >= DEFAULTS["unseen_share"]:
                 reasons.append(f"new categories: {s['unseen_share']:.1%} of values unseen in the reference")
+        s["p_adj"] = p_dist
+        r["missing"]["p_adj"] = p_miss
         if p_miss < DEFAULTS["p_value"] and abs(r["missing"]["delta"]) >= DEFAULTS["missing_delta"]:
             reasons.append(f"missing values {r['missing']['reference']:.1%} -> {r['missing']['current']:.1%}")
-        if r["type"]["changed"]:
-            reasons.append(f"type changed: {r['type']['reference']} -> {r['type']['current']}")
-        r["reasons"], r["drifted"] = reasons, bool(reasons)
+        r["reasons"] = reasons
+    for r in results:
+        if (r.get("type") or {}).get("changed") and not r.get("insufficient") and not r.get("ignored"):
+            r["reasons"] = [*r["reasons"], _type_reason(r["type"])]
+        r["drifted"] = bool(r["reasons"]) and not r.get("insufficient") and not r.get("ignored")
 
 
 def _summary(col: ColumnProfile, kind: str) -> dict[str, Any]:

@@ -47,6 +47,10 @@ def render_terminal(report: dict[str, Any], out: Any) -> None:
         table.add_row(plain(c["name"]), plain(c.get("kind") or ""), mark, effect_text(c), missing,
                       f"{p_adj:.2g}" if p_adj is not None else "", plain("; ".join(c["reasons"])))
     out.print(table)
+    for c in report["columns"]:  # the table wraps narrow cells; a type change is worth a whole line
+        for reason in c["reasons"]:
+            if reason.startswith("type changed"):
+                out.print(Text.assemble((c["name"], "bold"), ": ", (reason, "red")))
     windows = report["windows"]
     if windows:
         drifted = [w for w in windows if w.get("dataset_drift")]
@@ -79,8 +83,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         state = "n/a" if c.get("insufficient") or c.get("ignored") else ("**drift**" if c["drifted"] else "ok")
         miss = c.get("missing") or {}
         missing = f"{miss['reference']:.1%} → {miss['current']:.1%}" if miss else ""
-        lines.append(f"| `{c['name']}` | {c.get('kind') or ''} | {state} | {effect_text(c)} | {missing} | "
-                     f"{'; '.join(c['reasons'])} |")
+        lines.append(f"| `{_cell(c['name'])}` | {c.get('kind') or ''} | {state} | {effect_text(c)} | {missing} | "
+                     f"{_cell('; '.join(c['reasons']))} |")
     windows = report["windows"]
     if windows:
         lines += ["", "| window | rows | drifted share | drifted columns |", "|---|---|---|---|"]
@@ -92,3 +96,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         keys = [k for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse") if k in perf]
         lines += ["", "**Performance:** " + ", ".join(f"{k} {perf[k]:.4f}" for k in keys)]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Text from data (names, values in reasons) inside one Markdown table cell."""
+    return " ".join(text.replace("|", "\\|").split())  # GFM reads \| as a pipe, even in code spans

@@ -10,6 +10,7 @@ version, request id, label) kept apart for windows and operations.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -194,4 +195,16 @@ def _csv(path: Path, chunk_rows: int) -> Iterator[Frame]:
     from mlship.batch.sources import file_columns
 
     for table in read_csv(path, file_columns(path), chunk_rows):
-        yield Frame(dict(table.columns), table.n_rows)
+        yield Frame({name: _csv_numbers(values) for name, values in table.columns.items()}, table.n_rows)
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+def _csv_numbers(values: np.ndarray) -> np.ndarray:
+    """A CSV column read as text because some cells are not numbers ("n/a"): the cells
+    that are numbers count as numbers, so a type change reports the cells that changed."""
+    if values.dtype != object:
+        return values
+    return np.array([float(v) if isinstance(v, str) and _NUMBER.fullmatch(v) else v for v in values.tolist()],
+                    dtype=object)
