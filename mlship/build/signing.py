@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from mlship.errors import InvalidInputError, UsageError
 from mlship.extras import require
-from mlship.fsutil import atomic_write
+from mlship.names import check_name
 
 
 def generate_keys(directory: Path, name: str = "mlship") -> tuple[Path, Path]:
-    """NAME.key (private, PKCS#8 PEM, mode 0600) and NAME.pub (public, PEM)."""
+    """NAME.key (private, PKCS#8 PEM, mode 0600) and NAME.pub (public, PEM); never overwrites."""
+    check_name(name, "key name")
     require("cryptography")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,13 +22,42 @@ def generate_keys(directory: Path, name: str = "mlship") -> tuple[Path, Path]:
     for path in (private, public):
         if path.exists():
             raise UsageError(f"{path} already exists", hint="Choose another --name or directory")
+    directory.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
-    atomic_write(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
-    os.chmod(private, 0o600)
-    atomic_write(public, key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    _write_new(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()), 0o600)
+    _write_new(public, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo), 0o644)
     return private, public
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Write `path`, which must not exist, with `mode` from its first byte on.
+
+    The bytes go to a temporary file created with O_CREAT|O_EXCL and `mode`
+    (never chmod-ed later, so a private key is not readable by others for a
+    moment), are fsync-ed, and appear under `path` by link(2), which refuses
+    to replace a file another process created meanwhile; readers never see
+    half a key.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise UsageError(f"{path} already exists", hint="Choose another --name or directory") from None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def sign(data: bytes, private_key: Path) -> bytes:

@@ -24,25 +24,32 @@ def sync(
     device: Optional[str] = typer.Option(None, "--device", help="Device id under NAME/logs/ [host name]."),
 ) -> None:
     """Download the channel's bundle when it changed, verify it, switch to it atomically."""
+    import socket
+
     from mlship.edge.device import sync as sync_dir
     from mlship.errors import UsageError
+    from mlship.names import check_name
     from mlship.targets.base import open_target
 
     cfg = config_for(ctx)
     bundle_name = name or cfg.name
     if not bundle_name:
         raise UsageError("no bundle name", hint="Pass --name or set `name:` in mlship.yaml")
+    # All three end up in paths and keys: checked before anything is read or written.
+    check_name(bundle_name, "name")
+    check_name(channel, "channel")
+    device_id = check_name(device or socket.gethostname(), "device") if upload_logs is not None else None
     target = open_target(source, cfg.targets)
     result = sync_dir(target, bundle_name, channel, directory, public_key)
     if upload_logs is not None:
-        import socket
-
         from mlship.edge.device import upload_logs as ship
 
-        result["uploaded_logs"] = ship(target, bundle_name, upload_logs, device or socket.gethostname())
+        result["uploaded_logs"] = ship(target, bundle_name, upload_logs, device_id)
     state(ctx).console.result(result, lambda out: out.print(
         f"{bundle_name}@{channel}: {result['version']}"
-        + (f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)" if result["changed"]
+        + ((f" (replaced a local copy that failed verification, {result['downloaded']:,} bytes)"
+            if result.get("repaired") else
+            f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)") if result["changed"]
            else " (up to date, nothing downloaded)")
         + (f"; shipped {len(result['uploaded_logs'])} log files" if upload_logs is not None else ""), markup=False))
 

@@ -44,6 +44,10 @@ def serve(
 
     cfg = config_for(ctx)
     source = resolve_source(model, cfg, name=name, version=model_version)
+    if source.unpacked is not None:  # removed however serve ends: shutdown, a bad option, a taken port
+        import shutil
+
+        ctx.call_on_close(lambda: shutil.rmtree(source.unpacked, ignore_errors=True))
     allow = source.allow_missing if allow_missing is None else allow_missing
     try:
         settings = ServeSettings(

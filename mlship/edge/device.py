@@ -8,11 +8,16 @@ A new version is downloaded and verified in hidden staging names, unpacked
 into its final directory by rename, and switched to by replacing the
 `current` link with rename(2): a kill at any moment leaves `current`
 pointing at a complete, verified version.
+
+Whoever can write to the target is not trusted with the device's disk: the
+channel's version and the index's file paths are checked (mlship/names.py,
+relative paths only) before they name anything, and a versions/VERSION
+directory already on disk is verified again against its manifest (and
+signature) before `current` points at it; one that fails is downloaded anew.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -20,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from mlship.edge.bundle import unpack_bundle
+from mlship.edge.manifest import check_relative_path, check_sha256, check_size, load_json, verify_directory
 from mlship.errors import InvalidInputError, UsageError
 from mlship.model.load import sha256_file
-from mlship.targets.artifacts import resolve
+from mlship.names import check_name, is_valid_name
 from mlship.targets.base import Target
 
 
@@ -32,35 +38,105 @@ def current_version(directory: Path) -> str | None:
 
 
 def sync(target: Target, name: str, channel: str, directory: Path, public_key: Path | None = None) -> dict[str, Any]:
-    """Bring DIR to the channel's version; nothing is downloaded when it is already there."""
-    _, entry = resolve(target, f"{name}@{channel}")
-    version = entry["version"]
+    """Bring DIR to the channel's version; nothing is downloaded when it is already there and verifies."""
+    check_name(name, "name")
+    check_name(channel, "channel")
+    version = channel_version(target, name, channel)
+    bundle = bundle_entry(target, name, version)
     directory.mkdir(parents=True, exist_ok=True)
     before = current_version(directory)
-    if before == version and (directory / "versions" / version).is_dir():
-        return {"version": version, "changed": False, "downloaded": 0}
-    bundles = [f for f in entry["files"] if f["path"].endswith(".mlbundle")]
-    if len(bundles) != 1:
-        raise InvalidInputError(f"{target.describe()}: {name} {version} holds {len(bundles)} bundles, expected one")
     final = directory / "versions" / version
-    downloaded = 0
-    if not final.is_dir():
-        downloaded = _fetch(target, name, version, bundles[0], final, public_key)
+    repaired = False
+    if os.path.lexists(final):
+        try:
+            _check_identity(verify_directory(final, str(final), public_key), name, version, str(final))
+        except InvalidInputError:
+            repaired = True  # tampered, half-removed, or unsigned from an earlier sync without a key
+        else:
+            if before == version:
+                return {"version": version, "changed": False, "downloaded": 0}
+            _switch(directory, version)
+            return {"version": version, "previous": before, "changed": True, "downloaded": 0}
+    downloaded = _install(target, name, version, bundle, final, public_key)
     _switch(directory, version)
-    return {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
+    result = {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
+    if repaired:
+        result["repaired"] = True
+    return result
 
 
-def _fetch(target: Target, name: str, version: str, bundle: dict[str, Any], final: Path,
-           public_key: Path | None) -> int:
+def _where(target: Target, key: str) -> str:
+    return f"{target.describe().rstrip('/')}/{key}"
+
+
+def channel_version(target: Target, name: str, channel: str) -> str:
+    """The version NAME/channels/CHANNEL.json points at, checked as an identifier."""
+    key = f"{name}/channels/{channel}.json"
+    raw = target.read(key)
+    if raw is None:
+        raise UsageError(f"{target.describe()}: {name} has no channel {channel}")
+    where = _where(target, key)
+    pointer = load_json(raw, where)
+    if not isinstance(pointer, dict) or "version" not in pointer:
+        raise InvalidInputError(f"{where} must be a JSON object with a 'version'")
+    return check_name(pointer["version"], "version", where=where)
+
+
+def bundle_entry(target: Target, name: str, version: str) -> dict[str, Any]:
+    """The index entry ({path, sha256, size}) of VERSION's one .mlbundle, every field checked."""
+    key = f"{name}/index.json"
+    where = _where(target, key)
+    raw = target.read(key)
+    if raw is None:
+        raise InvalidInputError(f"{where} is missing, but a channel names {name} {version}")
+    index = load_json(raw, where)
+    versions = index.get("versions") if isinstance(index, dict) else None
+    if not isinstance(versions, list):
+        raise InvalidInputError(f"{where} must be a JSON object with a 'versions' list")
+    entry = next((v for v in versions if isinstance(v, dict) and v.get("version") == version), None)
+    if entry is None:
+        raise InvalidInputError(f"{where} has no version {version}, which the channel names")
+    files = entry.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise InvalidInputError(f"{where}: {version}: 'files' must be a list of {{path, sha256, size}} objects")
+    for f in files:
+        for field in ("path", "sha256", "size"):
+            if field not in f:
+                raise InvalidInputError(f"{where}: {version}: a 'files' entry has no '{field}'")
+        path = check_relative_path(f["path"], "file path", where, inside=f"{name}/{version}/")
+        check_sha256(f["sha256"], f"the sha256 of {path}", where)
+        check_size(f["size"], f"the size of {path}", where)
+    bundles = [f for f in files if f["path"].endswith(".mlbundle")]
+    if len(bundles) != 1:
+        raise InvalidInputError(f"{where}: {name} {version} holds {len(bundles)} bundles (.mlbundle files), "
+                                "expected one")
+    return bundles[0]
+
+
+def _check_identity(manifest: dict[str, Any], name: str, version: str, where: str) -> None:
+    """A bundle (even a validly signed one) only installs as the name and version it was built for."""
+    if (manifest["name"], manifest["version"]) != (name, version):
+        raise InvalidInputError(f"{where}: holds a bundle of {manifest['name']} {manifest['version']}, "
+                                f"not {name} {version}", hint="Push each bundle under its own name and version")
+
+
+def _install(target: Target, name: str, version: str, bundle: dict[str, Any], final: Path,
+             public_key: Path | None) -> int:
+    """Download, check and unpack into `final` (replacing a copy that failed verification)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=final.parent))
     try:
         archive = staging / "bundle.mlbundle"
-        target.download(f"{name}/{version}/{bundle['path']}", archive, lambda n: None)
+        key = f"{name}/{version}/{bundle['path']}"
+        target.download(key, archive, lambda n: None)
         if sha256_file(archive) != bundle["sha256"]:
-            raise InvalidInputError(f"{target.describe()}: {name}/{version}/{bundle['path']} does not match its "
+            raise InvalidInputError(f"{target.describe()}: {key} does not match its "
                                     "sha256 in the index (corrupt or tampered)")
-        unpack_bundle(archive, staging / "unpacked", public_key=public_key)
+        unpacked = unpack_bundle(archive, staging / "unpacked", public_key=public_key)
+        _check_identity(unpacked.manifest, name, version, _where(target, key))
+        if os.path.lexists(final):
+            # Only now, with a verified replacement ready: the rejected copy goes into staging (removed below).
+            os.rename(final, staging / "rejected")
         (staging / "unpacked").rename(final)  # whole, verified, or not there at all
         return archive.stat().st_size
     finally:
@@ -87,10 +163,12 @@ def _point(directory: Path, link: str, version: str) -> None:
 
 
 def rollback(directory: Path) -> dict[str, Any]:
-    """Switch `current` back to `previous` (and `previous` to what was current)."""
+    """Switch `current` back to `previous` (and `previous` to what was current), once it verifies."""
     now, before = current_version(directory), _target_of(directory / "previous")
-    if before is None or not (directory / "versions" / before).is_dir():
+    if before is None or not is_valid_name(before) or not (directory / "versions" / before).is_dir():
         raise UsageError(f"{directory}: no previous version to roll back to")
+    folder = directory / "versions" / before
+    verify_directory(folder, str(folder))
     _point(directory, "current", before)
     if now:
         _point(directory, "previous", now)
@@ -102,12 +180,21 @@ def _target_of(link: Path) -> str | None:
 
 
 def current_manifest(directory: Path) -> tuple[Path, dict[str, Any]]:
-    """The model file and manifest of the version in use."""
+    """The model file and manifest of the version in use, verified against the manifest."""
     link = directory / "current"
     if not link.is_symlink():
         raise UsageError(f"{directory}: no current version", hint="Run mlship edge sync first")
-    manifest = json.loads((link / "manifest.json").read_text())
-    return link.resolve() / manifest["model"], manifest
+    points_at = os.readlink(link)
+    version = points_at.split("/")[-1]
+    if not is_valid_name(version) or points_at != f"versions/{version}":
+        raise InvalidInputError(f"{link} points at {points_at!r}, not at a version in {directory / 'versions'}",
+                                hint="Run mlship edge sync again")
+    folder = directory / "versions" / version
+    if not folder.is_dir():
+        raise InvalidInputError(f"{link} points at versions/{version}, which is not there",
+                                hint="Run mlship edge sync again")
+    manifest = verify_directory(folder, str(folder))
+    return folder.resolve() / manifest["model"], manifest
 
 
 def upload_logs(target: Target, name: str, log_dir: Path, device: str) -> list[str]:
@@ -115,6 +202,8 @@ def upload_logs(target: Target, name: str, log_dir: Path, device: str) -> list[s
 
     The newest file of each writer (its name up to the time stamp) may still be
     growing, so it stays until a later sync."""
+    check_name(name, "name")
+    check_name(device, "device")
     files = sorted(log_dir.glob("*.jsonl"))
     newest: dict[str, Path] = {}
     for path in files:

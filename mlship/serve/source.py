@@ -15,6 +15,7 @@ class ModelSource:
     name: str
     version: str
     allow_missing: bool = False  # `missing_values: allow` in the config that named the model
+    unpacked: Path | None = None  # a bundle's temporary unpacked copy, which the caller removes when done
 
 
 def resolve_source(target: Path | None, config: Config, *, name: str | None, version: str | None) -> ModelSource:
@@ -42,7 +43,7 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
         bundle = unpack_bundle(target)
         return ModelSource(path=bundle.model_path, name=name or bundle.manifest["name"],
                            version=version or bundle.manifest["version"],
-                           allow_missing=config.missing_values == "allow")
+                           allow_missing=config.missing_values == "allow", unpacked=bundle.directory)
     from mlship.model.load import default_model_name
 
     default_name = default_model_name(target)

@@ -1,0 +1,139 @@
+"""Reading and checking a bundle manifest, and verifying an unpacked bundle against it.
+
+The manifest (schema `mlship.bundle/v1`) comes from whoever made the bundle,
+so nothing in it is trusted before it is checked: name and version follow
+the identifier rule (mlship/names.py), every path is relative and stays
+inside the bundle, digests are sha256 hex, sizes are counts. An unpacked
+directory matches its manifest when it holds exactly the listed files (plus
+the root manifest.json and manifest.sig), with their sizes and digests, and
+no links.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from mlship.errors import InvalidInputError
+from mlship.names import check_name
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+SCHEMA = "mlship.bundle/v1"
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def load_json(raw: bytes, where: str) -> Any:
+    """Parse JSON read from a bundle or a target; malformed text is invalid input, never a crash."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # ValueError covers JSONDecodeError and UnicodeDecodeError
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        raise InvalidInputError(f"{where} is not valid JSON ({detail})") from None
+
+
+def check_relative_path(value: object, what: str, where: str, inside: str = "the bundle") -> str:
+    """`value` if it is a plain relative POSIX path (no '', '.', '..' parts, no leading '/' or '\\')."""
+    if (isinstance(value, str) and value and "\\" not in value and "\0" not in value
+            and all(part not in ("", ".", "..") for part in value.split("/"))):
+        return value
+    raise InvalidInputError(f"{where}: {what} {value!r} must be a relative path inside {inside} "
+                            "(no leading '/', no '.', '..' or empty parts)")
+
+
+def check_sha256(value: object, what: str, where: str) -> str:
+    if isinstance(value, str) and _SHA256.fullmatch(value):
+        return value
+    raise InvalidInputError(f"{where}: {what} must be a sha256 (64 lowercase hex digits), not {value!r:.80}")
+
+
+def check_size(value: object, what: str, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidInputError(f"{where}: {what} must be a byte count (a whole number >= 0), not {value!r:.80}")
+
+
+def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
+    """The manifest in `raw` (read from `where`), checked field by field."""
+    place = f"{MANIFEST} of {where}"
+    manifest = load_json(raw, place)
+    if not isinstance(manifest, dict):
+        raise InvalidInputError(f"{place} must be a JSON object, not {type(manifest).__name__}")
+    schema = manifest.get("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise InvalidInputError(f"{place}: schema {schema!r:.80} is not supported (this mlship reads {SCHEMA})")
+    for key in ("name", "version", "model", "files"):
+        if key not in manifest:
+            raise InvalidInputError(f"{place} has no '{key}'")
+    check_name(manifest["name"], "name", where=place)
+    check_name(manifest["version"], "version", where=place)
+    files = manifest["files"]
+    if not isinstance(files, list) or not all(isinstance(entry, dict) for entry in files):
+        raise InvalidInputError(f"{place}: 'files' must be a list of {{path, sha256, size}} objects")
+    seen: set[str] = set()
+    for entry in files:
+        for key in ("path", "sha256", "size"):
+            if key not in entry:
+                raise InvalidInputError(f"{place}: a 'files' entry has no '{key}'")
+        path = check_relative_path(entry["path"], "file path", place)
+        check_sha256(entry["sha256"], f"the sha256 of {path}", place)
+        check_size(entry["size"], f"the size of {path}", place)
+        if path in seen:
+            raise InvalidInputError(f"{place}: {path} is listed twice")
+        seen.add(path)
+    model = check_relative_path(manifest["model"], "model path", place)
+    if model not in seen:
+        raise InvalidInputError(f"{place}: the model {model} is not listed in 'files'")
+    return manifest
+
+
+def verify_directory(root: Path, where: str, public_key: Path | None = None) -> dict[str, Any]:
+    """Check an unpacked bundle at `root` against its manifest (and, with `public_key`, the
+    manifest's signature); return the manifest. Anything else is InvalidInputError naming `where`."""
+    found = _regular_files(root, where)
+    if MANIFEST not in found:
+        raise InvalidInputError(f"{where}: no {MANIFEST}")
+    raw = (root / MANIFEST).read_bytes()
+    if public_key is not None:
+        if SIGNATURE not in found:
+            raise InvalidInputError(f"{where}: the bundle is not signed, and a public key is configured")
+        from mlship.build.signing import verify
+
+        verify(raw, (root / SIGNATURE).read_bytes(), public_key, where)
+    manifest = parse_manifest(raw, where)
+    listed = {entry["path"]: entry for entry in manifest["files"]}
+    # Only the two root entries are exempt: sub/manifest.sig is content like any other file.
+    extra = sorted(found - set(listed) - {MANIFEST, SIGNATURE})
+    if extra:
+        raise InvalidInputError(f"{where}: {extra[0]} is in the bundle but not in {MANIFEST}")
+    from mlship.model.load import sha256_file
+
+    for rel, entry in listed.items():
+        if rel not in found:
+            raise InvalidInputError(f"{where}: {rel} is listed in {MANIFEST} but missing")
+        path = root / rel
+        if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            raise InvalidInputError(f"{where}: {rel} does not match its sha256 in {MANIFEST} (tampered or corrupt)")
+    return manifest
+
+
+def _regular_files(root: Path, where: str) -> set[str]:
+    """Relative paths of the files under `root`; a link or special file anywhere is refused."""
+    if root.is_symlink() or not root.is_dir():
+        raise InvalidInputError(f"{where}: not a directory")
+    files: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for entry in dirnames + filenames:
+            path = Path(dirpath) / entry
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                raise InvalidInputError(f"{where}: {rel} is a link; bundles hold plain files only")
+            if entry in filenames:
+                if not path.is_file():
+                    raise InvalidInputError(f"{where}: {rel} is not a plain file")
+                files.add(rel)
+    return files
