@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from mlship.batch.sources import count_rows, file_columns, input_files
+from mlship.batch.workdir import prepare, work_dir
 from mlship.errors import InvalidInputError
 from mlship.model.feeds import needed_columns
 
@@ -76,20 +76,8 @@ def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: A
     """Check inputs and columns up front; prepare (or reuse, with --resume) the work directory."""
     files, columns, total = resolve_inputs(options, signature)
     text = frozenset(options.keep_columns) - frozenset(needed_columns(signature, columns))
-    work = options.output.parent / f".{options.output.name}.mlship-work"
-    fingerprint = _fingerprint(options, files, model_sha256)
-    done: set[int] = set()
-    state = work / "state.json"
-    if work.exists():
-        same = state.is_file() and json.loads(state.read_text()).get("fingerprint") == fingerprint
-        if options.resume and same:
-            done = {int(p.name.split("-")[1].split(".")[0]) for p in work.glob("part-*") if not p.name.endswith(".tmp")}
-        else:
-            info("starting over: " + ("the inputs or options changed since the interrupted run" if options.resume
-                                      else f"removing an interrupted run's work in {work} (use --resume to continue it)"))
-            shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"fingerprint": fingerprint, "output": str(options.output)}))
+    work = work_dir(options.output)
+    done = prepare(work, _fingerprint(options, files, model_sha256), options.output, options.resume, info)
     return Plan(files, columns, total, work, done, text)
 
 

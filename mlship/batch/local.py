@@ -23,6 +23,7 @@ from mlship.batch.job import Plan, PredictOptions, PredictSummary, plan_job
 from mlship.batch.sources import Chunk, iter_chunks
 from mlship.data.tables import Table
 from mlship.errors import InvalidInputError
+from mlship.fsutil import atomic_write
 from mlship.model.feeds import feeds_from_table, table_bad_rows
 from mlship.model.runner import Runner
 from mlship.progress import NoProgress, Progress
@@ -147,9 +148,7 @@ def _finish(plan: Plan, assembler: outputs.Assembler, options: PredictOptions) -
     reject_files = sorted(plan.work.glob("rejects-*.jsonl"))
     rejects = [line for f in reject_files for line in f.read_bytes().splitlines() if line]
     if rejects:
-        tmp = options.rejects_path.with_name(f".{options.rejects_path.name}.tmp")
-        tmp.write_bytes(b"\n".join(rejects) + b"\n")
-        tmp.replace(options.rejects_path)
+        atomic_write(options.rejects_path, b"\n".join(rejects) + b"\n")
     rows = assembler.close()
     if rows == 0:
         raise InvalidInputError(f"no row of {options.input} could be scored",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 from mlship import jsonfast
 from mlship.errors import InvalidInputError, UsageError
 from mlship.extras import require
+from mlship.fsutil import atomic_write
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -29,6 +31,28 @@ def output_format(path: Path) -> str:
     if fmt is None:
         raise UsageError(f"--output {path}: unknown format '{path.suffix}'", hint="Use .parquet, .csv or .jsonl")
     return fmt
+
+
+def check_output(path: Path, flag: str = "--output", *, predictions: bool = True) -> None:
+    """Refuse, before any scoring, an output that is a directory, has an unknown
+    format (`predictions`) or whose directory cannot be written (exit 2);
+    creates that directory if needed."""
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory",
+                         hint=f"Name a file, e.g. {path / ('predictions.parquet' if predictions else 'rejects.jsonl')}")
+    if predictions:
+        output_format(path)
+    parent = path.parent
+    blocking = next((p for p in (parent, *parent.parents) if p.exists() or p.is_symlink()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise UsageError(f"{flag} {path}: {blocking} is not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write in {parent}: {exc.strerror or exc}") from None
 
 
 def prediction_columns(outputs: dict[str, Any], keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -86,12 +110,13 @@ class Assembler:
             ipc = require("pyarrow.ipc")
             with ipc.new_file(str(tmp), table.schema) as sink:
                 sink.write_table(table)
+            with tmp.open("rb") as fh:  # whole on disk before its name says the chunk is done
+                os.fsync(fh.fileno())
             os.replace(tmp, part)
             self._append_table(table)
         else:
             header, body = _text_rows(self.fmt, columns)
-            tmp.write_bytes(header + body)
-            os.replace(tmp, part)
+            atomic_write(part, header + body)
             self._append_text(header, body)
 
     def add_done(self, index: int) -> None:
@@ -99,12 +124,19 @@ class Assembler:
         part = self.part_path(index)
         if not part.exists():
             return  # an .empty marker: nothing to append
+        try:
+            if self.fmt == "parquet":
+                with require("pyarrow").memory_map(str(part)) as source:
+                    table = require("pyarrow.ipc").open_file(source).read_all()
+            else:
+                data = part.read_bytes()
+                cut = data.index(b"\n") + 1 if self.fmt == "csv" else 0
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise InvalidInputError(f"{part}: an interrupted run's part is unreadable: {str(exc).splitlines()[0]}",
+                                    hint="Run again without --resume to start over") from None
         if self.fmt == "parquet":
-            with require("pyarrow").memory_map(str(part)) as source:
-                self._append_table(require("pyarrow.ipc").open_file(source).read_all())
+            self._append_table(table)
         else:
-            data = part.read_bytes()
-            cut = data.index(b"\n") + 1 if self.fmt == "csv" else 0
             self._append_text(data[:cut], data[cut:])
 
     def close(self) -> int:

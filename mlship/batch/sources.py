@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlship.data.tables import (FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values, expand_paths,
-                                iter_json_records)
+from mlship.data.tables import (FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values, csv_rows,
+                                expand_paths, iter_json_records)
 from mlship.errors import InvalidInputError
 from mlship.extras import require
 
@@ -67,7 +67,7 @@ def _file_columns(path: Path) -> list[str]:
         if not header:
             raise InvalidInputError(f"{path}: the file is empty")
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        return next(iter(__import__("csv").reader([header], delimiter=delimiter)))
+        return next(csv_rows(iter([header]), path, delimiter))
     if fmt == "jsonl":
         with path.open(encoding="utf-8") as fh:
             for line_no, line in enumerate(fh, start=1):
@@ -217,11 +217,9 @@ def _parse_text_column(text, pc) -> np.ndarray:
 
 
 def _csv_python(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
-    import csv
-
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+        reader = csv_rows(fh, path, delimiter)
         header = next(reader, None) or []
         positions = [header.index(c) for c in columns if c in header]
         rows, start = [], 1

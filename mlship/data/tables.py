@@ -12,7 +12,7 @@ import glob
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 
@@ -32,6 +32,10 @@ FORMATS = {
 }
 
 NPY_COLUMN = "__array__"  # the one column of an .npy file
+
+# The csv module stops at fields over 128 KiB; real data (JSON blobs, long texts)
+# has bigger ones. Past this bound a field is an error naming the file and line.
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
 
 @dataclass
@@ -96,10 +100,27 @@ def read_table(path: str | Path) -> Table:
     return table
 
 
+def csv_rows(fh: IO[str], path: Path | str, delimiter: str = ",") -> Iterator[list[str]]:
+    """The rows of an open CSV file (fields up to CSV_FIELD_LIMIT characters);
+    a malformed line is an InvalidInputError naming the file and line."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)  # the module's limit is global: set it where it matters
+    reader = csv.reader(fh, delimiter=delimiter)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            why = (f"a field is longer than {CSV_FIELD_LIMIT:,} characters" if "field limit" in str(exc)
+                   else f"malformed CSV: {exc}")
+            raise InvalidInputError(f"{path}:{reader.line_num}: {why}") from None
+        yield row
+
+
 def _read_csv(path: Path) -> Table:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
+        reader = csv_rows(fh, path, delimiter)
         header = next(reader, None)
         if header is None:
             raise InvalidInputError(f"{path}: the file is empty")

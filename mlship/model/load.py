@@ -84,9 +84,18 @@ def load_model(path: str | Path) -> ModelFile:
     kind = next((what for magic, what in _MAGIC.items() if head.startswith(magic)), None)
     if kind:
         raise InvalidInputError(f"{path} is not an ONNX model: it is {kind}", hint="Export the model to ONNX first")
+    from mlship.model.external_data import check_external_data
+
     try:
-        proto = onnx.load_model(str(path), load_external_data=True)
-    except (DecodeError, RuntimeError, ValueError) as exc:
+        # External data is read only once every location was checked (inside the model's directory).
+        proto = onnx.load_model(str(path), load_external_data=False)
+        if check_external_data(proto, path):
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(proto, str(path.parent))
+    except InvalidInputError:
+        raise
+    except (DecodeError, RuntimeError, ValueError, onnx.checker.ValidationError) as exc:
         raise InvalidInputError(
             f"{path} is not a readable ONNX model: the file is truncated or corrupted ({_first_line(exc)})",
             hint="Export or download it again",
