@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -24,3 +27,36 @@ def atomic_write(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+LOCK_WAIT_S = 60.0
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, busy: Callable[[Path], Exception], wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if needed) for the body.
+
+    Waits at most `wait_s`, then raises `busy(path)`. The kernel drops the lock
+    when its holder dies, so a killed process never leaves it held; the lock
+    file stays (removing it would let two processes lock two different files).
+    """
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        deadline = time.monotonic() + wait_s
+        delay = 0.005
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise busy(path) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)  # short holders (an index update) are waited out quickly
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

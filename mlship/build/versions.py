@@ -3,7 +3,8 @@
 `.mlship/versions.jsonl` beside mlship.yaml (or `--store`), one JSON object
 per line: builds (`event: build`) and pushes (`event: push`). The file is
 rewritten whole through a temporary file and a rename, so a reader never
-sees a half-written record.
+sees a half-written record, and appends hold a lock (`versions.jsonl.lock`
+beside it) across the read and the rename, so concurrent builds lose none.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mlship.errors import InvalidInputError
-from mlship.fsutil import atomic_write
+from mlship.errors import InvalidInputError, ServiceError
+from mlship.fsutil import atomic_write, file_lock
 
 STORE = Path(".mlship") / "versions.jsonl"
 
@@ -58,19 +59,27 @@ class VersionStore:
         if not self.path.exists():
             return []
         out = []
-        for line_no, line in enumerate(self.path.read_text().splitlines(), start=1):
+        for line_no, line in enumerate(self.path.read_bytes().splitlines(), start=1):
             if line.strip():
                 try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise InvalidInputError(f"{self.path}:{line_no}: not a JSON record") from None
+                    record = json.loads(line)
+                except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
+                    record = None
+                if not isinstance(record, dict):
+                    raise InvalidInputError(f"{self.path}:{line_no}: not a JSON record")
+                out.append(record)
         return out
 
     def append(self, record: BuildRecord | PushRecord) -> None:
-        old = self.path.read_bytes() if self.path.exists() else b""
-        if old and not old.endswith(b"\n"):
-            old += b"\n"
-        atomic_write(self.path, old + record.model_dump_json().encode() + b"\n")
+        """Add one record; concurrent appends (parallel CI jobs) each keep theirs."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        busy = lambda p: ServiceError(f"{self.path} is locked by another mlship ({p})",  # noqa: E731
+                                      hint="Wait for it to finish, then run the command again")
+        with file_lock(lock, busy):  # read and rename under one lock: no append is lost
+            old = self.path.read_bytes() if self.path.exists() else b""
+            if old and not old.endswith(b"\n"):
+                old += b"\n"
+            atomic_write(self.path, old + record.model_dump_json().encode() + b"\n")
 
     def versions(self, name: str | None = None) -> list[dict[str, Any]]:
         """Builds with their pushes folded in, oldest first."""

@@ -62,7 +62,7 @@ def build(
                            tag=tag or cfg.build.image.tag or f"{repository}:{version}",
                            platform=cfg.build.image.platform, python=cfg.build.image.python,
                            template=cfg.resolve(cfg.build.image.template), no_cache=no_cache,
-                           output=output, push=push_to)
+                           output=output, push=push_to, missing_values=cfg.missing_values)
     from mlship.cli.build_view import build_image
 
     build_image(ctx, cfg.build.image.builder, options, store)
@@ -121,9 +121,13 @@ def promote(
     to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, file://…"),
 ) -> None:
     """Move a channel pointer (NAME/channels/CHANNEL.json) to VERSION, atomically."""
+    from mlship.names import check_name
     from mlship.targets.artifacts import promote as promote_version
     from mlship.targets.base import open_target
 
+    check_name(name, "name")  # before anything is opened: they become keys in the target
+    check_name(version, "version")
+    check_name(channel, "--channel")
     cfg = config_for(ctx)
     pointer = promote_version(open_target(to, cfg.targets), name, version, channel)
     state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}", markup=False))
@@ -138,7 +142,9 @@ def pull(
     """Download a version and verify every sha256 (a mismatch exits 3, leaving nothing)."""
     from mlship.targets.artifacts import pull as pull_version
     from mlship.targets.base import open_target
+    from mlship.targets.documents import parse_ref
 
+    parse_ref(ref)  # a bad name, version or channel is refused before the target is opened
     cfg = config_for(ctx)
     dest = pull_version(open_target(source, cfg.targets), ref, output)
     state(ctx).console.result({"output": str(dest)}, lambda out: out.print(f"pulled {ref} into {dest}", markup=False))

@@ -58,6 +58,7 @@ def build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: st
         static=static, ort=cfg.build.edge.ort, sample=cfg.resolve(cfg.sample), labels=cfg.check.labels,
         max_accuracy_drop=cfg.build.edge.max_accuracy_drop, signing_key=cfg.resolve(cfg.build.edge.signing_key),
         profile=reference if reference and is_profile_file(reference) else None,
+        allow_missing=cfg.missing_values == "allow",
     )
     console = state(ctx).console
     with console.status("building the bundle"):
@@ -121,16 +122,19 @@ def push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[st
     from mlship.cli.progress import RowProgress
     from mlship.console import plain
     from mlship.errors import ServiceError, UsageError
+    from mlship.names import check_name
     from mlship.targets.artifacts import artifact_files, push_artifact
     from mlship.targets.base import open_target
 
     if what is None:
         raise UsageError("no artifact given", hint="Pass a file or directory to push")
     artifact = Path(what)
-    name = name or cfg.name or artifact.stem
-    version = version or cfg.version
-    if not version:
+    name = name if name is not None else cfg.name or artifact.stem
+    version = version if version is not None else cfg.version
+    if version is None:
         raise UsageError("no version given", hint="Pass --artifact-version or set `version:` in mlship.yaml")
+    check_name(name, "--name")  # they become keys in every target: nothing is opened with a bad one
+    check_name(version, "--artifact-version")
     files = artifact_files(artifact)
     opened = [open_target(t, cfg.targets) for t in targets]  # a bad target spec fails before any upload
     console = state(ctx).console
@@ -156,4 +160,10 @@ def push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[st
     console.result({"name": name, "version": version, "results": [r.model_dump() for r in results]}, render)
     failed = [r for r in results if r.status == "failed"]
     if failed:
-        raise ServiceError(f"push failed for {len(failed)} of {len(results)} targets: {failed[0].error}")
+        # A store that failed says 7; when every failure was the input's (a damaged index: 3, other
+        # content under the version: 2), the command exits with that code instead.
+        from mlship.errors import InvalidInputError
+
+        excs = [r.exception for r in failed]
+        kind = next((k for k in (InvalidInputError, UsageError) if all(isinstance(e, k) for e in excs)), ServiceError)
+        raise kind(f"push failed for {len(failed)} of {len(results)} targets: {failed[0].error}")

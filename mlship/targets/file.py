@@ -1,17 +1,25 @@
-"""file:///path targets: local disks, NFS and SMB mounts."""
+"""file:///path targets: local disks, NFS and SMB mounts.
+
+Updates of shared documents (index, channels) hold an exclusive flock on
+`KEY.lock` beside the document across read, change and rename, waiting at most
+LOCK_WAIT_S for another writer; on NFS the kernel maps flock to NFS locks.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mlship.errors import ServiceError, UsageError
-from mlship.fsutil import atomic_write
-from mlship.targets.base import Progress, Target
+from mlship.errors import InvalidInputError, ServiceError, UsageError
+from mlship.fsutil import atomic_write, file_lock
+from mlship.targets.base import Change, Progress, Target
+
+LOCK_WAIT_S = 60.0
 
 
 class FileTarget(Target):
@@ -29,24 +37,36 @@ class FileTarget(Target):
             self.root = Path(url)
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        path = self.root / self.check_key(key)
+        # A symbolic link planted inside the target (bc/channels -> /home/ci/.ssh) must not carry
+        # a write, or a read, outside it.
+        root = self.root.resolve()
+        if not path.resolve().is_relative_to(root):
+            raise InvalidInputError(f"{self.url}: {key} leads outside the target (a symbolic link to "
+                                    f"{path.resolve()})")
+        return path
 
     def upload(self, key: str, path: Path, progress: Progress) -> str:
         dest = self._path(key)
-        tmp = dest.with_name(f".{dest.name}.partial")
+        tmp = None
         digest = hashlib.sha256()
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("rb") as src, tmp.open("wb") as out:
+            # a name of its own: two pushes of one file never write into each other's copy
+            fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+            tmp = Path(name)
+            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
                 while block := src.read(8 << 20):
                     out.write(block)
                     digest.update(block)  # one read serves the copy and the digest
                     progress(len(block))
                 out.flush()
                 os.fsync(out.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; objects get the usual mode
             os.replace(tmp, dest)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
             raise ServiceError(f"{self.url}: cannot write {key}: {exc.strerror or exc}") from None
         return digest.hexdigest()
 
@@ -71,3 +91,28 @@ class FileTarget(Target):
             atomic_write(self._path(key), data)
         except OSError as exc:
             raise ServiceError(f"{self.url}: cannot write {key}: {exc.strerror or exc}") from None
+
+    def update(self, key: str, change: Change) -> bytes | None:
+        """Read, change and replace `key` under its lock file: concurrent updates queue up."""
+        path = self._path(key)
+
+        def busy(lock: Path) -> ServiceError:
+            return ServiceError(f"{self.url}: {key} is locked by another mlship ({lock})",
+                                hint="Wait for it to finish, then run the command again")
+
+        try:
+            with file_lock(path.with_name(path.name + ".lock"), busy, LOCK_WAIT_S):
+                old = self.read(key)
+                new = change(old)
+                if new is None:
+                    return old
+                self.write(key, new)
+                return new
+        except OSError as exc:  # the lock file could not be made (read-only target, a file in the way)
+            raise ServiceError(f"{self.url}: cannot lock {key}: {exc.strerror or exc}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,7 +1,16 @@
-"""s3://bucket/prefix targets: AWS S3 and S3-compatible stores (MinIO, Ceph)."""
+"""s3://bucket/prefix targets: AWS S3 and S3-compatible stores (MinIO, Ceph).
+
+Shared documents (index, channels) are updated with conditional writes: the
+new body is PUT with `If-Match: <ETag read>` (or `If-None-Match: *` when the
+key did not exist), and a 412/409 answer (another writer got there first)
+reads, changes and tries again with a jittered backoff, for at most
+UPDATE_PATIENCE_S. The store must support conditional writes (AWS S3 since
+2024, MinIO; moto 5.2 for tests).
+"""
 
 from __future__ import annotations
 
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,10 +20,13 @@ from urllib.parse import urlparse
 from mlship.errors import ServiceError
 from mlship.extras import require
 from mlship.model.load import sha256_file
-from mlship.targets.base import Progress, Target
+from mlship.targets.base import Change, Progress, Target
 
 PART_SIZE = 16 * 1024 * 1024
 ABORT_PATIENCE_S = 30.0
+UPDATE_PATIENCE_S = 60.0
+# Another writer changed (412) or is changing (409) the key, or removed it since it was read.
+CONFLICTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404")
 
 
 class S3Target(Target):
@@ -43,6 +55,7 @@ class S3Target(Target):
             self.extra["SSEKMSKeyId"] = sse_kms_key_id
 
     def _key(self, key: str) -> str:
+        self.check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def upload(self, key: str, path: Path, progress: Progress) -> str:
@@ -90,12 +103,46 @@ class S3Target(Target):
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
 
     def read(self, key: str) -> bytes | None:
+        return self._get(key)[0]
+
+    def _get(self, key: str) -> tuple[bytes | None, str | None]:
+        """The bytes under `key` and their ETag, or (None, None)."""
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            reply = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return reply["Body"].read(), reply.get("ETag")
         except Exception as exc:
             if _code(exc) in ("NoSuchKey", "404"):
-                return None
+                return None, None
             raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
+
+    def update(self, key: str, change: Change) -> bytes | None:
+        """Read, change and write `key` only if nobody wrote it in between; otherwise again."""
+        deadline = time.monotonic() + UPDATE_PATIENCE_S
+        delay, attempts = 0.05, 0
+        while True:
+            old, etag = self._get(key)
+            new = change(old)
+            if new is None:
+                return old
+            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+            attempts += 1
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=new,
+                                       ContentType="application/json", **condition, **self.extra)
+                return new
+            except Exception as exc:
+                code = _code(exc)
+                if code in ("NotImplemented", "501"):
+                    raise ServiceError(f"{self.url}: the store does not support conditional writes (If-Match), "
+                                       f"so {key} cannot be updated safely",
+                                       hint="Use AWS S3 or a store with conditional writes (MinIO)") from None
+                if code not in CONFLICTS:
+                    raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
+            if time.monotonic() > deadline:
+                raise ServiceError(f"{self.url}: {key} kept changing under this update ({attempts} attempts)",
+                                   hint="Run the command again")
+            time.sleep(random.uniform(delay / 2, delay))  # jitter: racing writers do not retry in step
+            delay = min(delay * 2, 2.0)
 
     def write(self, key: str, data: bytes) -> None:
         try:  # a PUT replaces the object whole: readers see the old or the new pointer
