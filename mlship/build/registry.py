@@ -6,6 +6,13 @@ token from the named realm. Credentials come from Docker's config
 for Amazon ECR, from boto3 (EcrAuth). Loopback registries (127.0.0.0/8,
 localhost, ::1) and hosts listed in MLSHIP_INSECURE_REGISTRIES are reached
 over plain HTTP, every other one over HTTPS.
+
+Credentials go only to the origin (scheme, host, port) they were issued for:
+upload `Location`s and blob redirects on another origin (object storage behind
+the registry) are followed without them, and another origin's 401 is never
+answered. Token realms get the Basic credentials, as the challenge asks, but
+only over https (plain http only to the hosts above). Every URL a server hands
+us is checked by `check_url` first: http(s), a host, no user info.
 """
 
 from __future__ import annotations
@@ -29,6 +36,9 @@ INDEX_TYPES = ("application/vnd.oci.image.index.v1+json",
                "application/vnd.docker.distribution.manifest.list.v2+json")
 CHUNK_SIZE = 32 << 20  # blobs larger than this go up in PATCH chunks of this size
 BLOCK = 1 << 20
+REDIRECTS = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class RegistryUnavailable(ServiceError):
@@ -72,6 +82,42 @@ def is_insecure(host: str) -> bool:
     return name in ("localhost", "::1") or name.startswith("127.") or host in listed or name in listed
 
 
+def same_origin(a: str, b: str) -> bool:
+    """Whether two absolute URLs share scheme, host and port (default ports filled in, case ignored)."""
+    return _origin(a) == _origin(b)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # never equal to a real origin's port
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def check_url(url: str, what: str, registry: str) -> str:
+    """`url`, if a `what` that `registry` handed us may be contacted: http(s) with a host and a valid port,
+    no user info (it hides the real host), plain http only to loopback or MLSHIP_INSECURE_REGISTRIES hosts.
+    Anything else is a ServiceError (exit 7) naming the registry."""
+    parts = urllib.parse.urlsplit(url)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:120]  # no user info, no query
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServiceError(f"registry {registry} sent a {what} that is not an http(s) URL ({shown or url[:40]!r}); "
+                           "nothing was sent there")
+    if "@" in parts.netloc:
+        raise ServiceError(f"registry {registry} sent a {what} that carries user info ({shown}); nothing was sent "
+                           "there")
+    try:
+        parts.port
+    except ValueError:
+        raise ServiceError(f"registry {registry} sent a {what} with an invalid port ({shown})") from None
+    if parts.scheme == "http" and not is_insecure(parts.netloc):
+        raise ServiceError(f"registry {registry} sent a {what} over plain http ({shown}); nothing was sent there",
+                           hint="Only loopback hosts and hosts in MLSHIP_INSECURE_REGISTRIES are reached over "
+                                "plain HTTP")
+    return url
 @dataclass
 class Registry:
     """One registry host; `credentials` returns (user, password) or None."""
@@ -104,26 +150,19 @@ class Registry:
         return response.body, media_type
 
     def blob_bytes(self, repository: str, digest: str) -> bytes:
+        """A small blob (an image config) in memory, digest-checked."""
         body = self.request("GET", f"/v2/{repository}/blobs/{digest}").body
         if _sha256(body) != digest:
             raise ServiceError(f"blob {digest} from {self.host}/{repository} does not match its digest")
         return body
 
     def download_blob(self, repository: str, digest: str, dest: Path) -> None:
-        """Stream a blob into `dest` (through a temporary name), checking its digest."""
-        url, headers = f"{self.base_url}/v2/{repository}/blobs/{digest}", {}
-        for _ in range(5):  # registries may redirect blob reads to a storage host
-            status, response = self._open("GET", url, headers)
-            if status in (301, 302, 303, 307, 308):
-                location = urllib.parse.urljoin(url, response.getheader("Location"))
-                response.read()
-                url, headers = location, ({} if _netloc(location) != self.host else headers)
-                continue
-            if status != 200:
-                raise ServiceError(f"blob {digest} from {self.host}/{repository}: HTTP {status}")
-            _save_checked(response, dest, digest, f"{self.host}/{repository}")
-            return
-        raise ServiceError(f"blob {digest} from {self.host}/{repository}: too many redirects")
+        """Stream a blob into `dest` (through a temporary name), checking its digest. Authenticated like any
+        request; a redirect to a storage host is followed without the credentials."""
+        status, raw, url = self._send("GET", f"{self.base_url}/v2/{repository}/blobs/{digest}", {}, follow=True)
+        if status != 200:
+            self._check("GET", url, Response(status, raw.headers, raw.read()), (200,))
+        _save_checked(raw, dest, digest, f"{self.host}/{repository}")
 
     # ------------------------------------------------------------------ writing
 
@@ -173,18 +212,43 @@ class Registry:
 
     def request(self, method: str, url: str, *, headers: dict[str, str] | None = None, body: Any = b"",
                 ok: tuple[int, ...] = (200,), advance: Callable[[int], None] = lambda n: None) -> Response:
-        """One request with auth; 401 answers the challenge once; 5xx and lost connections raise
-        RegistryUnavailable, any other unexpected status a ServiceError."""
-        url = url if url.startswith("http") else self.base_url + url
-        for attempt in range(2):
-            sent = dict(headers or {})
-            if self._auth:
-                sent["Authorization"] = self._auth
-            status, raw = self._open(method, url, sent, body, advance)
-            response = Response(status, raw.headers, raw.read())
-            if status != 401 or attempt == 1:
-                break
-            self._answer_challenge(response.headers.get("WWW-Authenticate", ""))
+        """One request (a path on this registry, or a URL it handed us) through `_send`; reads follow redirects.
+        5xx and lost connections raise RegistryUnavailable, any other unexpected status a ServiceError."""
+        url = self.base_url + url if url.startswith("/") else url
+        status, raw, url = self._send(method, url, dict(headers or {}), body, advance,
+                                      follow=method in ("GET", "HEAD"))
+        response = Response(status, raw.headers, raw.read())
+        self._check(method, url, response, ok)
+        return response
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: Any = b"",
+              advance: Callable[[int], None] = lambda n: None, follow: bool = False) -> tuple[int, Any, str]:
+        """Status, unread response and final URL. `Authorization` goes only to this registry's own origin,
+        and only that origin's 401 is answered (once); `follow` follows redirects (checked by check_url)."""
+        for _ in range(MAX_REDIRECTS + 1):
+            own = same_origin(url, self.base_url)
+            for attempt in range(2):
+                sent = {**headers, "Authorization": self._auth} if own and self._auth else dict(headers)
+                status, raw = self._open(method, url, sent, body, advance)
+                if status != 401 or attempt == 1:
+                    break
+                challenge = raw.headers.get("WWW-Authenticate", "")
+                raw.read()
+                if not own:  # a storage host fishing for the registry's credentials
+                    raise ServiceError(f"{_netloc(url)}, where registry {self.host} sent a {method}, asked for "
+                                       f"credentials; mlship sends them only to {self.host} itself",
+                                       hint="Check the registry's storage configuration")
+                self._answer_challenge(challenge)
+            location = raw.getheader("Location") if follow and status in REDIRECTS else None
+            if not location:
+                return status, raw, url
+            raw.read()
+            url = check_url(urllib.parse.urljoin(url, location), "redirect", self.host)
+        raise ServiceError(f"registry {self.host}: {method} {urllib.parse.urlsplit(url).path}: too many redirects")
+
+    def _check(self, method: str, url: str, response: Response, ok: tuple[int, ...]) -> None:
+        """Raise the error an unexpected status means (see request)."""
+        status = response.status
         if status in (401, 403):
             raise ServiceError(f"registry {self.host} refused access ({status}: {response.error_text()})",
                                hint="Check the credentials (docker login, DOCKER_CONFIG, or AWS for ECR)")
@@ -194,12 +258,13 @@ class Registry:
         if status not in ok:
             raise ServiceError(f"registry {self.host}: {method} {urllib.parse.urlsplit(url).path} answered "
                                f"{status} ({response.error_text()})")
-        return response
 
     def _open(self, method: str, url: str, headers: dict[str, str], body: Any = b"",
               advance: Callable[[int], None] = lambda n: None) -> tuple[int, Any]:
         parts = urllib.parse.urlsplit(url)
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if parts.scheme not in ("http", "https"):  # every caller checked already; never speak HTTP elsewhere
+            raise ServiceError(f"registry {self.host}: refusing to contact a {parts.scheme or 'relative'} URL")
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         try:
             conn = self._connection(parts.scheme, parts.netloc)
             conn.putrequest(method, target, skip_accept_encoding=True)
@@ -245,8 +310,11 @@ class Registry:
             raise ServiceError(f"registry {self.host} asks for unsupported auth '{scheme}'")
 
     def _token(self, fields: dict[str, str], creds: tuple[str, str] | None) -> str:
+        """A token from the challenge's realm, asked with the Basic credentials (the realm may be another host:
+        that is where the registry says they go), for every scope seen so far."""
+        realm = check_url(fields.get("realm", ""), "token realm", self.host)
         query = [("service", fields.get("service", ""))] + [("scope", s) for s in sorted(self._scopes)]
-        url = f"{fields.get('realm', '')}?{urllib.parse.urlencode(query)}"
+        url = f"{realm}{'&' if '?' in realm else '?'}{urllib.parse.urlencode(query)}"
         headers = {"Authorization": "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()} \
             if creds else {}
         saved, self._auth = self._auth, None
@@ -256,14 +324,20 @@ class Registry:
         if status != 200:
             raise ServiceError(f"token service {_netloc(url)} refused a token for {self.host} ({status})",
                                hint="Check the credentials (docker login, DOCKER_CONFIG)")
-        data = json.loads(body)
-        return data.get("token") or data.get("access_token") or ""
+        try:
+            data = json.loads(body)
+            token = data.get("token") or data.get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if not isinstance(token, str) or not token or not token.isprintable():
+            raise ServiceError(f"token service {_netloc(url)} answered no usable token for {self.host}")
+        return token
 
     def _location(self, response: Response) -> str:
         location = response.headers.get("Location")
         if not location:
             raise ServiceError(f"registry {self.host} started an upload without a Location")
-        return urllib.parse.urljoin(self.base_url + "/", location)
+        return check_url(urllib.parse.urljoin(self.base_url + "/", location), "upload location", self.host)
 
 
 def _send_body(conn: Any, body: Any, advance: Callable[[int], None]) -> None:
