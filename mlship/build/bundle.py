@@ -41,6 +41,7 @@ class BundleOptions(BaseModel):
     max_accuracy_drop: float = 0.01
     signing_key: Path | None = None
     profile: Path | None = None
+    allow_missing: bool = False  # `missing_values: allow`: NaN in the sample reaches the model
 
 
 class BundleResult(BaseModel):
@@ -176,7 +177,7 @@ def _compare(options: BundleOptions, fp32: Path, int8: Path) -> dict[str, Any]:
 
     table = read_table(options.sample)
     before, after = Runner.from_path(fp32), Runner.from_path(int8)
-    feeds = feeds_from_table(table, before.signature)
+    feeds = feeds_from_table(table, before.signature, allow_missing=options.allow_missing)
     out_a, out_b = before.run(feeds), after.run(feeds)
     task = infer_task(before.signature)
     result: dict[str, Any] = {"rows": table.n_rows}
@@ -203,7 +204,8 @@ def _quantize_static(options: BundleOptions, fp32: Path, out: Path) -> None:
 
     if options.sample is None:
         raise UsageError("static quantization calibrates on the sample", hint="Pass --sample FILE")
-    feeds = feeds_from_table(read_table(options.sample), Runner.from_path(fp32).signature)
+    feeds = feeds_from_table(read_table(options.sample), Runner.from_path(fp32).signature,
+                             allow_missing=options.allow_missing)
     rows = len(next(iter(feeds.values())))
 
     class Reader(CalibrationDataReader):

@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from string import Template
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel
 
@@ -33,6 +33,7 @@ class ImageOptions(BaseModel):
     source: str | None = None
     output: Path | None = None
     push: str | None = None
+    missing_values: Literal["refuse", "allow"] = "refuse"  # baked into the image's mlship.yaml
 
 
 class ImageResult(BaseModel):
@@ -93,7 +94,9 @@ def render_dockerfile(options: ImageOptions, pins: list[str], mlship_wheel: str,
 
 def serving_config(options: ImageOptions) -> str:
     """The mlship.yaml baked in next to the model."""
-    return f"name: {json.dumps(options.name)}\nversion: {json.dumps(options.version)}\nmodel: model.onnx\n"
+    text = f"name: {json.dumps(options.name)}\nversion: {json.dumps(options.version)}\nmodel: model.onnx\n"
+    # Only a declared `allow` is written, so images of every other project keep their bytes.
+    return text + ("missing_values: allow\n" if options.missing_values == "allow" else "")
 
 
 def image_labels(options: ImageOptions, sha256: str, created: str | None = None) -> dict[str, str]:

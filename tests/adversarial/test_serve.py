@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
 import struct
 
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from onnx import TensorProto, helper
 
+from mlship.build.image import ImageOptions, serving_config
 from mlship.predlog.reader import read_records
 from tests import models
 from tests.serve.server_process import start_server
@@ -99,15 +101,26 @@ def strict(tmp_path_factory):
     server.terminate()
 
 
+def image_options(**extra) -> ImageOptions:
+    return ImageOptions(model=MODEL, name="bc", version="1.0.0", base="python:3.11-slim", tag="bc:1.0.0", **extra)
+
+
 @pytest.fixture(scope="module")
 def lenient(tmp_path_factory):
-    """The example model served from a project directory whose mlship.yaml
-    declares `missing_values: allow`."""
+    """The example model served as its container image would serve it: a
+    directory with model.onnx and the mlship.yaml `build --image` bakes in
+    for a project that declares `missing_values: allow`."""
     project = tmp_path_factory.mktemp("lenient")
-    (project / "mlship.yaml").write_text(f"name: bc\nversion: 1.0.0\nmodel: {MODEL}\nmissing_values: allow\n")
+    shutil.copyfile(MODEL, project / "model.onnx")
+    (project / "mlship.yaml").write_text(serving_config(image_options(missing_values="allow")))
     server = start_server(project, project / "run", log=False)
     yield server
     server.terminate()
+
+
+def test_only_a_declared_allow_changes_the_baked_in_config():
+    assert serving_config(image_options()) == 'name: "bc"\nversion: "1.0.0"\nmodel: model.onnx\n'
+    assert serving_config(image_options(missing_values="allow")).endswith("\nmissing_values: allow\n")
 
 
 @pytest.fixture(scope="module")
