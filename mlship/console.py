@@ -8,8 +8,8 @@ Markup rule: `info`, `warn`, `debug`, `error` and `status` take plain text and
 print it exactly as given (a path like `z[red]q.csv` stays itself). Render
 functions handed to `result` get a rich console that reads markup, so every
 string that comes from a model, a file, a target or a user reaches it as a
-`rich.text.Text` (`plain(...)`, `Text.assemble`, `out.print(line, markup=False)`)
-or through `escape`. Emoji codes (`:smile:`) are off everywhere.
+`rich.text.Text` (`plain(...)`, `Text.assemble`) or in a line printed with
+`out.print(line, markup=False)`. Emoji codes (`:smile:`) are off everywhere.
 """
 
 from __future__ import annotations
@@ -147,15 +147,6 @@ def _labelled(label: str, style: str, message: str) -> Any:
     from rich.text import Text
 
     return Text.assemble((label, style), " ", message)
-
-
-def escape(value: object) -> str:
-    """`value` escaped for use inside a markup template (`f"[b]{escape(x)}[/b]"`).
-    Prefer `plain`: rich doubles a trailing backslash, which shows when
-    nothing follows it."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(str(value))
 
 
 def _jsonable(value: Any) -> Any:

@@ -150,3 +150,35 @@ def test_console_notes_warnings_errors_are_plain_text(text):
     assert err.getvalue().splitlines() == [f"note {text}", f"warning: careful {text}", f"debug {text}",
                                            f"error: failed {text}"]
     assert out.getvalue() == ""
+
+
+def _terminal_console() -> tuple[Console, io.StringIO]:
+    """A Console whose stderr is a (forced) terminal, so spinners and bars draw."""
+    from rich.console import Console as RichConsole
+
+    err = io.StringIO()
+    console = Console(stdout=io.StringIO(), stderr=err)
+    console.__dict__["err"] = RichConsole(file=err, force_terminal=True, width=200, highlight=False, emoji=False)
+    assert console.shows_progress
+    return console, err
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_status_spinner_takes_plain_text(text):
+    console, _ = _terminal_console()
+    with console.status(f"building {text}") as status:
+        spinner = status._status.renderable  # what the terminal shows
+        assert spinner.text.plain == f"building {text}"
+        status.update(f"step {text}")  # build log lines go here
+        assert status._status.renderable.text.plain == f"step {text}"
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_progress_bar_label_is_plain_text(text):
+    from mlship.cli.progress import RowProgress
+
+    console, err = _terminal_console()
+    with RowProgress(console, f"pushing to {text}") as bar:
+        bar.start(10)
+        bar.advance(5)
+    assert f"pushing to {text}" in err.getvalue()
