@@ -85,6 +85,7 @@ def iter_frames(spec: str | Path, *, chunk_rows: int = 50_000, strict: bool = Fa
 
 def _jsonl(path: Path, chunk_rows: int, strict: bool, report: ReadReport) -> Iterator[Frame]:
     records: list[dict[str, Any]] = []
+    log: bool | None = None  # the first record decides: a prediction log, or plain rows
     with path.open("rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -98,7 +99,13 @@ def _jsonl(path: Path, chunk_rows: int, strict: bool, report: ReadReport) -> Ite
                 for part in ("inputs", "outputs"):
                     if part in record and record[part] is not None and not isinstance(record[part], dict):
                         raise ValueError(f"'{part}' is not an object")
-            except ValueError as exc:
+                is_log = "inputs" in record or "outputs" in record
+                if log is not None and is_log != log:
+                    raise ValueError("a data row among log records" if log else "a log record among data rows")
+                if is_log:
+                    _check_meta(record)
+                log = is_log
+            except (ValueError, RecursionError) as exc:  # RecursionError: deep nesting, without orjson
                 if strict:
                     raise InvalidInputError(f"{path}:{line_no}: malformed record: {exc}",
                                             hint="Drop --strict to skip and count such lines") from None
@@ -110,6 +117,28 @@ def _jsonl(path: Path, chunk_rows: int, strict: bool, report: ReadReport) -> Ite
                 records = []
     if records:
         yield _records_frame(records)
+
+
+_TEXT, _NUMBER = (str,), (int, float)
+# Types of the schema's top-level fields (mlship.predlog/v1); None is allowed where the schema allows it.
+META_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {
+    "ts": (_TEXT, False), "request_id": (_TEXT, False), "model": (_TEXT, False), "version": (_TEXT, False),
+    "variant": (_TEXT, True), "latency_ms": (_NUMBER, False), "status": ((int,), False), "error": (_TEXT, True),
+    "label": ((str, int, float, bool), True), "cached": ((bool,), True), "row": ((int,), True),
+}
+
+
+def _check_meta(record: dict[str, Any]) -> None:
+    """Refuse (ValueError) a log record whose meta data has the wrong type: those
+    values become the columns that windows, versions and performance group by."""
+    for key, (types, nullable) in META_TYPES.items():
+        if key not in record:
+            continue
+        value = record[key]
+        if value is None and nullable:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"'{key}' is {type(value).__name__}, not {' or '.join(t.__name__ for t in types)}")
 
 
 def _records_frame(records: list[dict[str, Any]]) -> Frame:

@@ -30,12 +30,21 @@ def read_records(spec: str | Path) -> Iterator[PredictionRecord]:
                 if not raw.endswith(b"\n") or not raw.strip():
                     continue
                 try:
-                    yield PredictionRecord.model_validate(json.loads(raw))
-                except (json.JSONDecodeError, ValidationError) as exc:
-                    reason = exc.msg if isinstance(exc, json.JSONDecodeError) else _first_error(exc)
-                    raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record: {reason}") from None
+                    record = PredictionRecord.model_validate(json.loads(raw))
+                except (ValueError, RecursionError) as exc:
+                    # ValueError: bad JSON or UTF-8, a number past the digit limit, pydantic's ValidationError.
+                    raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record: "
+                                            f"{_reason(exc)}") from None
+                yield record
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+def _reason(exc: Exception) -> str:
+    """Why a line is not a record, in one line."""
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
+    if isinstance(exc, json.JSONDecodeError):
+        return exc.msg
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return " ".join(str(exc).split()) or type(exc).__name__

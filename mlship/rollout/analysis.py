@@ -77,7 +77,10 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
                     raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record") from None
                 if not isinstance(rec, dict):
                     raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record (not an object)")
-                if rec.get("model") != name or not (since <= rec.get("ts", "") < until):
+                if rec.get("model") != name:
+                    continue
+                _check_record(rec, path, line_no)
+                if not since <= rec["ts"] < until:
                     continue
                 side = sides.get(rec.get("version"))
                 if side is not None:
@@ -85,6 +88,21 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
     if stable == candidate:
         sides[candidate] = []
     return Window(sides[stable], sides[candidate])
+
+
+def _check_record(rec: dict[str, Any], path: Any, line_no: int) -> None:
+    """A record of this model must match the schema exactly (no coercion: the gate
+    compares the raw values), or the gate refuses the log naming the line."""
+    from pydantic import ValidationError
+
+    from mlship.predlog.schema import PredictionRecord
+
+    try:
+        PredictionRecord.model_validate(rec, strict=True)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "record"
+        raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record: {field}: {err['msg']}") from None
 
 
 def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str,

@@ -43,10 +43,13 @@ from mlship.errors import InvalidInputError
 from tests.support import MODEL, Result, run
 
 # Deterministic (CI reruns the same examples), no example database written into the tree.
-PROPERTY = settings(max_examples=80, deadline=None, derandomize=True, database=None,
+# MLSHIP_PROPERTY_EXAMPLES=2000 MLSHIP_PROPERTY_SEED=random explores further (what it finds becomes an @example).
+_SCALE = int(os.environ.get("MLSHIP_PROPERTY_EXAMPLES", "80"))
+PROPERTY = settings(max_examples=_SCALE, deadline=None, database=None,
+                    derandomize=os.environ.get("MLSHIP_PROPERTY_SEED") != "random",
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
-FEW = settings(PROPERTY, max_examples=40)
+FEW = settings(PROPERTY, max_examples=max(1, _SCALE // 2))
 
 # -- inputs ----------------------------------------------------------------------
 
@@ -475,8 +478,16 @@ def test_valid_logs_are_read(base, rollout):
         assert result.json()["gate"]["counts"] == {"stable": 3, "candidate": 4}
 
 
+def _record(**change: Any) -> bytes:
+    return dumps({**RECORD, **change})
+
+
 @PROPERTY
 @given(lines=LOG_LINES)
+@example(lines=[b"\x80"])  # found: UnicodeDecodeError out of mlship.predlog.reader
+@example(lines=[_record(ts=None)])  # found: the rollout gate compared None with a time, exit 1
+@example(lines=[_record(version=[])])  # found: drift grouped by an unhashable version, exit 1
+@example(lines=[_record(status="500"), _record(latency_ms="slow"), _record(request_id=7)])
 def test_prediction_logs_are_refused_or_skipped_cleanly(base, rollout, lines):
     run_logs(base, rollout, lines)
 
