@@ -191,9 +191,12 @@ class Profile:
                 "columns": {name: col.to_json() for name, col in sorted(self.columns.items())}}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], source: str = "profile") -> "Profile":
-        if doc.get("schema") != SCHEMA:
-            raise InvalidInputError(f"{source}: not a {SCHEMA} profile")
+    def from_json(cls, doc: Any, source: str = "profile") -> "Profile":
+        """A profile from its JSON document; a document of any other shape is
+        refused with InvalidInputError naming the field (see profile_schema)."""
+        from mlship.drift.profile_schema import check_profile
+
+        check_profile(doc, source, SCHEMA)
         profile = cls()
         profile.rows = int(doc["rows"])
         profile.columns = {name: ColumnProfile.from_json(name, c) for name, c in doc["columns"].items()}
@@ -208,7 +211,7 @@ def save_profile(profile: Profile, path: Path) -> None:
 def load_profile(path: Path) -> Profile:
     try:
         doc = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8
         raise InvalidInputError(f"{path}: cannot read profile: {exc}") from None
     return Profile.from_json(doc, str(path))
 
@@ -218,5 +221,8 @@ def is_profile_file(path: str | Path) -> bool:
     p = Path(str(path))
     if p.suffix != ".json" or not p.is_file():
         return False
-    with p.open("rb") as fh:
-        return SCHEMA.encode() in fh.read(200)
+    try:
+        with p.open("rb") as fh:
+            return SCHEMA.encode() in fh.read(200)
+    except OSError:
+        return False  # unreadable: read as data, whose reader names the problem

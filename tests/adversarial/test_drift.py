@@ -363,6 +363,8 @@ def _broken_profiles(docs: dict[str, dict]) -> list[tuple[str, object]]:
                 parent = doc
                 for key in path[:-1]:
                     parent = parent[key]
+                if parent[path[-1]] == bad or bad == {} and (isinstance(parent[path[-1]], dict) or path[-1] == "codes"):
+                    continue  # the same value, or an empty mapping where a mapping belongs: valid
                 parent[path[-1]] = bad
                 cases.append((f"{base_name}: {'.'.join(path)} = {bad!r}", doc))
     exact = docs["exact"]
@@ -424,7 +426,7 @@ def test_every_broken_profile_is_refused_with_exit_3(tmp_path, profile_doc, smal
                 failures.append((what, result.code, result.stderr.strip()))
         if report.exists() or merged.exists():
             failures.append((what, "wrote a file"))
-    assert not failures, f"{len(failures)} of {2 * len(cases)}: {failures[:10]}"
+    assert not failures, f"{len(failures)} of {2 * len(cases)}: {sorted({f[0] for f in failures})}"
 
 
 def test_the_profile_error_names_the_field(tmp_path, profile_doc, small):
