@@ -361,3 +361,72 @@ def test_bad_channel_is_invalid_input_and_nothing_is_written(tmp_path, store, ca
         assert "Traceback" not in result.stderr
         assert snapshot() == before, args
     assert not (tmp_path / "o").exists()
+
+
+def test_symbolic_links_planted_in_a_file_target_carry_nothing_out(tmp_path, monkeypatch):
+    """Attack: someone who can write to a shared file target replaces `bc/channels` with a link to
+    a directory of the CI user, and `bc/index.json` of another name with a link to a private file.
+    promote must not write through the first, pull must not read through the second."""
+    monkeypatch.chdir(tmp_path)
+    root, outside = tmp_path / "store", tmp_path / "home-ci"
+    outside.mkdir()
+    (outside / "secret.json").write_text('{"versions": []}')
+    target = f"file://{root}"
+    assert run("push", str(_artifact(tmp_path, "a")), "--name", "bc", "--artifact-version", "1.0.0",
+               "--to", target).code == 0
+    (root / "bc" / "channels").symlink_to(outside, target_is_directory=True)
+    (root / "xy").mkdir()
+    (root / "xy" / "index.json").symlink_to(outside / "secret.json")
+    before = _tree(tmp_path)
+    for args in (("promote", "bc", "1.0.0", "--channel", "stable", "--to", target),
+                 ("pull", "bc@stable", "--from", target, "-o", str(tmp_path / "o")),
+                 ("pull", "xy", "--from", target, "-o", str(tmp_path / "o"))):
+        result = run(*args)
+        assert result.code == 3, (args, result.stderr)
+        assert "leads outside the target" in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert _tree(tmp_path) == before, args
+
+
+def test_a_held_index_lock_makes_push_wait_then_give_up_with_one_line(tmp_path, monkeypatch):
+    """Attack: another process holds the index lock for ever (a hung mlship on an NFS client).
+    The push waits only a bounded time, exits 7 naming the lock, and the index is unchanged."""
+    import fcntl
+
+    import mlship.targets.file
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mlship.targets.file, "LOCK_WAIT_S", 0.3)  # the bound itself is what is tested
+    root = tmp_path / "store"
+    target = f"file://{root}"
+    assert run("push", str(_artifact(tmp_path, "a")), "--name", "bc", "--artifact-version", "1.0.0",
+               "--to", target).code == 0
+    index_before = (root / "bc" / "index.json").read_bytes()
+    with open(root / "bc" / "index.json.lock", "a") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        result = run("push", str(_artifact(tmp_path, "b")), "--name", "bc", "--artifact-version", "2.0.0",
+                     "--to", target)
+    assert result.code == 7, result.stderr
+    assert "index.json is locked by another mlship" in result.stderr and result.stderr.count("\n") == 1
+    assert (root / "bc" / "index.json").read_bytes() == index_before
+    # Once the lock is free the same push goes through: nothing it left behind is in the way.
+    again = run("push", str(_artifact(tmp_path, "b2")), "--name", "bc", "--artifact-version", "2.0.0",
+                "--to", target)
+    assert again.code == 0, again.stderr
+    assert sorted(v["version"] for v in json.loads((root / "bc" / "index.json").read_text())["versions"]) == \
+        ["1.0.0", "2.0.0"]
+
+
+@pytest.mark.parametrize("line", [b"5", b"[1, 2]", b"\xff\xfe", b"[" * 100000, b'{"event": "build"'])
+def test_a_damaged_versions_store_is_invalid_input(tmp_path, monkeypatch, line):
+    """Attack: versions.jsonl with a line that is not a JSON object (a number, a list, bad UTF-8,
+    absurd nesting, a truncated record): `versions list` exits 3 naming the line, and writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / ".mlship" / "versions.jsonl"
+    store.parent.mkdir()
+    store.write_bytes(b'{"event": "push", "name": "bc", "version": "1", "artifact": "a", "reference": "r", '
+                      b'"created": "2026-01-01T00:00:00Z"}\n' + line + b"\n")
+    before = _tree(tmp_path)
+    result = run("versions", "list")
+    assert result.code == 3, result.stderr
+    assert "versions.jsonl:2: not a JSON record" in result.stderr and result.stderr.count("\n") == 1
+    assert _tree(tmp_path) == before
