@@ -44,6 +44,8 @@ def checked_id(value: Any, field: str) -> str | None:
     own records."""
     if value is None or value == "":
         return None
+    if type(value) is int and 0 <= value < 10**20:  # clients that number requests: 0 -> "0"
+        return str(value)
     if isinstance(value, str) and _ID.fullmatch(value):
         return value
     shown = ascii(value) if isinstance(value, str) else f"a JSON {type(value).__name__}"

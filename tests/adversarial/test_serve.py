@@ -152,7 +152,7 @@ BAD_BODY_IDS = [
     "é", "日本", "\u2028",      # not ASCII: the header would not round-trip
     " padded ",                # spaces are trimmed by header parsers: not echoed faithfully
     "x" * 257,                 # longer than any proxy header buffer should have to hold
-    17, 1.5, True, ["a"], {"a": 1},  # the protocol's id is a string
+    -1, 10**20, 1.5, True, ["a"], {"a": 1},  # a string, or a non-negative integer read as its digits
 ]
 
 
