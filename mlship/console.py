@@ -53,16 +53,12 @@ class Console:
     @cached_property
     def out(self) -> "RichConsole":
         """Rich console over stdout (results)."""
-        from rich.console import Console as RichConsole
-
-        return RichConsole(file=self._stdout, highlight=False, soft_wrap=True, emoji=False)
+        return _rich_console(self._stdout)
 
     @cached_property
     def err(self) -> "RichConsole":
         """Rich console over stderr (notes, warnings, errors, progress)."""
-        from rich.console import Console as RichConsole
-
-        return RichConsole(file=self._stderr, highlight=False, soft_wrap=True, emoji=False)
+        return _rich_console(self._stderr)
 
     @property
     def interactive(self) -> bool:
@@ -136,17 +132,40 @@ class _PlainStatus:
         self._status.update(plain(text))
 
 
+# Control characters from untrusted text (ESC sequences that recolour, move the
+# cursor or retitle the terminal; CR that overwrites a line) are shown as \xNN.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0)]}
+
+
+def visible(text: str) -> str:
+    """`text` with terminal control characters shown as `\\xNN` (tab and newline kept)."""
+    return text.translate(_CONTROLS)
+
+
+def _rich_console(file: IO[str]) -> "RichConsole":
+    """A rich console whose strings never carry terminal control sequences:
+    every str it renders (lines, table cells) passes through `visible`."""
+    from rich.console import Console as RichConsole
+
+    class _Console(RichConsole):
+        def render_str(self, text: str, **kwargs: Any) -> Any:
+            return super().render_str(visible(text), **kwargs)
+
+    return _Console(file=file, highlight=False, soft_wrap=True, emoji=False)
+
+
 def plain(value: object, style: str = "") -> Any:
-    """`value` as a rich Text: printed exactly, never read as markup."""
+    """`value` as a rich Text: printed exactly, never read as markup or as
+    terminal control sequences."""
     from rich.text import Text
 
-    return Text(str(value), style=style)
+    return Text(visible(str(value)), style=style)
 
 
 def _labelled(label: str, style: str, message: str) -> Any:
     from rich.text import Text
 
-    return Text.assemble((label, style), " ", message)
+    return Text.assemble((label, style), " ", visible(message))
 
 
 def _jsonable(value: Any) -> Any:

@@ -182,3 +182,29 @@ def test_progress_bar_label_is_plain_text(text):
         bar.start(10)
         bar.advance(5)
     assert f"pushing to {text}" in err.getvalue()
+
+
+# -- terminal control sequences ---------------------------------------------------
+
+def test_terminal_escapes_in_a_model_string_are_shown_not_obeyed(tmp_path, monkeypatch):
+    """A producer name with ESC sequences (recolour, clear screen, retitle) and a
+    CR (overwrite the line) is printed as visible \\xNN text, never sent raw."""
+    monkeypatch.chdir(tmp_path)
+    producer = "evil\x1b[2J\x1b]0;pwned\x07\rok"
+    model = evil_model(tmp_path / "esc.onnx", ["a", "b"], producer=producer)
+    result = run("check", str(model))
+    assert result.code == 0, result.stderr
+    printed = result.stdout + result.stderr
+    assert "\x1b" not in printed and "\x07" not in printed and "\r" not in printed
+    assert "evil\\x1b[2J\\x1b]0;pwned\\x07\\x0dok" in printed
+
+
+def test_console_channels_show_control_characters(tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(stdout=out, stderr=err)
+    console.info("a\x1b[31mb")
+    console.warn("c\x9bd")
+    console.error("e\rf", exit_code=3)
+    text = err.getvalue()
+    assert "\x1b" not in text and "\x9b" not in text and "\r" not in text
+    assert "a\\x1b[31mb" in text and "c\\x9bd" in text and "e\\x0df" in text
