@@ -23,7 +23,7 @@ def drift(
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (CI job pages)."),
     fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset (default), any, window, column:NAME (repeatable)."),
     on_drift: Optional[str] = typer.Option(None, "--on-drift", help="Shell command to run when drift is found."),
-    webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON summary to this URL."),
+    webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON summary to this http(s) URL (a 2xx answer; redirects not followed)."),
     strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
 ) -> None:

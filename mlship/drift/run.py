@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from mlship.errors import CheckFailedError, UsageError
 from mlship.fsutil import atomic_write
-from mlship.urls import check_http_url
+from mlship.urls import check_http_url, redact_url
 
 
 class DriftRequest(BaseModel):
@@ -41,6 +42,9 @@ def run_drift_command(request: DriftRequest, console: Any) -> dict[str, Any]:
     parse_window(request.window)  # a bad window is a usage error before any reading
     if request.webhook is not None:
         check_http_url(request.webhook, "--webhook")  # http(s) only, and before any reading
+        parts = urlsplit(request.webhook)
+        if parts.scheme.lower() == "http" and "@" in parts.netloc:
+            console.warn(f"--webhook {redact_url(request.webhook)} sends its credentials unencrypted (http://)")
     conditions = [_condition(c) for c in request.fail_on]
     options = DriftOptions(reference=request.reference, current=request.current, window=request.window,
                            drift_share=request.drift_share, labels=request.labels, strict=request.strict,

@@ -90,8 +90,8 @@ def type_cases(tmp_path_factory):
     return _type_change_cases(tmp_path_factory.mktemp("types"))
 
 
-TYPE_CASES = ["csv-some-na", "csv-all-na", "csv-one-na", "csv-markup-text", "csv-pipe-text", "profile-reference", "log-strings",
-              "log-objects", "parquet-text", "text-to-numbers", "windows", "few-rows"]
+TYPE_CASES = ["csv-some-na", "csv-all-na", "csv-one-na", "csv-markup-text", "csv-pipe-text", "profile-reference",
+              "log-strings", "log-objects", "parquet-text", "text-to-numbers", "windows", "few-rows"]
 
 
 @pytest.mark.parametrize("case", TYPE_CASES)
@@ -245,6 +245,7 @@ def test_webhook_secrets_are_never_printed(receiver, small, json_mode):
     shown = result.stdout + result.stderr
     assert not [s for s in SECRETS if s in shown], shown
     assert f"webhook http://***@{host}/status/…?…#… failed after 1 attempt: HTTP 403" in result.stderr
+    assert f"warning: --webhook http://***@{host}/status/…?…#… sends its credentials unencrypted" in result.stderr
     (request,) = receiver.requests
     assert request["path"] == "/status/403/T0SECRET/B0SECRET/XXSECRET?tok=QSECRET"
     assert request["headers"]["Authorization"] == "Basic " + base64.b64encode(b"bot:hunter2").decode()
