@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import stat
 import sys
@@ -20,6 +21,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlship.edge.bundle import unpack_bundle
 from mlship.errors import InvalidInputError
@@ -492,3 +495,106 @@ def test_keys_generate_never_replaces_an_existing_key(tmp_path):
     assert (tmp_path / "k.key").read_text() == "mine" and not (tmp_path / "k.pub").exists()
     refused(run("keys", "generate", "--dir", str(tmp_path), "--name", "../k2"), 2, "not a valid name")
     assert not (tmp_path.parent / "k2.key").exists()
+
+
+# ---------------------------------------------------------------------------- properties (item 10)
+
+PROPERTY = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+HOSTILE = (st.sampled_from([None, True, 0, -1, 1.5, 10**30, "", ".", "..", "../../../planted", "/etc/passwd",
+                            "a/b", "1.0.0", "2.0.0", "bundle.mlbundle", "../1.0.0/bundle.mlbundle", "x.mlbundle",
+                            "0" * 64, "a\nb", [], {}, [1], {"k": "v"}])
+           | st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                          lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=6))
+
+
+def _nodes(doc, path=()):
+    yield path
+    children = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for key, value in children:
+        yield from _nodes(value, (*path, key))
+
+
+def mutated(doc, data) -> bytes:
+    """`doc` with one node replaced or removed, or its text cut short: what a careless or hostile writer leaves."""
+    doc = json.loads(json.dumps(doc))
+    text = json.dumps(doc)
+    action = data.draw(st.sampled_from(["replace", "replace", "delete", "truncate"]))
+    if action == "truncate":
+        return text.encode()[:data.draw(st.integers(0, len(text) - 1))]
+    path = data.draw(st.sampled_from(list(_nodes(doc))))
+    if not path:
+        return json.dumps(data.draw(HOSTILE)).encode()
+    parent = doc
+    for key in path[:-1]:
+        parent = parent[key]
+    if action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(HOSTILE)
+    return json.dumps(doc).encode()
+
+
+@pytest.fixture(scope="module")
+def synced_template(assets, tmp_path_factory):
+    """A target with 1.0.0 and 2.0.0 (stable -> 2.0.0) and a device synced, with the key, to 1.0.0."""
+    root = tmp_path_factory.mktemp("template")
+    store, dev = root / "store", root / "device"
+    publish(store, "1.0.0", bundle_of(assets, "1.0.0").read_bytes())
+    assert sync(store, dev, key=assets / "k.pub").code == 0
+    publish(store, "2.0.0", bundle_of(assets, "2.0.0").read_bytes())
+    return root
+
+
+@pytest.mark.parametrize("document", ["index.json", "channels/stable.json"])
+@PROPERTY
+@given(data=st.data())
+def test_sync_never_points_current_at_unverified_content(synced_template, assets, document, data):
+    """Whatever the target's index or channel says, sync exits 0 with `current` on a version that
+    verifies against the key, or exits 3 (7 when a named file is not there) with the device untouched."""
+    signed = {v: members(bundle_of(assets, v)) for v in ("1.0.0", "2.0.0")}
+    work = Path(tempfile.mkdtemp(prefix="prop-"))
+    try:
+        shutil.copytree(synced_template, work / "t", symlinks=True)
+        store, dev = work / "t" / "store", work / "t" / "device"
+        doc = json.loads((store / NAME / document).read_text())
+        (store / NAME / document).write_bytes(mutated(doc, data))
+        plant_unsigned(dev / "versions" / "../../../planted")
+        before = snapshot(dev)
+        result = sync(store, dev, key=assets / "k.pub")
+        assert "Traceback" not in result.stderr
+        if result.code == 0:  # exactly one of the signed bundles' contents, nothing else
+            version = os.readlink(dev / "current").removeprefix("versions/")
+            assert version in signed, version
+            current = dev / "versions" / version
+            assert {p.name: p.read_bytes() for p in current.iterdir()} == signed[version]
+        else:
+            refused(result, result.code, "error:")
+            assert result.code in (3, 7), result.stderr
+            assert snapshot(dev) == before
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_an_accepted_manifest_never_names_a_file_outside_the_bundle(data):
+    """Mutated unsigned manifests: refused with InvalidInputError, or every path they name is inside."""
+    work = Path(tempfile.mkdtemp(prefix="prop-"))
+    try:
+        (work / "outside.onnx").write_bytes(MODEL.read_bytes())  # what an escaping path would find
+        crafted = work / "b.mlbundle"
+        crafted.write_bytes(unsigned_bundle(mutated(good_manifest(), data)))
+        try:
+            unpacked = unpack_bundle(crafted, work / "u")
+        except InvalidInputError as exc:
+            assert str(crafted) in str(exc)
+            assert not (work / "u").exists()
+            return
+        inside = (work / "u").resolve()
+        for path in [unpacked.model_path] + [work / "u" / f["path"] for f in unpacked.manifest["files"]]:
+            assert path.resolve().is_relative_to(inside) and path.is_file()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
