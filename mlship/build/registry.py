@@ -98,23 +98,24 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 
 def check_url(url: str, what: str, registry: str) -> str:
-    """`url`, if a `what` that `registry` handed us may be contacted: http(s) with a host and a valid port,
+    """`url`, if `what` ("a redirect"…) that `registry` handed us may be contacted: http(s) with a host and a valid port,
     no user info (it hides the real host), plain http only to loopback or MLSHIP_INSECURE_REGISTRIES hosts.
     Anything else is a ServiceError (exit 7) naming the registry."""
     parts = urllib.parse.urlsplit(url)
-    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:120]  # no user info, no query
+    # shown without user info or query (presigned URLs carry signatures there)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:120] if parts.netloc else url[:60]
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ServiceError(f"registry {registry} sent a {what} that is not an http(s) URL ({shown or url[:40]!r}); "
+        raise ServiceError(f"registry {registry} gave {what} that is not an http(s) URL ({shown!r}); "
                            "nothing was sent there")
     if "@" in parts.netloc:
-        raise ServiceError(f"registry {registry} sent a {what} that carries user info ({shown}); nothing was sent "
+        raise ServiceError(f"registry {registry} gave {what} that carries user info ({shown}); nothing was sent "
                            "there")
     try:
         parts.port
     except ValueError:
-        raise ServiceError(f"registry {registry} sent a {what} with an invalid port ({shown})") from None
+        raise ServiceError(f"registry {registry} gave {what} with an invalid port ({shown})") from None
     if parts.scheme == "http" and not is_insecure(parts.netloc):
-        raise ServiceError(f"registry {registry} sent a {what} over plain http ({shown}); nothing was sent there",
+        raise ServiceError(f"registry {registry} gave {what} over plain http ({shown}); nothing was sent there",
                            hint="Only loopback hosts and hosts in MLSHIP_INSECURE_REGISTRIES are reached over "
                                 "plain HTTP")
     return url
@@ -243,7 +244,7 @@ class Registry:
             if not location:
                 return status, raw, url
             raw.read()
-            url = check_url(urllib.parse.urljoin(url, location), "redirect", self.host)
+            url = check_url(urllib.parse.urljoin(url, location), "a redirect", self.host)
         raise ServiceError(f"registry {self.host}: {method} {urllib.parse.urlsplit(url).path}: too many redirects")
 
     def _check(self, method: str, url: str, response: Response, ok: tuple[int, ...]) -> None:
@@ -312,7 +313,7 @@ class Registry:
     def _token(self, fields: dict[str, str], creds: tuple[str, str] | None) -> str:
         """A token from the challenge's realm, asked with the Basic credentials (the realm may be another host:
         that is where the registry says they go), for every scope seen so far."""
-        realm = check_url(fields.get("realm", ""), "token realm", self.host)
+        realm = check_url(fields.get("realm", ""), "a token realm", self.host)
         query = [("service", fields.get("service", ""))] + [("scope", s) for s in sorted(self._scopes)]
         url = f"{realm}{'&' if '?' in realm else '?'}{urllib.parse.urlencode(query)}"
         headers = {"Authorization": "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()} \
@@ -337,7 +338,7 @@ class Registry:
         location = response.headers.get("Location")
         if not location:
             raise ServiceError(f"registry {self.host} started an upload without a Location")
-        return check_url(urllib.parse.urljoin(self.base_url + "/", location), "upload location", self.host)
+        return check_url(urllib.parse.urljoin(self.base_url + "/", location), "an upload location", self.host)
 
 
 def _send_body(conn: Any, body: Any, advance: Callable[[int], None]) -> None:

@@ -128,8 +128,10 @@ def authorization(received) -> str | None:
     return next((v for k, v in received.headers.items() if k.lower() == "authorization"), None)
 
 
-def assert_storage_saw_no_credentials(split) -> None:
-    leaked = [(r.method, r.path, authorization(r)) for r in split.by("storage") if authorization(r)]
+def assert_storage_saw_no_credentials(split, realm_there: bool = False) -> None:
+    """No request to the storage origin carried credentials (but its token realm, when the challenge names it)."""
+    leaked = [(r.method, r.path, authorization(r)) for r in split.received
+              if r.headers.get("Host") == split.storage and authorization(r) and not (realm_there and r.role == "token")]
     assert leaked == [], f"credentials reached {split.storage}: {leaked}"
 
 
@@ -168,6 +170,21 @@ def test_upload_on_another_origin_continues_without_credentials(split_registry, 
     assert manifest_status(oci_registry, "ml/bc", "1.0.0") == 200
     [record] = versions(project)
     assert record["pushed"][0]["digest"] == result.json()["digest"]
+
+
+def test_token_realm_on_another_host_gets_the_basic_credentials(split_registry, project, oci_registry, tmp_path):
+    """The challenge names a realm on another origin: that is where the credentials are meant to go (Docker Hub's
+    auth.docker.io); the token then goes to the registry only."""
+    split = split_registry(bearer=True)
+    split.realm = f"http://{split.storage}/token"
+    result = oci(project, "--base", write_layout(tmp_path / "base"), "--push", f"registry://{split.front}/ml/bc")
+    assert result.code == 0, result.stderr
+    basic = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert [(r.headers["Host"], authorization(r)) for r in split.by("token")] == [(split.storage, basic)]
+    assert all(authorization(r) in (None, f"Bearer {TOKEN}") for r in split.by("front"))
+    assert len([r for r in split.by("storage") if r.method == "PUT"]) == 5
+    assert_storage_saw_no_credentials(split, realm_there=True)
+    assert manifest_status(oci_registry, "ml/bc", "1.0.0") == 200
 
 
 HOSTILE_UPLOADS = {
@@ -276,7 +293,7 @@ def test_plain_http_or_odd_urls_off_loopback_are_refused(url, monkeypatch):
 
     monkeypatch.delenv("MLSHIP_INSECURE_REGISTRIES", raising=False)
     with pytest.raises(ServiceError) as caught:
-        check_url(url, "token realm", "registry.example")
+        check_url(url, "a token realm", "registry.example")
     assert caught.value.exit_code == 7 and "registry.example" in str(caught.value)
 
 
@@ -286,4 +303,4 @@ def test_plain_http_is_allowed_to_loopback_and_listed_hosts(monkeypatch):
     monkeypatch.setenv("MLSHIP_INSECURE_REGISTRIES", "auth.lab:8080")
     for url in ("http://127.0.0.1:5000/token", "http://localhost/t", "http://auth.lab:8080/t",
                 "https://auth.registry.example/token"):
-        check_url(url, "token realm", "registry.example")
+        check_url(url, "a token realm", "registry.example")

@@ -40,7 +40,7 @@ TOKEN = "split-registry-token"
 
 @dataclass
 class Received:
-    role: str  # "front", "storage" or "token"
+    role: str  # "front", "storage" or "token" (GET /token on either server)
     method: str
     path: str
     headers: dict[str, str]
@@ -85,7 +85,7 @@ def start_split_registry(upstream: str, *, user: str = "ci", password: str = "s3
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             role = "storage" if self.headers.get("Host") == split.storage else "front"
-            if role == "front" and self.path.startswith("/token"):
+            if self.path.startswith("/token"):  # the realm: on the front, or on storage when `realm` says so
                 role = "token"
             split.received.append(Received(role, self.command, self.path, dict(self.headers.items())))
             if role == "token":
