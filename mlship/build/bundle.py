@@ -56,7 +56,11 @@ def build_bundle(options: BundleOptions) -> BundleResult:
     from mlship.model.load import load_model
     from mlship.model.signature import signature_of
     from mlship.model.validate import run_checker
+    from mlship.names import check_name
 
+    # Both name the output file and go into the manifest devices trust: checked before any work.
+    check_name(options.name, "name")
+    check_name(options.version, "version")
     source = load_model(options.model)
     run_checker(source)
     with tempfile.TemporaryDirectory(prefix="mlship-bundle-") as tmp:

@@ -274,6 +274,17 @@ def test_a_signed_bundle_of_another_version_is_not_installed_under_this_one(devi
     assert snapshot(dev) == before
 
 
+@pytest.mark.parametrize("flag,value", [("--name", "../evil"), ("--name", "."), ("--model-version", "../../v"),
+                                        ("--model-version", "1/2")])
+def test_build_edge_refuses_names_that_leave_the_output_dir(tmp_path, monkeypatch, flag, value):
+    """The bundle's file name is NAME-VERSION.mlbundle, and both go into its manifest."""
+    monkeypatch.chdir(tmp_path)
+    args = ["build", "--edge", str(MODEL), "--name", NAME, "--model-version", "1", "--output-dir", "a/out"]
+    args[args.index(flag) + 1] = value
+    refused(run(*args), 2, f"{value!r}", "not a valid name")
+    assert snapshot(tmp_path) == {}  # no bundle anywhere, no version recorded
+
+
 # ---------------------------------------------------------------------------- item 2: what a bundle may hold
 
 @pytest.mark.parametrize("extra", ["sub/manifest.sig", "x/manifest.json", "a/b/manifest.json"])
