@@ -129,11 +129,14 @@ def push_artifact(ctx: typer.Context, cfg, what: Optional[str], targets: list[st
     if what is None:
         raise UsageError("no artifact given", hint="Pass a file or directory to push")
     artifact = Path(what)
+    given = name
     name = name if name is not None else cfg.name or artifact.stem
     version = version if version is not None else cfg.version
     if version is None:
         raise UsageError("no version given", hint="Pass --artifact-version or set `version:` in mlship.yaml")
-    check_name(name, "--name")  # they become keys in every target: nothing is opened with a bad one
+    # They become keys in every target: nothing is opened with a bad one.
+    from_stem = given is None and not cfg.name
+    check_name(name, "name (from the artifact's file name; pass --name)" if from_stem else "--name")
     check_name(version, "--artifact-version")
     files = artifact_files(artifact)
     opened = [open_target(t, cfg.targets) for t in targets]  # a bad target spec fails before any upload
