@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlship.edge.manifest import MANIFEST, SCHEMA, verify_directory  # noqa: F401 (re-exported)
+from mlship.edge.manifest import MANIFEST, SCHEMA, shown, verify_directory  # noqa: F401 (re-exported)
 from mlship.errors import InvalidInputError
 
 
@@ -58,6 +58,6 @@ def unpack_bundle(bundle: Path, into: Path | None = None, public_key: Path | Non
 def _check_member(bundle: Path, member: tarfile.TarInfo) -> None:
     path = PurePosixPath(member.name)
     if path.is_absolute() or ".." in path.parts:
-        raise InvalidInputError(f"{bundle}: unsafe path in bundle: {member.name}")
+        raise InvalidInputError(f"{bundle}: unsafe path in bundle: {shown(member.name)}")
     if not (member.isfile() or member.isdir()):
-        raise InvalidInputError(f"{bundle}: bundle entries must be plain files, not {member.name}")
+        raise InvalidInputError(f"{bundle}: bundle entries must be plain files, not {shown(member.name)}")

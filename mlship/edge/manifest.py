@@ -32,17 +32,26 @@ def load_json(raw: bytes, where: str) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # ValueError covers JSONDecodeError and UnicodeDecodeError
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
+        detail = (exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+                  if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+                  if isinstance(exc, RecursionError) else str(exc))
         raise InvalidInputError(f"{where} is not valid JSON ({detail})") from None
 
 
+def shown(path: str) -> str:
+    """A path from a bundle as it may be printed: quoted when it holds a newline or another control
+    character, so an error stays on its one line."""
+    return path if path.isprintable() else repr(path)
+
+
 def check_relative_path(value: object, what: str, where: str, inside: str = "the bundle") -> str:
-    """`value` if it is a plain relative POSIX path (no '', '.', '..' parts, no leading '/' or '\\')."""
-    if (isinstance(value, str) and value and "\\" not in value and "\0" not in value
+    """`value` if it is a plain relative POSIX path: printable, no '', '.' or '..' parts, no leading
+    '/', no '\\' (a separator on Windows devices)."""
+    if (isinstance(value, str) and value.isprintable() and "\\" not in value
             and all(part not in ("", ".", "..") for part in value.split("/"))):
         return value
-    raise InvalidInputError(f"{where}: {what} {value!r} must be a relative path inside {inside} "
-                            "(no leading '/', no '.', '..' or empty parts)")
+    raise InvalidInputError(f"{where}: {what} {value!r:.200} must be a relative path inside {inside} "
+                            "(printable, no leading '/', no '.', '..' or empty parts)")
 
 
 def check_sha256(value: object, what: str, where: str) -> str:
@@ -109,7 +118,7 @@ def verify_directory(root: Path, where: str, public_key: Path | None = None) -> 
     # Only the two root entries are exempt: sub/manifest.sig is content like any other file.
     extra = sorted(found - set(listed) - {MANIFEST, SIGNATURE})
     if extra:
-        raise InvalidInputError(f"{where}: {extra[0]} is in the bundle but not in {MANIFEST}")
+        raise InvalidInputError(f"{where}: {shown(extra[0])} is in the bundle but not in {MANIFEST}")
     from mlship.model.load import sha256_file
 
     for rel, entry in listed.items():
@@ -131,9 +140,9 @@ def _regular_files(root: Path, where: str) -> set[str]:
             path = Path(dirpath) / entry
             rel = path.relative_to(root).as_posix()
             if path.is_symlink():
-                raise InvalidInputError(f"{where}: {rel} is a link; bundles hold plain files only")
+                raise InvalidInputError(f"{where}: {shown(rel)} is a link; bundles hold plain files only")
             if entry in filenames:
                 if not path.is_file():
-                    raise InvalidInputError(f"{where}: {rel} is not a plain file")
+                    raise InvalidInputError(f"{where}: {shown(rel)} is not a plain file")
                 files.add(rel)
     return files

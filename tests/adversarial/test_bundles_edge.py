@@ -460,7 +460,7 @@ def test_serving_a_bundle_cleans_up_when_the_port_is_taken(tmp_path, assets, pri
     assert list(private_tmp.iterdir()) == []
 
 
-@pytest.mark.parametrize("case", ["tampered model", "unlisted file", "wrong schema"])
+@pytest.mark.parametrize("case", ["tampered model", "unlisted file", "wrong schema", "newline in a file name"])
 def test_rejected_bundles_leave_no_unpacked_content(tmp_path, private_tmp, busy_port, case):
     manifest = good_manifest()
     extra = {}
@@ -468,6 +468,8 @@ def test_rejected_bundles_leave_no_unpacked_content(tmp_path, private_tmp, busy_
         manifest["files"][0]["sha256"] = "0" * 64
     elif case == "unlisted file":
         extra = {"sub/manifest.sig": b"x"}
+    elif case == "newline in a file name":
+        extra = {"a\nerror: a second, forged line": b"x"}  # must stay on the one error line
     else:
         manifest["schema"] = "other"
     crafted = tmp_path / "x.mlbundle"
