@@ -254,15 +254,17 @@ def test_base_from_a_token_registry_is_downloaded_with_a_token(split_registry, p
     assert_storage_saw_no_credentials(split)
 
 
-@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://{storage}/blob", "http://{front}@{storage}/b"])
-def test_hostile_blob_redirect_is_refused(split_registry, project, oci_registry, location):
+@pytest.mark.parametrize("location, phrase", [("file:///etc/passwd", "not an http(s) URL"),
+                                              ("ftp://{storage}/blob", "not an http(s) URL"),
+                                              ("http://{front}@{storage}/b", "user info")])
+def test_hostile_blob_redirect_is_refused(split_registry, project, oci_registry, location, phrase):
     push_upstream(oci_registry.address, "base/tiny", "1")
     split = split_registry(bearer=True)
     split.redirect_blobs = True
     split.blob_location = location.format(storage=split.storage, front=split.front)
     out = project / "out"
     result = oci(project, "--base", f"registry://{split.front}/base/tiny:1", "--output", str(out))
-    assert_refused(result, split.front)
+    assert_refused(result, "gave a redirect", phrase, split.front)
     assert_storage_saw_no_credentials(split)
     assert not out.exists()
 
