@@ -185,6 +185,31 @@ def test_sync_refuses_a_version_that_is_not_a_name(device, assets, version):
     assert os.readlink(dev / "current") == "versions/1.0.0"
 
 
+@pytest.mark.parametrize("version", ["../../../planted", "."])
+def test_sync_refuses_traversal_versions_from_file_and_s3_targets(tmp_path, assets, artifact_target, monkeypatch,
+                                                                  version):
+    """The same attack through the Target API, so S3 (moto) is covered as well as file://."""
+    from mlship.targets.base import open_target
+
+    monkeypatch.chdir(tmp_path)
+    target = open_target(artifact_target, {})
+    data = bundle_of(assets, "1.0.0").read_bytes()
+    entry = {"path": "b.mlbundle", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    target.write(f"{NAME}/1.0.0/b.mlbundle", data)
+    index = {"name": NAME, "versions": [{"version": "1.0.0", "files": [entry]}, {"version": version, "files": [entry]}]}
+    target.write(f"{NAME}/index.json", json.dumps(index).encode())
+    target.write(f"{NAME}/channels/stable.json", b'{"version": "1.0.0"}')
+    dev = tmp_path / "a" / "b" / "device"
+    assert run("edge", "sync", "--from", artifact_target, "--name", NAME, "--dir", str(dev),
+               "--public-key", str(assets / "k.pub")).code == 0
+    plant_unsigned(dev / "versions" / version)
+    target.write(f"{NAME}/channels/stable.json", json.dumps({"version": version}).encode())
+    before = snapshot(dev)
+    refused(run("edge", "sync", "--from", artifact_target, "--name", NAME, "--dir", str(dev),
+                "--public-key", str(assets / "k.pub")), 3, f"version {version!r}", "channels/stable.json")
+    assert snapshot(dev) == before and os.readlink(dev / "current") == "versions/1.0.0"
+
+
 @pytest.mark.parametrize("path", ["../1.0.0/bundle.mlbundle", "/etc/hostname.mlbundle", "a/../../x.mlbundle",
                                   "./bundle.mlbundle", "a//bundle.mlbundle", ".mlbundle/..", 5])
 def test_sync_refuses_index_file_paths_outside_the_version(device, assets, path):
