@@ -282,8 +282,27 @@ BUNDLE_BYTES = st.one_of(
 
 @FEW
 @given(data=BUNDLE_BYTES)
+@example(data=VALID_BUNDLE[:600])  # found: the refused bundle's mlship-bundle-* directory was left behind
+@example(data=gzip.compress(b"\x00" * 1024))  # a tar of zero blocks: no entries at all
 def test_bundle_bytes_are_refused_with_exit_3(base, data):
     serve_bundle(base, data, "bundle")
+
+
+_FILE = MANIFEST["files"][0]
+# Found on main before issue 15 (exit 1 with a TypeError/KeyError/UnicodeDecodeError/RecursionError,
+# exit 2 blaming a serve option, or exit 3 leaving the unpacked directory behind):
+MANIFEST_CRASHES = [
+    b"0", b"", b"[" * 5000, b'{"name": "\xbc"}',
+    dumps({**MANIFEST, "files": "x"}), dumps({**MANIFEST, "files": [1]}), dumps({**MANIFEST, "files": {"model.onnx": 1}}),
+    dumps({**MANIFEST, "files": [{"sha256": _FILE["sha256"], "size": _FILE["size"]}]}),
+    dumps({**MANIFEST, "model": []}), dumps({**MANIFEST, "name": 5}), dumps({**MANIFEST, "version": []}),
+    dumps({**MANIFEST, "model": "../model.onnx"}), dumps({**MANIFEST, "files": [{**_FILE, "sha256": None}]}),
+]
+
+
+@pytest.mark.parametrize("manifest", MANIFEST_CRASHES, ids=range(len(MANIFEST_CRASHES)))
+def test_manifests_that_crashed_are_refused(base, manifest):
+    serve_bundle(base, bundle_bytes(manifest), "manifest")
 
 
 def test_the_valid_bundle_is_accepted(base):
@@ -296,6 +315,7 @@ def test_the_valid_bundle_is_accepted(base):
 
 @PROPERTY
 @given(manifest=documents(MANIFEST))
+@example(manifest=MANIFEST_CRASHES[0])
 def test_bundle_manifests_are_refused_with_exit_3(base, manifest):
     serve_bundle(base, bundle_bytes(manifest), "manifest")
 
@@ -351,6 +371,29 @@ def test_the_valid_target_is_accepted(base):
         assert os.readlink(work / "dev" / "current") == "versions/1"
 
 
+_VERSION = INDEX["versions"][0]
+# Found on main before issue 15: exit 1 (KeyError, TypeError, UnicodeDecodeError, ValueError past the
+# integer digit limit, RecursionError), and exit 3 from edge sync leaving dev/versions behind.
+INDEX_CRASHES = [
+    b"{}", b"8", b"[]", b'"."', b"\xb1", b"1" * 5000, b"[" * 5000,
+    dumps({**INDEX, "versions": [{**_VERSION, "version": []}]}),
+    dumps({**INDEX, "versions": [{**_VERSION, "files": [{**BUNDLE_ENTRY, "path": 0}]}]}),
+    dumps({**INDEX, "versions": [{**_VERSION, "files": [{**BUNDLE_ENTRY, "sha256": "", "size": ".."}]}]}),
+]
+CHANNEL_CRASHES = [b"", b"{", b'{"name": [', b"{}", b"0", b"[]", b'"x"', b"\xb0", b"1" * 5000, b"[" * 5000,
+                   b'{"\\}00d0": {}}', b'{"name": "m", "channel": "stable", "version": "1", "updated": "..\x02}']
+
+
+@pytest.mark.parametrize("index", INDEX_CRASHES, ids=range(len(INDEX_CRASHES)))
+def test_indexes_that_crashed_are_refused(base, index):
+    run_target(base, index, dumps(CHANNEL), "index.json")
+
+
+@pytest.mark.parametrize("channel", CHANNEL_CRASHES, ids=range(len(CHANNEL_CRASHES)))
+def test_channels_that_crashed_are_refused(base, channel):
+    run_target(base, dumps(INDEX), channel, "channels/stable.json", channel_only=True)
+
+
 @PROPERTY
 @given(index=documents(INDEX))
 def test_target_index_is_refused_cleanly(base, index):
@@ -375,13 +418,18 @@ PROFILE_HEAD = b'{"schema": "mlship.profile/v1", '  # what makes drift read a .j
 
 
 def run_profile(base: Path, data: bytes) -> None:
+    """`drift --reference PROFILE`, and `profile PROFILE -o OUT` (merging saved profiles)."""
     with scratch() as work:
         ref = work / "ref.profile.json"
         ref.write_bytes(data)
-        with watched(work, "profile") as w:
+        with watched(work, "profile: drift --reference") as w:
             w["result"] = result = cli("-c", str(base / "empty.yaml"), "drift", "--reference", str(ref),
                                        "--current", str(base / "ref.csv"), "--min-rows", "1")
-        refused_cleanly(result, {0, 3, 4}, "profile")
+        refused_cleanly(result, {0, 3, 4}, "profile: drift --reference")
+        with watched(work, "profile: profile -o", may_write=("out.json",)) as w:
+            w["result"] = result = cli("-c", str(base / "empty.yaml"), "profile", str(ref), str(ref),
+                                       "-o", str(work / "out.json"))
+        refused_cleanly(result, {0, 3}, "profile: profile -o")
 
 
 def test_the_valid_profile_is_accepted(base):
@@ -390,12 +438,29 @@ def test_the_valid_profile_is_accepted(base):
     assert result.code == 0, result.stderr
 
 
+def profile_crashes(doc: dict[str, Any]) -> list[bytes]:
+    """Found on main before issue 15, each exit 1 (the saved profile is built in the fixture)."""
+    exact = ("columns", "age", "numeric", "exact", 0)
+    return [
+        PROFILE_HEAD + b"\xf1",  # UnicodeDecodeError
+        dumps(_replace(doc, ("rows",), "drop", None)),  # KeyError
+        dumps(_replace(doc, ("columns", "age", "categories"), "type", None)),  # AttributeError
+        dumps(_replace(doc, exact, "type", {})),  # TypeError: float() argument
+        dumps(_replace(doc, exact, "type", "x")),  # ValueError: could not convert string to float
+        dumps(_replace(doc, exact, "type", [1, 2])),  # ValueError: setting an array element with a sequence
+        dumps(_replace(doc, ("columns", "group", "missing"), "type", {"a": 1})),  # TypeError: unsupported +
+        dumps(_replace(doc, ("columns", "group", "categories", "a"), "type", {"k": 1})),  # int() of a dict
+    ]
+
+
 def test_profiles_are_refused_with_exit_3(base, profile_doc):
     @PROPERTY
     @given(data=st.one_of(documents(profile_doc), st.binary(max_size=300).map(lambda b: PROFILE_HEAD + b)))
     def check(data):
         run_profile(base, data)
 
+    for data in profile_crashes(profile_doc):
+        run_profile(base, data)
     check()
 
 
