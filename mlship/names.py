@@ -33,5 +33,6 @@ def check_name(value: object, what: str, *, where: str | None = None,
         return value  # type: ignore[return-value]
     kind = error or (UsageError if where is None else InvalidInputError)
     place = f" in {where}" if where else ""
-    raise kind(f"{what} {value!r}{place} is not a valid name: use letters, digits, '.', '_' and '-' "
+    shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+    raise kind(f"{what} {shown}{place} is not a valid name: use letters, digits, '.', '_' and '-' "
                "(starting with a letter or digit, at most 128 characters)")
