@@ -268,6 +268,23 @@ def serve_bundle(base: Path, data: bytes, what: str) -> None:
             assert "workers" in result.stderr, f"{what}: a bundle problem reported as a usage error: {result.stderr}"
 
 
+def edge_run_manifest(base: Path, manifest: bytes) -> None:
+    """`edge run --port -1` on a device whose current version has this manifest.json:
+    3 when refused, else the --port usage error (2); the device directory is left as it was."""
+    with scratch() as work:
+        folder = work / "dev" / "versions" / "1"
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(MODEL_BYTES)
+        (folder / "manifest.json").write_bytes(manifest)
+        os.symlink("versions/1", work / "dev" / "current")
+        with watched(work, "edge run manifest") as w:
+            w["result"] = result = cli("-c", str(base / "empty.yaml"), "edge", "run", "--dir", str(work / "dev"),
+                                       "--port", "-1")
+        refused_cleanly(result, {2, 3}, "edge run manifest")
+        if result.code == 2:
+            assert "port" in result.stderr, f"edge run: a manifest problem reported as a usage error: {result.stderr}"
+
+
 def _flipped(data: bytes, i: int) -> bytes:
     return data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
 
@@ -303,6 +320,7 @@ MANIFEST_CRASHES = [
 @pytest.mark.parametrize("manifest", MANIFEST_CRASHES, ids=range(len(MANIFEST_CRASHES)))
 def test_manifests_that_crashed_are_refused(base, manifest):
     serve_bundle(base, bundle_bytes(manifest), "manifest")
+    edge_run_manifest(base, manifest)
 
 
 def test_the_valid_bundle_is_accepted(base):
@@ -311,6 +329,7 @@ def test_the_valid_bundle_is_accepted(base):
         (work / "m-1.mlbundle").write_bytes(VALID_BUNDLE)
         result = cli("-c", str(base / "empty.yaml"), "serve", str(work / "m-1.mlbundle"), "--workers", "0")
     assert result.code == 2 and "workers" in result.stderr, result.stderr
+    edge_run_manifest(base, dumps(MANIFEST))
 
 
 @PROPERTY
@@ -318,6 +337,7 @@ def test_the_valid_bundle_is_accepted(base):
 @example(manifest=MANIFEST_CRASHES[0])
 def test_bundle_manifests_are_refused_with_exit_3(base, manifest):
     serve_bundle(base, bundle_bytes(manifest), "manifest")
+    edge_run_manifest(base, manifest)
 
 
 # -- target index and channel ---------------------------------------------------
