@@ -4,9 +4,10 @@ Each reader is reached the way users reach it, through the CLI in-process:
 
 - edge bundles and their manifest.json: `mlship serve X.mlbundle --workers 0`
   (the bundle is unpacked and verified before the serve options are checked,
-  so an accepted bundle ends in the usage error about --workers);
+  so an accepted bundle ends in the usage error about --workers), and the
+  manifest of a device's current version: `mlship edge run --port -1`;
 - a target's index.json and channels/CHANNEL.json: `pull`, `promote`, `edge sync`;
-- saved drift profiles: `mlship drift --reference PROFILE`;
+- saved drift profiles: `mlship drift --reference PROFILE`, `mlship profile PROFILE -o OUT`;
 - prediction logs: `mlship drift --current LOGS` (lenient and --strict),
   `mlship rollout step --dry-run --logs LOGS`, and `mlship.predlog.reader`;
 - mlship.yaml and MLSHIP_* variables: `mlship config show`.
@@ -199,9 +200,9 @@ MANIFEST = {
 }
 
 
-def bundle_bytes(manifest: bytes, extra: dict[str, bytes] | None = None) -> bytes:
+def bundle_bytes(manifest: bytes) -> bytes:
     """A bundle as mlship builds one (gzipped tar), with this manifest.json text."""
-    files = {"model.onnx": MODEL_BYTES, "manifest.json": manifest, **(extra or {})}
+    files = {"model.onnx": MODEL_BYTES, "manifest.json": manifest}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
