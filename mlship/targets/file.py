@@ -102,12 +102,7 @@ class FileTarget(Target):
 
         try:
             with file_lock(path.with_name(path.name + ".lock"), busy, LOCK_WAIT_S):
-                old = self.read(key)
-                new = change(old)
-                if new is None:
-                    return old
-                self.write(key, new)
-                return new
+                return super().update(key, change)  # the plain read-change-write, now under the lock
         except OSError as exc:  # the lock file could not be made (read-only target, a file in the way)
             raise ServiceError(f"{self.url}: cannot lock {key}: {exc.strerror or exc}") from None
 

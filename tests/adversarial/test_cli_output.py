@@ -13,11 +13,10 @@ import io
 import json
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from mlship.console import Console
+from tests.adversarial.files import relu_model, write_csv
 from tests.support import run
 
 # Closing tags that match nothing (rich raised MarkupError: exit 1), opening tags
@@ -27,26 +26,11 @@ HOSTILE = ["evil[/x]", "x[/bold]", "b[red]", "[/]", "[link=file:///etc/passwd]c"
 
 def evil_model(path: Path, features: list[str], producer: str = "evil[/x]", version: str = "[bold]1") -> Path:
     """Relu over [N, len(features)], with hostile producer and feature names."""
-    n = len(features)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name=producer,
-                              producer_version=version)
-    model.ir_version = 8
-    helper.set_model_props(model, {"mlship.feature_names": json.dumps(features)})
-    onnx.save_model(model, path)
-    return path
+    return relu_model(path, features, producer=producer, version=version)
 
 
 def csv_file(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    import csv
-
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+    return write_csv(path, header, rows)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ message naming what and where, and that nothing was written.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
@@ -19,28 +18,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.adversarial.files import relu_model, write_csv
 from tests.support import run
-
-
-def relu_model(path: Path, features: list[str]) -> Path:
-    """Relu over [N, len(features)] floats; the columns named by metadata."""
-    n = len(features)
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", n])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", n])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    helper.set_model_props(model, {"mlship.feature_names": json.dumps(features)})
-    onnx.save_model(model, path)
-    return path
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def read_rows(path: Path) -> list[list[float]]:
