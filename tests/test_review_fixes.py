@@ -12,7 +12,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
 
-from mlship.drift.analysis import DriftOptions, run_drift
+from mlship.drift.detection import DriftOptions, run_drift
 from tests import models
 from tests.drift.logs import START, write_log
 from tests.serve.server_process import start_server

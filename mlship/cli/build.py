@@ -35,8 +35,8 @@ def build(
     model_version: Optional[str] = typer.Option(None, "--model-version", help="Version [version in mlship.yaml, or the next one]."),
 ) -> None:
     """Build an artifact for the model: --image (a serving container image) or --edge (a bundle)."""
-    from mlship.build.image import ImageOptions
-    from mlship.build.versions import VersionStore
+    from mlship.images.docker import ImageOptions
+    from mlship.versions import VersionStore
     from mlship.errors import UsageError
     from mlship.model.load import default_model_name
 
@@ -78,7 +78,7 @@ def keys_generate(
     name: str = typer.Option("mlship", "--name", help="File name of the pair."),
 ) -> None:
     """Make an Ed25519 key pair: NAME.key (keep it secret) and NAME.pub (for devices)."""
-    from mlship.build.signing import generate_keys
+    from mlship.bundles.signing import generate_keys
 
     private, public = generate_keys(directory, name)
     state(ctx).console.result({"private_key": str(private), "public_key": str(public)},
@@ -175,7 +175,7 @@ def versions_list(ctx: typer.Context, name: Optional[str] = typer.Argument(None,
     """Every recorded build, oldest first."""
     from rich.table import Table
 
-    from mlship.build.versions import VersionStore
+    from mlship.versions import VersionStore
     from mlship.console import plain
 
     cfg = config_for(ctx)
@@ -199,7 +199,7 @@ def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[
     """One build with its pushes."""
     import json
 
-    from mlship.build.versions import VersionStore
+    from mlship.versions import VersionStore
     from mlship.errors import UsageError
 
     cfg = config_for(ctx)

@@ -12,8 +12,8 @@ from mlship.cli._common import state
 
 
 def build_image(ctx: typer.Context, builder_name: str, options, store) -> None:
-    from mlship.build.builders import image_builder
-    from mlship.build.versions import BuildRecord, PushRecord
+    from mlship.images.builders import image_builder
+    from mlship.versions import BuildRecord, PushRecord
     from mlship.cli.progress import RowProgress
 
     builder = image_builder(builder_name)
@@ -48,8 +48,8 @@ def _render_image(out, result, store) -> None:
 
 def build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
                 output_dir: Path, store) -> None:
-    from mlship.build.bundle import BundleOptions, build_bundle
-    from mlship.build.versions import BuildRecord
+    from mlship.bundles.write import BundleOptions, build_bundle
+    from mlship.versions import BuildRecord
     from mlship.drift.profile import is_profile_file
 
     reference = cfg.resolve(cfg.monitoring.reference)
@@ -86,9 +86,9 @@ def build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: st
 
 
 def push_image(ctx: typer.Context, cfg, what: Optional[str], to: str) -> None:
-    from mlship.build.image import engine_client
-    from mlship.build.push import RegistryRef, push_image
-    from mlship.build.versions import PushRecord, VersionStore
+    from mlship.images.docker import engine_client
+    from mlship.registry.push import RegistryRef, push_image
+    from mlship.versions import PushRecord, VersionStore
     from mlship.errors import UsageError
 
     store = VersionStore(cfg.resolve(cfg.store))

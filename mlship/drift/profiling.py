@@ -13,7 +13,7 @@ from mlship.errors import InvalidInputError
 def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False,
                   progress: Callable[[int], None] = lambda rows: None) -> tuple[Profile, ReadReport]:
     """One pass over the data in chunks (prediction rows with status 200 only)."""
-    from mlship.drift.analysis import _ok_rows, _rows
+    from mlship.drift.detection import _ok_rows, _rows
 
     read = ReadReport()
     profile = Profile()

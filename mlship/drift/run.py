@@ -33,7 +33,7 @@ class DriftRequest(BaseModel):
 
 
 def run_drift_command(request: DriftRequest, console: Any) -> dict[str, Any]:
-    from mlship.drift.analysis import DriftOptions, parse_window, run_drift
+    from mlship.drift.detection import DriftOptions, parse_window, run_drift
     from mlship.drift.html import render_html
     from mlship.drift.render import render_markdown, render_terminal
 

@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mlship.edge.bundle import unpack_bundle
-from mlship.edge.manifest import check_relative_path, check_sha256, check_size, load_json, verify_directory
+from mlship.bundles.read import unpack_bundle
+from mlship.bundles.manifest import check_relative_path, check_sha256, check_size, load_json, verify_directory
 from mlship.errors import InvalidInputError, UsageError
 from mlship.model.load import sha256_file
 from mlship.names import check_name, is_valid_name

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from mlship.errors import ExitCode, RouterRefusedError, UsageError
 from mlship.names import check_name
-from mlship.rollout.analysis import GateReport, evaluate, read_window
+from mlship.rollout.gates import GateReport, evaluate, read_window
 from mlship.rollout.routers import Router
 from mlship.rollout.state import (AuditEntry, Route, RolloutState, Side, StateStore, current_user, now_iso,
                                   parse_iso)

@@ -38,7 +38,7 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
     if target is None:
         raise InvalidInputError("no model given", hint="Pass MODEL.onnx or DIR, or set `model:` in mlship.yaml")
     if target.suffix == ".mlbundle":
-        from mlship.edge.bundle import unpack_bundle
+        from mlship.bundles.read import unpack_bundle
 
         bundle = unpack_bundle(target)
         return ModelSource(path=bundle.model_path, name=name or bundle.manifest["name"],

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlship.edge.bundle import unpack_bundle
+from mlship.bundles.read import unpack_bundle
 from mlship.errors import InvalidInputError
 from tests import models
 from tests.support import MODEL, run

@@ -281,7 +281,7 @@ def test_hostile_blob_redirect_is_refused(split_registry, project, oci_registry,
     ("https://registry.example/", "https://registry.example.evil/", False),
 ])
 def test_same_origin_compares_scheme_host_and_port(a, b, same):
-    from mlship.build.registry import same_origin
+    from mlship.registry.client import same_origin
 
     assert same_origin(a, b) is same
 
@@ -291,7 +291,7 @@ def test_same_origin_compares_scheme_host_and_port(a, b, same):
                                  "https://auth.example:99999/t", "https:///t"])
 def test_plain_http_or_odd_urls_off_loopback_are_refused(url, monkeypatch):
     """Credentials never go over plain HTTP to a host that is not loopback or listed as insecure."""
-    from mlship.build.registry import check_url
+    from mlship.registry.client import check_url
 
     monkeypatch.delenv("MLSHIP_INSECURE_REGISTRIES", raising=False)
     with pytest.raises(ServiceError) as caught:
@@ -300,7 +300,7 @@ def test_plain_http_or_odd_urls_off_loopback_are_refused(url, monkeypatch):
 
 
 def test_plain_http_is_allowed_to_loopback_and_listed_hosts(monkeypatch):
-    from mlship.build.registry import check_url
+    from mlship.registry.client import check_url
 
     monkeypatch.setenv("MLSHIP_INSECURE_REGISTRIES", "auth.lab:8080")
     for url in ("http://127.0.0.1:5000/token", "http://localhost/t", "http://auth.lab:8080/t",

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from onnx import TensorProto, helper
 
-from mlship.build.image import ImageOptions, serving_config
+from mlship.images.docker import ImageOptions, serving_config
 from mlship.predlog.reader import read_records
 from tests import models
 from tests.serve.server_process import start_server

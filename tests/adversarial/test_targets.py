@@ -29,7 +29,7 @@ _BOOT = r"""
 import os, sys
 ready, go = int(sys.argv[1]), int(sys.argv[2])
 from mlship.cli import main
-import boto3, mlship.targets.artifacts, mlship.targets.file, mlship.targets.s3, mlship.build.versions
+import boto3, mlship.targets.artifacts, mlship.targets.file, mlship.targets.s3, mlship.versions
 os.write(ready, b"r"); os.close(ready)
 os.read(go, 1)
 sys.exit(main(sys.argv[3:]))
@@ -202,7 +202,7 @@ def test_eight_concurrent_promotes_to_one_channel_are_all_recorded(tmp_path, sto
 _APPENDER = r"""
 import os, sys
 ready, go, store, label = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-from mlship.build.versions import PushRecord, VersionStore
+from mlship.versions import PushRecord, VersionStore
 os.write(ready, b"r"); os.close(ready)
 os.read(go, 1)
 s = VersionStore(store)
@@ -219,7 +219,7 @@ def test_concurrent_appends_to_the_versions_store_lose_no_record(tmp_path):
                          for n in range(WRITERS)], {}, tmp_path)
     for r in results:
         assert r.returncode == 0, r.stderr
-    from mlship.build.versions import VersionStore
+    from mlship.versions import VersionStore
 
     records = VersionStore(path).records()
     assert sorted(r["version"] for r in records) == sorted(f"w{n}.{i}" for n in range(WRITERS) for i in range(25))

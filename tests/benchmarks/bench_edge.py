@@ -42,7 +42,7 @@ def latency_us(model: Path, runs: int = 3000) -> float:
 
 
 def main() -> None:
-    from mlship.edge.bundle import unpack_bundle
+    from mlship.bundles.read import unpack_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-edge-"))
     models = {"breast-cancer GBT": ROOT / "examples" / "breast-cancer" / "model.onnx",

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from mlship.drift.analysis import DriftOptions, compare, run_drift
+from mlship.drift.detection import DriftOptions, compare, run_drift
 from mlship.drift.profile import Profile
 from tests.drift.logs import START, write_log
 from tests.support import run

@@ -217,7 +217,7 @@ def test_blob_digest_mismatch_is_refused(project, base_layout, oci_registry, tmp
 
 
 def test_chunked_upload_and_ecr_credentials(oci_registry_factory, s3_server, tmp_path, monkeypatch):
-    from mlship.build.oci_base import registry_for
+    from mlship.images.oci_base import registry_for
 
     registry = oci_registry_factory(users={"AWS": "123456789012-auth-token"})
     for key, value in {"AWS_ENDPOINT_URL_ECR": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",

@@ -11,11 +11,11 @@ import zipfile
 
 import pytest
 
-from mlship.build.deps import PythonInfo, pruned, venv_entries
-from mlship.build.layers import Entry, write_layer
-from mlship.build.oci import python_of
-from mlship.build.oci_base import split_reference
-from mlship.build.registry import docker_credentials, is_insecure
+from mlship.images.deps import PythonInfo, pruned, venv_entries
+from mlship.images.layers import Entry, write_layer
+from mlship.images.oci import python_of
+from mlship.images.oci_base import split_reference
+from mlship.registry.client import docker_credentials, is_insecure
 from tests.support import MODEL, run
 
 ENTRIES = [Entry("opt/model/model.onnx", data=b"onnx"), Entry("opt/mlship/bin/run", data=b"#!/bin/sh\n",

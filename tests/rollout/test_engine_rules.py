@@ -9,7 +9,7 @@ import pytest
 from mlship.config import AnalysisConfig
 from mlship.errors import ServiceError
 from mlship.rollout import engine
-from mlship.rollout.analysis import Window, compare_shadow, evaluate
+from mlship.rollout.gates import Window, compare_shadow, evaluate
 from mlship.rollout.routers.file import FileRouter
 from mlship.rollout.state import FileStateStore
 from tests.support import run

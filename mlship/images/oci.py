@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from mlship.build.deps import PythonInfo, dependencies_layer
-from mlship.build.image import ImageOptions, ImageResult, image_labels, serving_config
-from mlship.build.layers import Blob, Entry, source_date_epoch, write_layer
-from mlship.build.oci_base import BaseImage, open_base
+from mlship.images.deps import PythonInfo, dependencies_layer
+from mlship.images.docker import ImageOptions, ImageResult, image_labels, serving_config
+from mlship.images.layers import Blob, Entry, source_date_epoch, write_layer
+from mlship.images.oci_base import BaseImage, open_base
 from mlship.errors import ServiceError, UsageError
 from mlship.progress import NoProgress
 
@@ -252,9 +252,9 @@ def push_oci(image: OciImage, url: str, *, tag: str | None = None, attempts: int
              log: Callable[[str], None] = lambda line: None, progress: Any = NoProgress()) -> PushStats:
     """Push every missing blob (mounting from the base's repository when the registry is the same), then
     PUT the manifest last. Lost connections and 5xx answers are retried; blobs already sent are kept."""
-    from mlship.build.oci_base import registry_for
-    from mlship.build.push import RegistryRef
-    from mlship.build.registry import RegistryUnavailable
+    from mlship.images.oci_base import registry_for
+    from mlship.registry.push import RegistryRef
+    from mlship.registry.client import RegistryUnavailable
 
     target = RegistryRef.parse(url)
     tag = target.tag or tag or "latest"

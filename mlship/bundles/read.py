@@ -1,6 +1,6 @@
 """Edge bundles (`NAME-VERSION.mlbundle`): a gzipped tar with manifest.json.
 
-Manifest (schema `mlship.bundle/v1`, checked by mlship/edge/manifest.py):
+Manifest (schema `mlship.bundle/v1`, checked by mlship/bundles/manifest.py):
 name, version, created, `model` (the path of the ONNX file inside), and
 `files` with each path's sha256 and size. Unpacking refuses absolute paths,
 `..`, links and device files, and checks every digest (and, with a public
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlship.edge.manifest import MANIFEST, SCHEMA, shown, verify_directory  # noqa: F401 (re-exported)
+from mlship.bundles.manifest import MANIFEST, SCHEMA, shown, verify_directory  # noqa: F401 (re-exported)
 from mlship.errors import InvalidInputError
 
 

@@ -21,8 +21,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from mlship.build import wheels
-from mlship.build.layers import Blob, Entry, write_layer
+from mlship.images import wheels
+from mlship.images.layers import Blob, Entry, write_layer
 from mlship.errors import InvalidInputError
 
 PREFIX = "opt/mlship"

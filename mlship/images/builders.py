@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from typing import Any, Callable, ClassVar
 
-from mlship.build.image import ImageOptions, ImageResult
+from mlship.images.docker import ImageOptions, ImageResult
 from mlship.errors import UsageError
 
 
@@ -27,7 +27,7 @@ class DockerBuilder(ImageBuilder):
     name = "docker"
 
     def build(self, options: ImageOptions, log: Callable[[str], None], progress: Any) -> ImageResult:
-        from mlship.build.image import build_image
+        from mlship.images.docker import build_image
 
         if options.output is not None or options.push is not None:
             raise UsageError("--output and --push need --builder oci",
@@ -39,7 +39,7 @@ class OciBuilder(ImageBuilder):
     name = "oci"
 
     def build(self, options: ImageOptions, log: Callable[[str], None], progress: Any) -> ImageResult:
-        from mlship.build.oci import build_oci_image
+        from mlship.images.oci import build_oci_image
 
         if options.output is None and options.push is None:
             raise UsageError("--builder oci needs somewhere to put the image",

@@ -110,7 +110,7 @@ def verify_directory(root: Path, where: str, public_key: Path | None = None) -> 
     if public_key is not None:
         if SIGNATURE not in found:
             raise InvalidInputError(f"{where}: the bundle is not signed, and a public key is configured")
-        from mlship.build.signing import verify
+        from mlship.bundles.signing import verify
 
         verify(raw, (root / SIGNATURE).read_bytes(), public_key, where)
     manifest = parse_manifest(raw, where)

@@ -90,7 +90,7 @@ def build_bundle(options: BundleOptions) -> BundleResult:
         }
         files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True).encode()
         if options.signing_key:
-            from mlship.build.signing import sign
+            from mlship.bundles.signing import sign
 
             files["manifest.sig"] = sign(files["manifest.json"], options.signing_key)
         data = _deterministic_tar(files)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mlship.build.layers import Blob
-from mlship.build.registry import INDEX_TYPES, Registry, docker_credentials
+from mlship.images.layers import Blob
+from mlship.registry.client import INDEX_TYPES, Registry, docker_credentials
 from mlship.errors import InvalidInputError, ServiceError
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
@@ -49,7 +49,7 @@ def blob_cache() -> Path:
 def registry_for(host: str, ecr: bool = False) -> Registry:
     """A client for `host` with Docker's credentials, or ECR's through boto3."""
     if ecr:
-        from mlship.build.push import EcrAuth
+        from mlship.registry.push import EcrAuth
 
         auth = EcrAuth(host)
         return Registry(host, credentials=lambda: (auth.get()["username"], auth.get()["password"]))
@@ -59,7 +59,7 @@ def registry_for(host: str, ecr: bool = False) -> Registry:
 
 def split_reference(ref: str) -> tuple[str, str, str, bool]:
     """host, repository, tag-or-digest, ecr? for a registry reference in any accepted spelling."""
-    from mlship.build.push import RegistryRef
+    from mlship.registry.push import RegistryRef
 
     name, at, digest = ref.partition("@")
     if "://" not in name:

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mlship.edge.bundle import unpack_bundle
+from mlship.bundles.read import unpack_bundle
 from mlship.errors import InvalidInputError
 from tests.support import EXAMPLE, MODEL, SAMPLE, run
 

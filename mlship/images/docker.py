@@ -14,7 +14,7 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel
 
-from mlship.build import wheels
+from mlship.images import wheels
 from mlship.errors import MlshipError, ServiceError, UsageError
 from mlship.extras import require
 from mlship.templates import template_text

@@ -1,1 +1,0 @@
-"""Building artifacts: container images (Docker engine), edge bundles, the versions store."""

@@ -1,0 +1,1 @@
+"""The edge bundle format: write, read, verify, sign."""

@@ -1,0 +1,1 @@
+"""The OCI distribution client (pulls, pushes, auth) and engine pushes to registries and ECR."""
