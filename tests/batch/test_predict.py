@@ -17,7 +17,7 @@ import pytest
 
 from mlship.predlog.reader import read_records
 from tests import models
-from tests.support import MODEL, run
+from tests.support import MODEL, SAMPLE, run
 
 BATCH = 50  # 171 sample rows: chunks of 50, 50, 50, 21
 
@@ -232,3 +232,67 @@ def test_ray_engine_equals_local_row_for_row(tmp_path, sample):
         assert result.code == 0, result.stderr
         assert result.json()["engine"] == "ray" and result.json()["rows"] == 171
         assert pq.read_table(remote).equals(pq.read_table(local))
+
+
+def csv_with(tmp_path, extra_header, extra_values, edit=None):
+    lines = SAMPLE.read_text().splitlines()
+    header = lines[0].split(",")[:-1]
+    rows = [line.split(",")[:-1] for line in lines[1:21]]
+    if edit:
+        edit(rows, header)
+    path = tmp_path / "in.csv"
+    path.write_text(",".join([extra_header] + header) + "\n"
+                    + "".join(",".join([v] + r) + "\n" for v, r in zip(extra_values, rows)))
+    return path
+
+
+def test_skipped_rows_keep_the_log_ids_of_their_file_rows(tmp_path):
+    def corrupt(rows, header):
+        rows[2][header.index("mean_area")] = "n/a"
+    path = csv_with(tmp_path, "id", [f"{i:05d}" for i in range(20)], corrupt)
+    result = run("predict", str(MODEL), "-i", str(path), "-o", str(tmp_path / "o.csv"), "--on-error", "skip",
+                 "--keep-columns", "id", "--log-dir", str(tmp_path / "logs"), "--batch-size", "7")
+    assert result.code == 0, result.stderr
+    records = [json.loads(line) for f in sorted((tmp_path / "logs").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    ids = [r["request_id"] for r in records]
+    assert "in.csv:3" not in ids and ids[:4] == ["in.csv:1", "in.csv:2", "in.csv:4", "in.csv:5"]
+    X, _, _ = models.sample_matrix()
+    fourth = next(r for r in records if r["request_id"] == "in.csv:4")
+    assert fourth["inputs"]["mean_radius"] == pytest.approx(float(X[3, 0]))
+    out = (tmp_path / "o.csv").read_text().splitlines()
+    assert out[1].startswith("00000,") and out[3].startswith("00003,")  # kept ids stay as written
+
+
+def test_a_file_without_any_model_column_and_a_bom(tmp_path):
+    other = tmp_path / "ab.csv"
+    other.write_text("a,b\n1,2\n")
+    result = run("predict", str(MODEL), "-i", str(other), "-o", str(tmp_path / "o.csv"))
+    assert result.code == 3 and "none of the columns the model needs" in result.stderr
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + SAMPLE.read_bytes())
+    assert run("predict", str(MODEL), "-i", str(bom), "-o", str(tmp_path / "b.csv")).code == 0
+
+
+def test_jsonl_keep_column_missing_or_changing_type(tmp_path):
+    X, _, names = models.sample_matrix()
+    rows = [dict(zip(names, map(float, X[i]))) for i in range(10)]
+    for i, row in enumerate(rows[:5]):
+        row["id"] = i
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ok = run("predict", str(MODEL), "-i", str(path), "-o", str(tmp_path / "o.jsonl"), "--keep-columns", "id",
+             "--batch-size", "5")
+    assert ok.code == 0, ok.stderr
+    for i, row in enumerate(rows[5:], start=5):
+        row["id"] = f"x{i}"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    changing = run("predict", str(MODEL), "-i", str(path), "-o", str(tmp_path / "o.parquet"), "--keep-columns", "id",
+                   "--batch-size", "5")
+    assert changing.code == 3 and "column 'id' changes type between chunks" in changing.stderr
+    assert not (tmp_path / "o.parquet").exists()
+
+
+@pytest.mark.parametrize("args", [["--batch-size", "0"], ["--threads", "0"]])
+def test_predict_options_out_of_range_exit_2(tmp_path, args):
+    result = run("predict", str(MODEL), "-i", str(SAMPLE), "-o", str(tmp_path / "o.csv"), *args)
+    assert result.code == 2 and "invalid option" in result.stderr

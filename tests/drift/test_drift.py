@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
 from scipy import stats
@@ -247,3 +248,59 @@ def test_webhook_posts_the_summary_and_a_failing_one_exits_7(tmp_path, changed, 
                  "column:none")
     assert result.code == 7 and "after 4 attempts: HTTP 503" in result.stderr
     assert len(failing.requests) == 4
+
+
+def test_parquet_log_with_struct_inputs_is_flattened(tmp_path):
+    rng = np.random.default_rng(1)
+    log = tmp_path / "log.jsonl"
+    write_log(log, rng, START, 2, 500)
+    pq.write_table(pajson.read_json(log), tmp_path / "log.parquet")
+    report = run_drift(DriftOptions(reference=str(log), current=str(tmp_path / "log.parquet")))
+    names = {c["name"] for c in report["columns"] if not c.get("insufficient")}
+    assert {"age", "group", "outputs.label", "outputs.probabilities_1"} <= names
+    assert report["drifted_columns"] == []
+
+
+def test_booleans_compare_across_formats_and_declared_categorical_codes(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 3000
+    flags = rng.random(n) < 0.3
+    codes = rng.integers(10000, 10040, n)
+    (tmp_path / "ref.csv").write_text("flag,zip\n" + "".join(f"{f},{z}\n" for f, z in zip(flags, codes)))
+    (tmp_path / "cur.jsonl").write_text("".join(json.dumps({"flag": bool(f), "zip": int(z)}) + "\n"
+                                                for f, z in zip(flags[::-1], codes[::-1])))
+    options = DriftOptions(reference=str(tmp_path / "ref.csv"), current=str(tmp_path / "cur.jsonl"),
+                           columns={"zip": {"kind": "categorical"}})
+    report = run_drift(options)
+    by = {c["name"]: c for c in report["columns"]}
+    assert by["flag"]["kind"] == "categorical" and not by["flag"]["drifted"]
+    assert by["zip"]["kind"] == "categorical" and "js" in by["zip"]["stats"]
+
+
+def test_labels_csv_with_numeric_ids_and_a_bad_outputs_line(tmp_path):
+    log = tmp_path / "log.jsonl"
+    lines = [json.dumps({"ts": "2026-11-01T00:00:00.000Z", "request_id": str(1000 + i), "model": "m", "version": "1",
+                         "inputs": {"x": float(i)}, "outputs": {"label": i % 2}, "latency_ms": 1, "status": 200})
+             for i in range(10)]
+    lines.insert(3, json.dumps({"ts": "t", "request_id": "z", "model": "m", "version": "1", "inputs": {},
+                                "outputs": [1, 2], "latency_ms": 1}))
+    log.write_text("\n".join(lines) + "\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\n" + "".join(f"{1000 + i},{i % 2}\n" for i in range(10)))
+    report = run_drift(DriftOptions(reference=str(log), current=str(log), labels=labels, min_rows=5))
+    assert report["performance"]["current"]["accuracy"] == 1.0
+    assert report["read"]["bad_lines"] == 2 and ":4:" in report["read"]["examples"][0]
+
+
+def test_records_without_time_join_no_window_and_bad_windows_exit_2(tmp_path):
+    rng = np.random.default_rng(3)
+    log = tmp_path / "log.jsonl"
+    write_log(log, rng, START, 48, 1000)
+    with log.open("a") as fh:
+        fh.write(json.dumps({"request_id": "no-ts", "model": "m", "version": "1", "inputs": {"age": 50.0},
+                             "outputs": {}, "latency_ms": 1, "status": 200}) + "\n")
+    report = json.loads(run("drift", "-r", str(log), "-c", str(log), "--window", "1d", "--json", "-").stdout)
+    assert [w["rows"] for w in report["windows"]] == [500, 500] and report["current"]["rows"] == 1001
+    for bad in ("0h", "0rows", "0.5rows"):
+        assert run("drift", "-r", str(log), "-c", str(log), "--window", bad).code == 2
+    assert run("drift", "-r", str(log), "-c", str(log), "--drift-share", "1.5").code == 2

@@ -19,7 +19,7 @@ from mlship.predlog.reader import read_records
 from tests import models
 from tests.harness.ports import free_port
 from tests.serve.server_process import start_server
-from tests.support import MODEL
+from tests.support import MODEL, run
 
 
 def row_body(x: np.ndarray) -> dict:
@@ -191,3 +191,37 @@ def test_two_workers_serve_and_stop(tmp_path):
     assert all(r.status == 200 for _, r in burst(server, X, 40))
     assert server.terminate() == 0
     assert len(server.log_records()) == 40
+
+
+def test_an_empty_request_does_not_stop_the_log_or_the_shutdown(tmp_path):
+    X, _, _ = models.sample_matrix()
+    server = start_server(MODEL, tmp_path, "--log-queue-size", "5")
+    server.post("/v2/models/breast-cancer/infer",
+                {"inputs": [{"name": "X", "shape": [0, 30], "datatype": "FP32", "data": []}]})
+    for i in range(10):
+        assert server.post("/v2/models/breast-cancer/infer", {"inputs": [
+            {"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[i].tolist()}]}).status == 200
+    assert server.terminate(timeout=20) == 0
+    assert len(server.log_records()) == 10
+
+
+def test_a_taken_or_impossible_port_is_a_usage_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        taken = subprocess.run([sys.executable, "-m", "mlship", "serve", str(MODEL), "--port", str(port)],
+                               capture_output=True, text=True, timeout=60)
+    assert taken.returncode == 2 and "cannot listen on 127.0.0.1" in taken.stderr and "serving" not in taken.stdout
+    impossible = run("serve", str(MODEL), "--port", "99999")
+    assert impossible.code == 2 and "port" in impossible.stderr
+
+
+def test_one_request_id_for_header_body_and_log(tmp_path):
+    X, _, _ = models.sample_matrix()
+    server = start_server(MODEL, tmp_path)
+    body = {"id": 0, "inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[0].tolist()}]}
+    response = server.post("/v2/models/breast-cancer/infer", body)
+    assert json.loads(response.body)["id"] == "0" and response.headers["x-request-id"] == "0"
+    assert server.terminate() == 0
+    assert [r["request_id"] for r in server.log_records()] == ["0"]
