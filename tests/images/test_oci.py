@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -214,30 +212,6 @@ def test_blob_digest_mismatch_is_refused(project, base_layout, oci_registry, tmp
     assert result.code == 7 and "rejected blob" in result.stderr
     assert manifest_status(oci_registry, "ml/bc", "1.0.0") == 404
     assert versions(project) == []
-
-
-def test_chunked_upload_and_ecr_credentials(oci_registry_factory, s3_server, tmp_path, monkeypatch):
-    from mlship.images.oci_base import registry_for
-
-    registry = oci_registry_factory(users={"AWS": "123456789012-auth-token"})
-    for key, value in {"AWS_ENDPOINT_URL_ECR": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
-                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(key, value)
-    proxy = start_counting_proxy(registry.address)
-    try:
-        client = registry_for(proxy.address, ecr=True)
-        client.chunk_size = 1 << 20
-        blob = tmp_path / "blob"
-        blob.write_bytes(os.urandom(3_500_000))
-        digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
-        assert not client.has_blob("ml/chunks", digest)
-        client.upload_blob("ml/chunks", digest, blob, blob.stat().st_size)
-        assert client.has_blob("ml/chunks", digest)
-        assert client.blob_bytes("ml/chunks", digest) == blob.read_bytes()
-    finally:
-        proxy.stop()
-    patches = [r for r in proxy.requests if r.method == "PATCH"]
-    assert [p.body_bytes for p in patches] == [1 << 20] * 3 + [3_500_000 - 3 * (1 << 20)]
 
 
 def test_bearer_token_auth(project, base_archive, oci_registry, tmp_path, monkeypatch):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
-import json
 import tarfile
 import zipfile
 
@@ -15,7 +13,6 @@ from mlship.images.deps import PythonInfo, pruned, venv_entries
 from mlship.images.layers import Entry, write_layer
 from mlship.images.oci import python_of
 from mlship.images.oci_base import split_reference
-from mlship.registry.client import docker_credentials, is_insecure
 from tests.support import MODEL, run
 
 ENTRIES = [Entry("opt/model/model.onnx", data=b"onnx"), Entry("opt/mlship/bin/run", data=b"#!/bin/sh\n",
@@ -107,15 +104,6 @@ def test_pruning_matches_the_dockerfile(path, gone):
 ])
 def test_base_references(ref, expected):
     assert split_reference(ref) == expected
-
-
-def test_credentials_from_docker_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
-    auth = base64.b64encode(b"ci:s3cret:x").decode()
-    (tmp_path / "config.json").write_text(json.dumps({"auths": {"https://reg.example.com": {"auth": auth}}}))
-    assert docker_credentials("reg.example.com") == ("ci", "s3cret:x")
-    assert docker_credentials("other.example.com") is None
-    assert is_insecure("127.0.0.1:5000") and is_insecure("localhost:5000") and not is_insecure("reg.example.com")
 
 
 def test_python_of_official_and_debian_bases():
