@@ -1,0 +1,176 @@
+"""Quality metrics against labels, as streaming accumulators.
+
+Each accumulator takes `update(...)` once per chunk and gives `result()` at
+the end, so `check` (one chunk, the sample), `drift` (chunks of a log, per
+window) and quantization's accuracy comparison share one definition:
+
+- accuracy; precision, recall and F1 with the larger label positive when
+  there are at most two labels, else the macro average over all labels
+  (docs/commands/check.md); a class never predicted has precision 0.
+- ROC AUC for two truth classes (the larger positive): the Mann-Whitney U
+  statistic, ties counting half; exact (all scores kept), or over `bins`
+  equal bins of [0, 1] in bounded memory.
+- MAE, RMSE and R² (0 when the truth is constant).
+
+Labels are compared as text keys (`label_text`): 1, 1.0 and "1" are one
+label. They are ordered numbers first (by value), then other text.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+# Metrics where larger is better, and those where smaller is.
+HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "r2"}
+LOWER_IS_BETTER = {"mae", "rmse"}
+
+
+def label_text(value: Any) -> str:
+    """The key a label is counted under: a whole float is written as an int (1000.0 -> "1000")."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def label_order(label: str) -> tuple[int, Any]:
+    """Sort key for label texts: numbers by value first (then NaN), then other text."""
+    try:
+        number = float(label)
+    except ValueError:
+        return 2, label
+    return (1, 0.0) if math.isnan(number) else (0, number)
+
+
+def label_texts(values: Any) -> tuple[list[str], np.ndarray]:
+    """(distinct label texts, each value's index into them); one text per distinct value."""
+    array = values if isinstance(values, np.ndarray) else _object_array(values)
+    if array.dtype == object:
+        # Mixed Python values do not sort against each other: make them text first.
+        array = np.array([label_text(v) for v in array.tolist()], dtype=object)
+    distinct, inverse = np.unique(array, return_inverse=True)
+    return [label_text(v) for v in distinct.tolist()], inverse.reshape(-1)
+
+
+def _object_array(values: Any) -> np.ndarray:
+    # np.asarray would turn [1, "a"] into the texts "1" and "a", but [1.0, "a"] into "1.0" and "a".
+    array = np.empty(len(values), dtype=object)
+    array[:] = list(values)
+    return array
+
+
+class Classification:
+    """Accuracy, precision, recall and F1 from confusion counts."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    @property
+    def rows(self) -> int:
+        return sum(self.counts.values())
+
+    def update(self, y_true: Any, y_pred: Any) -> None:
+        """Count one chunk of (truth, prediction) pairs."""
+        truth, t_index = label_texts(y_true)
+        pred, p_index = label_texts(y_pred)
+        pairs, counts = np.unique(t_index * len(pred) + p_index, return_counts=True)
+        for pair, n in zip(pairs.tolist(), counts.tolist()):
+            key = (truth[pair // len(pred)], pred[pair % len(pred)])
+            self.counts[key] = self.counts.get(key, 0) + n
+
+    def result(self) -> dict[str, float]:
+        """accuracy, precision, recall, f1 (empty before any rows)."""
+        rows = self.rows
+        if not rows:
+            return {}
+        labels = sorted({t for t, _ in self.counts} | {p for _, p in self.counts}, key=label_order)
+        correct = sum(n for (t, p), n in self.counts.items() if t == p)
+        positives = labels[-1:] if len(labels) <= 2 else labels
+        prf = [self._prf(label) for label in positives]
+        return {"accuracy": correct / rows, "precision": float(np.mean([x[0] for x in prf])),
+                "recall": float(np.mean([x[1] for x in prf])), "f1": float(np.mean([x[2] for x in prf]))}
+
+    def _prf(self, label: str) -> tuple[float, float, float]:
+        tp = self.counts.get((label, label), 0)
+        predicted = sum(n for (_, p), n in self.counts.items() if p == label)
+        true = sum(n for (t, _), n in self.counts.items() if t == label)
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / true if true else 0.0
+        return precision, recall, 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+class RocAuc:
+    """ROC AUC of a positive-class score, exact or (with `bins`) over binned scores in [0, 1]."""
+
+    def __init__(self, bins: int | None = None) -> None:
+        self.bins = bins
+        self.scores: dict[str, list[np.ndarray]] = {}
+        self.histograms: dict[str, np.ndarray] = {}
+
+    def update(self, y_true: Any, score: Any) -> None:
+        """Add one chunk of truth labels and their scores (a NaN score is left out)."""
+        score = np.asarray(score, dtype=np.float64) if self.bins else np.asarray(score)
+        keep = ~np.isnan(score) if score.dtype.kind == "f" else np.ones(len(score), dtype=bool)
+        truth, index = label_texts(y_true)
+        for i, label in enumerate(truth):
+            chosen = score[(index == i) & keep]
+            if self.bins:
+                counts = np.bincount(np.rint(np.clip(chosen, 0, 1) * self.bins).astype(np.int64),
+                                     minlength=self.bins + 1)
+                self.histograms[label] = self.histograms.get(label, 0) + counts.astype(np.float64)
+            else:
+                self.scores.setdefault(label, []).append(chosen)
+
+    def result(self) -> float | None:
+        """The AUC, or None unless exactly two truth classes had scores."""
+        classes = sorted(self.histograms if self.bins else self.scores, key=label_order)
+        if len(classes) != 2:
+            return None
+        if self.bins:
+            neg, pos = (self.histograms[c] for c in classes)
+            below = np.cumsum(neg) - neg  # pairs in the same bin count half
+            return float((pos * (below + neg / 2)).sum() / (pos.sum() * neg.sum()))
+        from scipy.stats import rankdata
+
+        neg, pos = (np.concatenate(self.scores[c]) for c in classes)
+        ranks = rankdata(np.concatenate([neg, pos]))
+        u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2
+        return float(u / (len(pos) * len(neg)))
+
+
+class Regression:
+    """MAE, RMSE and R² from running sums (Chan et al.'s merge for the truth's spread)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.abs_err = 0.0
+        self.sq_err = 0.0
+        self.mean = 0.0
+        self.m2 = 0.0  # sum of squared deviations of the truth from its mean
+
+    def update(self, y_true: Any, y_pred: Any) -> None:
+        """Add one chunk of numeric truths and predictions."""
+        truth = np.asarray(y_true).astype(np.float64)
+        err = np.asarray(y_pred).astype(np.float64) - truth
+        n = len(err)
+        if not n:
+            return
+        self.abs_err += float(np.abs(err).sum())
+        self.sq_err += float((err**2).sum())
+        mean = float(truth.mean())
+        m2 = float(np.sum((truth - mean) ** 2))
+        total = self.rows + n
+        if self.rows:
+            delta = mean - self.mean
+            m2 += self.m2 + delta**2 * self.rows * n / total
+            mean = self.mean + delta * n / total
+        self.rows, self.mean, self.m2 = total, mean, m2
+
+    def result(self) -> dict[str, float]:
+        """mae, rmse, r2 (empty before any rows)."""
+        if not self.rows:
+            return {}
+        return {"mae": self.abs_err / self.rows, "rmse": math.sqrt(self.sq_err / self.rows),
+                "r2": 1.0 - self.sq_err / self.m2 if self.m2 else 0.0}
