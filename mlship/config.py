@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Union
+from typing import Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from mlship.errors import ConfigError
+from mlship.plugins import plugin_section
 
 CONFIG_FILE = "mlship.yaml"
 ENV_PREFIX = "MLSHIP_"
@@ -80,83 +81,15 @@ class BuildConfig(Strict):
 # -- targets -------------------------------------------------------------------
 
 
-class S3Target(Strict):
-    """An S3 bucket or an S3-compatible on-prem store (MinIO, Ceph)."""
-
-    type: Literal["s3"] = "s3"
-    url: str = Field(..., description="s3://bucket/prefix")
-    endpoint_url: str | None = Field(None, description="For S3-compatible stores; AWS when empty.")
-    region: str | None = Field(None, description="Bucket region; boto3's chain decides when empty.")
-    profile: str | None = Field(None, description="Named profile from the AWS config files.")
-    sse: Literal["AES256", "aws:kms"] | None = Field(None, description="Server-side encryption.")
-    sse_kms_key_id: str | None = Field(None, description="KMS key for sse: aws:kms.")
-
-    @field_validator("url")
-    @classmethod
-    def _s3_url(cls, value: str) -> str:
-        if not value.startswith("s3://") or len(value) <= len("s3://"):
-            raise ValueError("must look like s3://bucket/prefix")
-        return value
-
-
-class FileTarget(Strict):
-    """A directory: local disk, NFS or SMB mount."""
-
-    type: Literal["file"] = "file"
-    url: str = Field(..., description="file:///path or a plain path")
-
-
-class RegistryTarget(Strict):
-    """An OCI registry (on-prem registry, ECR)."""
-
-    type: Literal["registry"] = "registry"
-    url: str = Field(..., description="host:port/repository")
-    insecure: bool = Field(False, description="Plain HTTP, for registries on loopback or a trusted LAN.")
-
-
-Target = Annotated[Union[S3Target, FileTarget, RegistryTarget], Field(discriminator="type")]
+# A target is `type:` plus that plugin's keys, validated by the plugin's Settings (mlship/plugins.py).
+Target = plugin_section("targets")
 
 
 # -- rollout -------------------------------------------------------------------
 
 
-class NginxRouter(Strict):
-    """Weights and mirroring through an nginx config file on-prem."""
-
-    type: Literal["nginx"] = "nginx"
-    config: str = Field(..., description="The nginx config file mlship owns, e.g. /etc/nginx/conf.d/model.conf.")
-    upstreams: dict[str, str] = Field(..., description="Two slots: name -> server address, e.g. {blue: 127.0.0.1:8001, green: 127.0.0.1:8002}.")
-    listen: str = Field("127.0.0.1:8080", description="Address the rendered server block listens on.")
-    client_header: str = Field("X-Client-ID", description="Header that keeps a client on one slot (else its address).")
-    nginx: str = Field("nginx", description="The nginx binary, for `nginx -t` and `nginx -s reload`.")
-    main_config: str | None = Field(None, description="nginx's main config (-c), when not the default.")
-    prefix: str | None = Field(None, description="nginx's prefix (-p), when not the default.")
-    reload: str | None = Field(None, description="Command that reloads nginx; `nginx -s reload` when empty.")
-    template: str | None = Field(None, description="Your own template instead of templates/nginx/rollout.conf.")
-    mirror_timeout_ms: int = Field(1000, gt=0, description="Timeout of mirrored (shadow) requests.")
-    status_url: str | None = Field(None, description="Where mlship reads the live route [http://LISTEN/.mlship/route].")
-
-
-class SageMakerRouter(Strict):
-    """Production-variant weights of a SageMaker endpoint."""
-
-    type: Literal["sagemaker"] = "sagemaker"
-    endpoint: str = Field(..., description="SageMaker endpoint name.")
-    region: str | None = Field(None, description="AWS region.")
-    endpoint_url: str | None = Field(None, description="Custom API endpoint (tests, private links).")
-    profile: str | None = Field(None, description="Named profile from the AWS config files.")
-    wait_s: float = Field(1800, gt=0, description="How long to wait for the endpoint to be InService.")
-
-
-class FileRouterConfig(Strict):
-    """The route as a JSON file that clients read (client-side routing, `mlship demo`)."""
-
-    type: Literal["file"] = "file"
-    path: str = Field(..., description="The route file mlship writes.")
-    upstreams: dict[str, str] = Field(..., description="Two slots: name -> URL.")
-
-
-Router = Annotated[Union[NginxRouter, SageMakerRouter, FileRouterConfig], Field(discriminator="type")]
+# A router is `type:` plus that plugin's keys, validated by the plugin's Settings.
+Router = plugin_section("routers")
 
 
 class PrometheusQuery(Strict):

@@ -51,7 +51,7 @@ def test_targets_and_routers_are_chosen_by_type(tmp_path):
                            "  nfs: {type: file, url: file:///mnt/models}\n"
                            "rollout:\n  router: {type: nginx, config: /etc/nginx/conf.d/x.conf, upstreams: {a: \"h:1\", b: \"h:2\"}}\n")
     cfg = load_config(path, environ={})
-    assert type(cfg.targets["cloud"]).__name__ == "S3Target"
+    assert type(cfg.targets["cloud"]).__name__ == "S3Target" and cfg.targets["cloud"].region == "eu-west-1"
     assert cfg.targets["nfs"].url == "file:///mnt/models"
     assert cfg.rollout.router.type == "nginx"
 
@@ -60,8 +60,11 @@ def test_targets_and_routers_are_chosen_by_type(tmp_path):
     ("build:\n  imag: {}\n", "build.imag: unknown key"),
     ("rollout:\n  steps: [5, abc]\n", "rollout.steps.1"),
     ("rollout:\n  steps: [50, 5]\n", "rollout.steps: Value error, must be increasing"),
-    ("targets:\n  cloud: {type: ftp, url: x}\n", "targets.cloud"),
-    ("targets:\n  cloud: {type: s3, url: http://x}\n", "targets.cloud.s3.url"),
+    ("targets:\n  cloud: {type: ftp, url: x}\n", "targets.cloud.type: unknown target type; installed: file, registry, s3"),
+    ("targets:\n  cloud: {type: s3, url: http://x}\n", "targets.cloud.url: Value error, must look like s3://"),
+    ("targets:\n  cloud: {type: s3, url: s3://x, regoin: eu}\n", "targets.cloud.regoin: unknown key"),
+    ("rollout:\n  router: {type: istio}\n", "rollout.router.type: unknown router type; installed: file, nginx, sagemaker"),
+    ("rollout:\n  router: {type: nginx, config: x}\n", "rollout.router.upstreams: Field required"),
     ("monitoring: {drift_share: 2}\n", "monitoring.drift_share"),
 ])
 def test_invalid_values_name_the_file_and_the_field(tmp_path, text, where):
@@ -113,6 +116,11 @@ def test_config_schema_is_json_schema_with_descriptions():
     assert schema["additionalProperties"] is False
     assert "Path to the ONNX model" in schema["properties"]["model"]["description"]
     assert "S3Target" in schema["$defs"] and schema["$defs"]["S3Target"]["additionalProperties"] is False
+    # Sections are assembled from the installed plugins' Settings, chosen by `type`.
+    assert set(schema["properties"]["targets"]["additionalProperties"]["discriminator"]["mapping"]) == {
+        "file", "registry", "s3"}
+    assert "region" in schema["$defs"]["S3Target"]["properties"]
+    assert {"NginxRouter", "SageMakerRouter", "FileRouter"} <= set(schema["$defs"])
 
 
 def test_config_show_prints_effective_values(tmp_path):

@@ -1,7 +1,7 @@
 """Image builders by name: `docker` (through the engine) and `oci` (daemonless).
 
-Built-ins register through the entry-point group `mlship.builders.v1`, the
-same way a plugin does; a builder is a class with a `name` and `build`.
+Builders are plugins in the entry-point group `mlship.builders.v1`; mlship's
+own are declared there the same way a third party declares theirs.
 """
 
 from __future__ import annotations
@@ -11,12 +11,21 @@ from typing import Any, Callable, ClassVar
 
 from mlship.images.docker import ImageOptions, ImageResult
 from mlship.errors import UsageError
+from mlship.plugins import PluginSettings, load, load_all
 
 
 class ImageBuilder(abc.ABC):
-    """Makes a serving image from ImageOptions."""
+    """Makes a serving image from ImageOptions.
 
+    A plugin subclasses this (and `ImageBuilder.Settings` when it has settings of its own)
+    and is constructed without arguments; it is chosen by `build.image.builder` or --builder.
+    """
+
+    #: the name it is registered under (--builder NAME)
     name: ClassVar[str]
+
+    class Settings(PluginSettings):
+        pass
 
     @abc.abstractmethod
     def build(self, options: ImageOptions, log: Callable[[str], None], progress: Any) -> ImageResult:
@@ -48,17 +57,10 @@ class OciBuilder(ImageBuilder):
 
 
 def image_builders() -> dict[str, type[ImageBuilder]]:
-    """Name -> builder class: the built-ins, then plugins from entry points."""
-    from importlib.metadata import entry_points
-
-    builders: dict[str, type[ImageBuilder]] = {"docker": DockerBuilder, "oci": OciBuilder}
-    for entry in entry_points(group="mlship.builders.v1"):
-        builders.setdefault(entry.name, entry.load())
-    return builders
+    """Name -> class of every installed image builder."""
+    return load_all("builders")
 
 
 def image_builder(name: str) -> ImageBuilder:
-    builders = image_builders()
-    if name not in builders:
-        raise UsageError(f"--builder {name}: unknown image builder", hint=f"Use one of {', '.join(sorted(builders))}")
-    return builders[name]()
+    """The builder installed as `name`; a usage error naming the installed ones when there is none."""
+    return load("builders", name, f"--builder {name}")()

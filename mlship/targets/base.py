@@ -6,8 +6,8 @@ whole new content or its old one. Shared documents (the index, channels) are
 changed with `update`, a read-modify-write that loses no concurrent update:
 under a lock file for file targets, with conditional writes (ETags) on S3.
 Keys never leave the target's root: `check_key` refuses `..`, `.`, empty and
-absolute parts. Kinds register by URL scheme, the built-in ones through the
-same entry-point group a plugin would use (mlship.targets.v1).
+absolute parts. Kinds are plugins in the entry-point group mlship.targets.v1,
+named by URL scheme or `type:`; mlship's own are declared there like any other.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import abc
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
 
-from mlship.errors import InvalidInputError, UsageError
+from pydantic import Field
+
+from mlship.errors import InvalidInputError, MlshipError, UsageError
+from mlship.plugins import PluginSettings, load, load_all
 
 Progress = Callable[[int], None]
 # old bytes (None: no such key) -> new bytes, or None to leave the key as it is. It may be
@@ -25,12 +28,25 @@ Change = Callable[[Optional[bytes]], Optional[bytes]]
 
 
 class Target(abc.ABC):
-    """A place artifacts go."""
+    """A place artifacts go.
 
-    scheme: ClassVar[str]
+    A plugin subclasses this and `Target.Settings` (its keys in mlship.yaml's `targets:`),
+    and is constructed with those settings as keyword arguments (unset ones left out).
+    """
+
+    #: the URL scheme and `type:` it is registered under
+    name: ClassVar[str]
+
+    class Settings(PluginSettings):
+        url: str = Field(..., description="Where the target is, e.g. scheme://location/prefix.")
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
+
+    @classmethod
+    def refusal(cls, spec: str) -> MlshipError | None:
+        """Why artifacts cannot go to `spec`, a target of this kind; None when they can."""
+        return None
 
     @abc.abstractmethod
     def upload(self, key: str, path: Path, progress: Progress) -> str:
@@ -79,32 +95,26 @@ class Target(abc.ABC):
 
 
 def target_kinds() -> dict[str, type[Target]]:
-    """Scheme -> Target class: the built-ins, then plugins from entry points."""
-    from importlib.metadata import entry_points
-
-    from mlship.targets.file import FileTarget
-    from mlship.targets.s3 import S3Target
-
-    kinds: dict[str, type[Target]] = {"s3": S3Target, "file": FileTarget}
-    for entry in entry_points(group="mlship.targets.v1"):
-        kinds.setdefault(entry.name, entry.load())
-    return kinds
+    """Scheme -> Target class of every installed target plugin."""
+    return load_all("targets")
 
 
 def open_target(spec: str, configured: dict[str, Any]) -> Target:
-    """A target from a name in mlship.yaml's `targets:` or from a URL."""
+    """A target for artifacts from a name in mlship.yaml's `targets:` or from a URL."""
     if spec in configured:
-        settings = configured[spec].model_dump()
-        kind, url = settings.pop("type"), settings.pop("url")
+        settings = configured[spec].model_dump(exclude_none=True)
+        kind = settings.pop("type")
     else:
-        kind, url, settings = _scheme(spec), spec, {}
-    kinds = target_kinds()
-    if kind == "registry":
-        raise UsageError(f"{spec}: registry targets take images", hint="Use mlship push --image --to registry://…")
-    if kind not in kinds:
-        raise UsageError(f"{spec}: unknown target scheme '{kind}'",
-                         hint=f"Use one of {', '.join(sorted(kinds))}://…, or a name from `targets:` in mlship.yaml")
-    return kinds[kind](url, **{k: v for k, v in settings.items() if v is not None})
+        kind, settings = _scheme(spec), {"url": spec}
+    plugin = load("targets", kind, spec, _schemes)
+    refused = plugin.refusal(spec)
+    if refused is not None:
+        raise refused
+    return plugin(**settings)
+
+
+def _schemes(names: list[str]) -> str:
+    return f"Use one of {', '.join(n + '://…' for n in names)}, or a name from `targets:` in mlship.yaml"
 
 
 def _scheme(spec: str) -> str:

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from pydantic import Field
+
 from mlship.errors import InvalidInputError, ServiceError, UsageError
 from mlship.fsutil import atomic_write, file_lock
 from mlship.targets.base import Change, Progress, Target
@@ -23,7 +25,12 @@ LOCK_WAIT_S = 60.0
 
 
 class FileTarget(Target):
-    scheme = "file"
+    """A directory: local disk, NFS or SMB mount."""
+
+    name = "file"
+
+    class Settings(Target.Settings):
+        url: str = Field(..., description="file:///path or a plain path")
 
     def __init__(self, url: str, **options: Any) -> None:
         super().__init__(url)

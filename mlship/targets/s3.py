@@ -14,8 +14,10 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
 
 from mlship.errors import ServiceError
 from mlship.extras import require
@@ -30,7 +32,24 @@ CONFLICTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "
 
 
 class S3Target(Target):
-    scheme = "s3"
+    """An S3 bucket or an S3-compatible on-prem store (MinIO, Ceph)."""
+
+    name = "s3"
+
+    class Settings(Target.Settings):
+        url: str = Field(..., description="s3://bucket/prefix")
+        endpoint_url: str | None = Field(None, description="For S3-compatible stores; AWS when empty.")
+        region: str | None = Field(None, description="Bucket region; boto3's chain decides when empty.")
+        profile: str | None = Field(None, description="Named profile from the AWS config files.")
+        sse: Literal["AES256", "aws:kms"] | None = Field(None, description="Server-side encryption.")
+        sse_kms_key_id: str | None = Field(None, description="KMS key for sse: aws:kms.")
+
+        @field_validator("url")
+        @classmethod
+        def _s3_url(cls, value: str) -> str:
+            if not value.startswith("s3://") or len(value) <= len("s3://"):
+                raise ValueError("must look like s3://bucket/prefix")
+            return value
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
                  profile: str | None = None, sse: str | None = None, sse_kms_key_id: str | None = None,

@@ -1,32 +1,43 @@
-"""Routers move traffic between two slots. One interface, looked up by `type`
-in the entry-point group `mlship.routers.v1` (built-ins register the same way)."""
+"""Routers move traffic between two slots. One interface; the kinds are plugins
+in the entry-point group `mlship.routers.v1`, looked up by `type` (mlship's own
+are declared there like any other)."""
 
 from __future__ import annotations
 
-from typing import Any
+import abc
+from typing import Any, ClassVar
 
 from mlship.errors import UsageError
+from mlship.plugins import PluginSettings, load
 from mlship.rollout.state import Route
 
 
-class Router:
-    """Set weights and mirroring, read the live state, clear."""
+class Router(abc.ABC):
+    """Set weights and mirroring, read the live state, clear.
 
-    name: str = ""
+    A plugin subclasses this and `Router.Settings` (its keys under `rollout.router`), and is
+    constructed with `name=` (the rollout's model) and those settings as keyword arguments.
+    """
+
+    #: the `type:` it is registered under
+    name: ClassVar[str]
     #: strategies this router can carry out
-    supports: frozenset[str] = frozenset()
+    supports: ClassVar[frozenset[str]] = frozenset()
 
+    class Settings(PluginSettings):
+        pass
+
+    @abc.abstractmethod
     def slots(self) -> list[str]:
         """The two places versions can run (nginx upstreams, SageMaker production variants)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def live(self) -> Route | None:
         """What the router does now; None when mlship has not configured it yet."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def apply(self, route: Route) -> None:
         """Make `route` live and verify it; ServiceError (exit 7) and the old state kept on failure."""
-        raise NotImplementedError
 
     def clear(self, stable: str) -> None:
         """All traffic to `stable`, no split, no mirror."""
@@ -48,25 +59,10 @@ def check_slots(route: Route, slots: list[str], where: str) -> None:
             raise UsageError(f"slot '{slot}' is not in {where} ({', '.join(slots)})")
 
 
-def router_kinds() -> dict[str, type[Router]]:
-    from importlib.metadata import entry_points
-
-    from mlship.rollout.routers.file import FileRouter
-    from mlship.rollout.routers.nginx import NginxRouter
-    from mlship.rollout.routers.sagemaker import SageMakerRouter
-
-    kinds: dict[str, type[Router]] = {"nginx": NginxRouter, "sagemaker": SageMakerRouter, "file": FileRouter}
-    for entry in entry_points(group="mlship.routers.v1"):
-        kinds.setdefault(entry.name, entry.load())
-    return kinds
-
-
 def open_router(settings: dict[str, Any] | None, name: str) -> Router:
+    """The router `rollout.router` describes (its `type` and that plugin's settings), for model `name`."""
     if not settings:
         raise UsageError("no router configured", hint="Set rollout.router in mlship.yaml (type: nginx or sagemaker)")
     settings = dict(settings)
-    kind = settings.pop("type")
-    kinds = router_kinds()
-    if kind not in kinds:
-        raise UsageError(f"rollout.router: unknown type '{kind}'", hint=f"Use one of {', '.join(sorted(kinds))}")
-    return kinds[kind](name=name, **settings)
+    plugin = load("routers", settings.pop("type"), "rollout.router")
+    return plugin(name=name, **settings)

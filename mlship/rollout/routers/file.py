@@ -13,14 +13,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from mlship.errors import InvalidInputError, RouterRefusedError
 from mlship.rollout.routers import Router, check_slots, two_slots
 from mlship.rollout.state import Route
 
 
 class FileRouter(Router):
+    """The route as a JSON file that clients read (client-side routing, `mlship demo`)."""
+
     name = "file"
     supports = frozenset({"bluegreen", "canary", "shadow"})
+
+    class Settings(Router.Settings):
+        path: str = Field(..., description="The route file mlship writes.")
+        upstreams: dict[str, str] = Field(..., description="Two slots: name -> URL.")
 
     def __init__(self, *, name: str, path: str, upstreams: dict[str, str], **_: Any) -> None:
         self.model, self.path, self.upstreams = name, Path(path), two_slots(upstreams)

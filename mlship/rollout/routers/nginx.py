@@ -20,6 +20,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from pydantic import Field
+
 from mlship.errors import RouterRefusedError, ServiceError, UsageError
 from mlship.rollout.routers import Router, check_slots, two_slots
 from mlship.rollout.state import Route
@@ -33,8 +35,24 @@ class _NginxTemplate(Template):
 
 
 class NginxRouter(Router):
+    """Weights and mirroring through an nginx config file on-prem."""
+
     name = "nginx"
     supports = frozenset({"bluegreen", "canary", "shadow"})
+
+    class Settings(Router.Settings):
+        config: str = Field(..., description="The nginx config file mlship owns, e.g. /etc/nginx/conf.d/model.conf.")
+        upstreams: dict[str, str] = Field(..., description="Two slots: name -> server address, e.g. "
+                                          "{blue: 127.0.0.1:8001, green: 127.0.0.1:8002}.")
+        listen: str = Field("127.0.0.1:8080", description="Address the rendered server block listens on.")
+        client_header: str = Field("X-Client-ID", description="Header that keeps a client on one slot (else its address).")
+        nginx: str = Field("nginx", description="The nginx binary, for `nginx -t` and `nginx -s reload`.")
+        main_config: str | None = Field(None, description="nginx's main config (-c), when not the default.")
+        prefix: str | None = Field(None, description="nginx's prefix (-p), when not the default.")
+        reload: str | None = Field(None, description="Command that reloads nginx; `nginx -s reload` when empty.")
+        template: str | None = Field(None, description="Your own template instead of templates/nginx/rollout.conf.")
+        mirror_timeout_ms: int = Field(1000, gt=0, description="Timeout of mirrored (shadow) requests.")
+        status_url: str | None = Field(None, description="Where mlship reads the live route [http://LISTEN/.mlship/route].")
 
     def __init__(self, *, name: str, config: str, upstreams: dict[str, str], listen: str = "127.0.0.1:8080",
                  client_header: str = "X-Client-ID", nginx: str = "nginx", main_config: str | None = None,

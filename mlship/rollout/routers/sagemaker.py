@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic import Field
+
 from mlship.errors import RouterRefusedError, ServiceError, UsageError
 from mlship.rollout.routers import Router, check_slots
 from mlship.rollout.state import Route
@@ -20,8 +22,17 @@ WAIT_S = 1800.0
 
 
 class SageMakerRouter(Router):
+    """Production-variant weights of a SageMaker endpoint."""
+
     name = "sagemaker"
     supports = frozenset({"bluegreen", "canary", "shadow"})
+
+    class Settings(Router.Settings):
+        endpoint: str = Field(..., description="SageMaker endpoint name.")
+        region: str | None = Field(None, description="AWS region.")
+        endpoint_url: str | None = Field(None, description="Custom API endpoint (tests, private links).")
+        profile: str | None = Field(None, description="Named profile from the AWS config files.")
+        wait_s: float = Field(WAIT_S, gt=0, description="How long to wait for the endpoint to be InService.")
 
     def __init__(self, *, name: str, endpoint: str, region: str | None = None, endpoint_url: str | None = None,
                  profile: str | None = None, wait_s: float = WAIT_S, **_: Any) -> None:
