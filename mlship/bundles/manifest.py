@@ -1,6 +1,7 @@
-"""Reading and checking a bundle manifest, and verifying an unpacked bundle against it.
+"""The bundle manifest (`BundleManifest`, schema `mlship.bundle/v1`): written by
+bundles/write.py, read and checked here, and an unpacked bundle verified against it.
 
-The manifest (schema `mlship.bundle/v1`) comes from whoever made the bundle,
+A manifest read comes from whoever made the bundle,
 so nothing in it is trusted before it is checked: name and version follow
 the identifier rule (mlship/names.py), every path is relative and stays
 inside the bundle, digests are sha256 hex, sizes are counts. An unpacked
@@ -17,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from mlship.errors import InvalidInputError
 from mlship.names import check_name
 
@@ -25,6 +28,39 @@ SIGNATURE = "manifest.sig"
 SCHEMA = "mlship.bundle/v1"
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class FileEntry(BaseModel):
+    """A file a manifest (or a target's index) lists: its relative path, sha256 and size."""
+
+    path: str
+    sha256: str
+    size: int
+
+
+class BundleManifest(BaseModel):
+    """manifest.json. A bundle mlship builds fills every field; a manifest read needs only name,
+    version, model and files (what the device trusts, checked by `parse_manifest`); keys this
+    version does not know are dropped."""
+
+    model_config = ConfigDict(serialize_by_alias=True, extra="ignore")
+
+    schema_id: str = Field(SCHEMA, alias="schema")
+    name: str
+    version: str
+    created: str | None = None
+    model: str = Field(description="The path of the ONNX (or ORT) file inside the bundle.")
+    files: list[FileEntry]
+    signature: dict[str, Any] | None = None
+    opsets: dict[str, int] | None = None
+    ir_version: int | None = None
+    min_onnxruntime: str | None = None
+    source_model_sha256: str | None = None
+    quantization: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        """manifest.json's bytes: sorted keys, one-space indent (part of the bundle's deterministic bytes)."""
+        return json.dumps(self.model_dump(), indent=1, sort_keys=True).encode()
 
 
 def load_json(raw: bytes, where: str) -> Any:
@@ -66,7 +102,25 @@ def check_size(value: object, what: str, where: str) -> int:
     raise InvalidInputError(f"{where}: {what} must be a byte count (a whole number >= 0), not {value!r:.80}")
 
 
-def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
+def check_file_entries(files: object, place: str, where: str | None = None,
+                       inside: str = "the bundle") -> list[FileEntry]:
+    """A list of {path, sha256, size} objects, every field checked. Errors about the list's shape
+    name `place`, errors about a field `where` (default `place`)."""
+    where = where or place
+    if not isinstance(files, list) or not all(isinstance(entry, dict) for entry in files):
+        raise InvalidInputError(f"{place}: 'files' must be a list of {{path, sha256, size}} objects")
+    entries = []
+    for entry in files:
+        for key in ("path", "sha256", "size"):
+            if key not in entry:
+                raise InvalidInputError(f"{place}: a 'files' entry has no '{key}'")
+        path = check_relative_path(entry["path"], "file path", where, inside)
+        entries.append(FileEntry(path=path, sha256=check_sha256(entry["sha256"], f"the sha256 of {path}", where),
+                                 size=check_size(entry["size"], f"the size of {path}", where)))
+    return entries
+
+
+def parse_manifest(raw: bytes, where: str) -> BundleManifest:
     """The manifest in `raw` (read from `where`), checked field by field."""
     place = f"{MANIFEST} of {where}"
     manifest = load_json(raw, place)
@@ -80,27 +134,29 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
             raise InvalidInputError(f"{place} has no '{key}'")
     check_name(manifest["name"], "name", where=place)
     check_name(manifest["version"], "version", where=place)
-    files = manifest["files"]
-    if not isinstance(files, list) or not all(isinstance(entry, dict) for entry in files):
-        raise InvalidInputError(f"{place}: 'files' must be a list of {{path, sha256, size}} objects")
+    files = check_file_entries(manifest["files"], place)
     seen: set[str] = set()
     for entry in files:
-        for key in ("path", "sha256", "size"):
-            if key not in entry:
-                raise InvalidInputError(f"{place}: a 'files' entry has no '{key}'")
-        path = check_relative_path(entry["path"], "file path", place)
-        check_sha256(entry["sha256"], f"the sha256 of {path}", place)
-        check_size(entry["size"], f"the size of {path}", place)
-        if path in seen:
-            raise InvalidInputError(f"{place}: {path} is listed twice")
-        seen.add(path)
+        if entry.path in seen:
+            raise InvalidInputError(f"{place}: {entry.path} is listed twice")
+        seen.add(entry.path)
     model = check_relative_path(manifest["model"], "model path", place)
     if model not in seen:
         raise InvalidInputError(f"{place}: the model {model} is not listed in 'files'")
-    return manifest
+    return _typed(manifest, files, place)
 
 
-def verify_directory(root: Path, where: str, public_key: Path | None = None) -> dict[str, Any]:
+def _typed(manifest: dict[str, Any], files: list[FileEntry], place: str) -> BundleManifest:
+    """The checked manifest as a BundleManifest; a descriptive field of the wrong type is refused too."""
+    try:
+        return BundleManifest.model_validate({**manifest, "files": files})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"])
+        raise InvalidInputError(f"{place}: {shown(field)[:80]} is not valid ({error['msg']})") from None
+
+
+def verify_directory(root: Path, where: str, public_key: Path | None = None) -> BundleManifest:
     """Check an unpacked bundle at `root` against its manifest (and, with `public_key`, the
     manifest's signature); return the manifest. Anything else is InvalidInputError naming `where`."""
     found = _regular_files(root, where)
@@ -114,7 +170,7 @@ def verify_directory(root: Path, where: str, public_key: Path | None = None) -> 
 
         verify(raw, (root / SIGNATURE).read_bytes(), public_key, where)
     manifest = parse_manifest(raw, where)
-    listed = {entry["path"]: entry for entry in manifest["files"]}
+    listed = {entry.path: entry for entry in manifest.files}
     # Only the two root entries are exempt: sub/manifest.sig is content like any other file.
     extra = sorted(found - set(listed) - {MANIFEST, SIGNATURE})
     if extra:
@@ -125,7 +181,7 @@ def verify_directory(root: Path, where: str, public_key: Path | None = None) -> 
         if rel not in found:
             raise InvalidInputError(f"{where}: {rel} is listed in {MANIFEST} but missing")
         path = root / rel
-        if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+        if path.stat().st_size != entry.size or sha256_file(path) != entry.sha256:
             raise InvalidInputError(f"{where}: {rel} does not match its sha256 in {MANIFEST} (tampered or corrupt)")
     return manifest
 

@@ -16,20 +16,19 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-from mlship.bundles.manifest import MANIFEST, SCHEMA, shown, verify_directory  # noqa: F401 (re-exported)
+from mlship.bundles.manifest import BundleManifest, shown, verify_directory
 from mlship.errors import InvalidInputError
 
 
 @dataclass(frozen=True)
 class UnpackedBundle:
     directory: Path
-    manifest: dict[str, Any]
+    manifest: BundleManifest
 
     @property
     def model_path(self) -> Path:
-        return self.directory / self.manifest["model"]
+        return self.directory / self.manifest.model
 
 
 def unpack_bundle(bundle: Path, into: Path | None = None, public_key: Path | None = None) -> UnpackedBundle:

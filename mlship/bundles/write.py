@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -22,10 +21,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from mlship.bundles.manifest import MANIFEST, SIGNATURE, BundleManifest, FileEntry
 from mlship.errors import CheckFailedError, UsageError
 from mlship.fsutil import atomic_write
-
-SCHEMA = "mlship.bundle/v1"
 
 
 class BundleOptions(BaseModel):
@@ -49,7 +47,7 @@ class BundleResult(BaseModel):
     sha256: str
     size_bytes: int
     model_sha256: str
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # the BundleManifest written, as its JSON document
 
 
 def build_bundle(options: BundleOptions) -> BundleResult:
@@ -78,26 +76,24 @@ def build_bundle(options: BundleOptions) -> BundleResult:
             files["reference.profile.json"] = options.profile.read_bytes()
         import onnxruntime as ort
 
-        manifest = {
-            "schema": SCHEMA, "name": options.name, "version": options.version, "created": _created(options.model),
-            "model": model_file.name,
-            "files": [{"path": p, "sha256": hashlib.sha256(d).hexdigest(), "size": len(d)} for p, d in sorted(files.items())],
-            "signature": signature_of(source.proto).model_dump(mode="json"),
-            "opsets": source.opsets, "ir_version": source.proto.ir_version,
-            "min_onnxruntime": ".".join(ort.__version__.split(".")[:2]),
-            "source_model_sha256": source.sha256,
-            "quantization": quantization,
-        }
-        files["manifest.json"] = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        manifest = BundleManifest(
+            name=options.name, version=options.version, created=_created(options.model), model=model_file.name,
+            files=[FileEntry(path=p, sha256=hashlib.sha256(d).hexdigest(), size=len(d)) for p, d in sorted(files.items())],
+            signature=signature_of(source.proto).model_dump(mode="json"),
+            opsets=source.opsets, ir_version=source.proto.ir_version,
+            min_onnxruntime=".".join(ort.__version__.split(".")[:2]),
+            source_model_sha256=source.sha256, quantization=quantization,
+        )
+        files[MANIFEST] = manifest.to_json()
         if options.signing_key:
             from mlship.bundles.signing import sign
 
-            files["manifest.sig"] = sign(files["manifest.json"], options.signing_key)
+            files[SIGNATURE] = sign(files[MANIFEST], options.signing_key)
         data = _deterministic_tar(files)
     out = options.output_dir / f"{options.name}-{options.version}.mlbundle"
     atomic_write(out, data)
     return BundleResult(path=str(out), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
-                        model_sha256=source.sha256, manifest=manifest)
+                        model_sha256=source.sha256, manifest=manifest.model_dump(mode="json"))
 
 
 def _created(model: Path) -> str:

@@ -78,7 +78,7 @@ def run(
     from mlship.serve.settings import ServeSettings
 
     model, manifest = current_manifest(directory)
-    settings = ServeSettings(model_path=model, name=manifest["name"], version=manifest["version"], variant="edge",
+    settings = ServeSettings(model_path=model, name=manifest.name, version=manifest.version, variant="edge",
                              host=host, port=port, log_dir=log_dir)
     console = state(ctx).console
     serve(settings, on_ready=lambda s: console.info(f"serving {s.name} {s.version} from {directory} at {host}:{port}"))

@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlship.bundles.manifest import BundleManifest, FileEntry, check_file_entries, load_json, verify_directory
 from mlship.bundles.read import unpack_bundle
-from mlship.bundles.manifest import check_relative_path, check_sha256, check_size, load_json, verify_directory
 from mlship.errors import InvalidInputError, UsageError
 from mlship.model.load import sha256_file
 from mlship.names import check_name, is_valid_name
@@ -82,7 +82,7 @@ def channel_version(target: Target, name: str, channel: str) -> str:
     return check_name(pointer["version"], "version", where=where)
 
 
-def bundle_entry(target: Target, name: str, version: str) -> dict[str, Any]:
+def bundle_entry(target: Target, name: str, version: str) -> FileEntry:
     """The index entry ({path, sha256, size}) of VERSION's one .mlbundle, every field checked."""
     key = f"{name}/index.json"
     where = _where(target, key)
@@ -96,40 +96,31 @@ def bundle_entry(target: Target, name: str, version: str) -> dict[str, Any]:
     entry = next((v for v in versions if isinstance(v, dict) and v.get("version") == version), None)
     if entry is None:
         raise InvalidInputError(f"{where} has no version {version}, which the channel names")
-    files = entry.get("files")
-    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-        raise InvalidInputError(f"{where}: {version}: 'files' must be a list of {{path, sha256, size}} objects")
-    for f in files:
-        for field in ("path", "sha256", "size"):
-            if field not in f:
-                raise InvalidInputError(f"{where}: {version}: a 'files' entry has no '{field}'")
-        path = check_relative_path(f["path"], "file path", where, inside=f"{name}/{version}/")
-        check_sha256(f["sha256"], f"the sha256 of {path}", where)
-        check_size(f["size"], f"the size of {path}", where)
-    bundles = [f for f in files if f["path"].endswith(".mlbundle")]
+    files = check_file_entries(entry.get("files"), f"{where}: {version}", where, inside=f"{name}/{version}/")
+    bundles = [f for f in files if f.path.endswith(".mlbundle")]
     if len(bundles) != 1:
         raise InvalidInputError(f"{where}: {name} {version} holds {len(bundles)} bundles (.mlbundle files), "
                                 "expected one")
     return bundles[0]
 
 
-def _check_identity(manifest: dict[str, Any], name: str, version: str, where: str) -> None:
+def _check_identity(manifest: BundleManifest, name: str, version: str, where: str) -> None:
     """A bundle (even a validly signed one) only installs as the name and version it was built for."""
-    if (manifest["name"], manifest["version"]) != (name, version):
-        raise InvalidInputError(f"{where}: holds a bundle of {manifest['name']} {manifest['version']}, "
+    if (manifest.name, manifest.version) != (name, version):
+        raise InvalidInputError(f"{where}: holds a bundle of {manifest.name} {manifest.version}, "
                                 f"not {name} {version}", hint="Push each bundle under its own name and version")
 
 
-def _install(target: Target, name: str, version: str, bundle: dict[str, Any], final: Path,
+def _install(target: Target, name: str, version: str, bundle: FileEntry, final: Path,
              public_key: Path | None) -> int:
     """Download, check and unpack into `final` (replacing a copy that failed verification)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=final.parent))
     try:
         archive = staging / "bundle.mlbundle"
-        key = f"{name}/{version}/{bundle['path']}"
+        key = f"{name}/{version}/{bundle.path}"
         target.download(key, archive, lambda n: None)
-        if sha256_file(archive) != bundle["sha256"]:
+        if sha256_file(archive) != bundle.sha256:
             raise InvalidInputError(f"{target.describe()}: {key} does not match its "
                                     "sha256 in the index (corrupt or tampered)")
         unpacked = unpack_bundle(archive, staging / "unpacked", public_key=public_key)
@@ -179,7 +170,7 @@ def _target_of(link: Path) -> str | None:
     return os.readlink(link).split("/")[-1] if link.is_symlink() else None
 
 
-def current_manifest(directory: Path) -> tuple[Path, dict[str, Any]]:
+def current_manifest(directory: Path) -> tuple[Path, BundleManifest]:
     """The model file and manifest of the version in use, verified against the manifest."""
     link = directory / "current"
     if not link.is_symlink():
@@ -194,7 +185,7 @@ def current_manifest(directory: Path) -> tuple[Path, dict[str, Any]]:
         raise InvalidInputError(f"{link} points at versions/{version}, which is not there",
                                 hint="Run mlship edge sync again")
     manifest = verify_directory(folder, str(folder))
-    return folder.resolve() / manifest["model"], manifest
+    return folder.resolve() / manifest.model, manifest
 
 
 def upload_logs(target: Target, name: str, log_dir: Path, device: str) -> list[str]:

@@ -41,8 +41,8 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
         from mlship.bundles.read import unpack_bundle
 
         bundle = unpack_bundle(target)
-        return ModelSource(path=bundle.model_path, name=name or bundle.manifest["name"],
-                           version=version or bundle.manifest["version"],
+        return ModelSource(path=bundle.model_path, name=name or bundle.manifest.name,
+                           version=version or bundle.manifest.version,
                            allow_missing=config.missing_values == "allow", unpacked=bundle.directory)
     from mlship.model.load import default_model_name
 

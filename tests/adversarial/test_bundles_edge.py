@@ -632,7 +632,7 @@ def test_an_accepted_manifest_never_names_a_file_outside_the_bundle(data):
             assert not (work / "u").exists()
             return
         inside = (work / "u").resolve()
-        for path in [unpacked.model_path] + [work / "u" / f["path"] for f in unpacked.manifest["files"]]:
+        for path in [unpacked.model_path] + [work / "u" / f.path for f in unpacked.manifest.files]:
             assert path.resolve().is_relative_to(inside) and path.is_file()
     finally:
         shutil.rmtree(work, ignore_errors=True)

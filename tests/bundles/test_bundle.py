@@ -49,7 +49,7 @@ def test_signed_bundle_verifies_and_rejects_tampering(tmp_path, keys):
     private, public = keys
     result = bundle(tmp_path, "--signing-key", str(private))
     path = tmp_path / "out" / "bc-1.0.0.mlbundle"
-    assert unpack_bundle(path, tmp_path / "ok", public_key=public).manifest["name"] == "bc"
+    assert unpack_bundle(path, tmp_path / "ok", public_key=public).manifest.name == "bc"
     assert run("keys", "generate", "--dir", str(tmp_path / "other"), "--name", "x").code == 0
     with pytest.raises(InvalidInputError, match="signature does not match"):
         unpack_bundle(path, tmp_path / "wrong", public_key=tmp_path / "other" / "x.pub")

@@ -27,7 +27,7 @@ def release(tmp_path, target, version, model=MODEL, key=None):
 def predicts(device):
     model, manifest = current_manifest(device)
     X, _, _ = models.sample_matrix()
-    return manifest["version"], ort.InferenceSession(str(model)).run(None, {"X": X[:3]})[0]
+    return manifest.version, ort.InferenceSession(str(model)).run(None, {"X": X[:3]})[0]
 
 
 @pytest.fixture
