@@ -9,7 +9,7 @@ import pytest
 import typer.main
 import yaml
 
-from mlship.cli import _register, app
+from mlship.cli import app
 from mlship.templates import template_text
 from tests.support import run
 
@@ -41,7 +41,6 @@ def mlship_calls(script: str) -> list[list[str]]:
 
 def check_call(args: list[str]) -> str:
     """Walk the click command tree like the CLI would; return the command path."""
-    _register()
     command = typer.main.get_command(app)
     path = []
     tokens = list(args)

@@ -6,8 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+import typer.main
+from typer._click.utils import make_default_short_help
+
 from mlship import __version__
-from mlship.cli import hoist_global_flags
+from mlship.cli import COMMANDS, app, hoist_global_flags
 from tests.support import MODEL, ROOT, SAMPLE, run, run_process
 
 HEAVY = ("onnxruntime", "scipy", "boto3", "docker", "onnx", "numpy", "pyarrow", "pydantic", "yaml")
@@ -99,3 +103,22 @@ def test_drift_keeps_its_own_json_option_even_after_global_options():
         "-c", "m.yaml", "drift", "-c", "cur", "--json", "-"]
     assert hoist_global_flags(["-q", "drift", "--json", "r.json"])[:2] == ["-q", "drift"]
     assert hoist_global_flags(["check", "m.onnx", "--json"]) == ["--json", "check", "m.onnx"]
+
+
+def test_help_lists_every_command_from_the_table_without_importing_one():
+    code = (
+        "import sys\nfrom mlship.cli import main\nmain(['--help'])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('mlship.cli.') and m != 'mlship.cli.lazy'))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    listed = [line.split()[0] for line in proc.stdout.split("Commands:")[1].splitlines() if line.startswith("  ")]
+    assert listed[:len(COMMANDS)] == list(COMMANDS)
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_the_table_says_what_the_command_says(name):
+    # The help line comes from the table; it must match the command's own docstring.
+    command = typer.main.get_command(app).commands[name]
+    for limit in (45, 80, 300):
+        assert make_default_short_help(COMMANDS[name].short_help, limit) == command.get_short_help_str(limit)

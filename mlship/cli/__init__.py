@@ -1,6 +1,7 @@
 """The `mlship` command: global options, command groups, exit codes.
 
-Each command group lives in its own small module and is registered here.
+Each command group lives in its own small module, named in `COMMANDS` and
+imported only when it runs.
 `main` is the one place where exceptions become exit codes and messages.
 """
 
@@ -14,6 +15,7 @@ import typer
 from typer.exceptions import TyperException
 
 from mlship import __version__
+from mlship.cli.lazy import LazyCommand, LazyGroup
 from mlship.console import Console
 from mlship.errors import ExitCode, MlshipError, exit_code_for
 
@@ -31,8 +33,37 @@ class State:
     config_path: str | None = None
 
 
+# Every command: where it lives and its line in `mlship --help`. A module is
+# imported only when its command runs (mlship --help stays fast); the order is
+# the order of `mlship --help`.
+COMMANDS = {
+    "check": LazyCommand("mlship.cli.check", "check", "Check a model: validity, signature, smoke run, latency, baseline, quality floor."),
+    "serve": LazyCommand("mlship.cli.serve", "serve", "Serve a model: Open Inference Protocol (/v2), /predict, /metrics."),
+    "predict": LazyCommand("mlship.cli.predict", "predict", "Score data files with a model, streaming in chunks."),
+    "build": LazyCommand("mlship.cli.build", "build", "Build an artifact for the model: --image (a serving container image) or --edge (a bundle)."),
+    "push": LazyCommand("mlship.cli.push", "push", "Push an artifact to one or more targets (cloud, on-prem, both), or an image to a registry."),
+    "promote": LazyCommand("mlship.cli.targets", "promote", "Move a channel pointer (NAME/channels/CHANNEL.json) to VERSION, atomically."),
+    "pull": LazyCommand("mlship.cli.targets", "pull", "Download a version and verify every sha256 (a mismatch exits 3, leaving nothing)."),
+    "drift": LazyCommand("mlship.cli.drift", "drift", "Compare current data or prediction logs with a reference: drift, performance, operations."),
+    "profile": LazyCommand("mlship.cli.drift", "profile", "Profile a reference once (or in pieces, then merge the pieces' profiles)."),
+    "init": LazyCommand("mlship.cli.init", "init", "Write a commented mlship.yaml from mlship's template, and with --ci a CI pipeline (check -> build -> push to staging -> rollout -> drift gate)."),
+    "demo": LazyCommand("mlship.cli.demo", "demo", "Run check, build, push, batch scoring, serving, a shadow and canary rollout, and a drift report on a synthetic readmission model, with no external services."),
+    "targets": LazyCommand("mlship.cli.targets", "app", "Where artifacts go."),
+    "versions": LazyCommand("mlship.cli.versions", "app", "Builds and pushes recorded in the versions store."),
+    "keys": LazyCommand("mlship.cli.keys", "app", "Signing keys for edge bundles."),
+    "edge": LazyCommand("mlship.cli.edge", "app", "On the device: sync bundles from a target, roll back, serve offline."),
+    "rollout": LazyCommand("mlship.cli.rollout", "app", "Staged rollouts (blue-green, canary, shadow) through nginx or SageMaker, one step per command."),
+    "config": LazyCommand("mlship.cli.config", "app", "Show mlship.yaml's schema and the effective config."),
+}
+
+
+class _Root(LazyGroup):
+    TABLE = COMMANDS
+
+
 app = typer.Typer(
     name="mlship",
+    cls=_Root,
     help="Check, package, push, serve, roll out and monitor ONNX models.",
     no_args_is_help=True,
     add_completion=False,
@@ -72,31 +103,6 @@ def _global_options(
     console.quiet = console.quiet or quiet
     console.verbose = console.verbose or verbose
     state.config_path = config
-
-
-def _register() -> None:
-    from mlship.cli import build, check, config, demo, drift, edge, init, predict, rollout, serve
-
-    app.command("check")(check.check)
-    app.command("serve")(serve.serve)
-    app.command("predict")(predict.predict)
-    app.command("build")(build.build)
-    app.command("push")(build.push)
-    app.command("promote")(build.promote)
-    app.command("pull")(build.pull)
-    app.add_typer(build.targets_app, name="targets")
-    app.add_typer(build.versions_app, name="versions")
-    app.add_typer(build.keys_app, name="keys")
-    app.add_typer(edge.app, name="edge")
-    app.add_typer(rollout.app, name="rollout")
-    app.command("drift")(drift.drift)
-    app.command("profile")(drift.profile)
-    app.command("init")(init.init)
-    app.command("demo")(demo.demo)
-    app.add_typer(config.app, name="config")
-
-
-_register()
 
 
 def hoist_global_flags(argv: list[str]) -> list[str]:

@@ -1,15 +1,13 @@
-"""`mlship build`, `mlship push` and `mlship versions`."""
+"""`mlship build`: a serving image (--image) or an edge bundle (--edge)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Optional
 
 import typer
 
 from mlship.cli._common import config_for, state
-
-versions_app = typer.Typer(help="Builds and pushes recorded in the versions store.", no_args_is_help=True)
 
 
 def build(
@@ -35,10 +33,9 @@ def build(
     model_version: Optional[str] = typer.Option(None, "--model-version", help="Version [version in mlship.yaml, or the next one]."),
 ) -> None:
     """Build an artifact for the model: --image (a serving container image) or --edge (a bundle)."""
-    from mlship.images.docker import ImageOptions
-    from mlship.versions import VersionStore
     from mlship.errors import UsageError
     from mlship.model.load import default_model_name
+    from mlship.versions import VersionStore
 
     if image == edge:
         raise UsageError("say what to build", hint="Pass --image or --edge")
@@ -50,161 +47,72 @@ def build(
     model_path = model or cfg.resolve(cfg.model)
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
-    store = VersionStore(cfg.resolve(cfg.store))
+    store = cfg.resolve(cfg.store)
     model_name = name or cfg.name or default_model_name(model_path)
-    version = model_version or cfg.version or store.next_version(model_name)
+    version = model_version or cfg.version or VersionStore(store).next_version(model_name)
     if edge:
-        from mlship.cli.build_view import build_edge
+        return _build_edge(ctx, cfg, model_path, model_name, version, static, output_dir)
+    from mlship.images.docker import ImageOptions
+    from mlship.images.service import BuildRequest
 
-        return build_edge(ctx, cfg, model_path, model_name, version, static, output_dir, store)
     repository = cfg.build.image.repository or f"mlship/{model_name}"
     options = ImageOptions(model=model_path, name=model_name, version=version, base=cfg.build.image.base,
                            tag=tag or cfg.build.image.tag or f"{repository}:{version}",
                            platform=cfg.build.image.platform, python=cfg.build.image.python,
                            template=cfg.resolve(cfg.build.image.template), no_cache=no_cache,
                            output=output, push=push_to, missing_values=cfg.missing_values)
-    from mlship.cli.build_view import build_image
-
-    build_image(ctx, cfg.build.image.builder, options, store)
+    _build_image(ctx, BuildRequest(options=options, builder=cfg.build.image.builder, store=store))
 
 
-keys_app = typer.Typer(help="Signing keys for edge bundles.", no_args_is_help=True)
+def _build_image(ctx: typer.Context, request) -> None:
+    from mlship.cli.progress import RowProgress
+    from mlship.images.service import build_image
+
+    console = state(ctx).console
+    if request.builder == "docker":  # the engine streams log lines: the last one is the status
+        with console.status(f"building {request.options.tag}") as status:
+            built = build_image(request, (lambda line: status.update(line[:100])) if status else console.debug)
+    else:  # the daemonless builder reports the bytes it pushes
+        with RowProgress(console, f"pushing to {request.options.push}", unit="bytes") as bar:
+            built = build_image(request, console.debug, bar)
+    console.result(built.image.model_dump(mode="json"), lambda out: _render_image(out, built))
 
 
-@keys_app.command("generate")
-def keys_generate(
-    ctx: typer.Context,
-    directory: Path = typer.Option(Path("."), "--dir", help="Where to write NAME.key and NAME.pub."),
-    name: str = typer.Option("mlship", "--name", help="File name of the pair."),
-) -> None:
-    """Make an Ed25519 key pair: NAME.key (keep it secret) and NAME.pub (for devices)."""
-    from mlship.bundles.signing import generate_keys
-
-    private, public = generate_keys(directory, name)
-    state(ctx).console.result({"private_key": str(private), "public_key": str(public)},
-                              lambda out: out.print(f"wrote {private} (secret, mode 0600) and {public}", markup=False))
-
-
-def push(
-    ctx: typer.Context,
-    what: Optional[str] = typer.Argument(None, help="An artifact file or directory; with --image, NAME[:VERSION] or a local image."),
-    to: Optional[List[str]] = typer.Option(None, "--to", help="Target: a name from `targets:`, s3://…, file://…; registry://… with --image (repeatable)."),
-    to_all: bool = typer.Option(False, "--to-all", help="Every target in mlship.yaml (hybrid)."),
-    image: bool = typer.Option(False, "--image", help="Push a container image to a registry or ECR."),
-    name: Optional[str] = typer.Option(None, "--name", help="Artifact name [name in mlship.yaml]."),
-    version: Optional[str] = typer.Option(None, "--artifact-version", help="Artifact version [version in mlship.yaml]."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be uploaded, upload nothing."),
-) -> None:
-    """Push an artifact to one or more targets (cloud, on-prem, both), or an image to a registry.
-
-    Exit 7 when any target fails; the table says which succeeded.
-    """
-    from mlship.cli.build_view import push_artifact, push_image
-    from mlship.errors import UsageError
-
-    cfg = config_for(ctx)
-    targets = list(to or []) + (list(cfg.targets) if to_all else [])
-    if not targets:
-        raise UsageError("no target given", hint="Pass --to TARGET (repeatable) or --to-all")
-    if image:
-        if len(targets) != 1:
-            raise UsageError("--image pushes to one registry at a time")
-        return push_image(ctx, cfg, what, targets[0])
-    push_artifact(ctx, cfg, what, targets, name, version, dry_run)
+def _render_image(out: Any, built) -> None:
+    result = built.image
+    out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} "
+              f"layers, {result.builder}) in {result.seconds:.1f} s; recorded as {result.name} {result.version} "
+              f"in {built.store}", markup=False)
+    if result.output:
+        out.print(f"wrote {result.output}", markup=False)
+    if result.pushed:
+        p = result.pushed
+        out.print(f"pushed {p['reference']}@{p['digest']}: uploaded {p['uploaded']} blobs "
+                  f"({p['uploaded_bytes'] / 1e6:.1f} MB), {p['present']} already there, {p['mounted']} mounted", markup=False)
 
 
-def promote(
-    ctx: typer.Context,
-    name: str = typer.Argument(..., help="Artifact name."),
-    version: str = typer.Argument(..., help="A pushed version."),
-    channel: str = typer.Option(..., "--channel", help="Channel to point at it, e.g. stable, canary."),
-    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, file://…"),
-) -> None:
-    """Move a channel pointer (NAME/channels/CHANNEL.json) to VERSION, atomically."""
-    from mlship.names import check_name
-    from mlship.targets.artifacts import promote as promote_version
-    from mlship.targets.base import open_target
+def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
+                output_dir: Path) -> None:
+    from mlship.bundles.service import BundleRequest, build_edge_bundle
 
-    check_name(name, "name")  # before anything is opened: they become keys in the target
-    check_name(version, "version")
-    check_name(channel, "--channel")
-    cfg = config_for(ctx)
-    pointer = promote_version(open_target(to, cfg.targets), name, version, channel)
-    state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}", markup=False))
+    request = BundleRequest.from_config(cfg, model_path, name, version, output_dir=output_dir, static=static)
+    console = state(ctx).console
+    with console.status("building the bundle"):
+        result = build_edge_bundle(request).bundle
+    q = result.manifest.get("quantization")
+    if q and not q["applied"]:
+        console.warn(f"int8 not applied to {model_path}: {q['reason']}")
+    console.result(result.model_dump(mode="json"), lambda out: _render_bundle(out, result, signed=bool(request.options.signing_key)))
 
 
-def pull(
-    ctx: typer.Context,
-    ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@CHANNEL."),
-    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, file://…"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Directory to create [NAME-VERSION]."),
-) -> None:
-    """Download a version and verify every sha256 (a mismatch exits 3, leaving nothing)."""
-    from mlship.targets.artifacts import pull as pull_version
-    from mlship.targets.base import open_target
-    from mlship.targets.documents import parse_ref
-
-    parse_ref(ref)  # a bad name, version or channel is refused before the target is opened
-    cfg = config_for(ctx)
-    dest = pull_version(open_target(source, cfg.targets), ref, output)
-    state(ctx).console.result({"output": str(dest)}, lambda out: out.print(f"pulled {ref} into {dest}", markup=False))
-
-
-targets_app = typer.Typer(help="Where artifacts go.", no_args_is_help=True)
-
-
-@targets_app.command("list")
-def targets_list(ctx: typer.Context) -> None:
-    """The kinds of target (by scheme) and the targets named in mlship.yaml."""
-    from mlship.targets.base import target_kinds
-
-    cfg = config_for(ctx)
-    kinds = sorted(set(target_kinds()) | {"registry"})
-    named = {n: {"type": t.type, "url": t.url} for n, t in cfg.targets.items()}
-
-    def render(out) -> None:
-        out.print("schemes: " + ", ".join(f"{k}://" for k in kinds))
-        for n, t in named.items():
-            out.print(f"  {n}: {t['type']} {t['url']}", markup=False)
-
-    state(ctx).console.result({"schemes": kinds, "targets": named}, render)
-
-
-@versions_app.command("list")
-def versions_list(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:
-    """Every recorded build, oldest first."""
-    from rich.table import Table
-
-    from mlship.versions import VersionStore
-    from mlship.console import plain
-
-    cfg = config_for(ctx)
-    rows = VersionStore(cfg.resolve(cfg.store)).versions(name)
-
-    def render(out) -> None:
-        table = Table(show_edge=False)
-        for col in ("name", "version", "kind", "artifact", "model sha256", "created", "pushed"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(*(plain(v) for v in (r["name"], r["version"], r["kind"], r["artifact"][:19],
-                                                r["model_sha256"][:12], r["created"],
-                                                ", ".join(p["reference"] for p in r["pushed"]))))
-        out.print(table)
-
-    state(ctx).console.result({"versions": rows}, render)
-
-
-@versions_app.command("show")
-def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[:VERSION] (latest when no version).")) -> None:
-    """One build with its pushes."""
-    import json
-
-    from mlship.versions import VersionStore
-    from mlship.errors import UsageError
-
-    cfg = config_for(ctx)
-    name, _, version = ref.partition(":")
-    record = VersionStore(cfg.resolve(cfg.store)).find(name, version or None)
-    if record is None:
-        raise UsageError(f"no recorded build of {ref}", hint="See `mlship versions list`")
-    state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2), markup=False))
+def _render_bundle(out: Any, result, *, signed: bool) -> None:
+    out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {'signed' if signed else 'unsigned'}, "
+              f"sha256 {result.sha256[:12]})", markup=False)
+    q = result.manifest.get("quantization")
+    if q and q.get("applied"):
+        line = f"int8 ({q['mode']}): {q['size_fp32']:,} -> {q['size']:,} bytes ({q['size_reduction']:.0%} smaller)"
+        if "label_agreement" in q:
+            line += f", label agreement {q['label_agreement']:.2%}"
+        if "accuracy_fp32" in q:
+            line += f", accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy']:.4f}"
+        out.print(line, markup=False)

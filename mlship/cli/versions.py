@@ -1,0 +1,52 @@
+"""`mlship versions`: builds and pushes recorded in the versions store."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from mlship.cli._common import config_for, state
+
+app = typer.Typer(help="Builds and pushes recorded in the versions store.", no_args_is_help=True)
+
+
+@app.command("list")
+def versions_list(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Only this model.")) -> None:
+    """Every recorded build, oldest first."""
+    from mlship.versions import VersionStore
+
+    cfg = config_for(ctx)
+    rows = VersionStore(cfg.resolve(cfg.store)).versions(name)
+    state(ctx).console.result({"versions": rows}, lambda out: _render_versions(out, rows))
+
+
+def _render_versions(out, rows: list[dict]) -> None:
+    from rich.table import Table
+
+    from mlship.console import plain
+
+    table = Table(show_edge=False)
+    for col in ("name", "version", "kind", "artifact", "model sha256", "created", "pushed"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(plain(v) for v in (r["name"], r["version"], r["kind"], r["artifact"][:19],
+                                            r["model_sha256"][:12], r["created"],
+                                            ", ".join(p["reference"] for p in r["pushed"]))))
+    out.print(table)
+
+
+@app.command("show")
+def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[:VERSION] (latest when no version).")) -> None:
+    """One build with its pushes."""
+    import json
+
+    from mlship.errors import UsageError
+    from mlship.versions import VersionStore
+
+    cfg = config_for(ctx)
+    name, _, version = ref.partition(":")
+    record = VersionStore(cfg.resolve(cfg.store)).find(name, version or None)
+    if record is None:
+        raise UsageError(f"no recorded build of {ref}", hint="See `mlship versions list`")
+    state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2), markup=False))

@@ -1,0 +1,116 @@
+"""Use cases over targets: push an artifact to several targets at once, promote a
+channel, pull a version, list the kinds and the configured targets.
+
+`configured` is mlship.yaml's `targets:` (name -> settings); a target spec is a
+name from it or a URL."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from mlship.errors import InvalidInputError, MlshipError, ServiceError, UsageError
+from mlship.progress import NoProgress, Progress
+from mlship.targets.artifacts import PushResult
+
+# label -> a progress bar (as a context manager) for one target's upload
+ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
+
+
+class PushRequest(BaseModel):
+    """An artifact (file or directory) to push under NAME/VERSION to each target."""
+
+    artifact: Path | None
+    name: str | None = None  # None: the configured name, else the artifact's file name
+    version: str | None = None
+    default_name: str | None = None  # `name:` in mlship.yaml
+    targets: list[str]
+    configured: dict[str, Any] = {}
+    dry_run: bool = False
+
+
+class PushReport(BaseModel):
+    """One result per target, in the order asked; `files` are (local path, path in the version)."""
+
+    name: str
+    version: str
+    files: list[tuple[Path, str]]
+    results: list[PushResult]
+
+    def failure(self) -> MlshipError | None:
+        """The error the command ends with when a target failed: a store that failed says 7;
+        when every failure was the input's (a damaged index: 3, other content under the
+        version: 2), that code instead."""
+        failed = [r for r in self.results if r.status == "failed"]
+        if not failed:
+            return None
+        excs = [r.exception for r in failed]
+        kind = next((k for k in (InvalidInputError, UsageError) if all(isinstance(e, k) for e in excs)), ServiceError)
+        return kind(f"push failed for {len(failed)} of {len(self.results)} targets: {failed[0].error}")
+
+
+def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda label: nullcontext(NoProgress())
+                   ) -> PushReport:
+    """Check the name and version, open every target (a bad spec fails before any upload),
+    then push to each in turn; a target's failure is its row, not an exception."""
+    from mlship.names import check_name
+    from mlship.targets.artifacts import artifact_files, push_artifact
+    from mlship.targets.base import open_target
+
+    if request.artifact is None:
+        raise UsageError("no artifact given", hint="Pass a file or directory to push")
+    name = request.name if request.name is not None else request.default_name or request.artifact.stem
+    if request.version is None:
+        raise UsageError("no version given", hint="Pass --artifact-version or set `version:` in mlship.yaml")
+    # They become keys in every target: nothing is opened with a bad one.
+    from_stem = request.name is None and not request.default_name
+    check_name(name, "name (from the artifact's file name; pass --name)" if from_stem else "--name")
+    check_name(request.version, "--artifact-version")
+    files = artifact_files(request.artifact)
+    opened = [open_target(t, request.configured) for t in request.targets]
+    total = sum(p.stat().st_size for p, _ in files)
+    results = []
+    for target in opened:
+        with progress(target.describe()) as bar:
+            bar.start(total)
+            results.append(push_artifact(target, name, request.version, files, dry_run=request.dry_run,
+                                         progress=bar.advance))
+    return PushReport(name=name, version=request.version, files=files, results=results)
+
+
+def promote_channel(name: str, version: str, channel: str, to: str, configured: dict[str, Any]) -> dict[str, Any]:
+    """Point CHANNEL at VERSION in the target `to`; the new pointer document."""
+    from mlship.names import check_name
+    from mlship.targets.artifacts import promote
+    from mlship.targets.base import open_target
+
+    check_name(name, "name")  # before the target is opened: they become keys in it
+    check_name(version, "version")
+    check_name(channel, "--channel")
+    return promote(open_target(to, configured), name, version, channel)
+
+
+def pull_version(ref: str, source: str, output: Path | None, configured: dict[str, Any]) -> Path:
+    """Download NAME, NAME:VERSION or NAME@CHANNEL from `source`, verified; the directory made."""
+    from mlship.targets.artifacts import pull
+    from mlship.targets.base import open_target
+    from mlship.targets.documents import parse_ref
+
+    parse_ref(ref)  # a bad name, version or channel is refused before the target is opened
+    return pull(open_target(source, configured), ref, output)
+
+
+class TargetList(BaseModel):
+    schemes: list[str]
+    targets: dict[str, dict[str, str]]
+
+
+def list_targets(configured: dict[str, Any]) -> TargetList:
+    """The target schemes installed (and registry://, for images) and the configured targets."""
+    from mlship.targets.base import target_kinds
+
+    kinds = sorted(set(target_kinds()) | {"registry"})
+    return TargetList(schemes=kinds, targets={n: {"type": t.type, "url": t.url} for n, t in configured.items()})
