@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from mlship.drift.settings import DriftSettings
 from mlship.errors import ConfigError
 from mlship.plugins import plugin_section
 
@@ -143,20 +144,8 @@ class RolloutConfig(Strict):
 # -- monitoring ----------------------------------------------------------------
 
 
-class ColumnOverride(Strict):
-    """Per-column drift settings."""
-
-    kind: Literal["numeric", "categorical"] | None = Field(None, description="Declare the column's type.")
-    threshold: float | None = Field(None, ge=0, description="Drift threshold for this column's effect size.")
-    ignore: bool = Field(False, description="Leave the column out of drift checks.")
-
-
-class MonitoringConfig(Strict):
-    """Drift and performance checks on prediction logs."""
-
-    reference: str | None = Field(None, description="Training data or a saved profile.")
-    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that means dataset drift.")
-    columns: dict[str, ColumnOverride] = Field(default_factory=dict)
+# One model for the section, the drift command's flags and the analysis (mlship/drift/settings.py).
+MonitoringConfig = DriftSettings
 
 
 # -- top level -----------------------------------------------------------------

@@ -79,6 +79,13 @@ class Console:
         elif not self.quiet:
             render(self.out)
 
+    def document(self, data: dict[str, Any]) -> None:
+        """Emit a command's result as one JSON document on stdout, whatever the output
+        mode (a command's own `--json -`, as `drift` has)."""
+        self.emitted_result = True
+        self._stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+        self._stdout.flush()
+
     def info(self, message: str) -> None:
         """A note for people (stderr, plain text); hidden by --quiet and --json."""
         if not (self.quiet or self.json_output):

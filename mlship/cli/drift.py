@@ -31,18 +31,39 @@ def drift(
 
     Exit 4 when drift is found (see --fail-on), 3 for unreadable input, 7 when the webhook fails.
     """
-    from mlship.drift.run import DriftRequest, run_drift_command
+    from mlship.drift import run
+    from mlship.errors import CheckFailedError
 
     cfg = config_for(ctx)
-    ref = reference or (str(cfg.resolve(cfg.monitoring.reference)) if cfg.monitoring.reference else None)
-    request = DriftRequest(
-        reference=ref, current=current, window=window, min_rows=min_rows,
-        drift_share=drift_share if drift_share is not None else cfg.monitoring.drift_share, labels=labels,
-        json_out=json_out, html=html, markdown=markdown, fail_on=fail_on or ["dataset"], on_drift=on_drift,
-        webhook=webhook, strict=strict, chunk_rows=chunk_rows,
-        columns={k: v.model_dump() for k, v in cfg.monitoring.columns.items()},
-    )
-    run_drift_command(request, state(ctx).console)
+    console = state(ctx).console
+    settings = cfg.monitoring.overridden(  # flag > env > file > default
+        reference=reference or (str(cfg.resolve(cfg.monitoring.reference)) if cfg.monitoring.reference else None),
+        drift_share=drift_share)
+    options = run.drift_options(settings, current=current, window=window, min_rows=min_rows or None, labels=labels,
+                                strict=strict, chunk_rows=chunk_rows)
+    request = run.DriftRequest(options=options, json_out=json_out, html=html, markdown=markdown,
+                               fail_on=fail_on or ["dataset"], on_drift=on_drift, webhook=webhook)
+    for warning in run.prepare(request):
+        console.warn(warning)
+    with console.status("reading and comparing"):
+        report = run.analyse(request)
+    _show(console, report, to_stdout=json_out == run.STDOUT)
+    verdict = run.act(request, report)
+    if verdict.on_drift_exit:
+        console.warn(f"--on-drift command exited with {verdict.on_drift_exit}")
+    if verdict.failed:
+        raise CheckFailedError(verdict.message)
+
+
+def _show(console, report, *, to_stdout: bool) -> None:
+    """The report on stdout: the JSON document for `--json -`, else the terminal view
+    (or the document with the global --json)."""
+    from mlship.drift.render import render_terminal
+
+    if to_stdout:
+        console.document(report.document())
+    else:
+        console.result(report.document(), lambda out: render_terminal(report, out))
 
 
 def profile(
@@ -53,8 +74,8 @@ def profile(
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
 ) -> None:
     """Profile a reference once (or in pieces, then merge the pieces' profiles)."""
-    from mlship.drift.profile import Profile, is_profile_file, save_profile
-    from mlship.drift.profiling import build_profile, merge_profiles
+    from mlship.drift.detection import build_profile
+    from mlship.drift.profile import Profile, is_profile_file, merge_profiles, save_profile
 
     console = state(ctx).console
     if all(is_profile_file(d) for d in data):

@@ -2,8 +2,8 @@
 
 The reference and every window of current data become profiles (streamed
 in chunks, so memory depends on chunk size and columns, not file size);
-columns are compared with the statistics in `stats`, judged by the DEFAULTS
-table, and the share of drifted columns decides dataset drift.
+`comparison` compares them column by column and the share of drifted
+columns decides dataset drift. The result is a typed `DriftReport`.
 """
 
 from __future__ import annotations
@@ -15,49 +15,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, Field
 
-from mlship.drift import stats
-from mlship.drift.profile import ColumnProfile, Profile, is_profile_file, load_profile
+from mlship.drift.comparison import compare, share_drifted, thresholds
+from mlship.drift.profile import Profile, is_profile_file, load_profile
+from mlship.drift.report import (DriftReport, OperationsReport, OperationsSummary, PerformanceReport,
+                                 PerformanceSummary, ReadSummary, Source, VariantOperations, WindowDrift)
+from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
 from mlship.drift.sources import Frame, ReadReport, iter_frames
 from mlship.errors import InvalidInputError, UsageError
 from mlship.metrics import Classification, Regression, RocAuc, label_text
-
-SCHEMA = "mlship.drift/v1"
-
-# The defaults, documented in the README. Effect sizes decide; p-values
-# (Benjamini-Hochberg adjusted within each family of tests) only keep small
-# samples from being judged on noise.
-DEFAULTS: dict[str, float] = {
-    "p_value": 0.05,
-    "wasserstein_norm": 0.1,
-    "psi": 0.2,
-    "js": 0.1,
-    "unseen_share": 0.05,
-    "missing_delta": 0.05,
-    "min_rows": 200,
-}
-
-
-class ColumnRule(BaseModel):
-    """A per-column override from mlship.yaml (monitoring.columns)."""
-
-    kind: str | None = None
-    threshold: float | None = None
-    ignore: bool = False
-
-
-class DriftOptions(BaseModel):
-    reference: str
-    current: str
-    window: str | None = None
-    min_rows: int = Field(int(DEFAULTS["min_rows"]), ge=1)
-    drift_share: float = Field(0.5, gt=0, le=1)
-    labels: Path | None = None
-    strict: bool = False
-    chunk_rows: int = Field(50_000, ge=1)
-    columns: dict[str, ColumnRule] = Field(default_factory=dict)
 
 
 @dataclass
@@ -71,8 +38,8 @@ class _Group:
     last_ts: float = -math.inf
 
 
-def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda rows: None) -> dict[str, Any]:
-    """The drift report as a JSON-able dict (schema mlship.drift/v1)."""
+def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda rows: None) -> DriftReport:
+    """The drift report (schema mlship.drift/v1) of the current data against the reference."""
     read = ReadReport()
     labels = _load_labels(options.labels) if options.labels else None
     reference, ref_perf = _reference(options, read, labels, progress)
@@ -80,152 +47,38 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     if overall.profile.rows == 0:
         raise InvalidInputError(f"{options.current}: no rows to compare")
     columns = compare(reference, overall.profile, options)
-    drifted = [c["name"] for c in columns if c["drifted"]]
-    judged = [c for c in columns if not c.get("insufficient") and not c.get("ignored")]
-    share = len(drifted) / len(judged) if judged else 0.0
-    return {
-        "schema": SCHEMA,
-        "reference": {"source": options.reference, "rows": reference.rows},
-        "current": {"source": options.current, "rows": overall.profile.rows},
-        "thresholds": {**DEFAULTS, "drift_share": options.drift_share, "min_rows": options.min_rows},
-        "dataset_drift": bool(judged) and share >= options.drift_share,
-        "drifted_share": share,
-        "drifted_columns": drifted,
-        "columns": columns,
-        "windows": [_window_summary(key, group, reference, options) for key, group in windows],
-        "performance": {"reference": ref_perf.summary(), "current": overall.perf.summary()},
-        "operations": {"overall": overall.ops.summary(),
-                       "by_version_variant": [{"version": v, "variant": var, **ops.summary()}
-                                              for (v, var), ops in sorted(by_version.items())]},
-        "read": {"bad_lines": read.bad_lines, "examples": read.examples, "files": len(read.files)},
-    }
+    drifted, share, any_judged = share_drifted(columns)
+    return DriftReport(
+        reference=Source(source=options.reference, rows=reference.rows),
+        current=Source(source=options.current, rows=overall.profile.rows),
+        thresholds=thresholds(options),
+        dataset_drift=any_judged and share >= options.drift_share,
+        drifted_share=share,
+        drifted_columns=drifted,
+        columns=columns,
+        windows=[_window_summary(key, group, reference, options) for key, group in windows],
+        performance=PerformanceReport(reference=_performance(ref_perf), current=_performance(overall.perf)),
+        operations=OperationsReport(
+            overall=OperationsSummary(**overall.ops.summary()),
+            by_version_variant=[VariantOperations(version=v, variant=var, **ops.summary())
+                                for (v, var), ops in sorted(by_version.items())]),
+        read=ReadSummary(bad_lines=read.bad_lines, examples=read.examples, files=len(read.files)),
+    )
 
 
-def compare(reference: Profile, current: Profile, options: DriftOptions) -> list[dict[str, Any]]:
-    """Per-column statistics and verdicts (BH correction across columns)."""
-    results = []
-    for name in sorted(set(reference.columns) | set(current.columns)):
-        rule = options.columns.get(name, ColumnRule())
-        ref, cur = reference.columns.get(name), current.columns.get(name)
-        result: dict[str, Any] = {"name": name, "role": "output" if name.startswith("outputs.") else "feature",
-                                  "drifted": False, "reasons": []}
-        if rule.ignore:
-            result.update(ignored=True, kind=ref.kind if ref else None)
-        elif ref is None or cur is None:
-            result.update(kind=(ref or cur).kind, insufficient=True,
-                          reasons=[f"only in the {'current data' if ref is None else 'reference'}"])
-        else:
-            result.update(_column_stats(ref, cur, rule, options))
-        results.append(result)
-    _judge(results, options)
-    return results
+def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False,
+                  progress: Callable[[int], None] = lambda rows: None) -> tuple[Profile, ReadReport]:
+    """`mlship profile`: one pass over data or logs in chunks (prediction rows only)."""
+    read = ReadReport()
+    profile = _scan(spec, chunk_rows=chunk_rows, strict=strict, read=read, progress=progress)
+    if profile.rows == 0:
+        raise InvalidInputError(f"{spec}: no rows to profile")
+    return profile, read
 
 
-def _column_stats(ref: ColumnProfile, cur: ColumnProfile, rule: ColumnRule, options: DriftOptions) -> dict[str, Any]:
-    kind = rule.kind or ref.kind
-    if kind == "categorical" and not (ref.category_counts() and (cur.category_counts() or not cur.numeric.n)):
-        kind = "numeric"
-    cur_kind = cur.kind if not (ref.kind == "categorical" and cur.codes is not None) else "categorical"
-    out: dict[str, Any] = {
-        "kind": kind,
-        "type": _type_change(ref, cur, cur_kind),
-        "missing": stats.missing_stats(ref, cur),
-        "reference_summary": _summary(ref, kind),
-        "current_summary": _summary(cur, kind),
-    }
-    valid = cur.count - cur.missing
-    if valid < options.min_rows:
-        if not out["type"]["changed"]:
-            out["insufficient"] = True
-            out["reasons"] = [f"{valid} values, fewer than {options.min_rows}"]
-        # else: too few values for statistics, but a type change is a fact, judged on its own (in _judge)
-        return out
-    if kind == "numeric":
-        out["stats"] = stats.numeric_stats(ref, cur)  # {} when one side has no numbers (a type change)
-        out["histogram"] = stats.shared_histogram(ref, cur)
-    else:
-        out["stats"] = stats.categorical_stats(ref, cur)
-        out["categories"] = _top_categories(ref, cur)
-    out["threshold"] = rule.threshold
-    return out
-
-
-def _type_change(ref: ColumnProfile, cur: ColumnProfile, cur_kind: str) -> dict[str, Any]:
-    """Whether the column's values changed type: numbers became text, or text appeared or went.
-
-    A type change is a finding (the column drifts), whatever the sample size.
-    """
-    ref_values = {"numbers": ref.numeric.n, "text": ref.non_numeric}
-    cur_values = {"numbers": cur.numeric.n, "text": cur.non_numeric}
-    changed = bool(sum(ref_values.values()) and sum(cur_values.values())) and \
-        (ref.non_numeric == 0) != (cur.non_numeric == 0)
-    new_text = sorted((c for c in cur.categories if c not in ref.categories), key=lambda c: -cur.categories[c])
-    return {"reference": ref.kind, "current": cur_kind, "changed": changed,
-            "reference_values": ref_values, "current_values": cur_values,
-            "examples": [c[:40] for c in new_text[:3]] if changed and cur.non_numeric else []}
-
-
-def _type_reason(change: dict[str, Any]) -> str:
-    def shape(values: dict[str, int]) -> str:
-        return "numbers and text" if values["numbers"] and values["text"] else \
-            ("text" if values["text"] else "numbers")
-
-    ref, cur = change["reference_values"], change["current_values"]
-    total = cur["numbers"] + cur["text"]
-    detail = f"{cur['text']} of {total} values are text" if cur["text"] else f"all {total} values are numbers"
-    examples = ", ".join(repr(e) for e in change["examples"])
-    return f"type changed: {shape(ref)} -> {shape(cur)} ({detail}{f', e.g. {examples}' if examples else ''})"
-
-
-def _judge(results: list[dict[str, Any]], options: DriftOptions) -> None:
-    judged = [r for r in results if r.get("stats") is not None and not r.get("insufficient")]
-    dist_p = [r["stats"].get("ks_p", r["stats"].get("chi2_p", 1.0)) for r in judged]
-    miss_p = [r["missing"]["p"] for r in judged]
-    for r, p_dist, p_miss in zip(judged, stats.benjamini_hochberg(dist_p), stats.benjamini_hochberg(miss_p)):
-        s, reasons = r["stats"], []
-        significant = p_dist < DEFAULTS["p_value"]
-        limit = r.get("threshold")
-        # Keyed on the statistics present: after a type change one side may have none to compare.
-        if "wasserstein_norm" in s:
-            wd_limit = limit if limit is not None else DEFAULTS["wasserstein_norm"]
-            r["effect"] = s["wasserstein_norm"]
-            if significant and s["wasserstein_norm"] >= wd_limit:
-                reasons.append(f"distribution moved: Wasserstein {s['wasserstein_norm']:.3f} std (>= {wd_limit:g})")
-            elif significant and limit is None and s["psi"] >= DEFAULTS["psi"]:
-                reasons.append(f"distribution moved: PSI {s['psi']:.3f} (>= {DEFAULTS['psi']:g})")
-        elif "js" in s:
-            js_limit = limit if limit is not None else DEFAULTS["js"]
-            r["effect"] = s["js"]
-            if significant and s["js"] >= js_limit:
-                reasons.append(f"categories moved: Jensen-Shannon {s['js']:.3f} (>= {js_limit:g})")
-            elif significant and s["unseen_share"] >= DEFAULTS["unseen_share"]:
-                reasons.append(f"new categories: {s['unseen_share']:.1%} of values unseen in the reference")
-        s["p_adj"] = p_dist
-        r["missing"]["p_adj"] = p_miss
-        if p_miss < DEFAULTS["p_value"] and abs(r["missing"]["delta"]) >= DEFAULTS["missing_delta"]:
-            reasons.append(f"missing values {r['missing']['reference']:.1%} -> {r['missing']['current']:.1%}")
-        r["reasons"] = reasons
-    for r in results:
-        if (r.get("type") or {}).get("changed") and not r.get("insufficient") and not r.get("ignored"):
-            r["reasons"] = [*r["reasons"], _type_reason(r["type"])]
-        r["drifted"] = bool(r["reasons"]) and not r.get("insufficient") and not r.get("ignored")
-
-
-def _summary(col: ColumnProfile, kind: str) -> dict[str, Any]:
-    summary = {"count": col.count, "missing": col.missing}
-    if col.numeric.n:
-        summary.update(mean=col.numeric.mean, std=col.numeric.std, min=col.numeric.min, max=col.numeric.max)
-    if kind == "categorical":
-        summary["distinct"] = len(col.category_counts())
-    return summary
-
-
-def _top_categories(ref: ColumnProfile, cur: ColumnProfile, k: int = 12) -> dict[str, Any]:
-    rc, cc = ref.category_counts(), cur.category_counts()
-    rt, ct = sum(rc.values()) or 1, sum(cc.values()) or 1
-    names = sorted(set(rc) | set(cc), key=lambda c: -(rc.get(c, 0) / rt + cc.get(c, 0) / ct))[:k]
-    return {"names": names, "reference": [rc.get(c, 0) / rt for c in names],
-            "current": [cc.get(c, 0) / ct for c in names]}
+def _performance(perf: "Performance") -> PerformanceSummary | None:
+    summary = perf.summary()
+    return PerformanceSummary(**summary) if summary is not None else None
 
 
 # -- reading -------------------------------------------------------------------
@@ -236,15 +89,24 @@ def _reference(options: DriftOptions, read: ReadReport, labels: dict[str, Any] |
     perf = Performance()
     if is_profile_file(options.reference):
         return load_profile(Path(options.reference)), perf
-    profile = Profile()
-    for frame in iter_frames(options.reference, chunk_rows=options.chunk_rows, strict=options.strict, report=read):
-        ok = _ok_rows(frame)
-        profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
-        perf.add(frame, ok, labels)
-        progress(frame.rows)
+    profile = _scan(options.reference, chunk_rows=options.chunk_rows, strict=options.strict, read=read,
+                    progress=progress, perf=perf, labels=labels)
     if profile.rows == 0:
         raise InvalidInputError(f"{options.reference}: no rows in the reference")
     return profile, perf
+
+
+def _scan(spec: str, *, chunk_rows: int, strict: bool, read: ReadReport, progress: Callable[[int], None],
+          perf: "Performance | None" = None, labels: dict[str, Any] | None = None) -> Profile:
+    """The profile of the predictions (and their quality, given `perf`) in data or logs."""
+    profile = Profile()
+    for frame in iter_frames(spec, chunk_rows=chunk_rows, strict=strict, report=read):
+        ok = _ok_rows(frame)
+        profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
+        if perf is not None:
+            perf.add(frame, ok, labels)
+        progress(frame.rows)
+    return profile
 
 
 def _current(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | None,
@@ -300,30 +162,27 @@ def _window_keys(frame: Frame, size: float, unit: str, seen: int, options: Drift
 
 
 def _window_summary(key: tuple[float, float, str], group: _Group, reference: Profile,
-                    options: DriftOptions) -> dict[str, Any]:
+                    options: DriftOptions) -> WindowDrift:
     start, size, unit = key
     rows = group.profile.rows
-    summary: dict[str, Any] = {"rows": rows, "performance": group.perf.summary(), "operations": group.ops.summary()}
+    window: dict[str, Any] = {"rows": rows, "performance": _performance(group.perf),
+                              "operations": OperationsSummary(**group.ops.summary())}
     if unit == "rows":
-        summary.update(start_row=int(start * size), end_row=int(start * size) + rows, label=f"rows {int(start * size):,}+")
+        window.update(start_row=int(start * size), end_row=int(start * size) + rows, label=f"rows {int(start * size):,}+")
     else:
         from datetime import datetime, timezone
 
         begin = datetime.fromtimestamp(start, tz=timezone.utc)
-        summary.update(start=begin.isoformat().replace("+00:00", "Z"),
-                       end=datetime.fromtimestamp(start + size, tz=timezone.utc).isoformat().replace("+00:00", "Z"),
-                       label=begin.strftime("%Y-%m-%d %H:%M"))
+        window.update(start=begin.isoformat().replace("+00:00", "Z"),
+                      end=datetime.fromtimestamp(start + size, tz=timezone.utc).isoformat().replace("+00:00", "Z"),
+                      label=begin.strftime("%Y-%m-%d %H:%M"))
     if rows < options.min_rows:
-        summary.update(insufficient=True, dataset_drift=None, drifted_share=None, drifted_columns=[])
-        return summary
+        return WindowDrift(**window, insufficient=True, dataset_drift=None, drifted_share=None, drifted_columns=[])
     columns = compare(reference, group.profile, options)
-    judged = [c for c in columns if not c.get("insufficient") and not c.get("ignored")]
-    drifted = [c["name"] for c in columns if c["drifted"]]
-    share = len(drifted) / len(judged) if judged else 0.0
-    summary.update(insufficient=False, dataset_drift=bool(judged) and share >= options.drift_share,
-                   drifted_share=share, drifted_columns=drifted,
-                   effects={c["name"]: c.get("effect") for c in columns if c.get("effect") is not None})
-    return summary
+    drifted, share, any_judged = share_drifted(columns)
+    return WindowDrift(**window, insufficient=False, dataset_drift=any_judged and share >= options.drift_share,
+                       drifted_share=share, drifted_columns=drifted,
+                       effects={c.name: c.effect for c in columns if c.effect is not None})
 
 
 def _ok_rows(frame: Frame) -> np.ndarray:

@@ -4,9 +4,8 @@ scripts, nothing fetched when it is viewed)."""
 from __future__ import annotations
 
 from html import escape
-from typing import Any
-
-from mlship.drift.render import effect_text, verdict
+from mlship.drift.render import METRICS, effect_text, missing_text, state, verdict
+from mlship.drift.report import ColumnDrift, DriftReport
 
 REF, CUR = "#4c78a8", "#f58518"
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
@@ -27,33 +26,31 @@ figure{margin:0;border:1px solid #eee;border-radius:6px;padding:8px}figcaption{f
 """
 
 
-def render_html(report: dict[str, Any]) -> str:
+def render_html(report: DriftReport) -> str:
+    """The whole report as one HTML page."""
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<meta name='viewport' content='width=device-width,initial-scale=1'>"
              f"<title>mlship drift report</title><style>{CSS}</style></head><body>",
              "<h1>Drift report</h1>",
-             f"<div class='muted'>reference {escape(report['reference']['source'])} "
-             f"({report['reference']['rows']:,} rows) · current {escape(report['current']['source'])} "
-             f"({report['current']['rows']:,} rows)</div>",
-             f"<div class='verdict {'drift' if report['dataset_drift'] else 'ok'}'>{escape(verdict(report))}</div>",
+             f"<div class='muted'>reference {escape(report.reference.source)} "
+             f"({report.reference.rows:,} rows) · current {escape(report.current.source)} "
+             f"({report.current.rows:,} rows)</div>",
+             f"<div class='verdict {'drift' if report.dataset_drift else 'ok'}'>{escape(verdict(report))}</div>",
              _table(report), _histograms(report), _windows(report), _performance(report), _operations(report),
              "<p class='muted'>Made by mlship. Thresholds: "
-             + escape(", ".join(f"{k} {v:g}" for k, v in report["thresholds"].items())) + "</p></body></html>"]
+             + escape(", ".join(f"{k} {v:g}" for k, v in report.thresholds.model_dump().items()))
+             + "</p></body></html>"]
     return "".join(parts)
 
 
-def _table(report: dict[str, Any]) -> str:
+def _table(report: DriftReport) -> str:
     rows = []
-    for c in report["columns"]:
-        if c.get("insufficient") or c.get("ignored"):
-            tag = "<span class='tag na'>n/a</span>"
-        else:
-            tag = f"<span class='tag {'drift' if c['drifted'] else 'ok'}'>{'drift' if c['drifted'] else 'ok'}</span>"
-        miss = c.get("missing") or {}
-        missing = f"{miss['reference']:.1%} → {miss['current']:.1%}" if miss else ""
-        rows.append(f"<tr><td>{escape(c['name'])}</td><td>{escape(c.get('kind') or '')}</td><td>{tag}</td>"
-                    f"<td class='num'>{escape(effect_text(c))}</td><td class='num'>{missing}</td>"
-                    f"<td>{escape('; '.join(c['reasons']))}</td></tr>")
+    for c in report.columns:
+        mark = state(c)
+        tag = f"<span class='tag {mark.replace('/', '')}'>{mark}</span>"
+        rows.append(f"<tr><td>{escape(c.name)}</td><td>{escape(c.kind or '')}</td><td>{tag}</td>"
+                    f"<td class='num'>{escape(effect_text(c))}</td><td class='num'>{missing_text(c)}</td>"
+                    f"<td>{escape('; '.join(c.reasons))}</td></tr>")
     return ("<h2>Columns</h2><table><thead><tr><th>column</th><th>kind</th><th>drift</th><th>effect size</th>"
             "<th>missing</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -62,86 +59,87 @@ def _legend(*items: tuple[str, str]) -> str:
     return "<div class='legend'>" + "".join(f"<span style='background:{c}'></span>{escape(n)}" for n, c in items) + "</div>"
 
 
-def _histograms(report: dict[str, Any]) -> str:
+def _histograms(report: DriftReport) -> str:
     figures = []
-    for c in report["columns"]:
-        if c.get("histogram"):
-            h = c["histogram"]
-            labels = [f"{e:.3g}" for e in h["edges"][:-1]]
-            figures.append(_figure(c, bars(labels, h["reference"], h["current"])))
-        elif c.get("categories"):
-            cats = c["categories"]
-            figures.append(_figure(c, bars(cats["names"], cats["reference"], cats["current"])))
+    for c in report.columns:
+        if c.histogram and c.histogram.edges:
+            h = c.histogram
+            labels = [f"{e:.3g}" for e in h.edges[:-1]]
+            figures.append(_figure(c, bars(labels, h.reference, h.current)))
+        elif c.categories:
+            cats = c.categories
+            figures.append(_figure(c, bars(cats.names, cats.reference, cats.current)))
     if not figures:
         return ""
     return ("<h2>Distributions</h2>" + _legend(("reference", REF), ("current", CUR))
             + "<div class='grid'>" + "".join(figures) + "</div>")
 
 
-def _figure(column: dict[str, Any], svg: str) -> str:
-    state = "drift" if column["drifted"] else "ok"
-    return (f"<figure class='chart' data-column='{escape(column['name'])}'><figcaption><b>{escape(column['name'])}</b> "
-            f"<span class='tag {state}'>{state}</span> <span class='muted'>{escape(effect_text(column))}</span>"
+def _figure(column: ColumnDrift, svg: str) -> str:
+    mark = "drift" if column.drifted else "ok"
+    return (f"<figure class='chart' data-column='{escape(column.name)}'><figcaption><b>{escape(column.name)}</b> "
+            f"<span class='tag {mark}'>{mark}</span> <span class='muted'>{escape(effect_text(column))}</span>"
             f"</figcaption>{svg}</figure>")
 
 
-def _windows(report: dict[str, Any]) -> str:
-    windows = [w for w in report["windows"]]
+def _windows(report: DriftReport) -> str:
+    windows = report.windows
     if not windows:
         return ""
-    labels = [w["label"] for w in windows]
-    share = [w["drifted_share"] for w in windows]
+    labels = [w.label for w in windows]
+    share = [w.drifted_share for w in windows]
     effects: dict[str, list[float | None]] = {}
     for i, w in enumerate(windows):
-        for name, value in (w.get("effects") or {}).items():
+        for name, value in (w.effects or {}).items():
             effects.setdefault(name, [None] * len(windows))[i] = value
     top = sorted(effects, key=lambda n: -max(v or 0 for v in effects[n]))[:len(PALETTE)]
-    small = sum(1 for w in windows if w.get("insufficient"))
+    small = sum(1 for w in windows if w.insufficient)
     note = f"<p class='muted'>{small} windows were too small to judge (gaps in the lines).</p>" if small else ""
     return ("<h2>Over time</h2><div class='grid'>"
             f"<figure class='chart'><figcaption>Share of drifted columns per window</figcaption>"
-            f"{lines(labels, {'drifted share': share}, y_max=1.0, threshold=report['thresholds']['drift_share'])}</figure>"
+            f"{lines(labels, {'drifted share': share}, y_max=1.0, threshold=report.thresholds.drift_share)}</figure>"
             f"<figure class='chart'><figcaption>Effect size per column (Wasserstein σ or JS)</figcaption>"
             f"{lines(labels, {n: effects[n] for n in top})}"
             + _legend(*((n, PALETTE[i]) for i, n in enumerate(top))) + "</figure></div>" + note)
 
 
-def _performance(report: dict[str, Any]) -> str:
-    current = report["performance"]["current"]
+def _performance(report: DriftReport) -> str:
+    current = report.performance.current
     if not current:
         return ""
-    keys = [k for k in ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse") if k in current]
-    reference = report["performance"]["reference"] or {}
+    metrics = current.metrics(METRICS)
+    keys = list(metrics)
+    reference = report.performance.reference.metrics(METRICS) if report.performance.reference else {}
     rows = "".join(f"<tr><td>{k}</td><td class='num'>{reference.get(k, float('nan')):.4f}</td>"
-                   f"<td class='num'>{current[k]:.4f}</td></tr>" for k in keys)
+                   f"<td class='num'>{metrics[k]:.4f}</td></tr>" for k in keys)
     html = ("<h2>Performance</h2><table><thead><tr><th>metric</th><th>reference</th><th>current</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>")
-    windows = [w for w in report["windows"] if w.get("performance")]
+    windows = [w for w in report.windows if w.performance]
     if windows:
-        series = {k: [w["performance"].get(k) for w in windows] for k in keys}
+        series = {k: [getattr(w.performance, k) for w in windows] for k in keys}
         html += ("<div class='grid'><figure class='chart'><figcaption>Per window</figcaption>"
-                 f"{lines([w['label'] for w in windows], series)}"
+                 f"{lines([w.label for w in windows], series)}"
                  + _legend(*((k, PALETTE[i % len(PALETTE)]) for i, k in enumerate(keys))) + "</figure></div>")
     return html
 
 
-def _operations(report: dict[str, Any]) -> str:
-    ops = report["operations"]
-    groups = ops["by_version_variant"]
-    if not groups and "latency_ms" not in ops["overall"]:
+def _operations(report: DriftReport) -> str:
+    ops = report.operations
+    groups = ops.by_version_variant
+    if not groups and ops.overall.latency_ms is None:
         return ""
     rows = "".join(
-        f"<tr><td>{escape(str(g['version']))}</td><td>{escape(str(g['variant']))}</td><td class='num'>{g['requests']:,}</td>"
-        f"<td class='num'>{g['error_rate']:.2%}</td><td class='num'>"
-        + (" / ".join(f"{g['latency_ms'][p]:.2f}" for p in ("p50", "p95", "p99")) if "latency_ms" in g else "")
+        f"<tr><td>{escape(g.version)}</td><td>{escape(g.variant)}</td><td class='num'>{g.requests:,}</td>"
+        f"<td class='num'>{g.error_rate:.2%}</td><td class='num'>"
+        + (" / ".join(f"{getattr(g.latency_ms, p):.2f}" for p in ("p50", "p95", "p99")) if g.latency_ms else "")
         + "</td></tr>" for g in groups)
     html = ("<h2>Operations</h2><table><thead><tr><th>version</th><th>variant</th><th>requests</th><th>errors</th>"
             f"<th>latency p50 / p95 / p99 ms</th></tr></thead><tbody>{rows}</tbody></table>")
-    windows = [w for w in report["windows"] if "latency_ms" in w["operations"]]
+    windows = [w for w in report.windows if w.operations.latency_ms is not None]
     if windows:
-        series = {p: [w["operations"]["latency_ms"][p] for w in windows] for p in ("p50", "p95", "p99")}
+        series = {p: [getattr(w.operations.latency_ms, p) for w in windows] for p in ("p50", "p95", "p99")}
         html += ("<div class='grid'><figure class='chart'><figcaption>Latency per window (ms)</figcaption>"
-                 f"{lines([w['label'] for w in windows], series)}"
+                 f"{lines([w.label for w in windows], series)}"
                  + _legend(*((p, PALETTE[i]) for i, p in enumerate(series))) + "</figure></div>")
     return html
 

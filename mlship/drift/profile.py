@@ -226,3 +226,13 @@ def is_profile_file(path: str | Path) -> bool:
             return SCHEMA.encode() in fh.read(200)
     except OSError:
         return False  # unreadable: read as data, whose reader names the problem
+
+
+def merge_profiles(paths: list[str | Path]) -> Profile:
+    """Saved profiles of pieces, merged into the profile of the whole."""
+    merged = Profile()
+    for path in paths:
+        if not is_profile_file(path):
+            raise InvalidInputError(f"{path}: not a saved profile (mlship profile DATA -o FILE.json)")
+        merged.merge(load_profile(Path(path)))
+    return merged

@@ -1,103 +1,121 @@
-"""The drift command's flow: analyse, write the reports, act, decide the exit code."""
+"""The `mlship drift` use case: check the request, analyse, write the reports, act.
+
+The command calls `prepare` (usage errors before any reading), `analyse` (the
+typed report, with the report files written), renders the report, then calls
+`act` (the --on-drift command and the webhook); nothing here prints.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from mlship.errors import CheckFailedError, UsageError
+from mlship.drift.report import DriftReport
+from mlship.drift.settings import DriftOptions, DriftSettings
+from mlship.errors import UsageError
 from mlship.fsutil import atomic_write
 from mlship.urls import check_http_url, redact_url
 
+STDOUT = "-"
+
 
 class DriftRequest(BaseModel):
-    reference: str | None
-    current: str
-    window: str | None = None
-    min_rows: int | None = None
-    drift_share: float = 0.5
-    labels: Path | None = None
-    json_out: str | None = None
-    html: Path | None = None
-    markdown: Path | None = None
-    fail_on: list[str] = ["dataset"]
-    on_drift: str | None = None
-    webhook: str | None = None
-    strict: bool = False
-    chunk_rows: int = 50_000
-    columns: dict[str, dict[str, Any]] = {}
+    """One `mlship drift`: the comparison, the reports to write and what to do on drift."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    options: DriftOptions
+    json_out: Optional[str] = Field(None, description="Where the JSON report goes: a file, or - for stdout.")
+    html: Optional[Path] = None
+    markdown: Optional[Path] = None
+    fail_on: list[str] = Field(["dataset"], description="dataset, any, window or column:NAME.")
+    on_drift: Optional[str] = Field(None, description="Shell command run when a --fail-on condition is met.")
+    webhook: Optional[str] = Field(None, description="http(s) URL that receives the summary.")
+
+    @property
+    def report_file(self) -> Optional[str]:
+        """The JSON report's file, when one is written (not stdout)."""
+        return self.json_out if self.json_out not in (None, STDOUT) else None
 
 
-def run_drift_command(request: DriftRequest, console: Any) -> dict[str, Any]:
-    from mlship.drift.detection import DriftOptions, parse_window, run_drift
-    from mlship.drift.html import render_html
-    from mlship.drift.render import render_markdown, render_terminal
+class DriftVerdict(BaseModel):
+    """What acting on a report found and did."""
 
-    if request.reference is None:
+    failed: list[str] = Field(description="The --fail-on conditions met.")
+    on_drift_exit: Optional[int] = Field(None, description="The --on-drift command's exit code, when it ran.")
+    message: str = Field("", description="Why the command fails, when a condition is met.")
+
+
+def drift_options(settings: DriftSettings, **run: object) -> DriftOptions:
+    """The options of one run: `settings` (flags already applied) plus the run's own values
+    (None means not given)."""
+    if settings.reference is None:
         raise UsageError("no reference given", hint="Pass --reference or set monitoring.reference in mlship.yaml")
-    parse_window(request.window)  # a bad window is a usage error before any reading
+    return DriftOptions(**settings.model_dump(), **{k: v for k, v in run.items() if v is not None})
+
+
+def prepare(request: DriftRequest) -> list[str]:
+    """Refuse a bad request before any reading; the warnings to show."""
+    from mlship.drift.detection import parse_window
+
+    parse_window(request.options.window)
+    warnings = []
     if request.webhook is not None:
-        check_http_url(request.webhook, "--webhook")  # http(s) only, and before any reading
+        check_http_url(request.webhook, "--webhook")  # http(s) only
         parts = urlsplit(request.webhook)
         if parts.scheme.lower() == "http" and "@" in parts.netloc:
-            console.warn(f"--webhook {redact_url(request.webhook)} sends its credentials unencrypted (http://)")
-    conditions = [_condition(c) for c in request.fail_on]
-    options = DriftOptions(reference=request.reference, current=request.current, window=request.window,
-                           drift_share=request.drift_share, labels=request.labels, strict=request.strict,
-                           chunk_rows=request.chunk_rows, columns=request.columns,
-                           **({"min_rows": request.min_rows} if request.min_rows else {}))
-    with console.status("reading and comparing"):
-        report = run_drift(options)
-    if request.json_out == "-":
-        console.emitted_result = True
-        console._stdout.write(json.dumps(report, indent=2) + "\n")
-    elif request.json_out:
-        atomic_write(Path(request.json_out), json.dumps(report, indent=2).encode())
+            warnings.append(f"--webhook {redact_url(request.webhook)} sends its credentials unencrypted (http://)")
+    for condition in request.fail_on:
+        _check_condition(condition)
+    return warnings
+
+
+def analyse(request: DriftRequest) -> DriftReport:
+    """The drift report, with the report files asked for written (atomically)."""
+    from mlship.drift.detection import run_drift
+    from mlship.drift.html import render_html
+    from mlship.drift.render import render_markdown
+
+    report = run_drift(request.options)
+    if request.report_file:
+        atomic_write(Path(request.report_file), json.dumps(report.document(), indent=2).encode())
     if request.html:
         atomic_write(request.html, render_html(report).encode())
     if request.markdown:
         atomic_write(request.markdown, render_markdown(report).encode())
-    if request.json_out != "-":
-        console.result(report, lambda out: render_terminal(report, out))
-    failed = [c for c in conditions if _met(c, report)]
-    if failed and request.on_drift:
-        from mlship.drift.actions import run_command
-
-        code = run_command(request.on_drift, request.json_out if request.json_out not in (None, "-") else None)
-        if code:
-            console.warn(f"--on-drift command exited with {code}")
-    if request.webhook:
-        from mlship.drift.actions import post_webhook
-
-        post_webhook(request.webhook, summary(report))
-    if failed:
-        raise CheckFailedError(f"drift found ({', '.join(failed)}): {', '.join(report['drifted_columns']) or 'see windows'}")
     return report
 
 
-def summary(report: dict[str, Any]) -> dict[str, Any]:
-    """What a webhook receives: the verdict without per-column detail."""
-    keys = ("schema", "reference", "current", "dataset_drift", "drifted_share", "drifted_columns", "thresholds")
-    return {**{k: report[k] for k in keys},
-            "windows_with_drift": [w["label"] for w in report["windows"] if w.get("dataset_drift")],
-            "performance": report["performance"]["current"]}
+def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
+    """Run --on-drift when a --fail-on condition is met, then post the webhook summary."""
+    failed = [c for c in request.fail_on if _met(c, report)]
+    exit_code = None
+    if failed and request.on_drift:
+        from mlship.drift.actions import run_command
+
+        exit_code = run_command(request.on_drift, request.report_file)
+    if request.webhook:
+        from mlship.drift.actions import post_webhook
+
+        post_webhook(request.webhook, report.summary())
+    message = f"drift found ({', '.join(failed)}): {', '.join(report.drifted_columns) or 'see windows'}"
+    return DriftVerdict(failed=failed, on_drift_exit=exit_code, message=message if failed else "")
 
 
-def _condition(text: str) -> str:
-    if text in ("dataset", "any", "window") or (text.startswith("column:") and len(text) > 7):
-        return text
-    raise UsageError(f"--fail-on {text!r}: use dataset, any, window or column:NAME")
+def _check_condition(text: str) -> None:
+    if not (text in ("dataset", "any", "window") or (text.startswith("column:") and len(text) > 7)):
+        raise UsageError(f"--fail-on {text!r}: use dataset, any, window or column:NAME")
 
 
-def _met(condition: str, report: dict[str, Any]) -> bool:
+def _met(condition: str, report: DriftReport) -> bool:
     if condition == "dataset":
-        return report["dataset_drift"]
+        return report.dataset_drift
     if condition == "any":
-        return bool(report["drifted_columns"])
+        return bool(report.drifted_columns)
     if condition == "window":
-        return any(w.get("dataset_drift") for w in report["windows"])
-    return condition[len("column:"):] in report["drifted_columns"]
+        return any(w.dataset_drift for w in report.windows)
+    return condition[len("column:"):] in report.drifted_columns

@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from mlship.drift.detection import DriftOptions, compare, run_drift
+from mlship.drift.comparison import compare
+from mlship.drift.detection import run_drift
+from mlship.drift.settings import DriftOptions
 from mlship.drift.profile import Profile
 from tests.drift.logs import START, write_log
 from tests.support import run
@@ -48,7 +50,7 @@ def changed(tmp_path_factory):
 
 def test_exactly_the_changed_columns_are_flagged(changed):
     ref, cur = changed
-    report = run_drift(DriftOptions(reference=str(ref), current=str(cur)))
+    report = run_drift(DriftOptions(reference=str(ref), current=str(cur))).document()
     assert sorted(report["drifted_columns"]) == ["category", "mean_shift", "missing_jump", "variance"]
     by_name = {c["name"]: c for c in report["columns"]}
     assert "new categories" in " ".join(by_name["category"]["reasons"]) or by_name["category"]["stats"]["js"] >= 0.1
@@ -65,15 +67,15 @@ def test_statistics_equal_scipys_on_small_inputs(tmp_path):
     ref, cur = Profile(), Profile()
     ref.add_frame({"num": a, "cat": ca.astype(object)}, 300)
     cur.add_frame({"num": b, "cat": cb.astype(object)}, 250)
-    result = {c["name"]: c for c in compare(ref, cur, DriftOptions(reference="r", current="c", min_rows=10))}
+    result = {c.name: c for c in compare(ref, cur, DriftOptions(reference="r", current="c", min_rows=10))}
     ks = stats.ks_2samp(a, b)
-    assert result["num"]["stats"]["ks_d"] == pytest.approx(ks.statistic, rel=1e-12)
-    assert result["num"]["stats"]["ks_p"] == pytest.approx(ks.pvalue, rel=1e-9)
-    assert result["num"]["stats"]["wasserstein"] == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-12)
+    assert result["num"].stats.ks_d == pytest.approx(ks.statistic, rel=1e-12)
+    assert result["num"].stats.ks_p == pytest.approx(ks.pvalue, rel=1e-9)
+    assert result["num"].stats.wasserstein == pytest.approx(stats.wasserstein_distance(a, b), rel=1e-12)
     table_ = np.array([[np.sum(ca == k) for k in "xyz"], [np.sum(cb == k) for k in "xyz"]])
     chi2, p = stats.chi2_contingency(table_, correction=False)[:2]
-    assert result["cat"]["stats"]["chi2"] == pytest.approx(chi2, rel=1e-12)
-    assert result["cat"]["stats"]["chi2_p"] == pytest.approx(p, rel=1e-9)
+    assert result["cat"].stats.chi2 == pytest.approx(chi2, rel=1e-12)
+    assert result["cat"].stats.chi2_p == pytest.approx(p, rel=1e-9)
 
 
 def test_sketched_statistics_stay_close_to_exact_ones():
@@ -82,9 +84,9 @@ def test_sketched_statistics_stay_close_to_exact_ones():
     ref, cur = Profile(), Profile()
     ref.add_frame({"x": a}, len(a))
     cur.add_frame({"x": b}, len(b))
-    s = compare(ref, cur, DriftOptions(reference="r", current="c"))[0]["stats"]
-    assert s["ks_d"] == pytest.approx(stats.ks_2samp(a, b).statistic, abs=0.002)
-    assert s["wasserstein"] == pytest.approx(stats.wasserstein_distance(a, b), rel=0.01)
+    s = compare(ref, cur, DriftOptions(reference="r", current="c"))[0].stats
+    assert s.ks_d == pytest.approx(stats.ks_2samp(a, b).statistic, abs=0.002)
+    assert s.wasserstein == pytest.approx(stats.wasserstein_distance(a, b), rel=0.01)
 
 
 def test_no_drift_is_rarely_flagged_at_the_default_window_size():
@@ -98,9 +100,9 @@ def test_no_drift_is_rarely_flagged_at_the_default_window_size():
         cur.add_frame({f"f{i}": rng.normal(0, 1, window) for i in range(5)} | {"c": rng.choice(["a", "b"], window)},
                       window)
         result = compare(ref, cur, options)
-        flags += sum(c["drifted"] for c in result)
+        flags += sum(c.drifted for c in result)
         judged += len(result)
-        dataset += sum(c["drifted"] for c in result) / len(result) >= 0.5
+        dataset += sum(c.drifted for c in result) / len(result) >= 0.5
     assert flags / judged <= 0.05 and dataset / 60 <= 0.05
 
 
@@ -117,7 +119,7 @@ def test_merged_chunk_profiles_give_the_single_pass_report(tmp_path):
     assert run("profile", str(tmp_path / "whole.parquet"), "-o", str(tmp_path / "single.json")).code == 0
     cur = table(tmp_path / "cur.parquet", {"x": rng.normal(0.3, 1, 4000), "y": rng.exponential(2, 4000),
                                            "k": rng.choice(["a", "b", "c"], 4000)})
-    reports = [run_drift(DriftOptions(reference=str(tmp_path / name), current=str(cur)))
+    reports = [run_drift(DriftOptions(reference=str(tmp_path / name), current=str(cur))).document()
                for name in ("merged.json", "single.json", "whole.parquet")]
     for other in reports[1:]:
         for a, b in zip(reports[0]["columns"], other["columns"]):
@@ -153,7 +155,7 @@ def test_operations_by_version_and_variant(tmp_path):
     logs.mkdir()
     write_log(logs / "stable.jsonl", rng, START, 2, 1000, version="1.0.0", variant="stable")
     write_log(logs / "canary.jsonl", rng, START, 2, 500, version="1.1.0", variant="canary", error_rate=0.1)
-    report = run_drift(DriftOptions(reference=str(logs / "stable.jsonl"), current=str(logs)))
+    report = run_drift(DriftOptions(reference=str(logs / "stable.jsonl"), current=str(logs))).document()
     groups = {(g["version"], g["variant"]): g for g in report["operations"]["by_version_variant"]}
     assert groups[("1.0.0", "stable")]["requests"] == 1000 and groups[("1.0.0", "stable")]["error_rate"] == 0
     assert groups[("1.1.0", "canary")]["error_rate"] == pytest.approx(0.1, abs=0.04)
@@ -171,7 +173,7 @@ def test_labels_joined_by_request_id_give_the_hand_checked_f1(tmp_path):
                                  "latency_ms": 1.0, "status": 200}) + "\n")
     labels = tmp_path / "labels.csv"
     labels.write_text("request_id,label\n" + "".join(f"r{i},{t}\n" for i, t in reversed(list(enumerate(truth)))))
-    report = run_drift(DriftOptions(reference=str(log), current=str(log), labels=labels, min_rows=5))
+    report = run_drift(DriftOptions(reference=str(log), current=str(log), labels=labels, min_rows=5)).document()
     perf = report["performance"]["current"]
     assert perf["task"] == "classification" and perf["rows"] == 10
     assert perf["f1"] == pytest.approx(0.8) and perf["accuracy"] == pytest.approx(0.8)
@@ -255,7 +257,7 @@ def test_parquet_log_with_struct_inputs_is_flattened(tmp_path):
     log = tmp_path / "log.jsonl"
     write_log(log, rng, START, 2, 500)
     pq.write_table(pajson.read_json(log), tmp_path / "log.parquet")
-    report = run_drift(DriftOptions(reference=str(log), current=str(tmp_path / "log.parquet")))
+    report = run_drift(DriftOptions(reference=str(log), current=str(tmp_path / "log.parquet"))).document()
     names = {c["name"] for c in report["columns"] if not c.get("insufficient")}
     assert {"age", "group", "outputs.label", "outputs.probabilities_1"} <= names
     assert report["drifted_columns"] == []
@@ -271,7 +273,7 @@ def test_booleans_compare_across_formats_and_declared_categorical_codes(tmp_path
                                                 for f, z in zip(flags[::-1], codes[::-1])))
     options = DriftOptions(reference=str(tmp_path / "ref.csv"), current=str(tmp_path / "cur.jsonl"),
                            columns={"zip": {"kind": "categorical"}})
-    report = run_drift(options)
+    report = run_drift(options).document()
     by = {c["name"]: c for c in report["columns"]}
     assert by["flag"]["kind"] == "categorical" and not by["flag"]["drifted"]
     assert by["zip"]["kind"] == "categorical" and "js" in by["zip"]["stats"]
@@ -287,7 +289,7 @@ def test_labels_csv_with_numeric_ids_and_a_bad_outputs_line(tmp_path):
     log.write_text("\n".join(lines) + "\n")
     labels = tmp_path / "labels.csv"
     labels.write_text("request_id,label\n" + "".join(f"{1000 + i},{i % 2}\n" for i in range(10)))
-    report = run_drift(DriftOptions(reference=str(log), current=str(log), labels=labels, min_rows=5))
+    report = run_drift(DriftOptions(reference=str(log), current=str(log), labels=labels, min_rows=5)).document()
     assert report["performance"]["current"]["accuracy"] == 1.0
     assert report["read"]["bad_lines"] == 2 and ":4:" in report["read"]["examples"][0]
 

@@ -1,0 +1,177 @@
+"""Comparing two profiles column by column: statistics and verdicts.
+
+Effect sizes decide; p-values (Benjamini-Hochberg adjusted within each family
+of tests) only keep small samples from being judged on noise. A column whose
+values change type drifts whatever the sample size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlship.drift import stats
+from mlship.drift.profile import ColumnProfile, Profile
+from mlship.drift.report import (ColumnDrift, ColumnStats, ColumnSummary, Histogram, MissingChange, Thresholds,
+                                 TopCategories, TypeChange, TypeValues)
+from mlship.drift.settings import MIN_ROWS, ColumnSettings, DriftOptions
+
+# The defaults, documented in the README.
+DEFAULTS: dict[str, float] = {
+    "p_value": 0.05,
+    "wasserstein_norm": 0.1,
+    "psi": 0.2,
+    "js": 0.1,
+    "unseen_share": 0.05,
+    "missing_delta": 0.05,
+    "min_rows": MIN_ROWS,
+}
+
+
+def thresholds(options: DriftOptions) -> Thresholds:
+    """The limits a report was judged with."""
+    return Thresholds(**{**DEFAULTS, "drift_share": options.drift_share, "min_rows": options.min_rows})
+
+
+def compare(reference: Profile, current: Profile, options: DriftOptions) -> list[ColumnDrift]:
+    """Per-column statistics and verdicts (BH correction across columns)."""
+    results = []
+    for name in sorted(set(reference.columns) | set(current.columns)):
+        rule = options.columns.get(name, ColumnSettings())
+        ref, cur = reference.columns.get(name), current.columns.get(name)
+        result = ColumnDrift(name=name, role="output" if name.startswith("outputs.") else "feature",
+                             drifted=False, reasons=[])
+        if rule.ignore:
+            result = _with(result, ignored=True, kind=ref.kind if ref else None)
+        elif ref is None or cur is None:
+            result = _with(result, kind=(ref or cur).kind, insufficient=True,
+                           reasons=[f"only in the {'current data' if ref is None else 'reference'}"])
+        else:
+            result = _with(result, **_column_stats(ref, cur, rule, options))
+        results.append(result)
+    _judge(results)
+    return results
+
+
+def share_drifted(columns: list[ColumnDrift]) -> tuple[list[str], float, bool]:
+    """The drifted columns, their share of the judged ones, and whether any was judged."""
+    judged = [c for c in columns if c.judged]
+    drifted = [c.name for c in columns if c.drifted]
+    return drifted, len(drifted) / len(judged) if judged else 0.0, bool(judged)
+
+
+def _with(column: ColumnDrift, **fields: Any) -> ColumnDrift:
+    """`column` with `fields` set (and counted as set, so they appear in the document)."""
+    return ColumnDrift.model_validate({**column.model_dump(exclude_unset=True), **fields})
+
+
+def _column_stats(ref: ColumnProfile, cur: ColumnProfile, rule: ColumnSettings,
+                  options: DriftOptions) -> dict[str, Any]:
+    kind = rule.kind or ref.kind
+    if kind == "categorical" and not (ref.category_counts() and (cur.category_counts() or not cur.numeric.n)):
+        kind = "numeric"
+    cur_kind = cur.kind if not (ref.kind == "categorical" and cur.codes is not None) else "categorical"
+    change = _type_change(ref, cur, cur_kind)
+    out: dict[str, Any] = {
+        "kind": kind,
+        "type": change,
+        "missing": MissingChange(**stats.missing_stats(ref, cur)),
+        "reference_summary": _summary(ref, kind),
+        "current_summary": _summary(cur, kind),
+    }
+    valid = cur.count - cur.missing
+    if valid < options.min_rows:
+        if not change.changed:
+            out["insufficient"] = True
+            out["reasons"] = [f"{valid} values, fewer than {options.min_rows}"]
+        # else: too few values for statistics, but a type change is a fact, judged on its own (in _judge)
+        return out
+    if kind == "numeric":
+        out["stats"] = ColumnStats(**stats.numeric_stats(ref, cur))  # empty when one side has no numbers
+        out["histogram"] = Histogram(**stats.shared_histogram(ref, cur))
+    else:
+        out["stats"] = ColumnStats(**stats.categorical_stats(ref, cur))
+        out["categories"] = _top_categories(ref, cur)
+    out["threshold"] = rule.threshold
+    return out
+
+
+def _type_change(ref: ColumnProfile, cur: ColumnProfile, cur_kind: str) -> TypeChange:
+    """Whether the column's values changed type: numbers became text, or text appeared or went.
+
+    A type change is a finding (the column drifts), whatever the sample size.
+    """
+    ref_values = TypeValues(numbers=ref.numeric.n, text=ref.non_numeric)
+    cur_values = TypeValues(numbers=cur.numeric.n, text=cur.non_numeric)
+    changed = bool(ref_values.numbers + ref_values.text and cur_values.numbers + cur_values.text) and \
+        (ref.non_numeric == 0) != (cur.non_numeric == 0)
+    new_text = sorted((c for c in cur.categories if c not in ref.categories), key=lambda c: -cur.categories[c])
+    return TypeChange(reference=ref.kind, current=cur_kind, changed=changed,
+                      reference_values=ref_values, current_values=cur_values,
+                      examples=[c[:40] for c in new_text[:3]] if changed and cur.non_numeric else [])
+
+
+def _type_reason(change: TypeChange) -> str:
+    def shape(values: TypeValues) -> str:
+        return "numbers and text" if values.numbers and values.text else ("text" if values.text else "numbers")
+
+    cur = change.current_values
+    total = cur.numbers + cur.text
+    detail = f"{cur.text} of {total} values are text" if cur.text else f"all {total} values are numbers"
+    examples = ", ".join(repr(e) for e in change.examples)
+    return f"type changed: {shape(change.reference_values)} -> {shape(cur)} " \
+           f"({detail}{f', e.g. {examples}' if examples else ''})"
+
+
+def _judge(results: list[ColumnDrift]) -> None:
+    judged = [r for r in results if r.stats is not None and not r.insufficient]
+    dist_p = stats.benjamini_hochberg([r.stats.p for r in judged])
+    miss_p = stats.benjamini_hochberg([r.missing.p for r in judged])
+    for r, p_dist, p_miss in zip(judged, dist_p, miss_p):
+        reasons = _effect_reasons(r, significant=p_dist < DEFAULTS["p_value"])
+        r.stats.p_adj = p_dist
+        r.missing.p_adj = p_miss
+        if p_miss < DEFAULTS["p_value"] and abs(r.missing.delta) >= DEFAULTS["missing_delta"]:
+            reasons.append(f"missing values {r.missing.reference:.1%} -> {r.missing.current:.1%}")
+        r.reasons = reasons
+    for r in results:
+        if r.type is not None and r.type.changed and r.judged:
+            r.reasons = [*r.reasons, _type_reason(r.type)]
+        r.drifted = bool(r.reasons) and r.judged
+
+
+def _effect_reasons(r: ColumnDrift, *, significant: bool) -> list[str]:
+    """Sets the column's effect size; the reasons it moved, if it did."""
+    s, limit = r.stats, r.threshold
+    # Keyed on the statistics present: after a type change one side may have none to compare.
+    if s.wasserstein_norm is not None:
+        wd_limit = limit if limit is not None else DEFAULTS["wasserstein_norm"]
+        r.effect = s.wasserstein_norm
+        if significant and s.wasserstein_norm >= wd_limit:
+            return [f"distribution moved: Wasserstein {s.wasserstein_norm:.3f} std (>= {wd_limit:g})"]
+        if significant and limit is None and s.psi >= DEFAULTS["psi"]:
+            return [f"distribution moved: PSI {s.psi:.3f} (>= {DEFAULTS['psi']:g})"]
+    elif s.js is not None:
+        js_limit = limit if limit is not None else DEFAULTS["js"]
+        r.effect = s.js
+        if significant and s.js >= js_limit:
+            return [f"categories moved: Jensen-Shannon {s.js:.3f} (>= {js_limit:g})"]
+        if significant and s.unseen_share >= DEFAULTS["unseen_share"]:
+            return [f"new categories: {s.unseen_share:.1%} of values unseen in the reference"]
+    return []
+
+
+def _summary(col: ColumnProfile, kind: str) -> ColumnSummary:
+    summary: dict[str, Any] = {"count": col.count, "missing": col.missing}
+    if col.numeric.n:
+        summary.update(mean=col.numeric.mean, std=col.numeric.std, min=col.numeric.min, max=col.numeric.max)
+    if kind == "categorical":
+        summary["distinct"] = len(col.category_counts())
+    return ColumnSummary(**summary)
+
+
+def _top_categories(ref: ColumnProfile, cur: ColumnProfile, k: int = 12) -> TopCategories:
+    rc, cc = ref.category_counts(), cur.category_counts()
+    rt, ct = sum(rc.values()) or 1, sum(cc.values()) or 1
+    names = sorted(set(rc) | set(cc), key=lambda c: -(rc.get(c, 0) / rt + cc.get(c, 0) / ct))[:k]
+    return TopCategories(names=names, reference=[rc.get(c, 0) / rt for c in names],
+                         current=[cc.get(c, 0) / ct for c in names])

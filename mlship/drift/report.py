@@ -1,0 +1,272 @@
+"""The drift report (schema mlship.drift/v1) as typed values.
+
+`run_drift` returns a `DriftReport`; the terminal, Markdown and HTML renderers
+read it, and `DriftReport.document()` is the JSON document written by
+`mlship drift --json`. Keys that only some columns or windows have (a column
+too small to judge has no statistics) are optional fields: the document holds
+the fields that were set, so its shape is what the analysis found, and
+`report_schema()` is the JSON Schema published as docs/schemas/drift-v1.json.
+
+Run `python -m mlship.drift.report > docs/schemas/drift-v1.json` after a change.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA = "mlship.drift/v1"
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Part):
+    """One side of the comparison."""
+
+    source: str = Field(description="The file, directory, glob or saved profile read.")
+    rows: int = Field(description="Rows compared (predictions only, for logs).")
+
+
+class Thresholds(_Part):
+    """The limits the verdicts used."""
+
+    p_value: float
+    wasserstein_norm: float
+    psi: float
+    js: float
+    unseen_share: float
+    missing_delta: float
+    min_rows: int
+    drift_share: float
+
+
+class TypeValues(_Part):
+    """How many values of a column were numbers and how many text."""
+
+    numbers: int
+    text: int
+
+
+class TypeChange(_Part):
+    """Whether a column's values changed type (a finding whatever the sample size)."""
+
+    reference: str
+    current: str
+    changed: bool
+    reference_values: TypeValues
+    current_values: TypeValues
+    examples: list[str] = Field(description="Up to three new text values, cut to 40 characters.")
+
+
+class MissingChange(_Part):
+    """Missing-value rates and a two-proportion z-test of their difference."""
+
+    reference: float
+    current: float
+    delta: float
+    p: float
+    p_adj: Optional[float] = Field(None, description="Benjamini-Hochberg adjusted across columns.")
+
+
+class ColumnSummary(_Part):
+    """Counts and moments of one side of a column."""
+
+    count: int
+    missing: int
+    mean: Optional[float] = None
+    std: Optional[float] = None
+    min: Optional[float] = None
+    max: Optional[float] = None
+    distinct: Optional[int] = None
+
+
+class ColumnStats(_Part):
+    """Numeric (KS, Wasserstein, PSI) or categorical (chi-square, Jensen-Shannon) statistics;
+    empty when one side has nothing to compare (after a type change)."""
+
+    ks_d: Optional[float] = None
+    ks_p: Optional[float] = None
+    wasserstein: Optional[float] = None
+    wasserstein_norm: Optional[float] = Field(None, description="Wasserstein distance / reference std.")
+    psi: Optional[float] = None
+    chi2: Optional[float] = None
+    chi2_p: Optional[float] = None
+    js: Optional[float] = None
+    unseen_share: Optional[float] = None
+    categories: Optional[int] = None
+    p_adj: Optional[float] = Field(None, description="Benjamini-Hochberg adjusted across columns.")
+
+    @property
+    def p(self) -> float:
+        """The distribution test's p-value (1.0 when there was nothing to test)."""
+        return next((p for p in (self.ks_p, self.chi2_p) if p is not None), 1.0)
+
+
+class Histogram(_Part):
+    """Reference and current shares on shared bins (empty when one side has no numbers)."""
+
+    edges: list[float] = []
+    reference: list[float] = []
+    current: list[float] = []
+
+
+class TopCategories(_Part):
+    """Shares of the most common categories."""
+
+    names: list[str]
+    reference: list[float]
+    current: list[float]
+
+
+class ColumnDrift(_Part):
+    """One column's comparison and verdict."""
+
+    name: str
+    role: Literal["feature", "output"]
+    drifted: bool
+    reasons: list[str]
+    ignored: Optional[bool] = None
+    kind: Optional[str] = None
+    type: Optional[TypeChange] = None
+    missing: Optional[MissingChange] = None
+    reference_summary: Optional[ColumnSummary] = None
+    current_summary: Optional[ColumnSummary] = None
+    insufficient: Optional[bool] = None
+    stats: Optional[ColumnStats] = None
+    histogram: Optional[Histogram] = None
+    categories: Optional[TopCategories] = None
+    threshold: Optional[float] = None
+    effect: Optional[float] = Field(None, description="The effect size judged (Wasserstein std or JS).")
+
+    @property
+    def judged(self) -> bool:
+        """Counted in the drifted share: neither ignored nor too small to judge."""
+        return not self.insufficient and not self.ignored
+
+
+class Latency(_Part):
+    p50: float
+    p95: float
+    p99: float
+
+
+class OperationsSummary(_Part):
+    """Request counts, error rate and latency percentiles."""
+
+    requests: int
+    error_rate: float
+    latency_ms: Optional[Latency] = None
+
+
+class _Variant(_Part):
+    version: str
+    variant: str
+
+
+class VariantOperations(OperationsSummary, _Variant):
+    """Operations of one (version, variant) pair of the logs."""
+
+
+class PerformanceSummary(_Part):
+    """Quality against labels: classification or regression metrics."""
+
+    task: Literal["classification", "regression"]
+    rows: int
+    accuracy: Optional[float] = None
+    precision: Optional[float] = None
+    recall: Optional[float] = None
+    f1: Optional[float] = None
+    roc_auc: Optional[float] = None
+    mae: Optional[float] = None
+    rmse: Optional[float] = None
+
+    def metrics(self, names: tuple[str, ...]) -> dict[str, float]:
+        """The metrics among `names` that this task has, in that order."""
+        values = {n: getattr(self, n) for n in names}
+        return {n: v for n, v in values.items() if v is not None}
+
+
+class WindowDrift(_Part):
+    """One window of current data: its rows, verdict, quality and operations."""
+
+    rows: int
+    performance: Optional[PerformanceSummary]
+    operations: OperationsSummary
+    start_row: Optional[int] = None
+    end_row: Optional[int] = None
+    start: Optional[str] = None
+    end: Optional[str] = None
+    label: str
+    insufficient: bool
+    dataset_drift: Optional[bool]
+    drifted_share: Optional[float]
+    drifted_columns: list[str]
+    effects: Optional[dict[str, float]] = None
+
+
+class PerformanceReport(_Part):
+    reference: Optional[PerformanceSummary]
+    current: Optional[PerformanceSummary]
+
+
+class OperationsReport(_Part):
+    overall: OperationsSummary
+    by_version_variant: list[VariantOperations]
+
+
+class ReadSummary(_Part):
+    """What reading skipped."""
+
+    bad_lines: int
+    examples: list[str]
+    files: int
+
+
+class DriftReport(_Part):
+    """The result of `mlship drift` (schema mlship.drift/v1)."""
+
+    model_config = ConfigDict(extra="forbid", title="mlship.drift/v1")
+
+    schema_: Literal["mlship.drift/v1"] = Field(SCHEMA, alias="schema")
+    reference: Source
+    current: Source
+    thresholds: Thresholds
+    dataset_drift: bool
+    drifted_share: float
+    drifted_columns: list[str]
+    columns: list[ColumnDrift]
+    windows: list[WindowDrift]
+    performance: PerformanceReport
+    operations: OperationsReport
+    read: ReadSummary
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document: every field the analysis set, optional ones only where found."""
+        return {"schema": SCHEMA, **self.model_dump(by_alias=True, exclude_unset=True)}
+
+    def summary(self) -> dict[str, Any]:
+        """What a webhook receives: the verdict without per-column detail."""
+        doc = self.document()
+        keys = ("schema", "reference", "current", "dataset_drift", "drifted_share", "drifted_columns", "thresholds")
+        return {**{k: doc[k] for k in keys},
+                "windows_with_drift": [w.label for w in self.windows if w.dataset_drift],
+                "performance": doc["performance"]["current"]}
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of the report document (docs/schemas/drift-v1.json)."""
+    schema = DriftReport.model_json_schema(by_alias=True, mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA, **schema}
+
+
+def schema_text() -> str:
+    """report_schema() as the checked-in file holds it."""
+    return json.dumps(report_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_text(), end="")

@@ -1,0 +1,53 @@
+"""Drift settings: one model for mlship.yaml's `monitoring:` section, the CLI and the analysis.
+
+`DriftSettings` is the `monitoring:` section (config.py uses it as it is);
+`DriftOptions` adds what one run compares (current data, window, labels,
+reading limits) and is what `run_drift` takes. Flags override the file
+(`DriftSettings.overridden`), keeping flag > env > file > default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIN_ROWS = 200  # fewer values than this: too small to judge (the README documents it)
+
+
+class ColumnSettings(BaseModel):
+    """Per-column drift settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Optional[Literal["numeric", "categorical"]] = Field(None, description="Declare the column's type.")
+    threshold: Optional[float] = Field(None, ge=0, description="Drift threshold for this column's effect size.")
+    ignore: bool = Field(False, description="Leave the column out of drift checks.")
+
+
+class DriftSettings(BaseModel):
+    """Drift and performance checks on prediction logs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: Optional[str] = Field(None, description="Training data or a saved profile.")
+    drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that means dataset drift.")
+    columns: dict[str, ColumnSettings] = Field(default_factory=dict)
+
+    def overridden(self, **flags: object) -> "DriftSettings":
+        """These settings with the flags that were given (not None) taking precedence."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        return self.model_validate({**self.model_dump(), **given})
+
+
+class DriftOptions(DriftSettings):
+    """One comparison: the settings plus what to compare and how to read it."""
+
+    reference: str = Field(description="Reference data, logs or a saved profile.")
+    current: str = Field(description="Current data or prediction logs (file, directory, glob).")
+    window: Optional[str] = Field(None, description="Compare each window: 1h, 1d, 30m or 5000rows.")
+    min_rows: int = Field(MIN_ROWS, ge=1, description="Fewer values than this: too small to judge.")
+    labels: Optional[Path] = Field(None, description="Ground truth (request_id, label) joined to the logs.")
+    strict: bool = Field(False, description="A malformed log line is an error, not skipped.")
+    chunk_rows: int = Field(50_000, ge=1, description="Rows read at a time (memory bound).")
