@@ -1,16 +1,25 @@
-"""Shared pytest configuration: real-service fixtures live in tests/harness/fixtures.py."""
+"""Shared pytest configuration: real-service fixtures live in tests/harness/fixtures.py.
+
+tests/harness/markers.py marks every test that starts a real server ``integration``;
+``pytest -m "not integration"`` is the quick run without services.
+"""
 
 import pytest
 
-pytest_plugins = ["tests.harness.fixtures", "tests.harness.images"]
+pytest_plugins = ["tests.harness.fixtures", "tests.harness.images", "tests.harness.markers"]
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.integration)])
 def artifact_target(request, tmp_path, monkeypatch):
     """An empty target of each kind: a directory, and a bucket on moto's S3 (boto3 pointed at it)."""
+    return empty_target(request.param, request, tmp_path, monkeypatch)
+
+
+def empty_target(kind, request, tmp_path, monkeypatch):
+    """The URL of an empty `file` or `s3` target (an S3 bucket on moto, boto3 pointed at it)."""
     import uuid
 
-    if request.param == "file":
+    if kind == "file":
         return f"file://{tmp_path / 'store'}"
     server = request.getfixturevalue("s3_server")
     bucket = f"target-{uuid.uuid4().hex[:8]}"

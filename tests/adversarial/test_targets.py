@@ -101,7 +101,7 @@ def atomic_s3():
         server.stop()
 
 
-@pytest.fixture(params=["file", "s3"])
+@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.integration)])
 def store(request, tmp_path, monkeypatch):
     """(target URL, env for processes, snapshot() of everything the target holds)."""
     monkeypatch.chdir(tmp_path)

@@ -219,6 +219,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     assert not work.exists()
 
 
+@pytest.mark.integration  # starts a local Ray cluster
 def test_ray_engine_equals_local_row_for_row(tmp_path, sample):
     pytest.importorskip("ray")
     X, y, names = sample
