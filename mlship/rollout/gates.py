@@ -11,34 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
 
 from mlship.errors import InvalidInputError
-
-Result = Literal["pass", "fail", "inconclusive"]
-
-
-class Metric(BaseModel):
-    name: str
-    result: Result
-    value: float | None = None
-    threshold: float | None = None
-    detail: str = ""
-
-
-class GateReport(BaseModel):
-    result: Result
-    since: str
-    until: str
-    counts: dict[str, int]
-    metrics: list[Metric]
-    shadow: dict[str, Any] | None = None
-
-    def reasons(self, result: Result) -> str:
-        return "; ".join(f"{m.name} {m.detail}" for m in self.metrics if m.result == result)
+from mlship.rollout.reports import GateReport, Metric, OutputDelta, Percentiles, Result, ShadowReport
 
 
 class Window:
@@ -143,8 +121,8 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
     if shadow:
         report_shadow = compare_shadow(stable, cand, analysis.tolerance)
         if analysis.max_disagreement is not None:
-            joined = report_shadow["joined"]
-            dis = 1 - report_shadow["agreement"] if joined else None
+            joined = report_shadow.joined
+            dis = 1 - report_shadow.agreement if joined else None
             limit = analysis.max_disagreement
             result = "inconclusive" if joined < max(need, 1) else ("fail" if dis > limit else "pass")
             metrics.append(Metric(name="disagreement", value=round(dis, 6) if dis is not None else None,
@@ -202,7 +180,7 @@ def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], 
                   detail=f"PSI {worst:.4f} on {worst_col} (limit {limit:g})")
 
 
-def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tolerance: float) -> dict[str, Any]:
+def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tolerance: float) -> ShadowReport:
     """Agreement of the two versions on the same requests, joined by request id (and row)."""
     ok = {(r["request_id"], r.get("row")): r for r in stable if r.get("status", 200) < 400}
     pairs = [(ok[key], r) for r in cand if r.get("status", 200) < 400
@@ -229,16 +207,16 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tol
         agree += same
     lat_s = [r["latency_ms"] for r in stable if "latency_ms" in r]
     lat_c = [r["latency_ms"] for r in cand if "latency_ms" in r]
-    return {
-        "joined": len(pairs),
-        "agreement": round(agree / len(pairs), 6) if pairs else None,
-        "disagreements": len(pairs) - agree,
-        "stable_only": len(stable) - len(pairs),
-        "candidate_errors": sum(1 for r in cand if r.get("status", 200) >= 400),
-        "output_deltas": {k: {"mean": round(float(np.mean(v)), 6), "max": round(float(np.max(v)), 6)}
-                          for k, v in sorted(deltas.items())},
-        "latency_ms": {"stable": _percentiles(lat_s), "candidate": _percentiles(lat_c)},
-    }
+    return ShadowReport(
+        joined=len(pairs),
+        agreement=round(agree / len(pairs), 6) if pairs else None,
+        disagreements=len(pairs) - agree,
+        stable_only=len(stable) - len(pairs),
+        candidate_errors=sum(1 for r in cand if r.get("status", 200) >= 400),
+        output_deltas={k: OutputDelta(mean=round(float(np.mean(v)), 6), max=round(float(np.max(v)), 6))
+                       for k, v in sorted(deltas.items())},
+        latency_ms={"stable": _percentiles(lat_s), "candidate": _percentiles(lat_c)},
+    )
 
 
 def _has_discrete(outputs: dict[str, Any]) -> bool:
@@ -250,11 +228,11 @@ def _has_discrete(outputs: dict[str, Any]) -> bool:
     return False
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
+def _percentiles(values: list[float]) -> Percentiles:
     if not values:
-        return {"p50": None, "p99": None}
+        return Percentiles()
     p50, p99 = np.percentile(values, [50, 99])
-    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+    return Percentiles(p50=round(float(p50), 3), p99=round(float(p99), 3))
 
 
 def prometheus_metrics(prom: Any, versions: dict[str, str] | None, since: str, until: str) -> list[Metric]:

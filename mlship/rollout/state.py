@@ -15,12 +15,14 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer, model_validator
 
 from mlship.errors import InvalidInputError, RolloutPausedError, ServiceError, UsageError
+from mlship.rollout.reports import GateResult
 from mlship.targets.s3 import _code, _reason
 
 SCHEMA = "mlship.rollout/v1"
@@ -28,6 +30,15 @@ Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
 Strategy = Literal["bluegreen", "canary", "shadow"]
 LOCK_WAIT_S = 900.0  # a SageMaker update inside another verb can take minutes
 LOCK_LEASE_S = 4 * 3600.0  # longer than any verb (SageMaker waits up to 30 min, twice)
+
+
+class PauseReason(str, Enum):
+    """Why a rollout waits (argo-rollouts' `PauseReason`). The first two are stored
+    in a paused state; `PAUSE_DURATION` only explains a `step` that came too early."""
+
+    GATE_INCONCLUSIVE = "GateInconclusive"  # too little data: the next `step` judges again
+    USER_PAUSED = "UserPaused"  # `rollout pause`: only `resume` lets it step again
+    PAUSE_DURATION = "PauseDuration"  # the step's least time (`--pause`) has not passed yet
 
 
 class Side(BaseModel):
@@ -77,6 +88,20 @@ class AuditEntry(BaseModel):
     message: str | None = None
 
 
+class Pending(BaseModel):
+    """A verb recorded before it changed the router: the state it leads to.
+
+    A crash between the router change and the record leaves it in place; the next
+    verb completes it (or, for abort and undo, drops it)."""
+
+    verb: str
+    state: "RolloutState" = Field(description="The state after the verb, without history or pending.")
+
+    @field_serializer("state")
+    def _state(self, state: "RolloutState") -> dict[str, Any]:
+        return state.model_dump(mode="json", by_alias=True, exclude={"history", "pending"})
+
+
 class RolloutState(BaseModel):
     schema_: str = Field(SCHEMA, alias="schema")
     name: str
@@ -90,16 +115,40 @@ class RolloutState(BaseModel):
     phase: Phase = "Progressing"
     aborted: bool = False
     message: str | None = None
+    pause_reason: PauseReason | None = Field(None, description="Why a Paused rollout waits; None otherwise.")
     pause_s: float = 0.0
     step_started: str = ""
     created: str = ""
     updated: str = ""
     revision: int = 0
-    gates: list[dict[str, Any]] = Field(default_factory=list)
-    pending: dict[str, Any] | None = Field(None, description="A verb between router change and record.")
+    gates: list[GateResult] = Field(default_factory=list)
+    pending: Pending | None = Field(None, description="A verb between router change and record.")
     history: list[AuditEntry] = Field(default_factory=list)
 
     model_config = {"populate_by_name": True}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_pause_reason(cls, doc: Any) -> Any:
+        """States written before `pause_reason` existed said why only in `message`:
+        read it once here, so a rollout paused by an older mlship steps as it did."""
+        if isinstance(doc, dict) and doc.get("phase") == "Paused" and "pause_reason" not in doc:
+            gate = str(doc.get("message") or "").startswith("gate")
+            doc = {**doc, "pause_reason": PauseReason.GATE_INCONCLUSIVE if gate else PauseReason.USER_PAUSED}
+        return doc
+
+    def pause(self, reason: PauseReason, message: str) -> None:
+        """Hold the rollout where it is, saying why."""
+        self.phase, self.pause_reason, self.message = "Paused", reason, message
+
+    def progress(self) -> None:
+        """Let the rollout move on (clears any pause)."""
+        self.phase, self.pause_reason, self.message = "Progressing", None, None
+
+    def settle(self, phase: Literal["Healthy", "Degraded"], message: str | None) -> None:
+        """End the rollout: Healthy (promoted) or Degraded (aborted, rolled back)."""
+        self.phase, self.pause_reason, self.message = phase, None, message
+        self.aborted = phase == "Degraded"
 
     def summary(self) -> dict[str, Any]:
         """The fields an audit entry records before and after a verb."""
@@ -107,6 +156,7 @@ class RolloutState(BaseModel):
                 "stable": self.stable.version, "candidate": self.candidate.version if self.candidate else None}
 
     def to_json(self) -> bytes:
+        """The document as stored (schema first, `pending` and `history` included)."""
         return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2).encode() + b"\n"
 
     @classmethod
@@ -118,6 +168,9 @@ class RolloutState(BaseModel):
             return cls.model_validate(doc)
         except (ValueError, TypeError) as exc:
             raise InvalidInputError(f"{where}: not a rollout state: {str(exc).splitlines()[0]}") from None
+
+
+Pending.model_rebuild()  # its state is a RolloutState, defined after it
 
 
 def now_iso() -> str:

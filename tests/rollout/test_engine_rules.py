@@ -121,7 +121,7 @@ def test_shadow_counts_renamed_outputs_as_disagreement():
     stable = [_rec("1", f"r{i}", {"label": 1}) for i in range(4)]
     cand = [_rec("2", f"r{i}", {"label": 1} if i < 2 else {"class": 1}) for i in range(4)]
     report = compare_shadow(stable, cand, 1e-6)
-    assert report["joined"] == 4 and report["agreement"] == 0.5
+    assert report.joined == 4 and report.agreement == 0.5
 
 
 def test_prediction_drift_rules():
@@ -133,3 +133,54 @@ def test_prediction_drift_rules():
     full = Window([], [_rec("2", "b", {"label": 1})])
     report = evaluate(full, cfg, shadow=False, since="a", until="b", stable_serves=False)
     assert report.result == "pass" and "not applicable" in report.metrics[-1].detail
+
+
+def _log(project, version, n):
+    """`n` successful predictions of VERSION, stamped now (inside the current step's window)."""
+    from mlship.rollout.state import now_iso
+
+    lines = [json.dumps({"ts": now_iso(), "request_id": f"{version}-{i}", "model": "bc", "version": version,
+                         "inputs": {"x": i}, "outputs": {"label": 1}, "latency_ms": 1.0, "status": 200})
+             for i in range(n)]
+    with open(project / "logs" / "p.jsonl", "a") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+def test_pause_reasons_are_kept_in_the_state_not_read_from_the_message(project):
+    cfg = project / "mlship.yaml"
+    cfg.write_text(cfg.read_text().replace("min_requests: 0", "min_requests: 3"))
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1").code == 0
+    waiting = ro(project, "step", "bc")  # no data yet: the gate cannot tell
+    assert waiting.code == 5 and waiting.json()["pause_reason"] == "GateInconclusive"
+    assert state(project)["phase"] == "Paused" and state(project)["pause_reason"] == "GateInconclusive"
+    assert state(project)["gates"][-1]["step"] == 0 and state(project)["gates"][-1]["result"] == "inconclusive"
+    _log(project, "1", 3)
+    _log(project, "2", 3)
+    moved = ro(project, "step", "bc")  # a gate's pause needs no resume: the next step judges again
+    assert moved.code == 0 and route(project)["weight"] == 50 and "pause_reason" not in moved.json()
+    assert state(project)["pause_reason"] is None and state(project)["phase"] == "Progressing"
+    assert ro(project, "pause", "bc").code == 5
+    held = ro(project, "step", "bc")  # a person's pause holds whatever the gate would say
+    assert held.code == 5 and held.json()["pause_reason"] == "UserPaused" and route(project)["weight"] == 50
+    assert ro(project, "resume", "bc").code == 0 and state(project)["pause_reason"] is None
+
+
+def test_a_state_written_before_pause_reasons_still_loads_and_steps_as_before(project):
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1").code == 0
+    path = project / ".mlship" / "rollouts" / "bc.json"
+    for message, reason, code in (("gate inconclusive: requests 0 candidate requests (need 1)", "GateInconclusive", 0),
+                                  ("paused by someone@host", "UserPaused", 5)):
+        doc = {k: v for k, v in state(project).items() if k != "pause_reason"}
+        doc.update(phase="Paused", message=message)
+        path.write_text(json.dumps(doc))
+        result = ro(project, "step", "bc")
+        assert result.code == code, (message, result.stdout)
+        if code == 5:
+            assert result.json()["pause_reason"] == reason and result.json()["rollout"]["pause_reason"] == reason
+
+
+def test_a_pause_not_over_says_so(project):
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1", "--pause", "1h").code == 0
+    result = ro(project, "step", "bc")
+    assert result.code == 5 and result.json()["pause_reason"] == "PauseDuration"
+    assert result.json()["rollout"]["phase"] == "Progressing" and result.json()["rollout"]["pause_reason"] is None
