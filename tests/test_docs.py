@@ -10,6 +10,7 @@ import pytest
 import typer.main
 
 from mlship.cli import app
+from tests import docs_gen
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -100,3 +101,22 @@ def test_the_checker_catches_a_made_up_option(tmp_path):
 @pytest.mark.parametrize("doc", ["README.md"])
 def test_readme_is_a_five_minute_page(doc):
     assert len((ROOT / doc).read_bytes()) <= 15_000
+
+
+def test_the_configuration_keys_table_is_generated_from_the_schema():
+    """docs/configuration.md's keys table is what `mlship config schema` gives today."""
+    text = docs_gen.CONFIG_DOC.read_text(encoding="utf-8")
+    expected = docs_gen.with_table(text, docs_gen.keys_table(docs_gen.config_schema()))
+    assert text == expected, f"docs/configuration.md's keys table is stale: run `{docs_gen.REGENERATE}`"
+
+
+def test_the_keys_table_follows_plugin_unions():
+    """A `type` union's choices and each variant's keys come from the schema, not from a list."""
+    schema = {"type": "object", "properties": {"targets": {"type": "object", "additionalProperties": {
+        "discriminator": {"propertyName": "type", "mapping": {"gcs": "#/$defs/Gcs"}},
+        "oneOf": [{"$ref": "#/$defs/Gcs"}]}}},
+        "$defs": {"Gcs": {"type": "object", "properties": {"type": {"const": "gcs"},
+                                                            "bucket": {"type": "string", "description": "Where."}}}}}
+    table = docs_gen.keys_table(schema)
+    assert "| `targets.NAME.type` | string |  | One of `gcs`. |" in table
+    assert "| `targets.NAME.bucket` (`type: gcs`) | string |  | Where. |" in table
