@@ -6,9 +6,42 @@ import re
 from pathlib import Path
 from string import Template
 
+from pydantic import BaseModel
+
 from mlship.errors import UsageError
 from mlship.fsutil import atomic_write
 from mlship.templates import template_text
+
+
+class InitRequest(BaseModel):
+    """Start a project: mlship.yaml at `output` (from `model`'s signature when given), and with
+    `ci` (github or gitlab) a CI pipeline beside it."""
+
+    model: Path | None = None
+    output: Path = Path("mlship.yaml")
+    force: bool = False
+    ci: str | None = None
+
+
+def init_project(request: InitRequest) -> list[Path]:
+    """Write what the request asks for; the files written. Every refusal comes before any
+    write; with `ci`, an existing mlship.yaml is kept and only the pipeline is written."""
+    written = []
+    ci_file = None
+    if request.ci is not None:
+        ci_file = request.output.resolve().parent / ci_path(request.ci)
+        refuse_existing(ci_file, force=request.force)
+    if not (request.ci and request.output.exists()):
+        write_config(request.output, render_config(request.model, request.output.resolve().parent),
+                     force=request.force)
+        written.append(request.output)
+    if ci_file is not None:
+        from mlship.config import load_config
+
+        name = load_config(request.output).name or "my-model"
+        write_config(ci_file, render_ci(request.ci, name), force=request.force)
+        written.append(ci_file)
+    return written
 
 
 def render_config(model: Path | None, base_dir: Path) -> str:

@@ -23,21 +23,9 @@ def init(
     Refuses to overwrite an existing file unless --force is given; with --ci an
     existing mlship.yaml is kept and only the pipeline is written.
     """
-    from mlship.init import ci_path, refuse_existing, render_ci, render_config, write_config
+    from mlship.init import InitRequest, init_project
 
-    written = []
-    ci_file = None
-    if ci is not None:  # refusals come before anything is written
-        ci_file = output.resolve().parent / ci_path(ci)
-        refuse_existing(ci_file, force=force)
-    if not (ci and output.exists()):
-        write_config(output, render_config(model, output.resolve().parent), force=force)
-        written.append(str(output))
-    if ci_file is not None:
-        from mlship.config import load_config
-
-        write_config(ci_file, render_ci(ci, load_config(output).name or "my-model"), force=force)
-        written.append(str(ci_file))
+    written = [str(p) for p in init_project(InitRequest(model=model, output=output, force=force, ci=ci))]
     state(ctx).console.result(
         {"written": written, "model": str(model) if model else None, "ci": ci},
         lambda out: out.print(f"wrote {', '.join(written)}; next: mlship check", markup=False),
