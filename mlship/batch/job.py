@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mlship.batch.sources import count_rows, file_columns, input_files
+from mlship.batch.inputs import input_files
+from mlship.data.chunks import count_rows, file_columns
 from mlship.batch.workdir import prepare, work_dir
 from mlship.errors import InvalidInputError
 from mlship.model.feeds import needed_columns

@@ -20,7 +20,7 @@ import numpy as np
 
 from mlship.batch import outputs
 from mlship.batch.job import Plan, PredictOptions, PredictSummary, plan_job
-from mlship.batch.sources import Chunk, iter_chunks
+from mlship.batch.inputs import Chunk, iter_chunks
 from mlship.data.tables import Table
 from mlship.errors import InvalidInputError
 from mlship.fsutil import atomic_write

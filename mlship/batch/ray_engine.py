@@ -80,14 +80,14 @@ class RayScorer:
 
 def _batch_table(batch: Any, fmt: str, text_columns: frozenset[str] = frozenset()) -> Table:
     """A pyarrow batch as the local engine's Table (same conversion rules)."""
-    from mlship.batch.sources import _arrow_column, _csv_table
+    from mlship.data.chunks import arrow_column, csv_table
 
     paths = batch.column("path").to_pylist() if "path" in batch.column_names else ["?"]
     label = f"{paths[0] if paths else '?'} (a Ray batch)"
     data = batch.drop_columns(["path"]) if "path" in batch.column_names else batch
     if fmt == "csv":
-        return _csv_table(label, data, 1, text_columns)
-    columns = {name: _arrow_column(data.column(name).combine_chunks()) for name in data.column_names}
+        return csv_table(label, data, 1, text_columns)
+    columns = {name: arrow_column(data.column(name).combine_chunks()) for name in data.column_names}
     if fmt == "npy" and "data" in columns:
         columns[NPY_COLUMN] = np.asarray(data.column("data").to_numpy(zero_copy_only=False).tolist())
         del columns["data"]

@@ -136,7 +136,7 @@ def _read_csv(path: Path) -> Table:
                 )
             rows.append(row)
     values = list(zip(*rows)) if rows else [() for _ in header]
-    return Table(path, {name: _column_from_text(col) for name, col in zip(header, values)})
+    return Table(path, {name: column_from_text(col) for name, col in zip(header, values)})
 
 
 def _check_header(path: Path, header: list[str]) -> None:
@@ -149,8 +149,8 @@ def _check_header(path: Path, header: list[str]) -> None:
         seen.add(name)
 
 
-def _column_from_text(values: tuple[str, ...]) -> np.ndarray:
-    """Numbers become float64 (empty cells NaN); anything else stays text."""
+def column_from_text(values: tuple[str, ...]) -> np.ndarray:
+    """A column of CSV text: numbers become float64 (empty cells NaN); anything else stays text."""
     try:
         return np.array([float(v) if v != "" else np.nan for v in values], dtype=np.float64)
     except ValueError:
@@ -176,10 +176,10 @@ def iter_json_records(path: Path) -> Iterator[dict[str, Any]]:
 def _read_jsonl(path: Path) -> Table:
     records = list(iter_json_records(path))
     names = list(dict.fromkeys(k for r in records for k in r))
-    return Table(path, {n: _column_from_values([r.get(n) for r in records], path, n) for n in names})
+    return Table(path, {n: column_from_values([r.get(n) for r in records], path, n) for n in names})
 
 
-def _column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
+def column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
     """Scalars -> 1-D (float64 when numeric), equal-length lists -> 2-D."""
     if values and all(isinstance(v, list) for v in values):
         try:
@@ -203,7 +203,7 @@ def _read_parquet(path: Path) -> Table:
     for name in table.column_names:
         col = table.column(name)
         py = col.to_pylist()
-        columns[name] = _column_from_values(py, path, name) if py and isinstance(py[0], list) else _arrow_1d(col)
+        columns[name] = column_from_values(py, path, name) if py and isinstance(py[0], list) else _arrow_1d(col)
     return Table(path, columns)
 
 

@@ -22,7 +22,8 @@ from mlship.drift.report import (DriftReport, OperationsReport, OperationsSummar
                                  PerformanceSummary, ReadSummary, Source, VariantOperations, WindowDrift)
 from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
-from mlship.drift.sources import Frame, ReadReport, iter_frames
+from mlship.drift.frames import Frame, iter_frames
+from mlship.predlog.reader import ReadReport
 from mlship.errors import InvalidInputError, UsageError
 from mlship.metrics import Classification, Regression, RocAuc, label_text
 

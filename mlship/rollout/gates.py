@@ -9,13 +9,12 @@ the step's window.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from mlship.errors import InvalidInputError
+from mlship.predlog.schema import is_answered, is_error
 from mlship.rollout.reports import GateReport, Metric, OutputDelta, Percentiles, Result, ShadowReport
 
 
@@ -27,60 +26,19 @@ class Window:
 
 
 def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, since: str, until: str) -> Window:
-    from mlship.data.tables import expand_paths
-    from mlship.jsonfast import loads
-    from mlship.rollout.state import parse_iso
+    """The records of `name`'s two versions in [since, until), from the logs SPECS name
+    (directories read recursively); a malformed record of this model is an error."""
+    from mlship.predlog.reader import LogFilter, read_log
 
-    since_s = parse_iso(since)
+    where = LogFilter(model=name, versions=frozenset({stable, candidate}), since=since, until=until)
     sides: dict[str, list[dict[str, Any]]] = {stable: [], candidate: []}
-    for spec in specs:
-        files = expand_paths(spec, {".jsonl"}, recursive=True)
-        if files is None:
-            raise InvalidInputError(f"prediction logs not found: {spec}", hint="Check rollout.logs or --logs")
-        for path in files:
-            try:
-                if os.stat(path).st_mtime < since_s - 1:
-                    continue  # finished before the window opened
-                data = path.read_bytes()
-            except OSError:
-                continue  # rotated away while we looked
-            for line_no, raw in enumerate(data.split(b"\n"), start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    rec = loads(raw)
-                except ValueError:
-                    if data.endswith(raw):
-                        continue  # a line still being written
-                    raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record") from None
-                if not isinstance(rec, dict):
-                    raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record (not an object)")
-                if rec.get("model") != name:
-                    continue
-                _check_record(rec, path, line_no)
-                if not since <= rec["ts"] < until:
-                    continue
-                side = sides.get(rec.get("version"))
-                if side is not None:
-                    side.append(rec)
+    for chunk in read_log(specs, where=where, complete=True, suffixes={".jsonl"},
+                          hint="Check rollout.logs or --logs"):
+        for rec in chunk.records or []:
+            sides[rec["version"]].append(rec)
     if stable == candidate:
         sides[candidate] = []
     return Window(sides[stable], sides[candidate])
-
-
-def _check_record(rec: dict[str, Any], path: Any, line_no: int) -> None:
-    """A record of this model must match the schema exactly (no coercion: the gate
-    compares the raw values), or the gate refuses the log naming the line."""
-    from pydantic import ValidationError
-
-    from mlship.predlog.schema import PredictionRecord
-
-    try:
-        PredictionRecord.model_validate(rec, strict=True)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "record"
-        raise InvalidInputError(f"{path}:{line_no}: not a mlship.predlog/v1 record: {field}: {err['msg']}") from None
 
 
 def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str,
@@ -94,7 +52,7 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
     metrics.append(Metric(name="requests", value=n, threshold=need, result="pass" if enough else "inconclusive",
                           detail=f"{n} candidate requests (need {need})"))
     if analysis.max_error_rate is not None:
-        errors = sum(1 for r in cand if r.get("status", 200) >= 500)
+        errors = sum(1 for r in cand if is_error(r.get("status")))
         rate = errors / n if n else 0.0
         limit = analysis.max_error_rate
         if enough or (n and errors > limit * need):  # already past the limit whatever the rest brings
@@ -104,7 +62,7 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
         metrics.append(Metric(name="error_rate", value=round(rate, 6), threshold=limit, result=result,
                               detail=f"{errors} of {n} failed ({rate:.2%}, limit {limit:.2%})"))
     if analysis.max_p99_latency_ms is not None:
-        lat = [r["latency_ms"] for r in cand if r.get("status", 200) < 400 and "latency_ms" in r]
+        lat = [r["latency_ms"] for r in cand if is_answered(r.get("status")) and "latency_ms" in r]
         p99 = float(np.percentile(lat, 99)) if lat else None
         limit = analysis.max_p99_latency_ms
         result = "inconclusive" if len(lat) < max(need, 1) else ("fail" if p99 > limit else "pass")
@@ -139,11 +97,11 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
 
 def _flat_outputs(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Output columns of the successful records, named as the drift module names them."""
-    from mlship.drift.sources import flatten_outputs
+    from mlship.predlog.reader import flatten_outputs
 
     columns: dict[str, list[Any]] = {}
     for rec in records:
-        if rec.get("status", 200) < 400:
+        if is_answered(rec.get("status")):
             for key, value in flatten_outputs(rec.get("outputs") or {}).items():
                 columns.setdefault(key, []).append(value)
     return columns
@@ -182,8 +140,8 @@ def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], 
 
 def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tolerance: float) -> ShadowReport:
     """Agreement of the two versions on the same requests, joined by request id (and row)."""
-    ok = {(r["request_id"], r.get("row")): r for r in stable if r.get("status", 200) < 400}
-    pairs = [(ok[key], r) for r in cand if r.get("status", 200) < 400
+    ok = {(r["request_id"], r.get("row")): r for r in stable if is_answered(r.get("status"))}
+    pairs = [(ok[key], r) for r in cand if is_answered(r.get("status"))
              and (key := (r["request_id"], r.get("row"))) in ok]
     agree = 0
     deltas: dict[str, list[float]] = {}
@@ -212,7 +170,7 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tol
         agreement=round(agree / len(pairs), 6) if pairs else None,
         disagreements=len(pairs) - agree,
         stable_only=len(stable) - len(pairs),
-        candidate_errors=sum(1 for r in cand if r.get("status", 200) >= 400),
+        candidate_errors=sum(1 for r in cand if not is_answered(r.get("status"))),
         output_deltas={k: OutputDelta(mean=round(float(np.mean(v)), 6), max=round(float(np.max(v)), 6))
                        for k, v in sorted(deltas.items())},
         latency_ms={"stable": _percentiles(lat_s), "candidate": _percentiles(lat_c)},

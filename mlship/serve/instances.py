@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from mlship.data.tables import Table, _column_from_values
+from mlship.data.tables import Table, column_from_values
 from mlship.errors import InvalidInputError
 from mlship.model.feeds import feeds_from_table
 from mlship.model.signature import Signature
@@ -52,7 +52,7 @@ def decode_instances(body: Any, signature: Signature, *,
 
 def _column(instances: list[dict[str, Any]], name: str) -> np.ndarray:
     try:
-        return _column_from_values([inst[name] for inst in instances], "request", name)
+        return column_from_values([inst[name] for inst in instances], "request", name)
     except InvalidInputError as exc:
         raise RequestError(400, exc.message.removeprefix("request: ")) from None
 

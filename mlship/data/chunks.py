@@ -1,9 +1,10 @@
-"""Input files for batch scoring, read as a stream of fixed-size chunks.
+"""Data files read as a stream of column chunks: the one chunked table reader.
 
-Chunks never span files and always hold `batch_size` rows (the last one of
-a file fewer), so a chunk's index names the same rows on every run: that is
-what makes `--resume` possible. Only the columns the model (and
---keep-columns) need are read.
+`open_table` yields a file's rows as `Table`s of at most `batch_rows` rows,
+reading only the columns asked for; check, batch scoring and drift read data
+through it. Parquet and CSV go through pyarrow's streaming readers (CSV falls
+back to the csv module without pyarrow); memory depends on the chunk size,
+not on the file size.
 """
 
 from __future__ import annotations
@@ -11,44 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mlship.data.tables import (FORMATS, NPY_COLUMN, Table, _column_from_text, _column_from_values, csv_rows,
-                                expand_paths, iter_json_records)
+from mlship.data.tables import FORMATS, NPY_COLUMN, Table, column_from_text, column_from_values, csv_rows, iter_json_records
 from mlship.errors import InvalidInputError
 from mlship.extras import require
-
-
-@dataclass
-class Chunk:
-    """Rows [first_row, first_row + rows) of one file (1-based row numbers)."""
-
-    index: int
-    path: Path
-    table: Table
-
-    @property
-    def rows(self) -> int:
-        return self.table.n_rows
-
-
-def input_files(spec: str | Path) -> list[Path]:
-    """A file, a directory (its data files) or a glob; sorted; one format only."""
-    files = expand_paths(spec, FORMATS)
-    if files is None:
-        raise InvalidInputError(f"input not found: {spec}")
-    if not files:
-        raise InvalidInputError(f"no data files match {spec}")
-    formats = {FORMATS.get(p.suffix.lower()) for p in files}
-    if None in formats:
-        bad = next(p for p in files if p.suffix.lower() not in FORMATS)
-        raise InvalidInputError(f"{bad}: unknown data format '{bad.suffix}'", hint="Use CSV, Parquet, JSON Lines or NPY")
-    if len(formats) > 1:
-        raise InvalidInputError(f"{spec}: mixes formats {sorted(formats)}; score one format per run")
-    return files
 
 
 def file_columns(path: Path) -> list[str]:
@@ -91,21 +61,6 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def iter_chunks(files: list[Path], columns: list[str], batch_size: int,
-                text_columns: frozenset[str] = frozenset()) -> Iterator[Chunk]:
-    """Every chunk of every file, in order. `text_columns` (kept, not fed to the
-    model) stay as written in CSV files: ids like 00123 keep their zeros."""
-    index = 0
-    for path in files:
-        produced = False
-        for table in _read(path, columns, batch_size, text_columns):
-            produced = True
-            yield Chunk(index, path, table)
-            index += 1
-        if not produced:
-            raise InvalidInputError(f"{path}: the file has no rows")
-
-
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[None]:
     """Turn a reader's failure into a one-line error naming the file."""
@@ -118,21 +73,29 @@ def _reading(path: Path) -> Iterator[None]:
         raise InvalidInputError(f"{path}: cannot read {fmt} data: {_first_line(exc)}") from None
 
 
-def _read(path: Path, columns: list[str], batch_size: int, text_columns: frozenset[str] = frozenset()) -> Iterator[Table]:
+def open_table(path: Path, columns: list[str] | None = None, batch_rows: int = 50_000, *,
+               text_columns: frozenset[str] = frozenset()) -> Iterator[Table]:
+    """The rows of one data file as Tables of at most `batch_rows` rows, in order,
+    holding `columns` (all of them when None). `text_columns` stay as written in
+    CSV files: ids like 00123 keep their zeros. A failure is an InvalidInputError
+    naming the file."""
+    path = Path(path)
     fmt = FORMATS[path.suffix.lower()]
+    if columns is None:
+        columns = file_columns(path)
     with _reading(path):
         if fmt == "parquet":
-            yield from _parquet(path, columns, batch_size)
+            yield from _parquet(path, columns, batch_rows)
         elif fmt == "csv":
-            yield from _csv(path, columns, batch_size, text_columns)
+            yield from _csv(path, columns, batch_rows, text_columns)
         elif fmt == "jsonl":
-            yield from _jsonl(path, columns, batch_size)
+            yield from _jsonl(path, columns, batch_rows)
         elif fmt == "npy":
             arr = np.load(path, mmap_mode="r")
-            for start in range(0, len(arr), batch_size):
-                yield Table(path, {NPY_COLUMN: np.asarray(arr[start:start + batch_size])}, start + 1)
+            for start in range(0, len(arr), batch_rows):
+                yield Table(path, {NPY_COLUMN: np.asarray(arr[start:start + batch_rows])}, start + 1)
         else:
-            raise InvalidInputError(f"{path}: {fmt} is not supported for batch scoring")
+            raise InvalidInputError(f"{path}: {fmt} files cannot be read in chunks")
 
 
 def _parquet(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
@@ -140,11 +103,12 @@ def _parquet(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]
     start = 1
     # pre_buffer=False: pre-buffering holds whole column chunks and costs ~150 MB more at peak.
     for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns):
-        yield Table(path, {name: _arrow_column(batch.column(i)) for i, name in enumerate(batch.schema.names)}, start)
+        yield Table(path, {name: arrow_column(batch.column(i)) for i, name in enumerate(batch.schema.names)}, start)
         start += batch.num_rows
 
 
-def _arrow_column(array) -> np.ndarray:
+def arrow_column(array) -> np.ndarray:
+    """A pyarrow array as a column: numbers stay numbers (nulls NaN), lists 2-D, the rest text."""
     import pyarrow as pa
 
     kind = array.type
@@ -153,7 +117,7 @@ def _arrow_column(array) -> np.ndarray:
             return array.to_numpy(zero_copy_only=False)
         return array.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> NaN
     if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
-        return _column_from_values(array.to_pylist(), "", "")
+        return column_from_values(array.to_pylist(), "", "")
     return np.array(array.to_pylist(), dtype=object)
 
 
@@ -183,14 +147,15 @@ def _csv(path: Path, columns: list[str], batch_size: int,
         rows += batch.num_rows
         while rows >= batch_size:
             table = pa.Table.from_batches(buffered)
-            yield _csv_table(path, table.slice(0, batch_size), start, text_columns)
+            yield csv_table(path, table.slice(0, batch_size), start, text_columns)
             rest = table.slice(batch_size)
             buffered, rows, start = rest.to_batches(), rest.num_rows, start + batch_size
     if rows:
-        yield _csv_table(path, pa.Table.from_batches(buffered), start, text_columns)
+        yield csv_table(path, pa.Table.from_batches(buffered), start, text_columns)
 
 
-def _csv_table(path: Path | str, table, start: int, text_columns: frozenset[str] = frozenset()) -> Table:
+def csv_table(path: Path | str, table, start: int, text_columns: frozenset[str] = frozenset()) -> Table:
+    """A pyarrow table of CSV text as a Table: numbers parsed, empty cells missing."""
     import pyarrow.compute as pc
 
     columns = {}
@@ -233,7 +198,7 @@ def _csv_python(path: Path, columns: list[str], batch_size: int) -> Iterator[Tab
 
 
 def _text_columns(columns: list[str], rows: list[list[str]]) -> dict[str, np.ndarray]:
-    return {name: _column_from_text(values) for name, values in zip(columns, zip(*rows))}
+    return {name: column_from_text(values) for name, values in zip(columns, zip(*rows))}
 
 
 def _jsonl(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
@@ -249,7 +214,7 @@ def _jsonl(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
 
 def _records_table(path: Path, records: list[dict], columns: list[str], start: int) -> Table:
     # Every requested column, even one this chunk never mentions (all missing).
-    return Table(path, {c: _column_from_values([r.get(c) for r in records], path, c) for c in columns}, start)
+    return Table(path, {c: column_from_values([r.get(c) for r in records], path, c) for c in columns}, start)
 
 
 def _first_line(exc: BaseException) -> str:
