@@ -69,10 +69,15 @@ def load(group: str, name: str, where: str, suggest: Callable[[list[str]], str] 
     try:
         return entry.load()
     except ImportError as exc:
-        from mlship.extras import require
+        from mlship.errors import MissingExtraError
+        from mlship.extras import EXTRAS, require
 
-        require(exc.name or entry.module)  # raises the install hint (mlship's extras, or the module to install)
-        raise
+        top = (exc.name or entry.module).split(".")[0]
+        if top in EXTRAS:
+            require(top)  # mlship's own extras: the same hint as everywhere (pip install 'mlship[aws]')
+        package = entry.dist.name if entry.dist else entry.module
+        raise MissingExtraError(f"{where}: the {GROUPS[group][1]} '{name}' needs the Python package '{top}', "
+                                f"which is not installed", hint=f"Install the dependencies of {package}") from exc
 
 
 def load_all(group: str) -> dict[str, type]:

@@ -101,16 +101,26 @@ def target_kinds() -> dict[str, type[Target]]:
 
 def open_target(spec: str, configured: dict[str, Any]) -> Target:
     """A target for artifacts from a name in mlship.yaml's `targets:` or from a URL."""
-    if spec in configured:
-        settings = configured[spec].model_dump(exclude_none=True)
-        kind = settings.pop("type")
-    else:
-        kind, settings = _scheme(spec), {"url": spec}
+    named = configured.get(spec)
+    kind = named.type if named is not None else _scheme(spec)
     plugin = load("targets", kind, spec, _schemes)
     refused = plugin.refusal(spec)
     if refused is not None:
         raise refused
-    return plugin(**settings)
+    settings = named if named is not None else _url_settings(plugin, spec)
+    return plugin(**settings.model_dump(exclude={"type"}, exclude_none=True))
+
+
+def _url_settings(plugin: type[Target], spec: str) -> PluginSettings:
+    """A bare URL's settings: the URL and the plugin's defaults, checked by its Settings."""
+    from pydantic import ValidationError
+
+    try:
+        return plugin.Settings(url=spec)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UsageError(f"{spec}: {'.'.join(map(str, error['loc']))}: {error['msg']}",
+                         hint="Name the target in `targets:` in mlship.yaml, with its settings") from None
 
 
 def _schemes(names: list[str]) -> str:

@@ -116,8 +116,9 @@ class S3Target(Target):
                 time.sleep(0.5)
 
     def download(self, key: str, dest: Path, progress: Progress) -> None:
+        s3_key = self._key(key)  # a refused key is invalid input (exit 3), not a store failure
         try:
-            self.client.download_file(self.bucket, self._key(key), str(dest), Callback=progress)
+            self.client.download_file(self.bucket, s3_key, str(dest), Callback=progress)
         except Exception as exc:
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
 
@@ -126,8 +127,9 @@ class S3Target(Target):
 
     def _get(self, key: str) -> tuple[bytes | None, str | None]:
         """The bytes under `key` and their ETag, or (None, None)."""
+        s3_key = self._key(key)
         try:
-            reply = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            reply = self.client.get_object(Bucket=self.bucket, Key=s3_key)
             return reply["Body"].read(), reply.get("ETag")
         except Exception as exc:
             if _code(exc) in ("NoSuchKey", "404"):
@@ -164,8 +166,9 @@ class S3Target(Target):
             delay = min(delay * 2, 2.0)
 
     def write(self, key: str, data: bytes) -> None:
+        s3_key = self._key(key)
         try:  # a PUT replaces the object whole: readers see the old or the new pointer
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+            self.client.put_object(Bucket=self.bucket, Key=s3_key, Body=data,
                                    ContentType="application/json", **self.extra)
         except Exception as exc:
             raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
