@@ -115,8 +115,8 @@ def _judged(r: Rollout, state: RolloutState, gate: GateReport) -> Transition:
     new = state.model_copy(deep=True)
     new.gates = (new.gates + [gate.at_step(state.step)])[-MAX_GATES:]
     if gate.result == "fail":
-        _abort_into(new, f"gate failed: {gate.reasons('fail')}")
-        return Transition.to(new, f"gate failed ({gate.reasons('fail')}); traffic back on {state.stable.version}")
+        return _back_to_stable(new, f"gate failed: {gate.reasons('fail')}",
+                               f"gate failed ({gate.reasons('fail')}); traffic back on {state.stable.version}")
     if gate.result == "inconclusive":
         # not a person's pause: the next `step` judges again, with the data gathered since
         new.pause(PauseReason.GATE_INCONCLUSIVE, f"gate inconclusive: {gate.reasons('inconclusive')}")
@@ -185,9 +185,8 @@ def abort(r: Rollout) -> Outcome:
             return Transition.stay(f"already aborted; traffic on {state.stable.version}")
         if not in_progress(state):
             return Transition.stay(f"nothing to abort: {state.stable.version} serves all traffic", ExitCode.OK)
-        new = state.model_copy(deep=True)
-        _abort_into(new, f"aborted by {current_user()}")
-        return Transition.to(new, f"aborted: all traffic back on {state.stable.version} ({state.stable.slot})")
+        return _back_to_stable(state.model_copy(deep=True), f"aborted by {current_user()}",
+                               f"aborted: all traffic back on {state.stable.version} ({state.stable.slot})")
 
     return transact(r, "abort", act)
 
@@ -198,8 +197,8 @@ def undo(r: Rollout) -> Outcome:
             return Transition.stay(f"already rolled back ({state.message}); {state.stable.version} serves all traffic")
         new = state.model_copy(deep=True)
         if in_progress(state):
-            _abort_into(new, f"rolled back by {current_user()}")
-            return Transition.to(new, f"rolled back: all traffic on {state.stable.version}")
+            return _back_to_stable(new, f"rolled back by {current_user()}",
+                                   f"rolled back: all traffic on {state.stable.version}")
         if state.previous_stable is None:
             raise UsageError(f"rollout {r.name} has no previous stable version to go back to")
         back = state.previous_stable
@@ -249,9 +248,11 @@ def _finished(state: RolloutState) -> Transition | None:
     return None
 
 
-def _abort_into(new: RolloutState, message: str) -> None:
+def _back_to_stable(new: RolloutState, message: str, text: str) -> Transition:
+    """All traffic to stable at once: the rollout ends aborted, `message` saying why."""
     new.route = Route(stable=new.stable.slot, candidate=new.candidate.slot if new.candidate else None)
     new.settle("Degraded", message)
+    return Transition.to(new, text)
 
 
 def _advance(new: RolloutState) -> Transition:
