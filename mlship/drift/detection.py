@@ -24,6 +24,7 @@ from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
 from mlship.drift.frames import Frame, iter_frames
 from mlship.predlog.reader import ReadReport
+from mlship.predlog.schema import answered_mask, error_mask
 from mlship.errors import InvalidInputError, UsageError
 from mlship.metrics import Classification, Regression, RocAuc, label_text
 
@@ -187,12 +188,11 @@ def _window_summary(key: tuple[float, float, str], group: _Group, reference: Pro
 
 
 def _ok_rows(frame: Frame) -> np.ndarray:
-    """Rows that are predictions (status 200, when the log says)."""
+    """Rows that are predictions (answered: predlog's one definition, when the log says)."""
     status = frame.meta.get("status")
     if status is None:
         return np.ones(frame.rows, dtype=bool)
-    return np.asarray([s == 200 or s is None for s in status.tolist()], dtype=bool) if status.dtype == object \
-        else (status == 200) | np.isnan(status)
+    return answered_mask(status)
 
 
 def _rows(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
@@ -298,11 +298,7 @@ class Operations:
         self.requests += int(mask.sum())
         status = frame.meta.get("status")
         if status is not None:
-            values = status[mask]
-            if values.dtype == object:
-                self.errors += sum(1 for s in values.tolist() if s is not None and s != 200)
-            else:
-                self.errors += int(((values != 200) & ~np.isnan(values)).sum())
+            self.errors += int(error_mask(status[mask]).sum())  # predlog's one definition of an error
         latency = frame.meta.get("latency_ms")
         if latency is not None and latency.dtype.kind == "f":
             values = latency[mask]
