@@ -11,7 +11,6 @@ The data generator and the model trainer are also used by examples/readmission.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -160,100 +159,43 @@ class DemoError(Exception):
     pass
 
 
-def mlship(*args: str) -> tuple[int, dict[str, Any] | None, str]:
-    """Run one mlship command in this process; its JSON result, and its stderr."""
-    from mlship.cli import main
-    from mlship.console import Console
-
-    out, err = io.StringIO(), io.StringIO()
-    code = main(["--json", *args], console=Console(stdout=out, stderr=err, stdin=io.StringIO()))
-    text = out.getvalue().strip()
-    try:
-        doc = json.loads(text) if text else None
-    except ValueError:
-        doc = None
-    return int(code), doc, err.getvalue().strip()
-
-
 def run_demo(directory: Path, say: Callable[[str], None], *, seconds_per_step: float = 2.0) -> dict[str, Any]:
+    """Every stage through the same use cases the commands call; the summary `mlship demo` prints."""
+    from mlship.config import load_config
+
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"directory": str(directory)}
     started = time.perf_counter()
 
-    def expect(code: int, wanted: int, what: str, err: str) -> None:
-        if code != wanted:
-            raise DemoError(f"{what} exited {code}, expected {wanted}: {err.splitlines()[-1] if err else ''}")
-
     say("1/8 data and models: synthetic patient stays (generated, no real patients), two model versions")
     models = train_models(directory / "data")
-    data = directory / "data"
-    (directory / "mlship.yaml").write_text(_config(directory, models))
-    cfg = ["-c", str(directory / "mlship.yaml")]
+    config_path = directory / "mlship.yaml"
+    config_path.write_text(_config(directory, models))
+    cfg = load_config(config_path)
 
     say("2/8 check 1.1.0: validity, smoke run, latency, quality floor, agreement with 1.0.0")
-    code, doc, err = mlship(*cfg, "check", str(models["1.1.0"]), "--baseline", str(models["1.0.0"]),
-                            "--min-agreement", "0.6", "--tolerance", "1")
-    expect(code, 0, "check", err)
-    metrics = (doc or {}).get("quality", {}).get("metrics", {})
-    summary["check"] = {"exit_code": code, "metrics": metrics}
+    summary["check"] = _check(cfg, models)
+    metrics = summary["check"]["metrics"]
     if metrics:
         say(f"    accuracy {metrics.get('accuracy', 0):.3f}, ROC AUC {metrics.get('roc_auc', 0):.3f}")
 
     say("3/8 edge bundle, pushed to two targets at once (hybrid), channel stable")
-    code, doc, err = mlship(*cfg, "build", "--edge", str(models["1.1.0"]), "--model-version", "1.1.0",
-                            "--output-dir", str(directory / "dist"))
-    expect(code, 0, "build --edge", err)
-    bundle = doc["path"]
-    code, doc, err = mlship(*cfg, "push", bundle, "--to-all", "--name", "readmission", "--artifact-version", "1.1.0")
-    expect(code, 0, "push", err)
-    for target in ("cloud", "onprem"):
-        code, _, err = mlship(*cfg, "promote", "readmission", "1.1.0", "--channel", "stable", "--to", target)
-        expect(code, 0, "promote", err)
-    summary["bundle"] = bundle
+    summary["bundle"] = _ship_bundle(cfg, models["1.1.0"], directory / "dist")
 
     say("4/8 batch scoring of 5,000 historical stays")
-    scored = directory / "dist" / "history-scored.csv"
-    code, doc, err = mlship(*cfg, "predict", str(models["1.0.0"]), "--input", str(data / "history.csv"),
-                            "--output", str(scored), "--keep-columns", "stay_id")
-    expect(code, 0, "predict", err)
-    summary["scored"] = str(scored)
+    summary["scored"] = _score(cfg, models["1.0.0"], directory / "data" / "history.csv",
+                               directory / "dist" / "history-scored.csv")
 
     say("5/8 serving 1.0.0 (blue, stable) and 1.1.0 (green, candidate) with prediction logs")
     servers = [_Server(models["1.0.0"], "1.0.0", "blue", directory), _Server(models["1.1.0"], "1.1.0", "green", directory)]
     try:
         for server in servers:
             server.start()
-        route_file = directory / "route.json"
-        (directory / "mlship.yaml").write_text(_config(directory, models, servers))
-        traffic = _Traffic(route_file, {s.slot: s.url for s in servers}, data / "sample.csv")
-
+        config_path.write_text(_config(directory, models, servers))
+        traffic = _Traffic(directory / "route.json", {s.slot: s.url for s in servers}, directory / "data" / "sample.csv")
         say("6/8 rollout: shadow, then canary 20 -> 50 -> 100, each step behind the analysis gate")
-        code, doc, err = mlship(*cfg, "rollout", "start", "readmission", "--strategy", "shadow",
-                                "--candidate", "1.1.0", "--stable", "1.0.0")
-        expect(code, 0, "rollout start", err)
-        traffic.run(seconds_per_step)
-        code, doc, err = mlship(*cfg, "rollout", "step", "readmission")
-        expect(code, 0, "rollout step (shadow)", err)
-        shadow = (doc.get("gate") or {}).get("shadow") or {}
-        if shadow.get("agreement") is not None:
-            say(f"    shadow: {shadow['joined']} requests seen by both versions, "
-                f"{shadow['agreement']:.1%} same answer")
-        summary["shadow"] = shadow
-        code, doc, err = mlship(*cfg, "rollout", "promote", "readmission")
-        expect(code, 0, "rollout promote", err)
-        while True:
-            say(f"    {doc['message']}")
-            traffic.run(seconds_per_step)
-            code, doc, err = mlship(*cfg, "rollout", "step", "readmission")
-            expect(code, 0, "rollout step", err)
-            if doc["rollout"]["phase"] == "Healthy":
-                say(f"    {doc['message']}")
-                break
-        summary["rollout"] = {"phase": doc["rollout"]["phase"], "stable": doc["rollout"]["stable"],
-                              "requests": traffic.sent, "failed": traffic.failed}
-        if traffic.failed:
-            raise DemoError(f"{traffic.failed} of {traffic.sent} requests failed during the rollout")
+        summary.update(_roll_out(load_config(config_path), traffic, say, seconds_per_step))
     finally:
         for server in servers:
             server.stop()
@@ -263,17 +205,99 @@ def run_demo(directory: Path, say: Callable[[str], None], *, seconds_per_step: f
     write_week(models["1.1.0"], week)
 
     say("8/8 drift report per day against the training data")
-    report = directory / "reports" / "drift.html"
-    code, doc, err = mlship(*cfg, "drift", "--reference", str(data / "train.csv"), "--current", str(week),
-                            "--window", "1d", "--html", str(report), "--markdown",
-                            str(directory / "reports" / "drift.md"), "--json", "-", "--fail-on", "window")
-    if code not in (0, 4):
-        raise DemoError(f"drift exited {code}: {err}")
-    windows = (doc or {}).get("windows", [])
-    drifted = [w.get("label") or w.get("start") for w in windows if w.get("dataset_drift")]
-    summary["drift"] = {"exit_code": code, "report": str(report), "windows": len(windows), "drifted_windows": drifted}
+    summary["drift"] = _drift(cfg, directory / "data" / "train.csv", week, directory / "reports")
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
+
+
+def _check(cfg: Any, models: dict[str, Path]) -> dict[str, Any]:
+    """Check 1.1.0 against its quality floor and against 1.0.0; a failed check stops the demo."""
+    from mlship.check import CheckOptions, run_check
+
+    report = run_check(CheckOptions(model=models["1.1.0"], sample=cfg.resolve(cfg.sample), labels=cfg.check.labels,
+                                    baseline=models["1.0.0"], tolerance=1.0, min_agreement=0.6,
+                                    min_metric=cfg.check.min_metric))
+    if not report.passed:
+        raise DemoError(f"check failed: {'; '.join(f'{c.name}: {c.detail}' for c in report.failures())}")
+    return {"exit_code": 0, "metrics": report.quality.metrics if report.quality else {}}
+
+
+def _ship_bundle(cfg: Any, model: Path, output_dir: Path) -> str:
+    """Build the edge bundle, push it to every configured target, point `stable` at it in each."""
+    from mlship.bundles.service import BundleRequest, build_edge_bundle
+    from mlship.targets.service import PushRequest, promote_channel, push_artifacts
+
+    built = build_edge_bundle(BundleRequest.from_config(cfg, model, cfg.name, "1.1.0", output_dir=output_dir))
+    bundle = built.bundle.path
+    report = push_artifacts(PushRequest(artifact=Path(bundle), name=cfg.name, version="1.1.0",
+                                        targets=list(cfg.targets), configured=cfg.targets))
+    failure = report.failure()
+    if failure is not None:
+        raise DemoError(failure.one_line())
+    for target in cfg.targets:
+        promote_channel(cfg.name, "1.1.0", "stable", target, cfg.targets)
+    return bundle
+
+
+def _score(cfg: Any, model: Path, source: Path, output: Path) -> str:
+    """Score the historical stays into a CSV that keeps each stay's id."""
+    from mlship.batch.job import PredictOptions
+    from mlship.batch.run import run_predict
+
+    run_predict(PredictOptions(model=model, input=str(source), output=output, keep_columns=["stay_id"],
+                               name=cfg.name, version=cfg.version))
+    return str(output)
+
+
+def _roll_out(cfg: Any, traffic: "_Traffic", say: Callable[[str], None], seconds_per_step: float) -> dict[str, Any]:
+    """Shadow 1.1.0 beside 1.0.0, then promote it to a canary and step it to 100% behind the gate."""
+    from mlship.rollout import engine
+    from mlship.rollout.service import open_rollout
+
+    def verb(what: str, action: Callable[..., Any], **options: Any) -> dict[str, Any]:
+        rollout = open_rollout(cfg, "readmission")
+        engine.take_view(rollout)  # as the command does: what this verb moves on from
+        doc = action(rollout, **options).to_json()  # the document `mlship rollout ... --json` prints
+        if doc["exit_code"] != 0:
+            raise DemoError(f"rollout {what} exited {doc['exit_code']}, expected 0: {doc['message']}")
+        return doc
+
+    verb("start", engine.start, strategy="shadow", candidate="1.1.0", stable="1.0.0")
+    traffic.run(seconds_per_step)
+    doc = verb("step (shadow)", engine.step)
+    shadow = (doc.get("gate") or {}).get("shadow") or {}
+    if shadow.get("agreement") is not None:
+        say(f"    shadow: {shadow['joined']} requests seen by both versions, {shadow['agreement']:.1%} same answer")
+    doc = verb("promote", engine.promote)
+    while True:
+        say(f"    {doc['message']}")
+        traffic.run(seconds_per_step)
+        doc = verb("step", engine.step)
+        if doc["rollout"]["phase"] == "Healthy":
+            say(f"    {doc['message']}")
+            break
+    if traffic.failed:
+        raise DemoError(f"{traffic.failed} of {traffic.sent} requests failed during the rollout")
+    return {"shadow": shadow, "rollout": {"phase": doc["rollout"]["phase"], "stable": doc["rollout"]["stable"],
+                                          "requests": traffic.sent, "failed": traffic.failed}}
+
+
+def _drift(cfg: Any, reference: Path, current: Path, reports: Path) -> dict[str, Any]:
+    """A drift report per day, in HTML and Markdown, judged as `--fail-on window` judges it
+    (exit code 4 when a day drifted: what starts retraining in CI)."""
+    from mlship.drift import run
+    from mlship.errors import ExitCode
+
+    options = run.drift_options(cfg.monitoring.overridden(reference=str(reference)), current=str(current), window="1d")
+    request = run.DriftRequest(options=options, html=reports / "drift.html", markdown=reports / "drift.md",
+                               fail_on=["window"])
+    run.prepare(request)
+    report = run.analyse(request)
+    verdict = run.act(request, report)
+    windows = report.document()["windows"]
+    drifted = [w.get("label") or w.get("start") for w in windows if w.get("dataset_drift")]
+    code = ExitCode.CHECK_FAILED if verdict.failed else ExitCode.OK
+    return {"exit_code": int(code), "report": str(request.html), "windows": len(windows), "drifted_windows": drifted}
 
 
 def _config(directory: Path, models: dict[str, Path], servers: list["_Server"] | None = None) -> str:

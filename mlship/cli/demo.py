@@ -25,8 +25,9 @@ def demo(
     target = directory or default_directory()
     try:
         summary = run_demo(target, console.info, seconds_per_step=step_seconds)
-    except DemoError as exc:
-        raise MlshipError(f"demo stopped: {exc}", hint=f"Everything so far is in {target}") from None
+    except (DemoError, MlshipError) as exc:  # a stage that failed: say which, and where its files are
+        reason = exc.one_line() if isinstance(exc, MlshipError) else str(exc)
+        raise MlshipError(f"demo stopped: {reason}", hint=f"Everything so far is in {target}") from None
 
     def render(out) -> None:
         drift = summary["drift"]

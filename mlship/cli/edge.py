@@ -24,27 +24,16 @@ def sync(
     device: Optional[str] = typer.Option(None, "--device", help="Device id under NAME/logs/ [host name]."),
 ) -> None:
     """Download the channel's bundle when it changed, verify it, switch to it atomically."""
-    import socket
-
-    from mlship.edge.device import sync as sync_dir
+    from mlship.edge.service import SyncRequest, sync_device
     from mlship.errors import UsageError
-    from mlship.names import check_name
-    from mlship.targets.base import open_target
 
     cfg = config_for(ctx)
     bundle_name = name or cfg.name
     if not bundle_name:
         raise UsageError("no bundle name", hint="Pass --name or set `name:` in mlship.yaml")
-    # All three end up in paths and keys: checked before anything is read or written.
-    check_name(bundle_name, "name")
-    check_name(channel, "channel")
-    device_id = check_name(device or socket.gethostname(), "device") if upload_logs is not None else None
-    target = open_target(source, cfg.targets)
-    result = sync_dir(target, bundle_name, channel, directory, public_key)
-    if upload_logs is not None:
-        from mlship.edge.device import upload_logs as ship
-
-        result["uploaded_logs"] = ship(target, bundle_name, upload_logs, device_id)
+    result = sync_device(SyncRequest(source=source, name=bundle_name, channel=channel, directory=directory,
+                                     public_key=public_key, upload_logs=upload_logs, device=device,
+                                     configured=cfg.targets))
     state(ctx).console.result(result, lambda out: out.print(
         f"{bundle_name}@{channel}: {result['version']}"
         + ((f" (replaced a local copy that failed verification, {result['downloaded']:,} bytes)"

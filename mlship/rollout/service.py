@@ -1,0 +1,58 @@
+"""Opening a rollout as mlship.yaml describes it (its state store, router and
+gate settings), for `mlship rollout` and for the demo, which drive the verbs in
+`engine.py` on what this returns."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Callable
+
+from mlship.errors import UsageError
+from mlship.names import check_name
+
+if TYPE_CHECKING:
+    from mlship.config import Config
+    from mlship.rollout.transaction import Rollout
+
+# Router settings that are paths: relative ones are relative to mlship.yaml.
+_PATH_SETTINGS = ("config", "main_config", "prefix", "template", "path")
+
+
+def open_rollout(cfg: "Config", name: str, logs: list[str] | None = None,
+                 notify: Callable[[str], None] | None = None) -> "Rollout":
+    """The rollout NAME: state in `rollout.state` (a path, URL or a named target), the
+    configured router (opened on first use), the analysis gate over `logs` (or `rollout.logs`).
+    `notify` is told when a verb has to wait for another one's lock."""
+    from mlship.rollout.engine import Rollout
+    from mlship.rollout.routers import open_router
+    from mlship.rollout.state import open_store
+
+    check_name(name, "rollout name")
+    ro = cfg.rollout
+    spec, settings = ro.state, None
+    if spec and spec in cfg.targets:  # a named target: its URL and its settings (endpoint, region, profile, SSE)
+        settings = cfg.targets[spec].model_dump(exclude={"type", "url"})
+        spec = cfg.targets[ro.state].url
+    store = open_store(spec, cfg.base_dir, settings)
+    router_settings = ro.router.model_dump() if ro.router else None
+    if router_settings:
+        for key in _PATH_SETTINGS:
+            if router_settings.get(key):
+                router_settings[key] = str(cfg.resolve(router_settings[key]))
+    log_specs = [str(cfg.resolve(p)) for p in (logs or ro.logs)]
+    return Rollout(name=name, store=store, router_factory=lambda: open_router(router_settings, name),
+                   analysis=ro.analysis, logs=log_specs, default_steps=[float(s) for s in ro.steps],
+                   default_pause_s=parse_duration(ro.pause) if ro.pause else 0.0, default_strategy=ro.strategy,
+                   notify=notify)
+
+
+def parse_duration(text: str) -> float:
+    """30s, 10m, 1h, 1h30m, or plain seconds."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"duration {text!r}: expected e.g. 30s, 10m, 1h30m")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    return sum(float(n) * scale[u] for n, u in parts)
