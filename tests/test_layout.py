@@ -110,6 +110,13 @@ def test_no_import_cycles_between_packages():
     assert not found, "\n".join(describe(graph, component) for component in found)
 
 
+def test_core_modules_never_import_the_cli():
+    """cli/ parses and renders; everything below it works without it (only `python -m mlship` starts it)."""
+    offenders = [f"{module}:{line} imports {target}" for module in MODULES for target, line in imports_of(module)
+                 if unit(target) == "mlship.cli" and unit(module) not in {"mlship.cli", "mlship.__main__"}]
+    assert not offenders, "\n".join(offenders)
+
+
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b": ""}, "b": {"c": ""}, "c": {"a": ""}, "d": {"a": ""}}) == [["a", "b", "c"]]
 
