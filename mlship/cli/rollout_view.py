@@ -9,7 +9,6 @@ as an emoji."""
 
 from __future__ import annotations
 
-import re
 import time
 from typing import List, Optional
 
@@ -20,30 +19,16 @@ from mlship.errors import UsageError
 from mlship.names import check_name
 from mlship.rollout.engine import Outcome, Rollout, status
 from mlship.rollout.reports import GateReport, ShadowReport
-from mlship.rollout.routers import open_router
-from mlship.rollout.state import AuditEntry, Route, open_store
+from mlship.rollout.service import parse_duration  # noqa: F401  (mlship/cli/rollout.py takes it from here)
+from mlship.rollout.state import AuditEntry, Route
 
 
 def open_rollout(ctx: typer.Context, name: str, logs: Optional[List[str]] = None) -> Rollout:
     """The rollout NAME as mlship.yaml (and --logs) describe it: its state store, router and gate."""
-    check_name(name, "rollout name")
-    cfg = config_for(ctx)
-    ro = cfg.rollout
-    spec, settings = ro.state, None
-    if spec and spec in cfg.targets:  # a named target: its URL and its settings (endpoint, region, profile, SSE)
-        settings = cfg.targets[spec].model_dump(exclude={"type", "url"})
-        spec = cfg.targets[ro.state].url
-    store = open_store(spec, cfg.base_dir, settings)
-    router_settings = ro.router.model_dump() if ro.router else None
-    if router_settings:
-        for key in ("config", "main_config", "prefix", "template", "path"):
-            if router_settings.get(key):
-                router_settings[key] = str(cfg.resolve(router_settings[key]))
-    log_specs = [str(cfg.resolve(p)) for p in (logs or ro.logs)]
-    return Rollout(name=name, store=store, router_factory=lambda: open_router(router_settings, name),
-                   analysis=ro.analysis, logs=log_specs, default_steps=[float(s) for s in ro.steps],
-                   default_pause_s=parse_duration(ro.pause) if ro.pause else 0.0, default_strategy=ro.strategy,
-                   notify=lambda text: _note(ctx, text, json_too=True))
+    from mlship.rollout.service import open_rollout as open_configured
+
+    check_name(name, "rollout name")  # before mlship.yaml is read
+    return open_configured(config_for(ctx), name, logs, notify=lambda text: _note(ctx, text, json_too=True))
 
 
 def _text(value: object):
@@ -59,18 +44,6 @@ def _note(ctx: typer.Context, text: str, *, json_too: bool = False) -> None:
     console = state(ctx).console
     if not console.quiet and (json_too or not console.json_output):
         console.err.print(_text(text))
-
-
-def parse_duration(text: str) -> float:
-    """30s, 10m, 1h, 1h30m, or plain seconds."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise UsageError(f"duration {text!r}: expected e.g. 30s, 10m, 1h30m")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    return sum(float(n) * scale[u] for n, u in parts)
 
 
 def parse_steps(text: str) -> list[float]:
