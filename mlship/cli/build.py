@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from mlship.cli._common import config_for, state
+
+if TYPE_CHECKING:
+    from mlship.bundles.write import BundleResult
+    from mlship.images.service import BuildRequest, BuildResult
 
 
 def build(
@@ -64,7 +68,7 @@ def build(
     _build_image(ctx, BuildRequest(options=options, builder=cfg.build.image.builder, store=store))
 
 
-def _build_image(ctx: typer.Context, request) -> None:
+def _build_image(ctx: typer.Context, request: "BuildRequest") -> None:
     from mlship.cli.progress import RowProgress
     from mlship.images.service import build_image
 
@@ -78,7 +82,7 @@ def _build_image(ctx: typer.Context, request) -> None:
     console.result(built.image.model_dump(mode="json"), lambda out: _render_image(out, built))
 
 
-def _render_image(out: Any, built) -> None:
+def _render_image(out: Any, built: "BuildResult") -> None:
     result = built.image
     out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} "
               f"layers, {result.builder}) in {result.seconds:.1f} s; recorded as {result.name} {result.version} "
@@ -105,7 +109,7 @@ def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: s
     console.result(result.model_dump(mode="json"), lambda out: _render_bundle(out, result, signed=bool(request.options.signing_key)))
 
 
-def _render_bundle(out: Any, result, *, signed: bool) -> None:
+def _render_bundle(out: Any, result: "BundleResult", *, signed: bool) -> None:
     out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {'signed' if signed else 'unsigned'}, "
               f"sha256 {result.sha256[:12]})", markup=False)
     q = result.manifest.get("quantization")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
 from mlship.cli._common import config_for, state
+
+if TYPE_CHECKING:
+    from mlship.images.service import PushImageRequest
+    from mlship.targets.service import PushReport, PushRequest
 
 
 def push(
@@ -45,7 +49,7 @@ def push(
                                     targets=targets, configured=cfg.targets, dry_run=dry_run))
 
 
-def _push_image(ctx: typer.Context, request) -> None:
+def _push_image(ctx: typer.Context, request: "PushImageRequest") -> None:
     from mlship.images.service import push_image, push_label
 
     console = state(ctx).console
@@ -54,7 +58,7 @@ def _push_image(ctx: typer.Context, request) -> None:
     console.result(result.model_dump(), lambda out: out.print(f"pushed {result.reference}", markup=False))
 
 
-def _push_artifact(ctx: typer.Context, request) -> None:
+def _push_artifact(ctx: typer.Context, request: "PushRequest") -> None:
     from mlship.cli.progress import RowProgress
     from mlship.targets.service import push_artifacts
 
@@ -68,7 +72,7 @@ def _push_artifact(ctx: typer.Context, request) -> None:
         raise failure
 
 
-def _render_push(out: Any, report, *, dry_run: bool) -> None:
+def _render_push(out: Any, report: "PushReport", *, dry_run: bool) -> None:
     from rich.table import Table
 
     from mlship.console import plain

@@ -28,9 +28,10 @@ def start(
     slot: Optional[str] = typer.Option(None, "--slot", help="Slot the candidate runs in [the one stable is not on]."),
 ) -> None:
     """Start rolling out CANDIDATE: canary at the first step, blue-green preview, or shadow mirroring."""
-    from mlship.cli.rollout_view import finish, open_rollout, parse_duration, parse_steps
+    from mlship.cli.rollout_view import finish, open_rollout, parse_steps
     from mlship.errors import UsageError
     from mlship.rollout import engine
+    from mlship.rollout.service import parse_duration
 
     r = open_rollout(ctx, name)
     strategy = strategy or r.default_strategy

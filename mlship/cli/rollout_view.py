@@ -19,7 +19,6 @@ from mlship.errors import UsageError
 from mlship.names import check_name
 from mlship.rollout.engine import Outcome, Rollout, status
 from mlship.rollout.reports import GateReport, ShadowReport
-from mlship.rollout.service import parse_duration  # noqa: F401  (mlship/cli/rollout.py takes it from here)
 from mlship.rollout.state import AuditEntry, Route
 
 
