@@ -81,7 +81,7 @@ class Console:
 
     def document(self, data: dict[str, Any]) -> None:
         """Emit a command's result as one JSON document on stdout, whatever the output
-        mode (a command's own `--json -`, as `drift` has)."""
+        mode (a command's own `--json-out -`, as `drift` has)."""
         self.emitted_result = True
         self._stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
         self._stdout.flush()

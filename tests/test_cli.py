@@ -98,10 +98,10 @@ def test_no_prompt_without_a_tty(tmp_path):
     assert (tmp_path / "mlship.yaml").read_text() == "name: keep\n"
 
 
-def test_drift_keeps_its_own_json_option_even_after_global_options():
-    assert hoist_global_flags(["-c", "m.yaml", "drift", "-c", "cur", "--json", "-"]) == [
-        "-c", "m.yaml", "drift", "-c", "cur", "--json", "-"]
-    assert hoist_global_flags(["-q", "drift", "--json", "r.json"])[:2] == ["-q", "drift"]
+def test_the_global_json_is_hoisted_after_every_command_including_drift():
+    assert hoist_global_flags(["-c", "m.yaml", "drift", "-c", "cur", "--json"]) == [
+        "--json", "-c", "m.yaml", "drift", "-c", "cur"]
+    assert hoist_global_flags(["drift", "--json", "-c", "cur"]) == ["--json", "drift", "-c", "cur"]
     assert hoist_global_flags(["check", "m.onnx", "--json"]) == ["--json", "check", "m.onnx"]
 
 

@@ -17,12 +17,10 @@ from typer.exceptions import TyperException
 from mlship import __version__
 from mlship.cli.lazy import LazyCommand, LazyGroup
 from mlship.console import Console
-from mlship.errors import ExitCode, MlshipError, exit_code_for
+from mlship.errors import ExitCode, MlshipError, UsageError, exit_code_for
 
 # Options accepted anywhere on the command line (`mlship check m.onnx --json`).
 GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--verbose", "-v"}
-# Commands whose own --json takes a value (`mlship drift ... --json report.json`).
-OWN_JSON = {"drift"}
 
 
 @dataclass
@@ -127,15 +125,18 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
         head, tail = argv[:cut], argv[cut:]
     else:
         head, tail = argv, []
-    command = next((a for a in head if a in OWN_JSON), None)
-    cut = head.index(command) + 1 if command else None
-
-    def hoisted(i: int, arg: str) -> bool:
-        return arg in GLOBAL_FLAGS and not (cut is not None and i >= cut and arg == "--json")
-
-    flags = [a for i, a in enumerate(head) if hoisted(i, a)]
-    rest = [a for i, a in enumerate(head) if not hoisted(i, a)]
+    flags = [a for a in head if a in GLOBAL_FLAGS]
+    rest = [a for a in head if a not in GLOBAL_FLAGS]
     return flags + rest + tail
+
+
+def _refuse_json_value(argv: list[str]) -> None:
+    """`--json=FILE` (drift's old report option): --json is a flag everywhere."""
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    given = next((a for a in head if a.startswith("--json=")), None)
+    if given is not None:
+        raise UsageError(f"{given}: --json takes no value",
+                         hint=f"For drift's report file use --json-out {given.partition('=')[2]}")
 
 
 def main(argv: list[str] | None = None, console: Console | None = None) -> int:
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None, console: Console | None = None) -> int:
     args = hoist_global_flags(list(sys.argv[1:] if argv is None else argv))
     state = State(console=console or Console())
     try:
+        _refuse_json_value(args)
         # Without standalone mode typer returns the code of an Exit it caught
         # (--help, --version, and 130 for Ctrl-C) instead of raising it.
         code = app(args=args, prog_name="mlship", standalone_mode=False, obj=state)

@@ -18,7 +18,7 @@ def drift(
     min_rows: Optional[int] = typer.Option(None, "--min-rows", help="Fewer values than this: too small to judge [200]."),
     drift_share: Optional[float] = typer.Option(None, "--drift-share", help="Share of drifted columns that is dataset drift [0.5]."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Ground truth file (request_id, label) joined to the logs."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the JSON report to FILE, or - for stdout."),
+    json_out: Optional[str] = typer.Option(None, "--json-out", help="Write the JSON report to FILE, or - for stdout."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (CI job pages)."),
     fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset (default), any, window, column:NAME (repeatable)."),
@@ -26,6 +26,7 @@ def drift(
     webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON summary to this http(s) URL (a 2xx answer; redirects not followed)."),
     strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
+    stray: Optional[List[str]] = typer.Argument(None, hidden=True),
 ) -> None:
     """Compare current data or prediction logs with a reference: drift, performance, operations.
 
@@ -34,8 +35,9 @@ def drift(
     from mlship.drift import run
     from mlship.errors import CheckFailedError
 
-    cfg = config_for(ctx)
     console = state(ctx).console
+    _refuse_stray(stray, json_given=console.json_output)
+    cfg = config_for(ctx)
     settings = cfg.monitoring.overridden(  # flag > env > file > default
         reference=reference or (str(cfg.resolve(cfg.monitoring.reference)) if cfg.monitoring.reference else None),
         drift_share=drift_share)
@@ -55,8 +57,20 @@ def drift(
         raise CheckFailedError(verdict.message)
 
 
+def _refuse_stray(stray: Optional[List[str]], *, json_given: bool) -> None:
+    """drift takes no arguments; after --json one is the old `--json FILE` form."""
+    from mlship.errors import UsageError
+
+    if not stray:
+        return
+    if json_given:
+        raise UsageError(f"drift --json {stray[0]!r}: --json takes no value now",
+                         hint=f"Write the report with --json-out {stray[0]} (--json-out - for stdout)")
+    raise UsageError(f"drift takes no arguments, got {stray[0]!r}", hint="Pass the data with --current")
+
+
 def _show(console, report, *, to_stdout: bool) -> None:
-    """The report on stdout: the JSON document for `--json -`, else the terminal view
+    """The report on stdout: the JSON document for `--json-out -`, else the terminal view
     (or the document with the global --json)."""
     from mlship.drift.render import render_terminal
 

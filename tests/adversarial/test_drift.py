@@ -100,7 +100,7 @@ def test_a_type_change_is_a_drift_finding_in_every_output(tmp_path, type_cases, 
     in the terminal, JSON, HTML and Markdown reports; the column beside it is judged normally."""
     ref_args, cur = type_cases[case]
     out = {"json": tmp_path / "r.json", "html": tmp_path / "r.html", "md": tmp_path / "r.md"}
-    result = run("drift", "-r", *ref_args, "-c", str(cur[0]), "--json", str(out["json"]), "--html",
+    result = run("drift", "-r", *ref_args, "-c", str(cur[0]), "--json-out", str(out["json"]), "--html",
                  str(out["html"]), "--markdown", str(out["md"]), "--fail-on", "column:x")
     assert result.code == 4, result.stderr
     assert "internal error" not in result.stderr and "drift found (column:x)" in result.stderr
@@ -122,7 +122,7 @@ def test_a_type_change_is_a_drift_finding_in_every_output(tmp_path, type_cases, 
 def test_a_type_change_counts_its_text_values(type_cases, tmp_path):
     """The finding says how many values changed type and shows an example of them."""
     ref_args, cur = type_cases["csv-some-na"]
-    result = run("drift", "-r", *ref_args, "-c", str(cur[0]), "--json", "-")
+    result = run("drift", "-r", *ref_args, "-c", str(cur[0]), "--json-out", "-")
     assert result.code == 0 or result.code == 4, result.stderr
     x = {c["name"]: c for c in json.loads(result.stdout)["columns"]}["x"]
     assert x["type"]["current_values"] == {"numbers": N - N // 10, "text": N // 10}
@@ -212,7 +212,7 @@ def test_a_redirect_is_not_delivery_and_is_not_followed(tmp_path, receiver, smal
     """No redirect is followed: a POST never becomes an empty GET, and the body is never re-sent
     to wherever the receiver points; the user is told where it pointed (redacted)."""
     report = tmp_path / "r.json"
-    result = _drift(small, "--webhook", f"{receiver.url}/status/{code}", "--json", str(report))
+    result = _drift(small, "--webhook", f"{receiver.url}/status/{code}", "--json-out", str(report))
     assert result.code == 7, result.stderr
     assert f"answered {code} (a redirect to {receiver.url}/landed?…)" in result.stderr
     assert "LOCATIONSECRET" not in result.stderr + result.stdout
@@ -282,7 +282,7 @@ def test_a_bad_webhook_url_is_a_usage_error_before_any_work(tmp_path, url):
     target = Path("/tmp/x")
     before = target.stat().st_mtime_ns if target.exists() else None
     result = run("drift", "-r", str(tmp_path / "nope.csv"), "-c", str(tmp_path / "nope.csv"), "--webhook", url,
-                 "--json", str(report))
+                 "--json-out", str(report))
     assert result.code == 2, result.stderr
     assert result.stderr.startswith("error: --webhook") and result.stderr.count("\n") == 1
     assert "XXSECRET" not in result.stderr and "not found" not in result.stderr
@@ -418,7 +418,7 @@ def test_every_broken_profile_is_refused_with_exit_3(tmp_path, profile_doc, smal
         else:
             path.write_text(json.dumps(doc))
         report = tmp_path / f"r{i}.json"
-        drift = run("drift", "-r", str(path), "-c", str(cur), "--json", str(report))
+        drift = run("drift", "-r", str(path), "-c", str(cur), "--json-out", str(report))
         merged = tmp_path / f"m{i}.json"
         merge = run("profile", str(path), str(path), "-o", str(merged))
         for result in (drift, merge):

@@ -1,4 +1,4 @@
-"""Benchmark: `mlship drift --html --json` against Evidently's DataDriftPreset.
+"""Benchmark: `mlship drift --html --json-out` against Evidently's DataDriftPreset.
 
 1,000,000 rows x 20 numeric columns for reference and for current, 5 of
 them shifted by 0.2 standard deviations, in Parquet. Both tools read the
@@ -85,7 +85,7 @@ def main() -> None:
     ref, cur = make_data(work, args.rows)
 
     ours = timed([sys.executable, "-m", "mlship", "drift", "-r", str(ref), "-c", str(cur), "--html",
-                  str(work / "mlship.html"), "--json", str(work / "mlship.json")])
+                  str(work / "mlship.html"), "--json-out", str(work / "mlship.json")])
     our_flags = sorted(json.loads((work / "mlship.json").read_text())["drifted_columns"])
     print(f"mlship drift     {ours[0]:8.2f} s  peak RSS {ours[1]:7.0f} MB  flagged {our_flags}")
     result = {"rows": args.rows, "mlship_s": ours[0], "mlship_rss_mb": round(ours[1]), "mlship_flagged": our_flags}

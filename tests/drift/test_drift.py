@@ -139,7 +139,7 @@ def test_time_windows_find_drift_injected_in_the_last_days(tmp_path):
         shift = {"age": 12.0, "length_of_stay": 0.8} if day >= 5 else None
         write_log(logs / f"day{day}.jsonl", rng, START + timedelta(days=day), 24, 800, shift=shift)
     write_log(logs / "day7.jsonl", rng, START + timedelta(days=7), 1, 50)  # a thin last window
-    result = run("drift", "-r", str(ref), "-c", str(logs), "--window", "1d", "--json", "-", "--fail-on", "window")
+    result = run("drift", "-r", str(ref), "-c", str(logs), "--window", "1d", "--json-out", "-", "--fail-on", "window")
     assert result.code == 4
     report = json.loads(result.stdout)
     flags = [w["dataset_drift"] for w in report["windows"]]
@@ -188,7 +188,7 @@ def test_malformed_lines_are_counted_or_fatal_with_strict(tmp_path):
     lines.insert(10, "{not json")
     lines.insert(20, "[1, 2]")
     log.write_text("\n".join(lines) + "\n")
-    result = run("drift", "-r", str(log), "-c", str(log), "--json", "-")
+    result = run("drift", "-r", str(log), "-c", str(log), "--json-out", "-")
     assert result.code == 0, result.stderr
     read = json.loads(result.stdout)["read"]
     assert read["bad_lines"] == 4  # both lines, read once as reference and once as current
@@ -217,7 +217,7 @@ def test_reports_are_written_and_exit_codes_drive_ci(tmp_path, changed):
     ref, cur = changed
     marker = tmp_path / "retrained"
     out = {"json": tmp_path / "r.json", "html": tmp_path / "r.html", "md": tmp_path / "r.md"}
-    result = run("drift", "-r", str(ref), "-c", str(cur), "--json", str(out["json"]), "--html", str(out["html"]),
+    result = run("drift", "-r", str(ref), "-c", str(cur), "--json-out", str(out["json"]), "--html", str(out["html"]),
                  "--markdown", str(out["md"]), "--fail-on", "any", "--on-drift", f"cat $MLSHIP_DRIFT_REPORT > {marker}")
     assert result.code == 4
     assert json.loads(marker.read_text())["schema"] == "mlship.drift/v1"
@@ -234,7 +234,7 @@ def test_config_overrides_ignore_and_threshold(tmp_path, changed):
     (tmp_path / "mlship.yaml").write_text(
         f"monitoring:\n  reference: {ref}\n  columns:\n    variance: {{ignore: true}}\n"
         "    mean_shift: {threshold: 5.0}\n")
-    result = run("-c", str(tmp_path / "mlship.yaml"), "drift", "-c", str(cur), "--json", "-")
+    result = run("-c", str(tmp_path / "mlship.yaml"), "drift", "-c", str(cur), "--json-out", "-")
     report = json.loads(result.stdout)
     assert "variance" not in report["drifted_columns"] and "mean_shift" not in report["drifted_columns"]
 
@@ -301,8 +301,35 @@ def test_records_without_time_join_no_window_and_bad_windows_exit_2(tmp_path):
     with log.open("a") as fh:
         fh.write(json.dumps({"request_id": "no-ts", "model": "m", "version": "1", "inputs": {"age": 50.0},
                              "outputs": {}, "latency_ms": 1, "status": 200}) + "\n")
-    report = json.loads(run("drift", "-r", str(log), "-c", str(log), "--window", "1d", "--json", "-").stdout)
+    report = json.loads(run("drift", "-r", str(log), "-c", str(log), "--window", "1d", "--json-out", "-").stdout)
     assert [w["rows"] for w in report["windows"]] == [500, 500] and report["current"]["rows"] == 1001
     for bad in ("0h", "0rows", "0.5rows"):
         assert run("drift", "-r", str(log), "-c", str(log), "--window", bad).code == 2
     assert run("drift", "-r", str(log), "-c", str(log), "--drift-share", "1.5").code == 2
+
+
+def test_one_global_json_works_anywhere_on_the_drift_line(tmp_path, changed):
+    ref, cur = changed
+    after = run("drift", "-r", str(ref), "-c", str(cur), "--json")
+    before = run("drift", "--json", "-c", str(cur), "-r", str(ref))
+    assert after.code == before.code == 4, after.stderr + before.stderr  # drift found
+    assert json.loads(after.stdout)["schema"] == json.loads(before.stdout)["schema"] == "mlship.drift/v1"
+    assert json.loads(before.stdout)["drifted_columns"] == json.loads(after.stdout)["drifted_columns"]
+    both = run("drift", "-r", str(ref), "-c", str(cur), "--json-out", str(tmp_path / "r.json"), "--json")
+    assert json.loads(both.stdout) == json.loads((tmp_path / "r.json").read_text())
+
+
+@pytest.mark.parametrize("old", [["--json", "{out}"], ["--json={out}"], ["--json", "-"]])
+def test_the_old_json_file_form_is_refused_naming_json_out(tmp_path, changed, old):
+    ref, cur = changed
+    out = tmp_path / "r.json"
+    result = run("drift", "-r", str(ref), "-c", str(cur), *(a.format(out=out) for a in old))
+    assert result.code == 2
+    assert "--json takes no value" in result.stderr and "--json-out" in result.stderr
+    assert result.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_a_stray_drift_argument_is_a_usage_error(changed):
+    ref, cur = changed
+    result = run("drift", "-r", str(ref), "-c", str(cur), "extra")
+    assert result.code == 2 and "drift takes no arguments, got 'extra'" in result.stderr

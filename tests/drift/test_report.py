@@ -28,7 +28,7 @@ def test_a_report_document_validates_against_the_schema_and_reads_back(tmp_path:
         pq.write_table(pa.table({"x": rng.normal(shift, 1, 800), "k": rng.choice(["a", "b"], 800)}),
                        tmp_path / f"{name}.parquet")
     result = run("drift", "-r", str(tmp_path / "ref.parquet"), "-c", str(tmp_path / "cur.parquet"),
-                 "--window", "300rows", "--json", "-")
+                 "--window", "300rows", "--json-out", "-")
     assert result.code == 4, result.stderr
     document = json.loads(result.stdout)
     jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text()))
