@@ -11,9 +11,13 @@ from mlship.errors import MissingExtraError
 EXTRAS: dict[str, tuple[str, str]] = {
     "pyarrow": ("reading and writing Parquet", "parquet"),
     "boto3": ("S3, ECR and SageMaker", "aws"),
+    "google": ("Google Cloud Storage (gs://)", "gcp"),
+    "azure": ("Azure Blob Storage (az://)", "azure"),
     "docker": ("building images on the Docker engine", "docker"),
     "ray": ("the Ray batch engine", "ray"),
     "cryptography": ("signing and verifying edge bundles", "edge"),
+    "tuf": ("TUF metadata for edge releases", "edge"),
+    "securesystemslib": ("TUF metadata for edge releases", "edge"),
 }
 
 

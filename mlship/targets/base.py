@@ -128,6 +128,8 @@ def _schemes(names: list[str]) -> str:
 
 
 def _scheme(spec: str) -> str:
+    if spec.startswith("https://") and ".blob.core.windows.net" in spec.split("/")[2]:
+        return "az"  # Azure Blob Storage's own URLs name az targets (mlship/targets/azure.py)
     if "://" in spec:
         return spec.split("://", 1)[0]
     if spec.startswith(("/", ".")):

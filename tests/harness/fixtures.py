@@ -140,3 +140,27 @@ def chromium() -> str:
 def prometheus_factory() -> Iterator[Callable[[list[str]], services.Prometheus]]:
     """``start(["127.0.0.1:PORT", ...])`` -> a prometheus scraping those every second; stopped afterwards."""
     yield from _started(services.start_prometheus)
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[Any]:
+    """fake-gcs-server (tests/harness/clouds.py); ``.env`` points clients at it, ``.empty_target("gs")`` a new bucket."""
+    from tests.harness import clouds
+
+    server = _start(clouds.start_fake_gcs)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Any]:
+    """Azurite's blob service; ``.env`` points clients at it, ``.empty_target("az")`` a new container."""
+    from tests.harness import clouds
+
+    server = _start(clouds.start_azurite)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -26,6 +26,7 @@ import pytest
 SERVER_STARTERS = frozenset({
     "start_server", "start_docker_engine", "start_oci_registry", "start_moto_server", "start_nginx",
     "start_http_upstream", "start_prometheus", "start_counting_proxy", "start_split_registry",
+    "start_fake_gcs", "start_azurite",
 })
 # Fixtures that give a real service without calling a starter (a browser the test launches).
 SERVER_FIXTURES = frozenset({"chromium"})

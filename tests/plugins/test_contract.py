@@ -35,7 +35,7 @@ def test_every_plugin_keeps_the_interface(group, name):
 
 
 def test_the_built_in_plugins_are_registered_like_any_other():
-    assert installed("targets") == ["file", "registry", "s3"]
+    assert installed("targets") == ["az", "file", "gs", "registry", "s3"]
     assert installed("routers") == ["file", "nginx", "sagemaker"]
     assert installed("builders") == ["docker", "oci"]
     assert installed("runtimes") == []

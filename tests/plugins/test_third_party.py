@@ -160,4 +160,4 @@ def test_the_plugins_settings_validate_the_config(site, project):
     assert "mlship.yaml: targets.attic.colour: unknown key" in result.stderr
     # Without the package, its type is unknown and the installed ones are named.
     alone = run_process("push", "mlship.yaml", "--to", "attic", cwd=project)
-    assert alone.code == 2 and "targets.attic.type: unknown target type; installed: file, registry, s3" in alone.stderr
+    assert alone.code == 2 and "targets.attic.type: unknown target type; installed: az, file, gs, registry, s3" in alone.stderr

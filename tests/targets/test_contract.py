@@ -18,11 +18,11 @@ from mlship.targets.base import Target, open_target
 from tests.conftest import empty_target
 
 # kinds whose fixture starts a real server (the integration marker)
-SERVERS = {"s3"}
+SERVERS = {"s3", "gs", "az"}
 
 
 def _open(kind: str, request, tmp_path, monkeypatch) -> Target:
-    if kind in ("file", "s3"):
+    if kind in ("file", "s3", "gs", "az"):
         return open_target(empty_target(kind, request, tmp_path, monkeypatch), {})
     if kind == "registry":
         return load("targets", "registry", kind)(url="127.0.0.1:5000/ml/bc")
