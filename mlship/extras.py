@@ -16,8 +16,6 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "docker": ("building images on the Docker engine", "docker"),
     "ray": ("the Ray batch engine", "ray"),
     "cryptography": ("signing and verifying edge bundles", "edge"),
-    "tuf": ("TUF metadata for edge releases", "edge"),
-    "securesystemslib": ("TUF metadata for edge releases", "edge"),
 }
 
 
