@@ -345,7 +345,12 @@ def open_store(spec: str | None, base: Path, settings: dict[str, Any] | None = N
     """`s3://bucket/prefix` (with an s3 target's settings) or a directory [.mlship/rollouts beside mlship.yaml]."""
     if spec and spec.startswith("s3://"):
         return S3StateStore(spec, **(settings or {}))
+    from mlship.rollout.cloud_state import open_conditional_store  # gs://, az://: stores with conditional writes
+
+    cloud = open_conditional_store(spec, settings) if spec else None
+    if cloud is not None:
+        return cloud
     if spec and "://" in spec and not spec.startswith("file://"):
-        raise UsageError(f"rollout state {spec}: use a directory or s3://bucket/prefix")
+        raise UsageError(f"rollout state {spec}: use a directory, s3://, gs:// or az://bucket/prefix")
     path = Path(spec.removeprefix("file://")) if spec else Path(".mlship/rollouts")
     return FileStateStore(path if path.is_absolute() else base / path)
