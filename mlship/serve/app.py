@@ -1,4 +1,5 @@
-"""The ASGI application: Open Inference Protocol, /predict, /metrics.
+"""The ASGI application: Open Inference Protocol (JSON and binary tensors),
+KServe v1, /predict (mlship's and MLflow's formats), /metrics.
 
 Plain ASGI (no web framework) keeps the per-request cost low; routes are a
 handful of fixed paths.
@@ -8,18 +9,28 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from mlship import __version__
 from mlship import jsonfast
-from mlship.serve import protocol
+from mlship.serve import binary, protocol
 from mlship.serve.errors import RequestError
-from mlship.serve.instances import decode_instances
+from mlship.serve.formats import decode_predict
+from mlship.serve.instances import decode_rows
 from mlship.predlog.entries import row_outputs
 from mlship.serve.service import ModelService
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class BinaryAnswer:
+    """A JSON header followed by binary tensor data (binary tensor extension)."""
+
+    header: dict[str, Any]
+    tail: bytes
 
 
 class ServeApp:
@@ -50,6 +61,7 @@ class ServeApp:
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         endpoint, status, payload, content_type = "other", 500, b"", b"application/json"
+        extra_headers: list[tuple[bytes, bytes]] = []
         self.inflight += 1
         self.service.metrics.inflight.set(*self.service.metrics.base, value=self.inflight)
         try:
@@ -60,6 +72,10 @@ class ServeApp:
             request_id = scope.get("mlship.request_id", request_id)  # an infer body's "id" when no header gave one
             if isinstance(body, str):
                 payload, content_type = body.encode(), b"text/plain; version=0.0.4; charset=utf-8"
+            elif isinstance(body, BinaryAnswer):
+                payload, content_type = jsonfast.dumps(body.header), b"application/octet-stream"
+                extra_headers.append((b"inference-header-content-length", str(len(payload)).encode()))
+                payload += body.tail
             else:
                 payload = jsonfast.dumps(body)
         except RequestError as exc:
@@ -74,6 +90,7 @@ class ServeApp:
             (b"content-length", str(len(payload)).encode()),
             (b"x-request-id", request_id.encode()),
             (b"x-mlship-variant", self.service.variant.encode()),
+            *extra_headers,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
@@ -86,15 +103,19 @@ class ServeApp:
             "/v2/health/ready": ("health", self._ready),
             "/v2": ("metadata", self._server_metadata),
             "/metrics": ("metrics", self._metrics),
+            "/ping": ("health", self._ready),  # MLflow's and SageMaker's health check
+            "/v1/models": ("metadata", self._v1_models),
         }
         if path in gets:
             self._allow(method, "GET", path)
             return gets[path]
-        if path == "/predict":
+        if path in ("/predict", "/invocations"):  # /invocations: MLflow's scoring path
             self._allow(method, "POST", path)
             return "predict", self._predict
         if path.startswith("/v2/models/"):
             return self._model_route(method, path)
+        if path.startswith("/v1/models/"):
+            return self._v1_route(method, path)
         raise RequestError(404, f"no such endpoint: {path}")
 
     def _model_route(self, method: str, path: str) -> tuple[str, Callable[..., Awaitable[tuple[int, Any]]]]:
@@ -120,6 +141,19 @@ class ServeApp:
             return "infer", self._infer
         raise RequestError(404, f"no such endpoint: {path}")
 
+    def _v1_route(self, method: str, path: str) -> tuple[str, Callable[..., Awaitable[tuple[int, Any]]]]:
+        """KServe v1: GET /v1/models/NAME (ready), POST /v1/models/NAME:predict."""
+        name, _, verb = path.removeprefix("/v1/models/").partition(":")
+        if name != self.service.name:
+            raise RequestError(404, f"model {name!r} not found; this server serves {self.service.name!r}")
+        if verb == "":
+            self._allow(method, "GET", path)
+            return "health", self._v1_ready
+        if verb == "predict":
+            self._allow(method, "POST", path)
+            return "predict", self._v1_predict
+        raise RequestError(404, f"no such endpoint: {path} (KServe v1 verbs here: predict)")
+
     @staticmethod
     def _allow(method: str, allowed: str, path: str) -> None:
         if method != allowed and not (allowed == "GET" and method == "HEAD"):
@@ -134,7 +168,13 @@ class ServeApp:
         return 200, {"ready": True}
 
     async def _server_metadata(self, *_: Any) -> tuple[int, Any]:
-        return 200, {"name": "mlship", "version": __version__, "extensions": []}
+        return 200, {"name": "mlship", "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    async def _v1_models(self, *_: Any) -> tuple[int, Any]:
+        return 200, {"models": [self.service.name]}
+
+    async def _v1_ready(self, *_: Any) -> tuple[int, Any]:
+        return 200, {"name": self.service.name, "ready": True}
 
     async def _metrics(self, *_: Any) -> tuple[int, Any]:
         return 200, self.service.metrics.render()
@@ -152,37 +192,64 @@ class ServeApp:
 
     async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
-        body = await self._json_body(scope, receive, request_id, started)
+        raw = await self._read_body(scope, receive)
+        header, tail = binary.split_body(raw, _header(scope, binary.HEADER))
+        body = _parse_json(header)
         body_id = self._decode(request_id, started, lambda: protocol.checked_id(
             body.get("id") if isinstance(body, dict) else None, "'id'"))
         if body_id is not None and not _header(scope, b"x-request-id"):
             request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
         allow = service.settings.allow_missing
         feeds, wanted = self._decode(request_id, started, lambda: (
-            protocol.decode_inputs(body, service.signature, allow_missing=allow),
+            protocol.decode_inputs(body, service.signature, allow_missing=allow, binary=tail),
             protocol.requested_outputs(body, service.output_names)))
         outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
-        return 200, {
+        encoded, data = protocol.encode_outputs(outputs, wanted)
+        answer = {
             "model_name": service.name,
             "model_version": service.version,
             "id": body_id if body_id is not None else request_id,
-            "outputs": protocol.encode_outputs(outputs, wanted),
+            "outputs": encoded,
         }
+        return 200, BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
 
     async def _predict(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
-        body = await self._json_body(scope, receive, request_id, started)
-        feeds, instances = self._decode(request_id, started, lambda: decode_instances(
+        body = _parse_json(await self._read_body(scope, receive))
+        feeds, instances = self._decode(request_id, started, lambda: decode_predict(
             body, service.signature, allow_missing=service.settings.allow_missing))
-        outputs, cached = await self._run_model(feeds, request_id, started)
-        service.log_predictions(request_id, started, instances=instances, outputs=outputs, cached=cached)
+        outputs, rows = await self._predict_rows(feeds, instances, request_id, started)
         return 200, {
-            "predictions": row_outputs(outputs, len(instances)),
+            "predictions": rows,
             "model": service.name,
             "version": service.version,
             "request_id": request_id,
         }
+
+    async def _v1_predict(self, scope: dict[str, Any], receive: Receive, request_id: str,
+                          started: float) -> tuple[int, Any]:
+        """KServe v1 (TF Serving's row format): one prediction per instance,
+        the bare value for a one-output model, else an object of outputs."""
+        service = self.service
+        body = _parse_json(await self._read_body(scope, receive))
+        if not isinstance(body, dict) or "instances" not in body:
+            raise RequestError(400, "request body must be a JSON object with an 'instances' list")
+        feeds, instances = self._decode(request_id, started, lambda: decode_rows(
+            body["instances"], service.signature, allow_missing=service.settings.allow_missing))
+        outputs, rows = await self._predict_rows(feeds, instances, request_id, started)
+        if len(outputs) == 1:
+            rows = [next(iter(row.values())) for row in rows]
+        return 200, {"predictions": rows}
+
+    async def _predict_rows(self, feeds: dict[str, Any], instances: list[dict[str, Any]] | None, request_id: str,
+                            started: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Run, log (the rows as sent when they were objects, else the feeds) and split outputs by row."""
+        outputs, cached = await self._run_model(feeds, request_id, started)
+        self.service.log_predictions(request_id, started, instances=instances,
+                                     feeds=feeds if instances is None else None, outputs=outputs, cached=cached)
+        rows = len(instances) if instances is not None else len(next(iter(feeds.values())))
+        return outputs, row_outputs(outputs, rows)
 
     async def _run_model(self, feeds: dict[str, Any], request_id: str, started: float) -> tuple[dict[str, Any], bool]:
         """Run the model; a failure is logged (status 500) before it is answered, so gates count it."""
@@ -200,7 +267,8 @@ class ServeApp:
             self.service.log_predictions(request_id, started, status=exc.status, error=exc.message)
             raise
 
-    async def _json_body(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> Any:
+    async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes:
+        """The whole body, refused (413) as soon as it is over --max-body-bytes."""
         limit = self.service.settings.max_body_bytes
         declared = _header(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -215,13 +283,16 @@ class ServeApp:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
-        raw = b"".join(chunks)
-        if not raw:
-            raise RequestError(400, "request body is empty; send JSON")
-        try:
-            return jsonfast.loads(raw)
-        except (jsonfast.DecodeError, ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(400, f"request body is not valid JSON: {exc}") from None
+        return b"".join(chunks)
+
+
+def _parse_json(raw: bytes) -> Any:
+    if not raw:
+        raise RequestError(400, "request body is empty; send JSON")
+    try:
+        return jsonfast.loads(raw)
+    except (jsonfast.DecodeError, ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"request body is not valid JSON: {exc}") from None
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:

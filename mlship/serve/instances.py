@@ -1,4 +1,9 @@
-"""The simple JSON endpoint: `{"instances": [{"feature": value, ...}, ...]}`."""
+"""Rows of a JSON request as model feeds: objects of `feature: value`, or
+lists of values for a model with one input.
+
+/predict, MLflow's scoring formats and KServe v1 all come down to these two
+shapes; missing values follow mlship.model.feeds' rule in both.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,10 @@ from mlship.data.tables import Table, column_from_values
 from mlship.errors import InvalidInputError
 from mlship.model.feeds import feeds_from_table
 from mlship.model.signature import Signature
+from mlship.serve import protocol
 from mlship.serve.errors import RequestError
+
+Feeds = dict[str, np.ndarray]
 
 
 def feature_names(signature: Signature) -> list[str]:
@@ -21,33 +29,70 @@ def feature_names(signature: Signature) -> list[str]:
     return [s.name for s in signature.inputs]
 
 
-def decode_instances(body: Any, signature: Signature, *,
-                     allow_missing: bool = False) -> tuple[dict[str, np.ndarray], list[dict[str, Any]]]:
-    """Feeds for the model, and the instances as sent (for the log).
+def decode_rows(rows: Any, signature: Signature, *, allow_missing: bool = False,
+                where: str = "instances") -> tuple[Feeds, list[dict[str, Any]] | None]:
+    """Feeds from a non-empty list of objects or of lists (`where` names it in
+    errors), and the objects as sent for the log (None for lists: the log
+    names their features from the feeds)."""
+    if not isinstance(rows, list) or not rows:
+        raise RequestError(400, f"'{where}' must be a non-empty list")
+    if isinstance(rows[0], dict):
+        return decode_instances(rows, signature, allow_missing=allow_missing, where=where), rows
+    return decode_positional(rows, signature, allow_missing=allow_missing, where=where), None
 
-    Row N of an error is instances[N-1]; missing values follow
-    mlship.model.feeds' rule."""
-    if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or not body["instances"]:
-        raise RequestError(400, "request body must be a JSON object with a non-empty 'instances' list")
-    instances = body["instances"]
+
+def decode_instances(instances: list[Any], signature: Signature, *, allow_missing: bool = False,
+                     where: str = "instances") -> Feeds:
+    """Feeds from objects of `feature: value`; row N of an error is
+    `where`[N-1]."""
     names = feature_names(signature)
     known = set(names)
     for i, instance in enumerate(instances):
         if not isinstance(instance, dict):
-            raise RequestError(400, f"instances[{i}] must be an object of feature: value")
+            raise RequestError(400, f"{where}[{i}] must be an object of feature: value, like {where}[0]")
         unknown = [k for k in instance if k not in known]
         if unknown:
-            raise RequestError(400, f"instances[{i}]: unknown feature {unknown[0]!r}; the model takes "
+            raise RequestError(400, f"{where}[{i}]: unknown feature {unknown[0]!r}; the model takes "
                                     f"{_preview(names)}")
         missing = [n for n in names if n not in instance]
         if missing:
-            raise RequestError(400, f"instances[{i}]: missing feature{'s' if len(missing) > 1 else ''} "
+            raise RequestError(400, f"{where}[{i}]: missing feature{'s' if len(missing) > 1 else ''} "
                                     f"{', '.join(map(repr, missing[:5]))}{' …' if len(missing) > 5 else ''}")
     table = Table("request", {n: _column(instances, n) for n in names})
     try:
-        return feeds_from_table(table, signature, allow_missing=allow_missing), instances
+        return feeds_from_table(table, signature, allow_missing=allow_missing)
     except InvalidInputError as exc:
         raise RequestError(400, exc.message.removeprefix("request: ")) from None
+
+
+def decode_positional(rows: list[Any], signature: Signature, *, allow_missing: bool = False,
+                      where: str = "instances") -> Feeds:
+    """Feeds from rows of values in the one input's order (MLflow's and
+    TF Serving's tensor rows): row i is the input's slice i."""
+    if len(signature.inputs) != 1:
+        names = ", ".join(s.name for s in signature.inputs)
+        raise RequestError(400, f"'{where}' as lists needs a model with one input; this one takes {names}: "
+                                f"send objects of input: value")
+    if any(isinstance(row, dict) for row in rows):
+        raise RequestError(400, f"'{where}' mixes lists and objects; send one kind")
+    return decode_tensors({signature.inputs[0].name: rows}, signature, allow_missing=allow_missing, where=where)
+
+
+def decode_tensors(tensors: dict[str, Any], signature: Signature, *, allow_missing: bool = False,
+                   where: str = "inputs") -> Feeds:
+    """Feeds from whole tensors by input name (nested lists, batch first),
+    checked as OIP tensors of the model's datatypes are."""
+    specs = {s.name: s for s in signature.inputs}
+    body = []
+    for name, data in tensors.items():
+        try:
+            shape = list(np.asarray(data, dtype=object).shape)
+        except ValueError:
+            raise RequestError(400, f"'{where}': input {name!r} has rows of different lengths") from None
+        spec = specs.get(name)
+        datatype = protocol.DATATYPES.get(spec.dtype or "") if spec is not None else None
+        body.append({"name": name, "shape": shape, "datatype": datatype, "data": data})
+    return protocol.decode_inputs({"inputs": body}, signature, allow_missing=allow_missing)
 
 
 def _column(instances: list[dict[str, Any]], name: str) -> np.ndarray:

@@ -6,6 +6,7 @@ flat or nested. Responses carry `outputs` in the same form.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from mlship.model.feeds import input_dtype, missing_mask, missing_reason
 from mlship.model.signature import Signature, TensorSpec
+from mlship.serve.binary import BinaryTail, output_bytes, tensor_from_bytes
 from mlship.serve.errors import RequestError
 
 # A request id is echoed in the X-Request-ID response header (and joins logs):
@@ -53,12 +55,18 @@ def checked_id(value: Any, field: str) -> str | None:
                             f"spaces (it is echoed in the X-Request-ID header); got {shown[:80]}")
 
 
-def decode_inputs(body: Any, signature: Signature, *, allow_missing: bool = False) -> dict[str, np.ndarray]:
+def decode_inputs(body: Any, signature: Signature, *, allow_missing: bool = False,
+                  binary: memoryview | None = None) -> dict[str, np.ndarray]:
     """Validate an infer request's `inputs` against the signature and build
-    feeds; missing values follow mlship.model.feeds' rule."""
+    feeds; missing values follow mlship.model.feeds' rule.
+
+    `binary` is the body after its JSON header (binary tensor extension):
+    inputs with `parameters.binary_data_size` read from it, in order, and it
+    must be used up exactly."""
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         raise RequestError(400, "request body must be a JSON object with an 'inputs' list")
     specs = {s.name: s for s in signature.inputs}
+    tail = BinaryTail(binary if binary is not None else memoryview(b""))
     feeds: dict[str, np.ndarray] = {}
     for i, tensor in enumerate(body["inputs"]):
         if not isinstance(tensor, dict):
@@ -69,26 +77,44 @@ def decode_inputs(body: Any, signature: Signature, *, allow_missing: bool = Fals
         if name in feeds:
             raise RequestError(400, f"input {name!r} appears twice")
         names = signature.feature_names if len(specs) == 1 else None
-        feeds[name] = _decode_tensor(tensor, specs[name], allow_missing, names)
+        feeds[name] = _decode_tensor(tensor, specs[name], allow_missing, names, tail)
+    tail.check_used()
     missing = [n for n in specs if n not in feeds]
     if missing:
         raise RequestError(400, f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
     return feeds
 
 
-def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, allow_missing: bool = False,
-                   feature_names: list[str] | None = None) -> np.ndarray:
+def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, allow_missing: bool,
+                   feature_names: list[str] | None, tail: BinaryTail) -> np.ndarray:
     name = spec.name
-    shape, datatype, data = tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise RequestError(400, f"input {name!r}: 'shape' must be a list of non-negative integers")
     expected = DATATYPES.get(spec.dtype or "")
     if datatype != expected:
         raise RequestError(400, f"input {name!r}: datatype {datatype!r} does not match the model's {expected}")
+    dtype = input_dtype(spec)
+    parameters = tensor.get("parameters")
+    if isinstance(parameters, dict) and "binary_data_size" in parameters:
+        if tensor.get("data") is not None:
+            raise RequestError(400, f"input {name!r}: has both 'data' and binary_data_size; send one")
+        chunk = tail.take(name, parameters["binary_data_size"])
+        array = tensor_from_bytes(name, chunk, shape, datatype, dtype)
+    else:
+        array = _json_tensor(name, tensor.get("data"), shape, datatype, dtype, allow_missing, feature_names)
+    _check_shape(name, array.shape, spec)
+    if dtype.kind == "f":  # null and "NaN" are NaN by now
+        _refuse_missing(name, np.isnan(array).ravel(), shape, dtype, allow_missing, feature_names)
+    return array
+
+
+def _json_tensor(name: str, data: Any, shape: list[int], datatype: str, dtype: np.dtype, allow_missing: bool,
+                 feature_names: list[str] | None) -> np.ndarray:
+    """An input's array from its JSON `data` (flat or nested, row-major)."""
     if data is None:
         raise RequestError(400, f"input {name!r}: 'data' is missing")
-    dtype = input_dtype(spec)
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)
     if dtype.kind != "f":
         # Casting would hide a missing value (null becomes False for BOOL, "NaN"
         # True), so look at the values as sent; strings keep the text "NaN".
@@ -105,11 +131,7 @@ def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, allow_missing: bool
         raise RequestError(400, f"input {name!r}: data cannot be read as {datatype}") from None
     if array.size != count:
         raise RequestError(400, f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
-    array = array.reshape(shape)
-    _check_shape(name, array.shape, spec)
-    if dtype.kind == "f":  # null and "NaN" are NaN by now
-        _refuse_missing(name, np.isnan(array).ravel(), shape, dtype, allow_missing, feature_names)
-    return array
+    return array.reshape(shape)
 
 
 def _refuse_missing(name: str, mask: np.ndarray, shape: list[int], dtype: np.dtype, allow_missing: bool,
@@ -141,29 +163,62 @@ def _check_shape(name: str, shape: tuple[int, ...], spec: TensorSpec) -> None:
             raise RequestError(400, f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape_text()}")
 
 
-def encode_outputs(outputs: dict[str, Any], wanted: list[str] | None = None) -> list[dict[str, Any]]:
-    """Model outputs as protocol tensors (flat row-major data)."""
-    encoded = []
+def encode_outputs(outputs: dict[str, Any], wanted: dict[str, bool] | None = None) -> tuple[list[dict[str, Any]], bytes]:
+    """Model outputs as protocol tensors, and the binary tail of those asked
+    for as binary (`wanted`: name -> binary; all as JSON when None).
+
+    JSON data is flat and row-major; a binary output carries
+    `parameters.binary_data_size` instead, its bytes in the tail in order."""
+    encoded, tail = [], []
     for name, value in outputs.items():
         if wanted is not None and name not in wanted:
             continue
         array = np.asarray(value)
         kind = "string" if array.dtype.kind in "OUS" else array.dtype.name
-        data = array.astype(str).ravel().tolist() if kind == "string" else array.ravel()
-        encoded.append({"name": name, "datatype": DATATYPES.get(kind, "BYTES"), "shape": list(array.shape),
-                        "data": data})
-    return encoded
+        datatype = DATATYPES.get(kind, "BYTES")
+        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if wanted is not None and wanted[name]:
+            tail.append(output_bytes(array, datatype))
+            tensor["parameters"] = {"binary_data_size": len(tail[-1])}
+        else:
+            tensor["data"] = array.astype(str).ravel().tolist() if kind == "string" else array.ravel()
+        encoded.append(tensor)
+    return encoded, b"".join(tail)
 
 
-def requested_outputs(body: dict[str, Any], names: list[str]) -> list[str] | None:
-    """The `outputs` a request asks for (all when absent); unknown names are errors."""
+def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool] | None:
+    """The outputs a request asks for, each with whether it goes back as
+    binary; None for all of them as JSON. Unknown names are errors.
+
+    An output's `parameters.binary_data` decides; without it the request's
+    `parameters.binary_data_output` (what tritonclient sends when it names no
+    outputs)."""
     spec = body.get("outputs")
+    default = bool(_flag(body.get("parameters"), "binary_data_output", "the request"))
     if spec is None:
-        return None
+        return dict.fromkeys(names, True) if default else None
     if not isinstance(spec, list) or not all(isinstance(o, dict) and "name" in o for o in spec):
         raise RequestError(400, "'outputs' must be a list of objects with a name")
-    wanted = [o["name"] for o in spec]
-    unknown = [n for n in wanted if n not in names]
+    unknown = [o["name"] for o in spec if o["name"] not in names]
     if unknown:
         raise RequestError(400, f"unknown output {unknown[0]!r}; the model returns {', '.join(names)}")
+    wanted = {}
+    for output in spec:
+        parameters = output.get("parameters")
+        if isinstance(parameters, dict) and parameters.get("classification"):
+            raise RequestError(400, f"output {output['name']!r}: the classification extension is not supported")
+        binary = _flag(parameters, "binary_data", f"output {output['name']!r}")
+        wanted[output["name"]] = default if binary is None else binary
     return wanted
+
+
+def _flag(parameters: Any, key: str, owner: str) -> bool | None:
+    """A boolean parameter (None when absent); anything else is refused."""
+    if parameters is None:
+        return None
+    if not isinstance(parameters, dict):
+        raise RequestError(400, f"{owner}: 'parameters' must be an object")
+    value = parameters.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise RequestError(400, f"{owner}: parameter {key} must be true or false, got {str(value)[:40]!r}")
+    return value

@@ -234,8 +234,8 @@ def test_missing_value_in_an_infer_tensor_is_refused_naming_input_and_row(strict
 
 
 def test_binary_tensor_bodies_with_nan_never_reach_the_model(strict, sample):
-    """The binary tensor extension is not supported: NaN float32 bytes after a
-    JSON header are refused as a body that is not JSON, not scored."""
+    """NaN float32 bytes after a JSON header (binary tensor extension) follow
+    the missing-value rule: refused naming input, row and feature, not scored."""
     X, _, _ = sample
     header = json.dumps({"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
                                      "parameters": {"binary_data_size": 120}}]}).encode()
@@ -244,7 +244,7 @@ def test_binary_tensor_bodies_with_nan_never_reach_the_model(strict, sample):
     body = header + struct.pack("<30f", *values)
     status, _, doc = split_response(raw_post(strict.port, INFER, body,
                                              b"Inference-Header-Content-Length: " + str(len(header)).encode() + b"\r\n"))
-    assert status == 400 and "not valid JSON" in doc["error"]
+    assert status == 400 and "input 'X' row 1, feature 'mean_area': missing value" in doc["error"]
 
 
 @pytest.mark.parametrize("field,value", [("f", None), ("f", "NaN"), ("s", None), ("b", None), ("i", None),
