@@ -18,6 +18,7 @@ from mlship.data.tables import Table, read_table
 from mlship.errors import InvalidInputError, UsageError
 from mlship.model import feeds as feeding
 from mlship.model.compat import RuntimeSupport, compatibility_problems, runtime_support
+from mlship.model.features import DeclaredFeatures
 from mlship.model.latency import LatencyStats, measure_latency
 from mlship.model.load import ModelFile, load_model
 from mlship.model.quality import (
@@ -53,6 +54,11 @@ class CheckOptions(BaseModel):
     threads: int | None = None
     allow_missing: bool = Field(False, description="Missing values in the sample reach float inputs as NaN "
                                 "instead of being refused (`missing_values: allow`).")
+    features: DeclaredFeatures | None = Field(None, description="Column names of 2-D inputs (--features, "
+                                              "mlship.yaml), over the model's metadata.")
+    skipped_settings: list[str] = Field(default_factory=list, description="mlship.yaml settings left out because "
+                                        "they belong to the project's model, not this one.")
+    project_model: Path | None = Field(None, description="The project's `model:`, named when settings are skipped.")
 
 
 class CheckItem(BaseModel):
@@ -133,8 +139,9 @@ def run_check(options: CheckOptions, progress: Any = None) -> CheckReport:
     support = runtime_support()
     runtime_item = _runtime_item(model, support)
     checks.append(runtime_item)
+    checks.extend(_skipped_item(options))
     try:
-        runner = Runner(model, threads=options.threads)
+        runner = Runner(model, threads=options.threads, features=options.features)
     except InvalidInputError:
         if runtime_item.status == "pass":
             raise
@@ -189,6 +196,16 @@ def _facts(model: ModelFile) -> ModelFacts:
         path=str(model.path), sha256=model.sha256, size_bytes=model.size, ir_version=model.proto.ir_version,
         opsets=model.opsets, producer=producer or "unknown", metadata=model.metadata,
     )
+
+
+def _skipped_item(options: CheckOptions) -> list[CheckItem]:
+    """Say which project settings were left out, so a different result is not a mystery."""
+    if not options.skipped_settings:
+        return []
+    names = ", ".join(options.skipped_settings)
+    return [CheckItem(name="project settings", status="skip",
+                      detail=f"mlship.yaml's {names} not used: they belong to its model {options.project_model}, "
+                             f"not {options.model} (pass them as flags to use them)")]
 
 
 def _runtime_item(model: ModelFile, support: RuntimeSupport) -> CheckItem:

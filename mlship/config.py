@@ -164,6 +164,10 @@ class Config(Strict):
         "field and row (HTTP 400, exit 3); allow passes them to float inputs as NaN, for models that handle "
         "them (tree ensembles). Integer, bool and string inputs refuse them either way.")
     check: CheckConfig = Field(default_factory=CheckConfig)
+    features: list[str] | dict[str, list[str]] | None = Field(
+        None, description="Data columns of the model's 2-D inputs, for a model without `mlship.feature_names` "
+        "(a converter's `X [N, k]`): a list for a single input, or `input: [columns]` for several. Over the "
+        "model's metadata, under --features; `mlship init --sample` writes it from the sample's header.")
     build: BuildConfig = Field(default_factory=BuildConfig)
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
@@ -201,6 +205,50 @@ def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | 
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}", hint="Check --config or MLSHIP_CONFIG")
         return path
+    def declared_features(self) -> Any:
+        """`features:` as mlship.model.features.DeclaredFeatures (None when unset)."""
+        from mlship.model.features import DeclaredFeatures
+
+        return DeclaredFeatures(columns=self.features, source=f"{self._source}: features") if self.features else None
+
+    def for_model(self, model: Path | None) -> tuple["Config", list[str]]:
+        """This config for running `model` (None: the configured one).
+
+        The settings in MODEL_SETTINGS describe the project's `model:`; for
+        another model they are dropped from the returned copy, and their
+        names returned, so a caller can say what it did not use and why."""
+        if model is None or self.model is None or _same_file(model, self.resolve(self.model)):
+            return self, []
+        dropped = [key for key in MODEL_SETTINGS if _get_path(self, key)]
+        if not dropped:
+            return self, []
+        copy = self.model_copy(deep=True)
+        for key in dropped:
+            section, _, field = key.rpartition(".")
+            owner = getattr(copy, section) if section else copy
+            setattr(owner, field, type(owner).model_fields[field].get_default(call_default_factory=True))
+        return copy, dropped
+
+
+# Settings that belong to the project's `model:`; another model named on the command line runs without them.
+MODEL_SETTINGS = ("sample", "features", "check.labels", "check.baseline", "check.min_metric", "check.max_metric")
+
+
+def _get_path(config: BaseModel, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _same_file(a: Path, b: Path | None) -> bool:
+    if b is None:
+        return False
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
     candidate = (cwd or Path.cwd()) / CONFIG_FILE
     return candidate if candidate.is_file() else None
 

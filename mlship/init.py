@@ -15,9 +15,13 @@ from mlship.templates import template_text
 
 class InitRequest(BaseModel):
     """Start a project: mlship.yaml at `output` (from `model`'s signature when given), and with
-    `ci` (github or gitlab) a CI pipeline beside it."""
+    `ci` (github or gitlab) a CI pipeline beside it. With `sample` (and `labels`, its labels
+    column), `sample:`, `check.labels` and, for a model without feature names, `features:` from
+    the sample's header."""
 
     model: Path | None = None
+    sample: Path | None = None
+    labels: str | None = None
     output: Path = Path("mlship.yaml")
     force: bool = False
     ci: str | None = None
@@ -32,8 +36,8 @@ def init_project(request: InitRequest) -> list[Path]:
         ci_file = request.output.resolve().parent / ci_path(request.ci)
         refuse_existing(ci_file, force=request.force)
     if not (request.ci and request.output.exists()):
-        write_config(request.output, render_config(request.model, request.output.resolve().parent),
-                     force=request.force)
+        text = render_config(request.model, request.output.resolve().parent, request.sample, request.labels)
+        write_config(request.output, text, force=request.force)
         written.append(request.output)
     if ci_file is not None:
         from mlship.config import load_config
@@ -44,10 +48,10 @@ def init_project(request: InitRequest) -> list[Path]:
     return written
 
 
-def render_config(model: Path | None, base_dir: Path) -> str:
+def render_config(model: Path | None, base_dir: Path, sample: Path | None = None, labels: str | None = None) -> str:
     """The mlship.yaml text, with the model's signature as comments."""
     name, signature = "my-model", "# (run `mlship init --model M.onnx` to fill in the signature)\n"
-    model_ref = "model.onnx"
+    model_ref, loaded = "model.onnx", None
     if model is not None:
         from mlship.model.load import default_model_name, load_model
         from mlship.model.signature import signature_of
@@ -57,8 +61,41 @@ def render_config(model: Path | None, base_dir: Path) -> str:
         model_ref = _relative(model, base_dir)
         signature = _signature_comment(signature_of(loaded.proto), loaded.sha256)
     return Template(template_text("mlship.yaml")).substitute(
-        name=name, version="0.1.0", model=model_ref, signature=signature
+        name=name, version="0.1.0", model=model_ref, signature=signature,
+        sample=_sample_lines(loaded, sample, labels, base_dir),
+        labels=f"  labels: {_flow(labels)}\n" if labels else "  # labels: label                  # a column of the sample, or a file\n",
     )
+
+
+def _sample_lines(model, sample: Path | None, labels: str | None, base_dir: Path) -> str:
+    """`sample:` and, when the model needs them, `features:` from the sample's header."""
+    if sample is None:
+        if labels is not None:
+            raise UsageError("--labels names a column of the sample", hint="Pass --sample FILE too")
+        return "# sample: data/sample.csv\n"
+    from mlship.data.tables import read_table
+
+    header = list(read_table(sample).columns)  # a sample is small; reading it whole also checks it
+    if labels is not None and labels not in header:
+        raise UsageError(f"--labels {labels}: {sample} has no such column", hint=f"It has: {', '.join(header)}")
+    lines = f"sample: {_flow(_relative(sample, base_dir))}\n"
+    if model is None:
+        return lines
+    from mlship.model.features import features_from_header
+    from mlship.model.signature import signature_of
+
+    features = features_from_header(signature_of(model.proto), [c for c in header if c != labels])
+    if features is None:
+        return lines
+    return lines + ("# Columns of the model's 2-D input(s), in the order it was trained on (from the sample's header):\n"
+                    f"features: {_flow(features)}\n")
+
+
+def _flow(value: object) -> str:
+    """One line of YAML for a value that may hold any text."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("\n...").strip()
 
 
 CI_FILES = {"github": ("ci/github-actions.yml", ".github/workflows/mlship.yml"),

@@ -15,7 +15,8 @@ from mlship.batch.inputs import input_files
 from mlship.data.chunks import count_rows, file_columns
 from mlship.batch.workdir import prepare, work_dir
 from mlship.errors import InvalidInputError
-from mlship.model.feeds import needed_columns
+from mlship.model.features import DeclaredFeatures
+from mlship.model.feeds import missing_columns_error, needed_columns
 
 
 
@@ -39,6 +40,7 @@ class PredictOptions(BaseModel):
     version: str = "1"
     engine: Literal["local", "ray"] = "local"
     address: str | None = None
+    features: DeclaredFeatures | None = Field(None, description="Column names of 2-D inputs (--features, mlship.yaml).")
 
     @property
     def rejects_path(self) -> Path:
@@ -92,9 +94,9 @@ def resolve_inputs(options: PredictOptions, signature: Any) -> tuple[list[Path],
                                 hint=f"The file has: {', '.join(available[:12])}")
     needed = needed_columns(signature, available)
     if not needed:
-        wanted = signature.feature_names or [s.name for s in signature.inputs]
-        raise InvalidInputError(f"{files[0]}: none of the columns the model needs are in the file",
-                                hint=f"It needs: {', '.join(wanted[:8])}; the file has: {', '.join(available[:8])}")
+        error = missing_columns_error(files[0], signature, signature.inputs, available)
+        raise InvalidInputError(f"{files[0]}: none of the columns the model needs are in the file: "
+                                f"{error.message.removeprefix(f'{files[0]}: ')}", hint=error.hint)
     columns = list(dict.fromkeys(needed + options.keep_columns))
     counts = [count_rows(f) for f in files]
     return files, columns, None if None in counts else sum(counts)
@@ -107,4 +109,6 @@ def _fingerprint(options: PredictOptions, files: list[Path], model_sha256: str) 
         "files": [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files],
         "options": options.model_dump(mode="json", include={"batch_size", "keep_columns", "on_error", "allow_missing", "output"}),
     }
+    if options.features:  # other names feed other columns: not the same chunks
+        facts["features"] = options.features.model_dump(mode="json")
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()

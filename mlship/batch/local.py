@@ -36,7 +36,7 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
     """Score every input row; see the module docstring."""
     progress = progress or NoProgress()
     started = time.perf_counter()
-    runner = Runner.from_path(options.model, threads=options.threads or 1)
+    runner = Runner.from_path(options.model, threads=options.threads or 1, features=options.features)
     fmt = outputs.output_format(options.output)
     plan = plan_job(options, runner.signature, runner.model.sha256, info)
     log = _log_writer(options)
@@ -173,7 +173,7 @@ def _log_chunk(log, options: PredictOptions, runner: Runner, table: Table, feeds
     ids = [f"{name}:{n}" for n in table.numbers().tolist()]
     entry = LogEntry(base={"model": options.name, "version": options.version, "variant": "batch", "latency_ms": 0.0,
                            "status": 200, "error": None}, when=time.time(), feeds=feeds, instances=None,
-                     outputs=scored, cached=False, feature_names=runner.signature.feature_names, request_ids=ids)
+                     outputs=scored, cached=False, features=runner.signature.features, request_ids=ids)
     log.submit(entry, rows=entry.rows)
 
 

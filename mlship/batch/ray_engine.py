@@ -32,9 +32,10 @@ class RayScorer:
     """A Ray actor: one onnxruntime session, scoring pyarrow batches."""
 
     def __init__(self, model: list[Any], on_error: str, keep: list[str], fmt: str, threads: int | None,
-                 allow_missing: bool = False) -> None:
+                 allow_missing: bool = False, features: dict | None = None) -> None:
         import ray
 
+        from mlship.model.features import DeclaredFeatures
         from mlship.model.runner import Runner
 
         # The model travels through the object store as a nested reference, so
@@ -42,7 +43,7 @@ class RayScorer:
         handle, path = tempfile.mkstemp(suffix=".onnx")
         with os.fdopen(handle, "wb") as fh:
             fh.write(ray.get(model[0]))
-        self.runner = Runner.from_path(path, threads=threads or 1)
+        self.runner = Runner.from_path(path, threads=threads or 1, features=features and DeclaredFeatures(**features))
         os.unlink(path)  # the session holds the model now
         self.on_error, self.keep, self.fmt = on_error, keep, fmt
         self.allow_missing = allow_missing
@@ -106,7 +107,7 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
 
     progress = progress or NoProgress()
     started = time.perf_counter()
-    runner = Runner(load_model(options.model))  # checks the model before any cluster work
+    runner = Runner(load_model(options.model), features=options.features)  # checks the model before any cluster work
     fmt = outputs.output_format(options.output)
     files, columns, total = resolve_inputs(options, runner.signature)
     in_fmt = FORMATS[files[0].suffix.lower()]
@@ -122,7 +123,8 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
         RayScorer, batch_size=options.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=_actors(ray, options)), num_cpus=1, fn_constructor_kwargs={"model": [ray.put(Path(options.model).read_bytes())], "on_error": options.on_error,
                                            "keep": options.keep_columns, "fmt": in_fmt, "threads": options.threads,
-                                           "allow_missing": options.allow_missing},
+                                           "allow_missing": options.allow_missing,
+                                           "features": options.features and options.features.model_dump()},
     )
     _quiet_ray_logs()
     assembler = outputs.Assembler(work, fmt, options.output)

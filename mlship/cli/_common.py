@@ -36,3 +36,12 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, float]:
         except ValueError:
             raise UsageError(f"{flag} {item!r}: expected NAME=NUMBER, e.g. accuracy=0.9") from None
     return pairs
+
+
+def declared_features(values: list[str] | None) -> Any:
+    """--features values as mlship.model.features.DeclaredFeatures (None when not given)."""
+    if not values:
+        return None
+    from mlship.model.features import DeclaredFeatures, parse_features_flag
+
+    return DeclaredFeatures(columns=parse_features_flag(values), source="--features")

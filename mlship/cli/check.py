@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import config_for, parse_pairs, state
+from mlship.cli._common import config_for, declared_features, parse_pairs, state
 from mlship.errors import CheckFailedError, UsageError
 
 
@@ -28,6 +28,8 @@ def check(
     allow_missing: Optional[bool] = typer.Option(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values in the sample to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
+    features: Optional[List[str]] = typer.Option(
+        None, "--features", help="Columns of the model's 2-D input, a,b,c; or INPUT=a,b per input (repeatable) [features in mlship.yaml, then the model's metadata]."),
 ) -> None:
     """Check a model: validity, signature, smoke run, latency, baseline, quality floor.
 
@@ -38,17 +40,22 @@ def check(
     from mlship.cli.check_view import render_report
 
     cfg = config_for(ctx, {
-        "check.labels": labels, "check.tolerance": tolerance, "check.min_agreement": min_agreement,
+        "check.tolerance": tolerance, "check.min_agreement": min_agreement,
         "check.max_p99_ms": max_p99_ms, "check.batch_size": batch_size, "check.task": task,
         "missing_values": None if allow_missing is None else ("allow" if allow_missing else "refuse"),
     })
-    model_path = model or cfg.resolve(cfg.model)
+    project_model = cfg.resolve(cfg.model)
+    cfg, skipped = cfg.for_model(model)
+    model_path = model or project_model
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml (mlship init)")
-    sample_path = sample or cfg.resolve(cfg.sample)
-    baseline_path = baseline or cfg.resolve(cfg.check.baseline)
+    given = {"sample": sample, "features": features, "check.labels": labels, "check.baseline": baseline,
+             "check.min_metric": min_metric, "check.max_metric": max_metric}
     options = CheckOptions(
-        model=model_path, sample=sample_path, labels=cfg.check.labels, baseline=baseline_path,
+        model=model_path, sample=sample or cfg.resolve(cfg.sample), labels=labels or cfg.check.labels,
+        baseline=baseline or cfg.resolve(cfg.check.baseline),
+        features=declared_features(features) or cfg.declared_features(),
+        skipped_settings=[k for k in skipped if not given[k]], project_model=project_model,
         tolerance=cfg.check.tolerance, min_agreement=cfg.check.min_agreement,
         min_metric={**cfg.check.min_metric, **parse_pairs(min_metric, "--min-metric")},
         max_metric={**cfg.check.max_metric, **parse_pairs(max_metric, "--max-metric")},

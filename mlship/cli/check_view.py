@@ -51,12 +51,17 @@ def _signature_table(report: CheckReport) -> Table:
     for kind, specs in (("input", report.signature.inputs), ("output", report.signature.outputs)):
         for spec in specs:
             table.add_row(kind, plain(spec.name), plain(spec.type), plain(spec.shape_text()))
-    if report.signature.feature_names:
-        names = report.signature.feature_names
-        more = f", … ({len(names)} in all)" if len(names) > 4 else ""
-        table.caption = plain(f"features: {', '.join(names[:4])}{more}")
+    sig = report.signature
+    if sig.features:
+        lines = [f"features{'' if len(sig.features) == 1 else ' of ' + name}: {_preview(names)} "
+                 f"(from {sig.feature_source})" for name, names in sig.features.items()]
+        table.caption = plain("\n".join(lines))
         table.caption_justify = "left"
     return table
+
+
+def _preview(names: list[str]) -> str:
+    return ", ".join(names[:4]) + (f", … ({len(names)} in all)" if len(names) > 4 else "")
 
 
 def _latency_table(report: CheckReport) -> Table:

@@ -15,6 +15,8 @@ def init(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="ONNX model whose signature to record."),
     output: Path = typer.Option(Path("mlship.yaml"), "--output", "-o", help="Where to write the config."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite an existing file."),
+    sample: Optional[Path] = typer.Option(None, "--sample", "-s", help="Sample data: sets `sample:` and, for a model without feature names, `features:` from its header."),
+    labels: Optional[str] = typer.Option(None, "--labels", "-l", help="The sample's labels column (`check.labels`; not a feature)."),
     ci: Optional[str] = typer.Option(None, "--ci", help="Also write a CI pipeline: github (.github/workflows/mlship.yml) or gitlab (.gitlab-ci.yml)."),
 ) -> None:
     """Write a commented mlship.yaml from mlship's template, and with --ci a CI pipeline
@@ -25,7 +27,8 @@ def init(
     """
     from mlship.init import InitRequest, init_project
 
-    written = [str(p) for p in init_project(InitRequest(model=model, output=output, force=force, ci=ci))]
+    written = [str(p) for p in init_project(InitRequest(model=model, output=output, force=force, ci=ci,
+                                                                    sample=sample, labels=labels))]
     state(ctx).console.result(
         {"written": written, "model": str(model) if model else None, "ci": ci},
         lambda out: out.print(f"wrote {', '.join(written)}; next: mlship check", markup=False),

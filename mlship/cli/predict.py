@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import config_for, state
+from mlship.cli._common import config_for, declared_features, state
 
 
 def predict(
@@ -28,6 +28,8 @@ def predict(
     allow_missing: Optional[bool] = typer.Option(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values (empty, null, NaN) to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
+    features: Optional[List[str]] = typer.Option(
+        None, "--features", help="Columns of the model's 2-D input, a,b,c; or INPUT=a,b per input (repeatable) [features in mlship.yaml, then the model's metadata]."),
 ) -> None:
     """Score data files with a model, streaming in chunks.
 
@@ -45,6 +47,9 @@ def predict(
     model_path = model or cfg.resolve(cfg.model)
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
+    project, skipped = cfg.for_model(model)
+    if "features" in skipped and not features:
+        state(ctx).console.info(f"mlship.yaml's features not used: they name the columns of {cfg.model}, not {model}")
     if on_error not in ("fail", "skip") or engine not in ("local", "ray"):
         raise UsageError("--on-error takes fail or skip; --engine takes local or ray")
     options = PredictOptions(
@@ -54,6 +59,7 @@ def predict(
         **({"parallel": parallel} if parallel else {}),
         name=cfg.name or default_model_name(model_path),
         version=cfg.version or "1", engine=engine, address=address,
+        features=declared_features(features) or project.declared_features(),
     )
     console = state(ctx).console
     with RowProgress(console, "scoring") as progress:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import config_for, state
+from mlship.cli._common import config_for, declared_features, state
 
 
 def serve(
@@ -32,6 +32,8 @@ def serve(
     allow_missing: Optional[bool] = typer.Option(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values (null, NaN) to float inputs as NaN, or answer 400 [missing_values in mlship.yaml: refuse]."),
+    features: Optional[List[str]] = typer.Option(
+        None, "--features", help="Columns of the model's 2-D input, a,b,c; or INPUT=a,b per input (repeatable) [features in mlship.yaml, then the model's metadata]."),
 ) -> None:
     """Serve a model: Open Inference Protocol (/v2), /predict, /metrics.
 
@@ -56,6 +58,7 @@ def serve(
             cache_size=cache_size, max_body_bytes=max_body_bytes, log_dir=log_dir,
             log_sample_rate=log_sample_rate, log_max_bytes=int(log_max_mb * 1024 * 1024), log_max_age_s=log_max_age,
             log_queue_size=log_queue_size, allow_missing=allow,
+            features=declared_features(features) or source.features,
         )
     except ValueError as exc:
         raise UsageError(f"invalid serve option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None

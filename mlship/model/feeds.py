@@ -14,6 +14,7 @@ import numpy as np
 
 from mlship.data.tables import NPY_COLUMN, Table
 from mlship.errors import InvalidInputError
+from mlship.model.features import FEATURES_HINT, expected_columns, input_columns
 from mlship.model.signature import Signature, TensorSpec
 
 
@@ -25,33 +26,48 @@ _NOT_DECLARED = "missing value, and the model is not declared to take missing va
 def feeds_from_table(table: Table, signature: Signature, *, allow_missing: bool = False) -> dict[str, np.ndarray]:
     """Map a table's columns onto the model inputs by name.
 
-    An input takes the column of its own name; a single 2-D input with
-    feature names in the model's metadata gathers those columns in order; an
-    .npy file feeds a single-input model whole. Missing columns are all named
-    in one error; missing values follow the module's rule.
+    Each input takes the columns `mlship.model.features.input_columns` names
+    (its own column, its declared features, or `X_0 … X_{k-1}`); an .npy file
+    feeds a single-input model whole. Inputs without their columns are all
+    named in one error with the file's columns in full; missing values follow
+    the module's rule.
     """
-    feeds, missing = {}, []
+    feeds, absent = {}, []
     for spec in signature.inputs:
-        if spec.name in table.columns:
+        columns = input_columns(signature, spec, table.columns)
+        if columns == [spec.name]:
             feeds[spec.name] = _convert(table, spec.name, table.column(spec.name), spec, allow_missing)
-        elif NPY_COLUMN in table.columns and len(signature.inputs) == 1:
+        elif columns is None and NPY_COLUMN in table.columns and len(signature.inputs) == 1:
             feeds[spec.name] = _convert(table, "array", table.column(NPY_COLUMN), spec, allow_missing)
-        elif signature.feature_names and len(signature.inputs) == 1:
-            absent = [n for n in signature.feature_names if n not in table.columns]
-            if absent:
-                missing.extend(absent)
-                continue
-            stacked = np.column_stack([_as_number(table, n, spec, allow_missing) for n in signature.feature_names])
-            feeds[spec.name] = _convert(table, spec.name, stacked, spec, allow_missing)
+        elif columns is None:
+            absent.append(spec)
         else:
-            missing.append(spec.name)
-    if missing:
-        raise InvalidInputError(
-            f"{table.path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(m) for m in missing)} "
-            f"required by the model",
-            hint=f"The file has: {', '.join(list(table.columns)[:12])}",
-        )
+            stacked = np.column_stack([_as_number(table, n, spec, allow_missing) for n in columns])
+            feeds[spec.name] = _convert(table, spec.name, stacked, spec, allow_missing)
+    if absent:
+        raise missing_columns_error(table.path, signature, absent, list(table.columns))
     return feeds
+
+
+def missing_columns_error(where: object, signature: Signature, absent: list[TensorSpec],
+                          available: list[str]) -> InvalidInputError:
+    """The one error for data that lacks an input's columns: what each input
+    needs, and every column the data has."""
+    parts, declared = [], False
+    for spec in absent:
+        columns = signature.features.get(spec.name)
+        if columns:
+            declared = True
+            lost = [c for c in columns if c not in available]
+            parts.append(f"missing column{'s' if len(lost) > 1 else ''} {', '.join(map(repr, lost))} required by "
+                         f"the model (input {spec.name!r} takes {', '.join(columns)}; features from "
+                         f"{signature.feature_source})")
+        else:
+            parts.append(f"input {spec.name!r} {spec.shape_text()} needs {expected_columns(signature, spec)}")
+    return InvalidInputError(
+        f"{where}: {'; '.join(parts)}. The file has: {', '.join(available) or 'no columns'}",
+        hint="Rename the columns, or fix the features' source" if declared else FEATURES_HINT,
+    )
 
 
 def _as_number(table: Table, name: str, spec: TensorSpec, allow_missing: bool) -> np.ndarray:
@@ -221,10 +237,10 @@ def needed_columns(signature: Signature, available: list[str]) -> list[str]:
     """The columns `feeds_from_table` will read, so readers can skip the rest."""
     names = []
     for spec in signature.inputs:
-        if spec.name in available or NPY_COLUMN in available:
-            names.append(spec.name if spec.name in available else NPY_COLUMN)
-        elif signature.feature_names and len(signature.inputs) == 1:
-            names.extend(n for n in signature.feature_names if n in available)
+        columns = input_columns(signature, spec, available)
+        if columns is None and NPY_COLUMN in available and len(signature.inputs) == 1:
+            columns = [NPY_COLUMN]
+        names.extend(columns or [])
     return names
 
 
@@ -234,13 +250,7 @@ def table_bad_rows(table: Table, signature: Signature, *,
     bad = []
     for spec in signature.inputs:
         dtype = input_dtype(spec)
-        if spec.name in table.columns:
-            columns = [spec.name]
-        elif signature.feature_names and len(signature.inputs) == 1:
-            columns = [n for n in signature.feature_names if n in table.columns]
-        else:
-            columns = []
-        for name in columns:
+        for name in input_columns(signature, spec, table.columns) or []:
             bad.extend((i, name, value, reason)
                        for i, value, reason in bad_rows(table.column(name), dtype, allow_missing=allow_missing))
     return bad

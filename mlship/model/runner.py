@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from mlship.errors import InvalidInputError
+from mlship.model.features import DeclaredFeatures, apply_features
 from mlship.model.load import ModelFile
 from mlship.model.signature import Signature, signature_of
 
@@ -17,13 +18,15 @@ class Runner:
 
     Shared by check, serve, predict and edge so every command runs a model the
     same way (same providers, thread settings and error messages).
+    `features` names the columns of 2-D inputs over the model's metadata.
     """
 
-    def __init__(self, model: ModelFile, *, threads: int | None = None) -> None:
+    def __init__(self, model: ModelFile, *, threads: int | None = None,
+                 features: DeclaredFeatures | None = None) -> None:
         import onnxruntime as ort
 
         self.model = model
-        self.signature: Signature = signature_of(model.proto)
+        self.signature: Signature = apply_features(signature_of(model.proto), features)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -37,10 +40,11 @@ class Runner:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @classmethod
-    def from_path(cls, path: str | Path, *, threads: int | None = None) -> "Runner":
+    def from_path(cls, path: str | Path, *, threads: int | None = None,
+                  features: DeclaredFeatures | None = None) -> "Runner":
         from mlship.model.load import load_model
 
-        return cls(load_model(path), threads=threads)
+        return cls(load_model(path), threads=threads, features=features)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """Run once; outputs by name. InvalidInputError when the inputs do not fit."""

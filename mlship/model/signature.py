@@ -45,7 +45,13 @@ class Signature(BaseModel):
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     feature_names: list[str] | None = Field(
-        None, description="Column order of a single 2-D input, from the model's metadata."
+        None, description="Column order of a single 2-D input (the one entry of `features`)."
+    )
+    features: dict[str, list[str]] = Field(
+        default_factory=dict, description="Column order of each 2-D input that has named columns."
+    )
+    feature_source: str | None = Field(
+        None, description="Where the names came from: --features, mlship.yaml or model metadata."
     )
 
     def input(self, name: str) -> TensorSpec:
@@ -65,7 +71,10 @@ def signature_of(proto: "onnx.ModelProto") -> Signature:
             names = [str(n) for n in parsed] if isinstance(parsed, list) else None
         except json.JSONDecodeError:
             names = None
-    return Signature(inputs=inputs, outputs=outputs, feature_names=names)
+    if not names or len(inputs) != 1:
+        return Signature(inputs=inputs, outputs=outputs)
+    return Signature(inputs=inputs, outputs=outputs, feature_names=names, features={inputs[0].name: names},
+                     feature_source="model metadata")
 
 
 def _spec(value: "onnx.ValueInfoProto") -> TensorSpec:

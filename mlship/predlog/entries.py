@@ -24,7 +24,7 @@ class LogEntry:
     instances: list[dict[str, Any]] | None
     outputs: dict[str, Any] | None
     cached: bool
-    feature_names: list[str] | None
+    features: dict[str, list[str]] | None  # column names of 2-D inputs (Signature.features)
     request_ids: list[str] | None = None  # one per row (batch scoring), else base["request_id"]
 
     @property
@@ -37,7 +37,7 @@ class LogEntry:
 
     def records(self) -> list[dict[str, Any]]:
         rows = self.rows
-        inputs = self.instances if self.instances is not None else input_rows(self.feeds, self.feature_names)
+        inputs = self.instances if self.instances is not None else input_rows(self.feeds, self.features)
         outputs = row_outputs(self.outputs, rows) if self.outputs is not None else [{}] * rows
         ts = utc_timestamp(self.when)
         records = []
@@ -53,18 +53,21 @@ class LogEntry:
         return records
 
 
-def input_rows(feeds: dict[str, np.ndarray] | None, feature_names: list[str] | None) -> list[dict[str, Any]]:
-    """Inputs per row; named features when the model lists them for its one 2-D input."""
+def input_rows(feeds: dict[str, np.ndarray] | None, features: dict[str, list[str]] | None) -> list[dict[str, Any]]:
+    """Inputs per row; a 2-D input with named columns (`features`) as those named values."""
     if not feeds:
         return []
     rows = len(next(iter(feeds.values())))
     if rows == 0:
         return []
-    if feature_names and len(feeds) == 1:
-        matrix = next(iter(feeds.values())).reshape(rows, -1)
-        if matrix.shape[1] == len(feature_names):
-            return [dict(zip(feature_names, row)) for row in matrix]
-    columns = {n: [scalar(v) for v in value] for n, value in feeds.items()}
+    columns: dict[str, Any] = {}
+    for name, value in feeds.items():
+        names = (features or {}).get(name)
+        matrix = value.reshape(rows, -1) if names else None
+        if matrix is not None and matrix.shape[1] == len(names):
+            columns.update((column, matrix[:, j]) for j, column in enumerate(names))
+        else:
+            columns[name] = [scalar(v) for v in value]
     return [{n: columns[n][i] for n in columns} for i in range(rows)]
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from mlship.data.tables import Table, column_from_values
 from mlship.errors import InvalidInputError
+from mlship.model.features import request_fields
 from mlship.model.feeds import feeds_from_table
 from mlship.model.signature import Signature
 from mlship.serve import protocol
@@ -22,11 +23,9 @@ Feeds = dict[str, np.ndarray]
 
 
 def feature_names(signature: Signature) -> list[str]:
-    """The named features a client sends: metadata names for a single 2-D
-    input, otherwise the input names."""
-    if signature.feature_names and len(signature.inputs) == 1:
-        return signature.feature_names
-    return [s.name for s in signature.inputs]
+    """The named features a client sends: each 2-D input's named columns
+    (--features, mlship.yaml, the model's metadata), otherwise the input names."""
+    return request_fields(signature)
 
 
 def decode_rows(rows: Any, signature: Signature, *, allow_missing: bool = False,

@@ -26,7 +26,7 @@ class ModelService:
         self.settings = settings
         self.name, self.version, self.variant = settings.name, settings.version, settings.variant
         model = load_model(settings.model_path)
-        self.runner = Runner(model, threads=settings.threads)
+        self.runner = Runner(model, threads=settings.threads, features=settings.features)
         self.signature: Signature = self.runner.signature
         self.output_names = self.runner.output_names
         self.metrics = ServeMetrics(self.name, self.version, self.variant, model.sha256)
@@ -77,7 +77,7 @@ class ModelService:
                   "latency_ms": round((time.perf_counter() - started) * 1000.0, 3), "status": status,
                   "error": error},
             when=time.time(), feeds=feeds, instances=instances, outputs=outputs, cached=cached,
-            feature_names=self.signature.feature_names,
+            features=self.signature.features,
         )
         self.log.submit(entry, rows=entry.rows)
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from mlship.model.features import DeclaredFeatures
+
 
 class ServeSettings(BaseModel):
     """Everything `mlship serve` needs to start one server process."""
@@ -24,6 +26,8 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)
     allow_missing: bool = Field(False, description="Pass missing values (null, NaN) to float inputs as NaN "
                                 "instead of answering 400 (mlship.yaml `missing_values: allow`).")
+    features: DeclaredFeatures | None = Field(None, description="Column names of 2-D inputs (--features, "
+                                              "mlship.yaml), over the model's metadata.")
     log_dir: Path | None = None
     log_sample_rate: float = Field(1.0, ge=0, le=1)
     log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mlship.config import CONFIG_FILE, Config, load_config
 from mlship.errors import InvalidInputError
+from mlship.model.features import DeclaredFeatures
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class ModelSource:
     version: str
     allow_missing: bool = False  # `missing_values: allow` in the config that named the model
     unpacked: Path | None = None  # a bundle's temporary unpacked copy, which the caller removes when done
+    features: DeclaredFeatures | None = None  # `features:` of the config, when it names this model
 
 
 def resolve_source(target: Path | None, config: Config, *, name: str | None, version: str | None) -> ModelSource:
@@ -52,6 +54,7 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
         name=name or config.name or _slug(default_name),
         version=version or config.version or "1",
         allow_missing=config.missing_values == "allow",
+        features=config.for_model(target)[0].declared_features(),
     )
 
 
