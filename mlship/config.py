@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from mlship.drift.settings import DriftSettings
 from mlship.errors import ConfigError
 from mlship.plugins import plugin_section
+from mlship.tuf.settings import SigningSettings
 
 CONFIG_FILE = "mlship.yaml"
 ENV_PREFIX = "MLSHIP_"
@@ -172,6 +173,7 @@ class Config(Strict):
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _source: str = PrivateAttr(default="defaults")
@@ -185,6 +187,10 @@ class Config(Strict):
     def source(self) -> str:
         """Where the config came from (a file path, or 'defaults')."""
         return self._source
+
+    def tuf_signing(self) -> SigningSettings | None:
+        """`signing:` with key paths made absolute, or None when no TUF key is configured."""
+        return self.signing.resolved(self._base_dir) if self.signing.enabled else None
 
     def resolve(self, path: str | None) -> Path | None:
         """A path from the config, made absolute against the config's directory."""

@@ -43,6 +43,22 @@ def sync(
         + (f"; shipped {len(result['uploaded_logs'])} log files" if upload_logs is not None else ""), markup=False))
 
 
+@app.command("refresh")
+def refresh(
+    ctx: typer.Context,
+    name: Optional[str] = typer.Argument(None, help="Model name [name in mlship.yaml]."),
+    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, file://…"),
+) -> None:
+    """Re-sign NAME's TUF snapshot and timestamp with fresh expiry (run it from a CI cron job)."""
+    from mlship.edge.service import refresh_metadata
+
+    cfg = config_for(ctx)
+    result = refresh_metadata(name or cfg.name or "", to, cfg.targets, cfg.tuf_signing())
+    state(ctx).console.result(result.model_dump(), lambda out: out.print(
+        f"{result.name} in {result.target}: timestamp {result.timestamp} (expires {result.expires['timestamp']}), "
+        f"snapshot {result.snapshot} (expires {result.expires['snapshot']})", markup=False))
+
+
 @app.command("rollback")
 def rollback(ctx: typer.Context, directory: Path = typer.Option(..., "--dir", help="The device's model directory.")) -> None:
     """Switch back to the previous version."""

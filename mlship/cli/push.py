@@ -46,7 +46,8 @@ def push(
 
     _push_artifact(ctx, PushRequest(artifact=Path(what) if what is not None else None, name=name,
                                     version=version if version is not None else cfg.version, default_name=cfg.name,
-                                    targets=targets, configured=cfg.targets, dry_run=dry_run))
+                                    targets=targets, configured=cfg.targets, dry_run=dry_run,
+                                    signing=cfg.tuf_signing()))
 
 
 def _push_image(ctx: typer.Context, request: "PushImageRequest") -> None:

@@ -22,7 +22,8 @@ def promote(
     """Move a channel pointer (NAME/channels/CHANNEL.json) to VERSION, atomically."""
     from mlship.targets.service import promote_channel
 
-    pointer = promote_channel(name, version, channel, to, config_for(ctx).targets)
+    cfg = config_for(ctx)
+    pointer = promote_channel(name, version, channel, to, cfg.targets, signing=cfg.tuf_signing())
     state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}", markup=False))
 
 

@@ -39,3 +39,17 @@ def sync_device(request: SyncRequest) -> dict[str, Any]:
     if shipping:
         result["uploaded_logs"] = upload_logs(target, request.name, request.upload_logs, device)
     return result
+
+
+def refresh_metadata(name: str, to: str, configured: dict[str, Any], signing: Any) -> Any:
+    """The `mlship edge refresh` use case: re-sign NAME's TUF snapshot and timestamp in the target `to`
+    (`signing`: the resolved SigningSettings, None when mlship.yaml configures no TUF keys)."""
+    from mlship.errors import UsageError
+    from mlship.names import check_name
+    from mlship.targets.base import open_target
+    from mlship.tuf.releases import refresh
+
+    check_name(name, "name")
+    if signing is None:
+        raise UsageError("no TUF keys configured", hint="Set signing.keys in mlship.yaml (see mlship keys generate)")
+    return refresh(open_target(to, configured), name, signing)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from mlship.errors import InvalidInputError, MlshipError, ServiceError, UsageError
 from mlship.progress import NoProgress, Progress
 from mlship.targets.artifacts import PushResult
+from mlship.tuf.settings import SigningSettings
 
 # label -> a progress bar (as a context manager) for one target's upload
 ProgressFactory = Callable[[str], AbstractContextManager[Progress]]
@@ -30,6 +31,7 @@ class PushRequest(BaseModel):
     targets: list[str]
     configured: dict[str, Any] = {}
     dry_run: bool = False
+    signing: SigningSettings | None = None  # TUF keys: the pushed files also become signed targets
 
 
 class PushReport(BaseModel):
@@ -76,13 +78,33 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
     for target in opened:
         with progress(target.describe()) as bar:
             bar.start(total)
-            results.append(push_artifact(target, name, request.version, files, dry_run=request.dry_run,
-                                         progress=bar.advance))
+            result = push_artifact(target, name, request.version, files, dry_run=request.dry_run,
+                                   progress=bar.advance)
+            results.append(_sign_release(target, name, request.version, files, request.signing, result))
     return PushReport(name=name, version=request.version, files=files, results=results)
 
 
-def promote_channel(name: str, version: str, channel: str, to: str, configured: dict[str, Any]) -> dict[str, Any]:
-    """Point CHANNEL at VERSION in the target `to`; the new pointer document."""
+def _sign_release(target: Any, name: str, version: str, files: list[tuple[Path, str]],
+                  signing: SigningSettings | None, result: PushResult) -> PushResult:
+    """With TUF keys, a pushed (or already there) version's files become signed targets; a failure is the row's."""
+    if signing is None or result.status not in ("pushed", "skipped"):
+        return result
+    from mlship.tuf.releases import publish_version
+
+    try:
+        publish_version(target, name, version, files, signing)
+    except MlshipError as exc:
+        failed = PushResult(target=target.describe(), status="failed", files=result.files,
+                            error=f"pushed, but not signed: {exc.one_line()}")
+        failed._exc = exc
+        return failed
+    return result
+
+
+def promote_channel(name: str, version: str, channel: str, to: str, configured: dict[str, Any],
+                    signing: SigningSettings | None = None) -> dict[str, Any]:
+    """Point CHANNEL at VERSION in the target `to`; the new pointer document.
+    With TUF keys, the version must be signed and the pointer becomes a signed target."""
     from mlship.names import check_name
     from mlship.targets.artifacts import promote
     from mlship.targets.base import open_target
@@ -90,7 +112,21 @@ def promote_channel(name: str, version: str, channel: str, to: str, configured: 
     check_name(name, "name")  # before the target is opened: they become keys in it
     check_name(version, "version")
     check_name(channel, "--channel")
-    return promote(open_target(to, configured), name, version, channel)
+    target = open_target(to, configured)
+    if signing is None:
+        return promote(target, name, version, channel)
+    from mlship.tuf.releases import check_signed, publish_channel
+
+    check_signed(target, name, version)  # before the plain pointer moves
+    pointer = promote(target, name, version, channel)
+    published = publish_channel(target, name, channel, channel_bytes(pointer), version, signing)
+    return {**pointer, "tuf": published.model_dump(exclude={"target", "name"})}
+
+
+def channel_bytes(pointer: dict[str, Any]) -> bytes:
+    from mlship.targets.documents import Channel, dump
+
+    return dump(Channel.model_validate(pointer))
 
 
 def pull_version(ref: str, source: str, output: Path | None, configured: dict[str, Any]) -> Path:

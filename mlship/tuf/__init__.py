@@ -1,0 +1,1 @@
+"""The Update Framework (python-tuf) for edge releases: keys, the per-model repository, the device client."""
