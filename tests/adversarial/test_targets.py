@@ -101,7 +101,7 @@ def atomic_s3():
         server.stop()
 
 
-@pytest.fixture(params=["file", pytest.param("s3", marks=pytest.mark.integration)])
+@pytest.fixture(params=["file", *(pytest.param(k, marks=pytest.mark.integration) for k in ("s3", "gs", "az"))])
 def store(request, tmp_path, monkeypatch):
     """(target URL, env for processes, snapshot() of everything the target holds)."""
     monkeypatch.chdir(tmp_path)
@@ -109,6 +109,8 @@ def store(request, tmp_path, monkeypatch):
         root = tmp_path / "store"
         root.mkdir()
         return f"file://{root}", {}, lambda: _tree(tmp_path)
+    if request.param in ("gs", "az"):  # the emulators decide conditional writes atomically themselves
+        return _cloud_store(request, tmp_path, monkeypatch)
     server = request.getfixturevalue("atomic_s3")
     bucket = f"adv-{uuid.uuid4().hex[:8]}"
     client = server.client("s3")
@@ -123,6 +125,14 @@ def store(request, tmp_path, monkeypatch):
         return {o["Key"]: o["ETag"] for o in objects}, _tree(tmp_path)
 
     return f"s3://{bucket}/team", env, snapshot
+
+
+def _cloud_store(request, tmp_path: Path, monkeypatch):
+    from tests.conftest import empty_target
+
+    emulator = request.getfixturevalue({"gs": "gcs_server", "az": "azurite"}[request.param])
+    url = empty_target(request.param, request, tmp_path, monkeypatch)
+    return url, dict(emulator.env), lambda: (emulator.listing(url), _tree(tmp_path))
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -430,3 +440,48 @@ def test_a_damaged_versions_store_is_invalid_input(tmp_path, monkeypatch, line):
     assert result.code == 3, result.stderr
     assert "versions.jsonl:2: not a JSON record" in result.stderr and result.stderr.count("\n") == 1
     assert _tree(tmp_path) == before
+
+
+# A real `mlship push` that SIGKILLs itself in the middle of its upload: once the first part has been
+# handed over (the second time the upload reports progress), so the store holds a partial upload.
+_KILLED = r"""
+import os, signal, sys
+from mlship.cli import main
+from mlship.plugins import load
+kind = load("targets", sys.argv[1], sys.argv[1])
+upload = kind.upload
+
+def dying_upload(self, key, path, progress):
+    calls = []
+    def progress_then_die(n):
+        calls.append(n)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        progress(n)
+    return upload(self, key, path, progress_then_die)
+
+kind.upload = dying_upload
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.integration) for k in ("gs", "az")])
+def test_a_push_killed_mid_upload_leaves_no_index_entry_and_no_object(tmp_path, kind, request, monkeypatch):
+    """Attack (or accident): the pushing process dies with SIGKILL between two parts of a large file.
+    The store must hold no object under the final key and no index entry; a new push then succeeds."""
+    from tests.conftest import empty_target
+
+    url = empty_target(kind, request, tmp_path, monkeypatch)
+    emulator = request.getfixturevalue({"gs": "gcs_server", "az": "azurite"}[kind])
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(40 << 20))  # several 16 MiB chunks (gs) or 8 MiB blocks (az)
+    args = ["push", str(big), "--name", "big", "--artifact-version", "1", "--to", url]
+    killed = subprocess.run([sys.executable, "-c", _KILLED, kind, *args], env={**os.environ, **emulator.env},
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert emulator.listing(url) == {}  # nothing visible: no object, no index
+    assert run("pull", "big", "--from", url, "-o", str(tmp_path / "o")).code == 2
+    again = run(*args)
+    assert again.code == 0, again.stderr
+    assert run("pull", "big:1", "--from", url, "-o", str(tmp_path / "back")).code == 0
+    assert (tmp_path / "back" / "big.bin").read_bytes() == big.read_bytes()

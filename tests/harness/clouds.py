@@ -42,12 +42,17 @@ class Emulator:
     process: Popen
     env: dict[str, str]
     make_bucket: Callable[[str], None]
+    list_bucket: Callable[[str], dict[str, str]]
 
     def empty_target(self, scheme: str) -> str:
         """The URL of a new, empty bucket or container here (`scheme://NAME/team`)."""
         name = f"mlship-{uuid.uuid4().hex[:10]}"
         self.make_bucket(name)
         return f"{scheme}://{name}/team"
+
+    def listing(self, url: str) -> dict[str, str]:
+        """Every object in the bucket or container of `url`, name -> version (generation, ETag)."""
+        return self.list_bucket(url.split("://", 1)[1].split("/")[0])
 
     def stop(self) -> None:
         procs.stop_process(self.process, timeout=10)
@@ -71,7 +76,7 @@ def start_fake_gcs(timeout: float = 20) -> Emulator:
                 "-filesystem-root", str(root / "data"), "-external-url", url, "-public-host", f"{LOOPBACK}:{port}",
                 "-log-level", "warn"]
         handle = Emulator(url, root, log, procs.spawn(argv, log), {"STORAGE_EMULATOR_HOST": url},
-                          lambda name: _gcs_bucket(url, name))
+                          lambda name: _gcs_bucket(url, name), lambda name: _gcs_objects(url, name))
         return handle, lambda: http_request("GET", f"{url}/storage/v1/b", timeout=2).status == 200
 
     return _launch_on_free_port(launch, root, log, timeout, "fake-gcs-server GET /storage/v1/b")
@@ -83,6 +88,14 @@ def _gcs_bucket(url: str, name: str) -> None:
     reply = http_request("POST", f"{url}/storage/v1/b?project=test", json.dumps({"name": name}).encode(),
                          {"Content-Type": "application/json"})
     assert reply.status == 200, reply.body[:300]
+
+
+def _gcs_objects(url: str, name: str) -> dict[str, str]:
+    import json
+
+    reply = http_request("GET", f"{url}/storage/v1/b/{name}/o?versions=false")
+    assert reply.status == 200, reply.body[:300]
+    return {o["name"]: str(o["generation"]) for o in json.loads(reply.body).get("items", [])}
 
 
 def _azurite_binary() -> str:
@@ -111,7 +124,7 @@ def start_azurite(timeout: float = 30) -> Emulator:
                 "--skipApiVersionCheck", "--disableProductStyleUrl", "--silent"]
         conn = azurite_connection_string(endpoint)
         handle = Emulator(endpoint, root, log, procs.spawn(argv, log), {"AZURE_STORAGE_CONNECTION_STRING": conn},
-                          lambda name: _azure_container(conn, name))
+                          lambda name: _azure_container(conn, name), lambda name: _azure_blobs(conn, name))
         # any HTTP answer (400 without a signature) means it listens
         return handle, lambda: http_request("GET", f"{endpoint}?comp=list", timeout=2).status in (200, 400, 403)
 
@@ -122,6 +135,13 @@ def _azure_container(connection_string: str, name: str) -> None:
     from azure.storage.blob import BlobServiceClient
 
     BlobServiceClient.from_connection_string(connection_string).create_container(name)
+
+
+def _azure_blobs(connection_string: str, name: str) -> dict[str, str]:
+    from azure.storage.blob import ContainerClient
+
+    container = ContainerClient.from_connection_string(connection_string, name)
+    return {b.name: b.etag for b in container.list_blobs()}
 
 
 def use_emulator(emulator: Emulator, monkeypatch: Any) -> None:
