@@ -18,6 +18,7 @@ def drift(
     min_rows: Optional[int] = typer.Option(None, "--min-rows", help="Fewer values than this: too small to judge [200]."),
     drift_share: Optional[float] = typer.Option(None, "--drift-share", help="Share of drifted columns that is dataset drift [0.5]."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Ground truth file (request_id, label) joined to the logs."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="ONNX model: scores a reference without the logged outputs [model]."),
     json_out: Optional[str] = typer.Option(None, "--json-out", help="Write the JSON report to FILE, or - for stdout."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (CI job pages)."),
@@ -42,7 +43,7 @@ def drift(
         reference=reference or (str(cfg.resolve(cfg.monitoring.reference)) if cfg.monitoring.reference else None),
         drift_share=drift_share)
     options = run.drift_options(settings, current=current, window=window, min_rows=min_rows or None, labels=labels,
-                                strict=strict, chunk_rows=chunk_rows)
+                                model=_model(cfg, model), strict=strict, chunk_rows=chunk_rows)
     request = run.DriftRequest(options=options, json_out=json_out, html=html, markdown=markdown,
                                fail_on=fail_on or ["dataset"], on_drift=on_drift, webhook=webhook)
     for warning in run.prepare(request):
@@ -69,6 +70,11 @@ def _refuse_stray(stray: Optional[List[str]], *, json_given: bool) -> None:
     raise UsageError(f"drift takes no arguments, got {stray[0]!r}", hint="Pass the data with --current")
 
 
+def _model(cfg, flag: Optional[Path]) -> Optional[Path]:
+    """--model, else mlship.yaml's model: (flag > env > file)."""
+    return flag or (cfg.resolve(cfg.model) if cfg.model else None)
+
+
 def _show(console, report, *, to_stdout: bool) -> None:
     """The report on stdout: the JSON document for `--json-out -`, else the terminal view
     (or the document with the global --json)."""
@@ -86,12 +92,14 @@ def profile(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the profile (JSON)."),
     strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="ONNX model: scores data without outputs, kept in the profile [model]."),
 ) -> None:
     """Profile a reference once (or in pieces, then merge the pieces' profiles)."""
     from mlship.drift.detection import build_profile
     from mlship.drift.profile import Profile, is_profile_file, merge_profiles, save_profile
 
     console = state(ctx).console
+    model = _model(config_for(ctx), model)
     if all(is_profile_file(d) for d in data):
         merged = merge_profiles(data)
     else:
@@ -100,7 +108,7 @@ def profile(
             if is_profile_file(spec):
                 merged.merge(merge_profiles([spec]))
             else:
-                merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict)[0])
+                merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict, model=model)[0])
     save_profile(merged, output)
     summary = {"output": str(output), "rows": merged.rows,
                "columns": {n: c.kind for n, c in sorted(merged.columns.items())}}

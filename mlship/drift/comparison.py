@@ -35,6 +35,7 @@ def thresholds(options: DriftOptions) -> Thresholds:
 def compare(reference: Profile, current: Profile, options: DriftOptions) -> list[ColumnDrift]:
     """Per-column statistics and verdicts (BH correction across columns)."""
     results = []
+    complements = probability_complements(reference)
     for name in sorted(set(reference.columns) | set(current.columns)):
         rule = options.columns.get(name, ColumnSettings())
         ref, cur = reference.columns.get(name), current.columns.get(name)
@@ -42,9 +43,11 @@ def compare(reference: Profile, current: Profile, options: DriftOptions) -> list
                              drifted=False, reasons=[])
         if rule.ignore:
             result = _with(result, ignored=True, kind=ref.kind if ref else None)
+        elif name in complements:
+            result = _with(result, ignored=True, kind=ref.kind, note=f"1 - {complements[name]}: a binary "
+                           "classifier's two probabilities count once")
         elif ref is None or cur is None:
-            result = _with(result, kind=(ref or cur).kind, insufficient=True,
-                           reasons=[f"only in the {'current data' if ref is None else 'reference'}"])
+            result = _with(result, kind=(ref or cur).kind, insufficient=True, reasons=[_one_side(name, ref is None)])
         else:
             result = _with(result, **_column_stats(ref, cur, rule, options))
         results.append(result)
@@ -57,6 +60,33 @@ def share_drifted(columns: list[ColumnDrift]) -> tuple[list[str], float, bool]:
     judged = [c for c in columns if c.judged]
     drifted = [c.name for c in columns if c.drifted]
     return drifted, len(drifted) / len(judged) if judged else 0.0, bool(judged)
+
+
+def probability_complements(profile: Profile) -> dict[str, str]:
+    """`outputs.P_0` -> `outputs.P_1` for each output P holding exactly two values in [0, 1]
+    (a binary classifier's probabilities: the first is one minus the second)."""
+    pairs = {}
+    for name in profile.columns:
+        if name.startswith("outputs.") and name.endswith("_1"):
+            base = name[:-2]
+            first, second = profile.columns.get(base + "_0"), profile.columns[name]
+            if first is not None and base + "_2" not in profile.columns and _probability(first) \
+                    and _probability(second):
+                pairs[base + "_0"] = name
+    return pairs
+
+
+def _probability(column: ColumnProfile) -> bool:
+    sketch = column.numeric
+    return bool(sketch.n) and not column.non_numeric and sketch.min >= 0 and sketch.max <= 1
+
+
+def _one_side(name: str, only_current: bool) -> str:
+    if not only_current:
+        return "only in the reference"
+    if name.startswith("outputs."):  # training data has no outputs: the model can add them
+        return "only in the current data (give the model, --model or model:, to score the reference)"
+    return "only in the current data"
 
 
 def _with(column: ColumnDrift, **fields: Any) -> ColumnDrift:

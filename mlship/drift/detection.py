@@ -20,6 +20,7 @@ from mlship.drift.comparison import compare, share_drifted, thresholds
 from mlship.drift.profile import Profile, is_profile_file, load_profile
 from mlship.drift.report import (DriftReport, OperationsReport, OperationsSummary, PerformanceReport,
                                  PerformanceSummary, ReadSummary, Source, VariantOperations, WindowDrift)
+from mlship.drift.scoring import add_model_outputs, needs_scoring
 from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
 from mlship.drift.frames import Frame, iter_frames
@@ -48,10 +49,15 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     overall, windows, by_version = _current(options, read, labels, progress)
     if overall.profile.rows == 0:
         raise InvalidInputError(f"{options.current}: no rows to compare")
+    scored = options.model is not None and not is_profile_file(options.reference) \
+        and needs_scoring(reference, overall.profile)
+    if scored:
+        add_model_outputs(reference, options.reference, options.model, chunk_rows=options.chunk_rows)
     columns = compare(reference, overall.profile, options)
     drifted, share, any_judged = share_drifted(columns)
     return DriftReport(
-        reference=Source(source=options.reference, rows=reference.rows),
+        reference=Source(source=options.reference, rows=reference.rows,
+                         **({"scored_with": str(options.model)} if scored else {})),
         current=Source(source=options.current, rows=overall.profile.rows),
         thresholds=thresholds(options),
         dataset_drift=any_judged and share >= options.drift_share,
@@ -68,13 +74,16 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     )
 
 
-def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False,
+def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False, model: Path | None = None,
                   progress: Callable[[int], None] = lambda rows: None) -> tuple[Profile, ReadReport]:
-    """`mlship profile`: one pass over data or logs in chunks (prediction rows only)."""
+    """`mlship profile`: one pass over data or logs in chunks (prediction rows only); with
+    `model`, data without outputs is scored so the profile holds them too."""
     read = ReadReport()
     profile = _scan(spec, chunk_rows=chunk_rows, strict=strict, read=read, progress=progress)
     if profile.rows == 0:
         raise InvalidInputError(f"{spec}: no rows to profile")
+    if model is not None and needs_scoring(profile):
+        add_model_outputs(profile, spec, model, chunk_rows=chunk_rows)
     return profile, read
 
 

@@ -29,6 +29,8 @@ class Source(_Part):
 
     source: str = Field(description="The file, directory, glob or saved profile read.")
     rows: int = Field(description="Rows compared (predictions only, for logs).")
+    scored_with: Optional[str] = Field(None, description="The model that scored this side's outputs "
+                                       "(a reference without the logged outputs).")
 
 
 class Thresholds(_Part):
@@ -130,6 +132,7 @@ class ColumnDrift(_Part):
     drifted: bool
     reasons: list[str]
     ignored: Optional[bool] = None
+    note: Optional[str] = Field(None, description="Why the column is left out of the drifted share, when it is.")
     kind: Optional[str] = None
     type: Optional[TypeChange] = None
     missing: Optional[MissingChange] = None

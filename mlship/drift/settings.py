@@ -49,5 +49,7 @@ class DriftOptions(DriftSettings):
     window: Optional[str] = Field(None, description="Compare each window: 1h, 1d, 30m or 5000rows.")
     min_rows: int = Field(MIN_ROWS, ge=1, description="Fewer values than this: too small to judge.")
     labels: Optional[Path] = Field(None, description="Ground truth (request_id, label) joined to the logs.")
+    model: Optional[Path] = Field(None, description="The ONNX model: scores a reference that lacks the logged "
+                                  "outputs, so output drift is judged.")
     strict: bool = Field(False, description="A malformed log line is an error, not skipped.")
     chunk_rows: int = Field(50_000, ge=1, description="Rows read at a time (memory bound).")

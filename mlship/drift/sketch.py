@@ -80,6 +80,17 @@ class NumericSketch:
                                   [self.pos[k] for k in pos_k.tolist()]]).astype(np.float64)
         return values, weights
 
+    def bucketed_weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """weighted() as if the values were sketched: what exact values are compared as
+        against a sketched side (bucket representatives on both sides, or a 0.2% rounding
+        alone would look like drift where values crowd, e.g. probabilities near 1)."""
+        if self.exact is None:
+            return self.weighted()
+        sketch = NumericSketch()
+        sketch.exact = None
+        sketch._to_buckets(np.asarray(self.exact, dtype=np.float64))
+        return sketch.weighted()
+
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"n": self.n, "mean": self.mean, "m2": self.m2,
                                "min": self.min if self.n else None, "max": self.max if self.n else None}

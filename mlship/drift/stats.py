@@ -20,11 +20,10 @@ def numeric_stats(ref: ColumnProfile, cur: ColumnProfile) -> dict[str, Any]:
     """KS D and p-value, Wasserstein distance (raw and / reference std), PSI."""
     from scipy import stats
 
-    rv, rw = ref.numeric.weighted()
-    cv, cw = cur.numeric.weighted()
+    (rv, rw), (cv, cw), both_exact = comparable_values(ref, cur)
     if not len(rv) or not len(cv):
         return {}
-    if ref.numeric.exact is not None and cur.numeric.exact is not None:
+    if both_exact:
         ks = stats.ks_2samp(rv, cv)
         d, p = float(ks.statistic), float(ks.pvalue)
         wd = float(stats.wasserstein_distance(rv, cv))
@@ -38,6 +37,15 @@ def numeric_stats(ref: ColumnProfile, cur: ColumnProfile) -> dict[str, Any]:
     edges = ref.frozen_edges if ref.frozen_edges is not None else ref.psi_edges()
     return {"ks_d": d, "ks_p": p, "wasserstein": wd, "wasserstein_norm": wd / scale,
             "psi": psi(_bin_shares(rv, rw, edges), _bin_shares(cv, cw, edges))}
+
+
+def comparable_values(ref: ColumnProfile, cur: ColumnProfile) -> tuple[Any, Any, bool]:
+    """Both sides' (values, weights) on one footing, and whether both are exact: when one side
+    is sketched, the other's exact values go through the same buckets."""
+    both_exact = ref.numeric.exact is not None and cur.numeric.exact is not None
+    if both_exact:
+        return ref.numeric.weighted(), cur.numeric.weighted(), True
+    return ref.numeric.bucketed_weighted(), cur.numeric.bucketed_weighted(), False
 
 
 def _weighted_ks(v1: np.ndarray, w1: np.ndarray, v2: np.ndarray, w2: np.ndarray) -> float:
@@ -109,8 +117,7 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 
 def shared_histogram(ref: ColumnProfile, cur: ColumnProfile, bins: int = 20) -> dict[str, Any]:
     """Reference and current shares on one set of bins, for charts."""
-    rv, rw = ref.numeric.weighted()
-    cv, cw = cur.numeric.weighted()
+    (rv, rw), (cv, cw), _ = comparable_values(ref, cur)
     if not len(rv) or not len(cv):
         return {}
     lo, hi = min(rv[0], cv[0]), max(rv[-1], cv[-1])
