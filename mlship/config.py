@@ -199,18 +199,6 @@ class Config(Strict):
         p = Path(path).expanduser()
         return p if p.is_absolute() else self._base_dir / p
 
-
-# Global options that share the MLSHIP_ prefix but are not config fields.
-_NOT_CONFIG = {"JSON", "QUIET", "VERBOSE", "CONFIG", "REQUIRE_SERVICES", "NO_COLOR"}
-
-
-def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:
-    """The config file to use: the explicit one (must exist), or ./mlship.yaml."""
-    if explicit is not None:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}", hint="Check --config or MLSHIP_CONFIG")
-        return path
     def declared_features(self) -> Any:
         """`features:` as mlship.model.features.DeclaredFeatures (None when unset)."""
         from mlship.model.features import DeclaredFeatures
@@ -255,6 +243,18 @@ def _same_file(a: Path, b: Path | None) -> bool:
     except OSError:
         return False
 
+
+# Global options that share the MLSHIP_ prefix but are not config fields.
+_NOT_CONFIG = {"JSON", "QUIET", "VERBOSE", "CONFIG", "REQUIRE_SERVICES", "NO_COLOR"}
+
+
+def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:
+    """The config file to use: the explicit one (must exist), or ./mlship.yaml."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}", hint="Check --config or MLSHIP_CONFIG")
+        return path
     candidate = (cwd or Path.cwd()) / CONFIG_FILE
     return candidate if candidate.is_file() else None
 
