@@ -159,16 +159,16 @@ class Config(Strict):
     version: str | None = Field(None, description="Model version, e.g. 1.4.0.")
     model: str | None = Field(None, description="Path to the ONNX model, relative to mlship.yaml.")
     sample: str | None = Field(None, description="Sample data (CSV, Parquet, JSON Lines, NPY) for checks.")
+    features: list[str] | dict[str, list[str]] | None = Field(
+        None, description="Data columns of the model's 2-D inputs, for a model without `mlship.feature_names` "
+        "(a converter's `X [N, k]`): a list for a single input, or `input: [columns]` for several. Over the "
+        "model's metadata, under --features; `mlship init --sample` writes it from the sample's header.")
     store: str = Field(".mlship/versions.jsonl", description="The versions store, relative to mlship.yaml.")
     missing_values: Literal["refuse", "allow"] = Field(
         "refuse", description="Missing inputs (empty cell, null, NaN) in serve, predict and check: refuse names the "
         "field and row (HTTP 400, exit 3); allow passes them to float inputs as NaN, for models that handle "
         "them (tree ensembles). Integer, bool and string inputs refuse them either way.")
     check: CheckConfig = Field(default_factory=CheckConfig)
-    features: list[str] | dict[str, list[str]] | None = Field(
-        None, description="Data columns of the model's 2-D inputs, for a model without `mlship.feature_names` "
-        "(a converter's `X [N, k]`): a list for a single input, or `input: [columns]` for several. Over the "
-        "model's metadata, under --features; `mlship init --sample` writes it from the sample's header.")
     build: BuildConfig = Field(default_factory=BuildConfig)
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
