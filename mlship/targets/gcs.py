@@ -60,7 +60,7 @@ class GcsTarget(ConditionalTarget):
                 reader = HashingReader(fh, progress)
                 blob.upload_from_file(reader, size=size, checksum="crc32c")
         except Exception as exc:
-            raise ServiceError(f"{self.url}: upload of {key} failed: {_reason(exc)}") from None
+            raise ServiceError(f"{self.url}: upload of {key} failed: {_reason(exc, writing=True)}") from None
         if blob.size != size:
             raise ServiceError(f"{self.url}: {key} has {blob.size} bytes after upload, expected {size}")
         return reader.hexdigest(path)
@@ -90,9 +90,9 @@ class GcsTarget(ConditionalTarget):
             blob.upload_from_string(data, content_type="application/json",
                                     if_generation_match=int(version) if version else 0)
         except Exception as exc:
-            if _status(exc) in (412, 404):  # changed, or removed since it was read
+            if _status(exc) == 412:  # changed, created or removed since it was read
                 raise Conflict(key) from None
-            raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
+            raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc, writing=True)}") from None
         return str(blob.generation)
 
     def delete_if(self, key: str, version: str) -> None:
@@ -110,7 +110,7 @@ class GcsTarget(ConditionalTarget):
         try:  # one request replaces the object whole: readers see the old or the new bytes
             blob.upload_from_string(data, content_type="application/json")
         except Exception as exc:
-            raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
+            raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc, writing=True)}") from None
 
 
 class HashingReader:
@@ -162,9 +162,10 @@ def _status(exc: Exception) -> int | None:
     return getattr(exc, "code", None) if isinstance(getattr(exc, "code", None), int) else None
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, writing: bool = False) -> str:
+    """Why a request failed, in words; a 404 on a write can only mean the bucket is missing."""
     status = _status(exc)
-    if status == 404 and "bucket" in str(exc).lower():
+    if status == 404 and (writing or "bucket" in str(exc).lower()):
         return "the bucket does not exist"
     if status in (401, 403):
         return f"access refused ({status}): check the credentials"
