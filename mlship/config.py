@@ -132,7 +132,7 @@ class RolloutConfig(Strict):
     pause: str | None = Field(None, description="Wait between steps, e.g. 10m.")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     logs: list[str] = Field(default_factory=list, description="Prediction logs of both versions (directories, globs).")
-    state: str | None = Field(None, description="Where rollout states live: a directory [.mlship/rollouts], s3://…, or a target name.")
+    state: str | None = Field(None, description="Where rollout states live: a directory [.mlship/rollouts], s3://…, gs://…, az://…, or a target name.")
 
     @field_validator("steps")
     @classmethod
