@@ -84,14 +84,25 @@ def decode_tensors(tensors: dict[str, Any], signature: Signature, *, allow_missi
     specs = {s.name: s for s in signature.inputs}
     body = []
     for name, data in tensors.items():
-        try:
-            shape = list(np.asarray(data, dtype=object).shape)
-        except ValueError:
-            raise RequestError(400, f"'{where}': input {name!r} has rows of different lengths") from None
+        shape = _regular_shape(data)
+        if shape is None:
+            raise RequestError(400, f"'{where}': input {name!r} has rows of different lengths")
         spec = specs.get(name)
         datatype = protocol.DATATYPES.get(spec.dtype or "") if spec is not None else None
         body.append({"name": name, "shape": shape, "datatype": datatype, "data": data})
     return protocol.decode_inputs({"inputs": body}, signature, allow_missing=allow_missing)
+
+
+def _regular_shape(data: Any) -> list[int] | None:
+    """The shape of nested lists, None when ragged (NumPy would keep the
+    short rows as list objects rather than refuse them)."""
+    try:
+        array = np.asarray(data, dtype=object)
+    except ValueError:
+        return None
+    if any(isinstance(v, list) for v in array.flat):
+        return None
+    return list(array.shape)
 
 
 def _column(instances: list[dict[str, Any]], name: str) -> np.ndarray:

@@ -406,3 +406,243 @@ def test_check_sample_refuses_missing_values_unless_declared(tmp_path, sample, c
     allowed = run("check", str(MODEL), "--sample", str(source), "--allow-missing", "--json")
     assert allowed.code == 0, allowed.stderr
     assert allowed.json()["smoke"]["rows"] == 10
+
+
+# -- the binary tensor extension: malformed bodies ---------------------------------------
+# Each is sent over a raw socket with exactly the bytes and header given; the
+# answer must be a 400 naming what is wrong, and the next good request is scored.
+
+
+def binary_post(port: int, path: str, header: dict, tail: bytes, declared: bytes | None = None,
+                extra_headers: bytes = b"") -> tuple[int, dict]:
+    """POST a JSON header plus binary tail; `declared` overrides Inference-Header-Content-Length."""
+    head = json.dumps(header).encode()
+    length = str(len(head)).encode() if declared is None else declared
+    raw = raw_post(port, path, head + tail, b"Inference-Header-Content-Length: " + length + b"\r\n" + extra_headers)
+    status, _, doc = split_response(raw)
+    return status, doc
+
+
+def x_header(size, shape=(1, 30), **extra) -> dict:
+    return {"inputs": [{"name": "X", "shape": list(shape), "datatype": "FP32",
+                        "parameters": {"binary_data_size": size}, **extra}]}
+
+
+def typed_header(sizes: dict[str, int], shapes: dict[str, list[int]] | None = None) -> dict:
+    return {"inputs": [{"name": n, "shape": (shapes or {}).get(n, [1, 1]), "datatype": TYPED_DATATYPES[n],
+                        "parameters": {"binary_data_size": sizes[n]}} for n in TYPED_DATATYPES]}
+
+
+def typed_tail(s: bytes = struct.pack("<I", 1) + b"x", b: bytes = b"\x01") -> tuple[dict[str, int], bytes]:
+    parts = {"f": struct.pack("<f", 1.5), "i": struct.pack("<q", 2), "b": b, "s": s}
+    return {n: len(p) for n, p in parts.items()}, b"".join(parts.values())
+
+
+def assert_still_serving(server, sample) -> None:
+    X = sample[0]
+    status, _ = binary_post(server.port, INFER, x_header(120), X[0].astype("<f4").tobytes())
+    assert status == 200
+
+
+BAD_DECLARED = [
+    (b"99999", "must be a number of bytes from 1 to the body's"),    # past the end of the body
+    (b"0", "must be a number of bytes from 1"),
+    (b"-5", "must be a number of bytes"),
+    (b"12abc", "must be a number of bytes"),
+    (b"", "must be a number of bytes"),
+]
+
+
+@pytest.mark.parametrize("declared,message", BAD_DECLARED, ids=repr)
+def test_an_inference_header_length_outside_the_body_is_refused(strict, sample, declared, message):
+    status, doc = binary_post(strict.port, INFER, x_header(120), sample[0][0].astype("<f4").tobytes(), declared)
+    assert status == 400 and "Inference-Header-Content-Length" in doc["error"] and message in doc["error"]
+    assert_still_serving(strict, sample)
+
+
+def test_a_header_length_that_cuts_the_json_short_is_not_json(strict, sample):
+    status, doc = binary_post(strict.port, INFER, x_header(120), sample[0][0].astype("<f4").tobytes(), b"10")
+    assert status == 400 and "not valid JSON" in doc["error"]
+
+
+@pytest.mark.parametrize("size,message", [
+    (-1, "binary_data_size must be a non-negative integer"),
+    (-(2**63), "binary_data_size must be a non-negative integer"),
+    ("120", "binary_data_size must be a non-negative integer"),
+    (120.0, "binary_data_size must be a non-negative integer"),
+    (True, "binary_data_size must be a non-negative integer"),
+    (None, "binary_data_size must be a non-negative integer"),
+    (121, "runs past the end of the body (120 bytes of binary data left)"),
+    (2**62, "runs past the end of the body"),
+    (2**80, "binary_data_size must be a non-negative integer"),  # beyond int64: JSON readers give a float
+    (116, "binary_data_size 116 does not fit shape [1, 30] of FP32 (30 values of 4 bytes = 120)"),
+], ids=repr)
+def test_a_bad_binary_data_size_is_refused_naming_the_input(strict, sample, size, message):
+    status, doc = binary_post(strict.port, INFER, x_header(size), sample[0][0].astype("<f4").tobytes())
+    assert status == 400 and "input 'X'" in doc["error"] and message in doc["error"], doc
+    assert_still_serving(strict, sample)
+
+
+@pytest.mark.parametrize("shape,tail_bytes,message", [
+    ([1, 30], 240, "120 bytes of binary data after the JSON header belong to no input"),  # size 120, 240 sent
+    ([2, 30], 120, "does not fit shape [2, 30]"),                                          # shape wants 240
+    ([2**40, 30], 120, "does not fit shape [1099511627776, 30]"),                          # no allocation for it
+    ([0, 30], 120, "does not fit shape [0, 30]"),
+], ids=repr)
+def test_sizes_that_do_not_match_shape_times_dtype_are_refused(strict, sample, shape, tail_bytes, message):
+    X = sample[0]
+    tail = np.resize(X.astype("<f4"), tail_bytes // 4).tobytes()
+    size = 120 if tail_bytes == 240 else tail_bytes
+    status, doc = binary_post(strict.port, INFER, x_header(size, shape), tail)
+    assert status == 400 and message in doc["error"], doc
+    assert_still_serving(strict, sample)
+
+
+def test_data_and_binary_data_size_together_are_refused(strict, sample):
+    X = sample[0]
+    status, doc = binary_post(strict.port, INFER, x_header(120, data=X[0].tolist()), X[0].astype("<f4").tobytes())
+    assert status == 400 and "both 'data' and binary_data_size" in doc["error"]
+
+
+def test_binary_bytes_without_the_header_length_are_not_json(strict, sample):
+    """Without Inference-Header-Content-Length the whole body is JSON."""
+    head = json.dumps(x_header(120)).encode()
+    status, _, doc = split_response(raw_post(strict.port, INFER, head + sample[0][0].astype("<f4").tobytes()))
+    assert status == 400 and "not valid JSON" in doc["error"]
+    status, _, doc = split_response(raw_post(strict.port, INFER, head))  # sizes but no bytes at all
+    assert status == 400 and "runs past the end of the body (0 bytes of binary data left)" in doc["error"]
+
+
+@pytest.mark.parametrize("s,message", [
+    (struct.pack("<I", 2) + b"x", "BYTES element 1 says 2 bytes, 1 are left"),           # prefix past the end
+    (struct.pack("<I", 2**32 - 1) + b"x", "BYTES element 1 says 4294967295 bytes"),
+    (b"\x01\x00", "cannot hold the 1 elements of its shape"),                           # half a prefix
+    (b"", "cannot hold the 1 elements of its shape"),
+    (struct.pack("<I", 1) + b"xy", "1 bytes after the 1 BYTES elements its shape holds"),
+    (struct.pack("<I", 2) + b"\xff\xfe", "BYTES element 1 is not UTF-8 text"),
+], ids=repr)
+def test_malformed_bytes_tensors_are_refused(typed_strict, sample, s, message):
+    sizes, tail = typed_tail(s=s)
+    status, doc = binary_post(typed_strict.port, "/v2/models/typed/infer", typed_header(sizes), tail)
+    assert status == 400 and "input 's'" in doc["error"] and message in doc["error"], doc
+    sizes, tail = typed_tail()
+    assert binary_post(typed_strict.port, "/v2/models/typed/infer", typed_header(sizes), tail)[0] == 200
+
+
+def test_a_bytes_shape_far_larger_than_its_data_is_refused_before_allocating(typed_strict):
+    sizes, tail = typed_tail()
+    header = typed_header(sizes, {"s": [2**40, 1]})
+    status, doc = binary_post(typed_strict.port, "/v2/models/typed/infer", header, tail)
+    assert status == 400 and "cannot hold the 1099511627776 elements" in doc["error"]
+
+
+def test_a_bool_byte_other_than_0_or_1_is_refused(typed_strict):
+    sizes, tail = typed_tail(b=b"\x02")
+    status, doc = binary_post(typed_strict.port, "/v2/models/typed/infer", typed_header(sizes), tail)
+    assert status == 400 and "input 'b': BOOL binary data holds a byte other than 0 or 1" in doc["error"]
+
+
+def test_binary_requests_keep_the_request_id_rule(strict, sample):
+    tail = sample[0][0].astype("<f4").tobytes()
+    status, doc = binary_post(strict.port, INFER, {**x_header(120), "id": "a\r\nX-Injected: 1"}, tail)
+    assert status == 400 and "'id' must be a string" in doc["error"]
+    head = json.dumps(x_header(120)).encode()
+    raw = raw_post(strict.port, INFER, head + tail, b"Inference-Header-Content-Length: "
+                   + str(len(head)).encode() + b"\r\nX-Request-ID: bad id\r\n")
+    status, _, doc = split_response(raw)
+    assert status == 400 and "X-Request-ID header" in doc["error"]
+
+
+@pytest.mark.parametrize("parameters,message", [
+    ({"binary_data_output": "yes"}, "parameter binary_data_output must be true or false"),
+    ({"binary_data_output": 1}, "parameter binary_data_output must be true or false"),
+    ([], "'parameters' must be an object"),
+], ids=repr)
+def test_bad_output_parameters_are_refused(strict, sample, parameters, message):
+    tail = sample[0][0].astype("<f4").tobytes()
+    status, doc = binary_post(strict.port, INFER, {**x_header(120), "parameters": parameters}, tail)
+    assert status == 400 and message in doc["error"], doc
+    outputs = [{"name": "label", "parameters": {"binary_data": "true"}}]
+    status, doc = binary_post(strict.port, INFER, {**x_header(120), "outputs": outputs}, tail)
+    assert status == 400 and "output 'label': parameter binary_data must be true or false" in doc["error"]
+    outputs = [{"name": "label", "parameters": {"classification": 2}}]
+    status, doc = binary_post(strict.port, INFER, {**x_header(120), "outputs": outputs}, tail)
+    assert status == 400 and "classification extension is not supported" in doc["error"]
+
+
+def test_binary_bodies_are_held_to_the_body_size_limit(tmp_path, sample):
+    server = start_server(MODEL, tmp_path, "--name", "bc", "--max-body-bytes", "1000", log=False)
+    try:
+        X = sample[0]
+        status, doc = binary_post(server.port, INFER, x_header(1200, (10, 30)), X[:10].astype("<f4").tobytes())
+        assert status == 413 and "over the limit of 1000 bytes" in doc["error"]
+        assert binary_post(server.port, INFER, x_header(120), X[0].astype("<f4").tobytes())[0] == 200
+    finally:
+        server.terminate()
+
+
+def test_declared_missing_values_reach_the_model_as_nan_in_binary(lenient, sample):
+    X = sample[0]
+    x = X[:1].copy()
+    x[0, 1] = np.nan
+    label, probs = ort.InferenceSession(str(MODEL)).run(None, {"X": x})
+    header = {**x_header(120), "outputs": [{"name": "label"}, {"name": "probabilities",
+                                                               "parameters": {"binary_data": True}}]}
+    head = json.dumps(header).encode()
+    raw = raw_post(lenient.port, "/v2/models/bc/infer", head + x.astype("<f4").tobytes(),
+                   b"Inference-Header-Content-Length: " + str(len(head)).encode() + b"\r\n")
+    response_head, _, body = raw.partition(b"\r\n\r\n")
+    length = int(re.search(rb"inference-header-content-length: (\d+)", response_head, re.IGNORECASE).group(1))
+    doc = json.loads(body[:length])
+    assert doc["outputs"][0]["data"] == [int(label[0])]
+    assert np.array_equal(np.frombuffer(body[length:], dtype="<f4").reshape(1, 2), probs)
+
+
+# -- MLflow's and KServe v1's formats: malformed bodies and missing values ---------------------
+
+
+@pytest.mark.parametrize("body,message", [
+    ({"dataframe_split": {"columns": ["a"], "data": []}}, "'dataframe_split' must be an object with a 'columns'"),
+    ({"dataframe_split": {"data": [[1]]}}, "'dataframe_split' must be an object with a 'columns'"),
+    ({"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}, "must be distinct strings"),
+    ({"dataframe_split": {"columns": [1, 2], "data": [[1, 2]]}}, "must be distinct strings"),
+    ({"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}}, "dataframe_split.data[1] must be a list of 2"),
+    ({"dataframe_records": {"a": 1}}, "'dataframe_records' must be a non-empty list of objects"),
+    ({"dataframe_records": [[1]]}, "dataframe_records[0] must be an object"),
+    ({"inputs": {"mean_radius": [1, 2], "mean_texture": [1]}}, "all of one length"),
+    ({"inputs": {"mean_radius": 1}}, "to a non-empty list"),
+    ({"inputs": {}}, "to a non-empty list"),
+    ({"inputs": [[1.0] * 30, [1.0] * 29]}, "rows of different lengths"),
+    ({"inputs": [[1.0] * 30, {"a": 1}]}, "mixes lists and objects"),
+    ({"inputs": [[1.0] * 29]}, "does not fit the model's"),
+    ({"inputs": [["a"] * 30]}, "cannot be read as FP32"),
+    ({"instances": [], "inputs": []}, "it has instances, inputs, send one"),
+    ({"instances": []}, "'instances' must be a non-empty list"),
+    ([1, 2], "request body must be a JSON object"),
+], ids=repr)
+@pytest.mark.parametrize("path", ["/predict", "/invocations"])
+def test_malformed_mlflow_bodies_are_refused_naming_the_field(strict, sample, body, message, path):
+    response = strict.post(path, body)
+    assert response.status == 400, response.body
+    assert message in json.loads(response.body)["error"]
+
+
+@pytest.mark.parametrize("value", MISSING_JSON, ids=repr)
+def test_missing_values_in_mlflow_and_v1_rows_are_refused_naming_row_and_feature(strict, sample, value):
+    X, _, names = sample
+    rows = X[:3].tolist()
+    rows[1][4] = value
+    for path, body in [("/predict", {"dataframe_split": {"columns": names, "data": rows}}),
+                       ("/predict", {"dataframe_records": [dict(zip(names, r)) for r in rows]}),
+                       ("/predict", {"inputs": rows}), ("/predict", {"instances": rows}),
+                       ("/v1/models/bc:predict", {"instances": rows})]:
+        response = strict.post(path, body)
+        assert response.status == 400, (path, body, response.body)
+        error = json.loads(response.body)["error"]
+        assert "row 2" in error and "'mean_smoothness'" in error and "missing value" in error, (path, error)
+
+
+def test_lists_for_a_model_with_several_inputs_are_refused(typed_strict):
+    response = typed_strict.post("/v1/models/typed:predict", {"instances": [[1.5, 2, True, "x"]]})
+    assert response.status == 400
+    assert "needs a model with one input; this one takes f, i, b, s" in json.loads(response.body)["error"]
