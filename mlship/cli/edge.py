@@ -20,6 +20,7 @@ def sync(
     channel: str = typer.Option("stable", "--channel", help="Channel to follow."),
     directory: Path = typer.Option(..., "--dir", help="The device's model directory."),
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="Require bundles signed by this key."),
+    root: Optional[Path] = typer.Option(None, "--root", help="Trusted TUF root (N.root.json) for a device not yet initialised."),
     upload_logs: Optional[Path] = typer.Option(None, "--upload-logs", help="Also ship finished prediction logs from this directory."),
     device: Optional[str] = typer.Option(None, "--device", help="Device id under NAME/logs/ [host name]."),
 ) -> None:
@@ -32,7 +33,7 @@ def sync(
     if not bundle_name:
         raise UsageError("no bundle name", hint="Pass --name or set `name:` in mlship.yaml")
     result = sync_device(SyncRequest(source=source, name=bundle_name, channel=channel, directory=directory,
-                                     public_key=public_key, upload_logs=upload_logs, device=device,
+                                     public_key=public_key, root=root, upload_logs=upload_logs, device=device,
                                      configured=cfg.targets))
     state(ctx).console.result(result, lambda out: out.print(
         f"{bundle_name}@{channel}: {result['version']}"
@@ -41,6 +42,21 @@ def sync(
             f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)") if result["changed"]
            else " (up to date, nothing downloaded)")
         + (f"; shipped {len(result['uploaded_logs'])} log files" if upload_logs is not None else ""), markup=False))
+
+
+@app.command("init")
+def init(
+    ctx: typer.Context,
+    directory: Path = typer.Option(..., "--dir", help="The device's model directory."),
+    root: Path = typer.Option(..., "--root", help="The trusted TUF root (NAME/tuf/N.root.json from the publisher)."),
+) -> None:
+    """Provision the device's trusted TUF root in DIR/tuf/: from then on every sync is verified by TUF."""
+    from mlship.edge.tuf_client import init_root
+
+    directory.mkdir(parents=True, exist_ok=True)
+    version = init_root(directory, root)
+    state(ctx).console.result({"directory": str(directory), "root_version": version}, lambda out: out.print(
+        f"{directory}: trusts root version {version} from {root}", markup=False))
 
 
 @app.command("refresh")

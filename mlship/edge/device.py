@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mlship.bundles.manifest import BundleManifest, FileEntry, check_file_entries, load_json, verify_directory
 from mlship.bundles.read import unpack_bundle
@@ -41,8 +41,7 @@ def sync(target: Target, name: str, channel: str, directory: Path, public_key: P
     """Bring DIR to the channel's version; nothing is downloaded when it is already there and verifies."""
     check_name(name, "name")
     check_name(channel, "channel")
-    version = channel_version(target, name, channel)
-    bundle = bundle_entry(target, name, version)
+    version, fetch = _release(target, name, channel, directory)
     directory.mkdir(parents=True, exist_ok=True)
     before = current_version(directory)
     final = directory / "versions" / version
@@ -57,12 +56,33 @@ def sync(target: Target, name: str, channel: str, directory: Path, public_key: P
                 return {"version": version, "changed": False, "downloaded": 0}
             _switch(directory, version)
             return {"version": version, "previous": before, "changed": True, "downloaded": 0}
-    downloaded = _install(target, name, version, bundle, final, public_key)
+    downloaded = _install(target, name, version, fetch, final, public_key)
     _switch(directory, version)
     result = {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
     if repaired:
         result["repaired"] = True
     return result
+
+
+def _release(target: Target, name: str, channel: str, directory: Path) -> tuple[str, Callable[[Path], str]]:
+    """The channel's version and how to fetch its bundle (verified; the key it came from): through TUF
+    once the device holds a trusted root (DIR/tuf/), else from the channel pointer and the index."""
+    from mlship.edge.tuf_client import Release, provisioned
+
+    if provisioned(directory):
+        release = Release(target, name, channel, directory)
+        return release.version, lambda dest: (release.download(dest), f"{name}/{release.bundle}")[1]
+    version = channel_version(target, name, channel)
+    bundle = bundle_entry(target, name, version)
+    return version, lambda dest: _download_indexed(target, f"{name}/{version}/{bundle.path}", bundle, dest)
+
+
+def _download_indexed(target: Target, key: str, bundle: FileEntry, dest: Path) -> str:
+    target.download(key, dest, lambda n: None)
+    if sha256_file(dest) != bundle.sha256:
+        raise InvalidInputError(f"{target.describe()}: {key} does not match its "
+                                "sha256 in the index (corrupt or tampered)")
+    return key
 
 
 def _where(target: Target, key: str) -> str:
@@ -111,18 +131,14 @@ def _check_identity(manifest: BundleManifest, name: str, version: str, where: st
                                 f"not {name} {version}", hint="Push each bundle under its own name and version")
 
 
-def _install(target: Target, name: str, version: str, bundle: FileEntry, final: Path,
+def _install(target: Target, name: str, version: str, fetch: Callable[[Path], str], final: Path,
              public_key: Path | None) -> int:
     """Download, check and unpack into `final` (replacing a copy that failed verification)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=final.parent))
     try:
         archive = staging / "bundle.mlbundle"
-        key = f"{name}/{version}/{bundle.path}"
-        target.download(key, archive, lambda n: None)
-        if sha256_file(archive) != bundle.sha256:
-            raise InvalidInputError(f"{target.describe()}: {key} does not match its "
-                                    "sha256 in the index (corrupt or tampered)")
+        key = fetch(archive)
         unpacked = unpack_bundle(archive, staging / "unpacked", public_key=public_key)
         _check_identity(unpacked.manifest, name, version, _where(target, key))
         if os.path.lexists(final):

@@ -18,6 +18,7 @@ class SyncRequest(BaseModel):
     channel: str = "stable"
     directory: Path
     public_key: Path | None = None
+    root: Path | None = None  # a trusted TUF root to provision DIR/tuf/ with, when it holds none yet
     upload_logs: Path | None = None
     device: str | None = None  # None: the host name
     configured: dict[str, Any] = {}
@@ -35,6 +36,12 @@ def sync_device(request: SyncRequest) -> dict[str, Any]:
     shipping = request.upload_logs is not None
     device = check_name(request.device or socket.gethostname(), "device") if shipping else None
     target = open_target(request.source, request.configured)
+    if request.root is not None:
+        from mlship.edge.tuf_client import init_root, provisioned
+
+        if not provisioned(request.directory):
+            request.directory.mkdir(parents=True, exist_ok=True)
+            init_root(request.directory, request.root)
     result = sync(target, request.name, request.channel, request.directory, request.public_key)
     if shipping:
         result["uploaded_logs"] = upload_logs(target, request.name, request.upload_logs, device)

@@ -98,3 +98,16 @@ def test_publishing_without_enough_private_keys_names_the_role(tmp_path, keys, b
     bundle = bundles["1.0.0"]
     result = run("--config", str(config), "push", str(bundle), "--artifact-version", "1.0.0", "--to", artifact_target)
     assert result.code == 2 and "signing.keys.timestamp gives 0" in result.stderr, result.stderr + result.stdout
+
+
+def test_a_role_key_from_an_environment_variable_signs(tmp_path, keys, bundles, monkeypatch):
+    monkeypatch.setenv("CI_TIMESTAMP_KEY", (keys / "timestamp.key").read_text())
+    config = write_config(tmp_path, keys)
+    doc = __import__("yaml").safe_load(config.read_text())
+    doc["signing"]["keys"]["timestamp"] = ["env:CI_TIMESTAMP_KEY"]
+    config.write_text(__import__("yaml").safe_dump(doc))
+    target = f"file://{tmp_path / 'store'}"
+    release(config, target, bundles["1.0.0"], "1.0.0")
+    monkeypatch.delenv("CI_TIMESTAMP_KEY")
+    result = run("--config", str(config), "edge", "refresh", NAME, "--to", target)
+    assert result.code == 2 and "CI_TIMESTAMP_KEY is not set" in result.stderr, result.stderr

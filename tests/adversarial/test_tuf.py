@@ -1,0 +1,161 @@
+"""Attacks on TUF-verified edge updates (issue 19): a writer of the target replays, freezes, mixes,
+forges with one leaked key, or tampers. Each try ends in exit 3 naming the attack, with `current`
+(and everything else on the device) untouched; on file:// and S3 (moto) targets."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mlship.targets.base import open_target
+from tests.adversarial.test_bundles_edge import refused, snapshot
+from tests.edge.tuf_release import NAME, build_two, make_keys, release, write_config
+from tests.support import run
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, keys):
+    return build_two(tmp_path_factory.mktemp("bundles"), keys)
+
+
+class Fleet:
+    """A target with 1.0.0 released (signed), and a device provisioned with root 1 and synced to it."""
+
+    def __init__(self, tmp_path: Path, keys: Path, bundles: dict[str, Path], url: str) -> None:
+        self.config = write_config(tmp_path, keys)
+        self.keys, self.bundles, self.url = keys, bundles, url
+        self.target = open_target(url, {})
+        self.device = tmp_path / "device"
+        release(self.config, url, bundles["1.0.0"], "1.0.0")
+        root = tmp_path / "1.root.json"
+        root.write_bytes(self.target.read(f"{NAME}/tuf/1.root.json"))
+        assert run("edge", "init", "--dir", str(self.device), "--root", str(root)).code == 0
+        synced = self.sync()
+        assert synced.code == 0, synced.stderr
+        assert os.readlink(self.device / "current") == "versions/1.0.0"
+
+    def sync(self):
+        return run("edge", "sync", "--from", self.url, "--name", NAME, "--dir", str(self.device))
+
+    def key(self, file: str) -> bytes | None:
+        return self.target.read(f"{NAME}/tuf/{file}")
+
+    def put(self, file: str, data: bytes) -> None:
+        self.target.write(f"{NAME}/tuf/{file}", data)
+
+    def installed(self) -> dict[str, object]:
+        """The device but its trusted metadata (TUF keeps newer valid metadata it checked before refusing)."""
+        return {k: v for k, v in snapshot(self.device).items() if not k.startswith("tuf")}
+
+    def refused(self, *needles: str) -> None:
+        before = self.installed()
+        refused(self.sync(), 3, *needles)
+        assert self.installed() == before and os.readlink(self.device / "current") == "versions/1.0.0"
+
+
+@pytest.fixture
+def fleet(tmp_path, keys, bundles, artifact_target):
+    return Fleet(tmp_path, keys, bundles, artifact_target)
+
+
+def resign(data: bytes, key: Path, **changes) -> bytes:
+    """`data` (TUF metadata) with `changes` to its signed part, signed with one key (as its holder could)."""
+    from tuf.api.metadata import Metadata
+    from tuf.api.serialization.json import JSONSerializer
+
+    from mlship.tuf.keys import load_key
+
+    md = Metadata.from_bytes(data)
+    for field, value in changes.items():
+        setattr(md.signed, field, value)
+    md.signatures.clear()
+    md.sign(load_key(str(key))[1])
+    return md.to_bytes(JSONSerializer())
+
+
+def test_a_valid_update_goes_through_tuf(fleet):
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0")
+    result = run("--json", "edge", "sync", "--from", fleet.url, "--name", NAME, "--dir", str(fleet.device))
+    assert result.code == 0, result.stderr
+    assert result.json()["version"] == "2.0.0" and os.readlink(fleet.device / "current") == "versions/2.0.0"
+
+
+def test_rollback_of_the_channel_to_an_older_signed_version_is_refused(fleet):
+    old = {f: fleet.key(f) for f in ("timestamp.json",)}
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0")
+    assert fleet.sync().code == 0
+    assert run("edge", "rollback", "--dir", str(fleet.device)).code == 0  # back on 1.0.0, trusting the newer state
+    fleet.put("timestamp.json", old["timestamp.json"])  # replay the state where stable was 1.0.0
+    fleet.refused("rollback")
+
+
+def test_an_expired_timestamp_freeze_is_refused(fleet):
+    past = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+    stale = resign(fleet.key("timestamp.json"), fleet.keys / "timestamp.key",
+                   version=json.loads(fleet.key("timestamp.json"))["signed"]["version"] + 1, expires=past)
+    fleet.put("timestamp.json", stale)
+    fleet.refused("expired")
+
+
+def test_mix_and_match_of_targets_and_snapshot_is_refused(fleet):
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0")
+    # the newest snapshot's targets version, swapped for the older targets file under that name
+    snap = json.loads(fleet.key("timestamp.json"))["signed"]["meta"]["snapshot.json"]["version"]
+    targets = json.loads(fleet.key(f"{snap}.snapshot.json"))["signed"]["meta"]["targets.json"]["version"]
+    fleet.put(f"{targets}.targets.json", fleet.key(f"{targets - 1}.targets.json"))
+    fleet.refused("TUF refused")
+
+
+def test_a_single_leaked_key_below_the_root_threshold_cannot_rotate_root(fleet):
+    from tuf.api.metadata import Metadata
+
+    from mlship.tuf.keys import load_key
+
+    root = Metadata.from_bytes(fleet.key("1.root.json"))
+    evil, _ = load_key(str(fleet.keys / "root1.pub"))
+    root.signed.version = 2
+    for role in ("targets", "snapshot", "timestamp"):  # the attacker hands every role to the one key they hold
+        for keyid in list(root.signed.roles[role].keyids):
+            root.signed.revoke_key(keyid, role)
+        root.signed.add_key(evil, role)
+    fleet.put("2.root.json", resign(root.to_bytes(), fleet.keys / "root1.key"))
+    fleet.refused("bad signature")
+
+
+def test_targets_signed_by_a_key_that_is_not_trusted_are_refused(fleet):
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0")
+    snap = json.loads(fleet.key("timestamp.json"))["signed"]["meta"]["snapshot.json"]["version"]
+    version = json.loads(fleet.key(f"{snap}.snapshot.json"))["signed"]["meta"]["targets.json"]["version"]
+    fleet.put(f"{version}.targets.json", resign(fleet.key(f"{version}.targets.json"), fleet.keys / "snapshot.key"))
+    fleet.refused("bad signature")
+
+
+def test_a_tampered_bundle_is_refused(fleet):
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0")
+    data = bytearray(fleet.bundles["2.0.0"].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    fleet.target.write(f"{NAME}/2.0.0/bc-2.0.0.mlbundle", bytes(data))
+    fleet.refused("hash")
+
+
+def test_an_oversized_bundle_is_refused_at_its_signed_length(fleet):
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0")
+    fleet.target.write(f"{NAME}/2.0.0/bc-2.0.0.mlbundle", fleet.bundles["2.0.0"].read_bytes() + b"\0" * 4096)
+    fleet.refused("length")
+
+
+def test_an_unsigned_channel_pointer_moved_behind_tuf_is_not_followed(fleet):
+    """A writer moves the plain channels/stable.json (as before TUF): the device follows only the signed one."""
+    release(fleet.config, fleet.url, fleet.bundles["2.0.0"], "2.0.0", channel="beta")
+    fleet.target.write(f"{NAME}/channels/stable.json", json.dumps({"version": "2.0.0"}).encode())
+    result = run("--json", "edge", "sync", "--from", fleet.url, "--name", NAME, "--dir", str(fleet.device))
+    assert result.code == 0 and result.json()["version"] == "1.0.0" and not result.json()["changed"]
