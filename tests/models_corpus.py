@@ -1,0 +1,146 @@
+"""Models as real converters export them, made at test time (small and quick).
+
+Each entry writes a model, a sample CSV with named columns and a label
+column, and, for a model that takes an unnamed matrix, the `features:` a
+project would declare. Converters that are not installed skip with a reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+NUMERIC = ["age", "income", "score", "visits"]
+
+
+@dataclass
+class CorpusModel:
+    """A model file with its sample and what a project says about it."""
+
+    model: Path
+    sample: Path
+    labels: str = "label"
+    features: list[str] | dict[str, list[str]] | None = None
+    task: str = "classification"
+
+
+@dataclass
+class Entry:
+    """How to make one corpus model, and what it needs installed."""
+
+    name: str
+    make: Callable[[Path], CorpusModel]
+    needs: list[str] = field(default_factory=list)
+
+
+def _data(rows: int = 120, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, len(NUMERIC))).astype(np.float32)
+    binary = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    three = np.digitize(X[:, 0] - X[:, 2], [-0.5, 0.5]).astype(np.int64)
+    return X, binary, three
+
+
+def _write_csv(path: Path, columns: dict[str, np.ndarray]) -> Path:
+    names = list(columns)
+    lines = [",".join(names)]
+    for i in range(len(next(iter(columns.values())))):
+        lines.append(",".join(_cell(columns[n][i]) for n in names))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _cell(value: object) -> str:
+    return f"{value:.6f}" if isinstance(value, (float, np.floating)) else str(value)
+
+
+def _matrix_sample(root: Path, X: np.ndarray, y: np.ndarray) -> Path:
+    return _write_csv(root / "sample.csv", {**{n: X[:, j] for j, n in enumerate(NUMERIC)}, "label": y})
+
+
+def _skl(estimator, X: np.ndarray, path: Path, **options) -> None:
+    from skl2onnx import to_onnx
+
+    onnx.save_model(to_onnx(estimator, X[:1], target_opset={"": 17, "ai.onnx.ml": 3},
+                            options={id(estimator): options} if options else None), path)
+
+
+def sklearn_plain(root: Path) -> CorpusModel:
+    """skl2onnx's default export of a classifier: X [N, 4], label and ZipMap probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y, _ = _data()
+    _skl(LogisticRegression().fit(X, y), X, root / "model.onnx")
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, y), features=NUMERIC)
+
+
+def sklearn_regressor(root: Path) -> CorpusModel:
+    """A regressor: variable [N, 1] float."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    X, _, _ = _data()
+    target = (2 * X[:, 0] - X[:, 3]).astype(np.float64)
+    _skl(GradientBoostingRegressor(n_estimators=20, max_depth=3).fit(X, target), X, root / "model.onnx")
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, target), features=NUMERIC, task="regression")
+
+
+def sklearn_multiclass(root: Path, *, zipmap: bool) -> CorpusModel:
+    """Three classes, with skl2onnx's ZipMap output (a list of maps) or a plain probability matrix."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, _, y = _data()
+    model = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(X, y)
+    _skl(model, X, root / "model.onnx", **({} if zipmap else {"zipmap": False}))
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, y), features=NUMERIC)
+
+
+def sklearn_pipeline(root: Path) -> CorpusModel:
+    """A Pipeline with a ColumnTransformer over a string and numeric columns:
+    one [N, 1] input per column, named as the columns."""
+    import pandas as pd
+    from skl2onnx import to_onnx
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    X, y, _ = _data()
+    city = np.array(["oslo", "lima", "pune"])[np.arange(len(X)) % 3]
+    frame = pd.DataFrame({"city": city, **{n: X[:, j] for j, n in enumerate(NUMERIC)}})
+    prep = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+                              ("num", StandardScaler(), NUMERIC)])
+    pipe = Pipeline([("prep", prep), ("clf", LogisticRegression())]).fit(frame, y)
+    onnx.save_model(to_onnx(pipe, frame[:1], target_opset={"": 17, "ai.onnx.ml": 3}), root / "model.onnx")
+    sample = _write_csv(root / "sample.csv", {"city": city, **{n: X[:, j] for j, n in enumerate(NUMERIC)}, "label": y})
+    return CorpusModel(root / "model.onnx", sample)
+
+
+def two_matrices(root: Path) -> CorpusModel:
+    """A hand-made graph with two matrix inputs: a [N, 2], b [N, 2] -> y = sum(a) - sum(b), [N, 1]."""
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 2]) for n in ("a", "b")]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    nodes = [helper.make_node("ReduceSum", ["a", "axes"], ["sa"], keepdims=1),
+             helper.make_node("ReduceSum", ["b", "axes"], ["sb"], keepdims=1),
+             helper.make_node("Sub", ["sa", "sb"], ["y"])]
+    graph = helper.make_graph(nodes, "two", inputs, [out], initializer=[axes])
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), root / "model.onnx")
+    X, _, _ = _data()
+    target = X[:, 0] + X[:, 1] - X[:, 2] - X[:, 3]
+    sample = _matrix_sample(root, X, target)
+    return CorpusModel(root / "model.onnx", sample, features={"a": NUMERIC[:2], "b": NUMERIC[2:]}, task="regression")
+
+
+CORPUS = [
+    Entry("sklearn-plain", sklearn_plain, ["skl2onnx"]),
+    Entry("sklearn-regressor", sklearn_regressor, ["skl2onnx"]),
+    Entry("sklearn-multiclass-zipmap", lambda root: sklearn_multiclass(root, zipmap=True), ["skl2onnx"]),
+    Entry("sklearn-multiclass-plain", lambda root: sklearn_multiclass(root, zipmap=False), ["skl2onnx"]),
+    Entry("sklearn-pipeline", sklearn_pipeline, ["skl2onnx", "pandas"]),
+    Entry("two-matrices", two_matrices),
+]
