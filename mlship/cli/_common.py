@@ -38,6 +38,12 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, float]:
     return pairs
 
 
+# --features, the same in check, predict and serve.
+FEATURES_OPTION: Any = typer.Option(
+    None, "--features", help="Columns of the model's 2-D input, a,b,c; or INPUT=a,b per input (repeatable) "
+    "[features in mlship.yaml, then the model's metadata].")
+
+
 def declared_features(values: list[str] | None) -> Any:
     """--features values as mlship.model.features.DeclaredFeatures (None when not given)."""
     if not values:

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import config_for, declared_features, parse_pairs, state
+from mlship.cli._common import FEATURES_OPTION, config_for, declared_features, parse_pairs, state
 from mlship.errors import CheckFailedError, UsageError
 
 
@@ -28,8 +28,7 @@ def check(
     allow_missing: Optional[bool] = typer.Option(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values in the sample to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
-    features: Optional[List[str]] = typer.Option(
-        None, "--features", help="Columns of the model's 2-D input, a,b,c; or INPUT=a,b per input (repeatable) [features in mlship.yaml, then the model's metadata]."),
+    features: Optional[List[str]] = FEATURES_OPTION,
 ) -> None:
     """Check a model: validity, signature, smoke run, latency, baseline, quality floor.
 
