@@ -13,6 +13,7 @@ from mlship.drift import stats
 from mlship.drift.profile import ColumnProfile, Profile
 from mlship.drift.report import (ColumnDrift, ColumnStats, ColumnSummary, Histogram, MissingChange, Thresholds,
                                  TopCategories, TypeChange, TypeValues)
+from mlship.drift.roles import infer_role
 from mlship.drift.settings import MIN_ROWS, ColumnSettings, DriftOptions
 
 # The defaults, documented in the README.
@@ -41,8 +42,11 @@ def compare(reference: Profile, current: Profile, options: DriftOptions) -> list
         ref, cur = reference.columns.get(name), current.columns.get(name)
         result = ColumnDrift(name=name, role="output" if name.startswith("outputs.") else "feature",
                              drifted=False, reasons=[])
+        role = column_role(ref or cur, rule)
         if rule.ignore:
             result = _with(result, ignored=True, kind=ref.kind if ref else None)
+        elif role is not None:
+            result = _with(result, role=role[0], ignored=True, kind=(ref or cur).kind, note=role[1])
         elif name in complements:
             result = _with(result, ignored=True, kind=ref.kind, note=f"1 - {complements[name]}: a binary "
                            "classifier's two probabilities count once")
@@ -74,6 +78,24 @@ def probability_complements(profile: Profile) -> dict[str, str]:
                     and _probability(second):
                 pairs[base + "_0"] = name
     return pairs
+
+
+def column_role(column: ColumnProfile, rule: ColumnSettings) -> tuple[str, str] | None:
+    """("identifier" or "time", why) for a column left out of drift; None for one judged."""
+    if rule.role == "feature" or column.name.startswith("outputs."):
+        return None
+    if rule.role is not None:
+        return rule.role, f"{rule.role}: declared in monitoring.columns"
+    present = column.count - column.missing
+    return infer_role(column.signals, present, column.numeric.n)
+
+
+def time_column(profile: Profile, options: DriftOptions) -> str | None:
+    """The column whose times drive --window when records have no `ts`: declared, else inferred."""
+    declared = [n for n, rule in options.columns.items() if rule.role == "time"]
+    inferred = [n for n in sorted(profile.columns)
+                if (column_role(profile.columns[n], options.columns.get(n, ColumnSettings())) or ("",))[0] == "time"]
+    return next(iter(declared + inferred), None)
 
 
 def _probability(column: ColumnProfile) -> bool:

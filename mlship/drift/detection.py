@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mlship.drift.comparison import compare, share_drifted, thresholds
+from mlship.drift.comparison import compare, share_drifted, thresholds, time_column
 from mlship.drift.profile import Profile, is_profile_file, load_profile
 from mlship.drift.report import (DriftReport, OperationsReport, OperationsSummary, PerformanceReport,
                                  PerformanceSummary, ReadSummary, Source, VariantOperations, WindowDrift)
+from mlship.drift.roles import column_times
 from mlship.drift.scoring import add_model_outputs, needs_scoring
 from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
@@ -46,7 +47,7 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     read = ReadReport()
     labels = _load_labels(options.labels) if options.labels else None
     reference, ref_perf = _reference(options, read, labels, progress)
-    overall, windows, by_version = _current(options, read, labels, progress)
+    overall, windows, by_version = _current(options, read, labels, progress, time_column(reference, options))
     if overall.profile.rows == 0:
         raise InvalidInputError(f"{options.current}: no rows to compare")
     scored = options.model is not None and not is_profile_file(options.reference) \
@@ -121,12 +122,14 @@ def _scan(spec: str, *, chunk_rows: int, strict: bool, read: ReadReport, progres
 
 
 def _current(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | None,
-             progress: Callable[[int], None]):
+             progress: Callable[[int], None], time_col: str | None):
     size, unit = parse_window(options.window)
     overall, windows = _Group(), {}
     by_version: dict[tuple[str, str], Operations] = {}
     seen = 0
     for frame in iter_frames(options.current, chunk_rows=options.chunk_rows, strict=options.strict, report=read):
+        if unit == "s" and frame.ts is None and time_col in frame.columns:  # data files: their time column
+            frame.ts = column_times(frame.columns[time_col])
         ok = _ok_rows(frame)
         overall.profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
         overall.perf.add(frame, ok, labels)
@@ -167,8 +170,9 @@ def _window_keys(frame: Frame, size: float, unit: str, seen: int, options: Drift
     if unit == "rows":
         return (np.arange(seen, seen + frame.rows) // int(size)).astype(np.float64)
     if frame.ts is None or np.isnan(frame.ts).all():
-        raise UsageError(f"--window {options.window}: time windows need records with a 'ts' (prediction logs)",
-                         hint="Use a row window such as --window 5000rows")
+        raise UsageError(f"--window {options.window}: time windows need records with a 'ts' (prediction logs) "
+                         "or a time column", hint="Use a row window such as --window 5000rows, or declare the "
+                         "time column: monitoring.columns.NAME.role: time")
     return np.floor(frame.ts / size) * size  # a record without a time (NaN) joins no window
 
 
@@ -221,7 +225,7 @@ def _by_version(frame: Frame, groups: dict[tuple[str, str], "Operations"]) -> No
 
 def _load_labels(path: Path) -> dict[str, Any]:
     """request_id -> label from a CSV, Parquet or JSON Lines file."""
-    from mlship.data.tables import read_table
+    from mlship.data import read_table
 
     table = read_table(path)
     if "request_id" not in table.columns or "label" not in table.columns:

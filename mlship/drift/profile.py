@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from mlship.drift.roles import RoleSignals
 from mlship.drift.sketch import NumericSketch
 from mlship.errors import InvalidInputError
 from mlship.fsutil import atomic_write
@@ -37,6 +38,7 @@ class ColumnProfile:
         self.non_numeric = 0
         self.codes: dict[str, int] | None = {}  # whole numbers seen, while few
         self.frozen_edges: list[float] | None = None  # PSI bins of a loaded profile
+        self.signals = RoleSignals()  # identifier and time columns (roles.py)
 
     @property
     def count(self) -> int:
@@ -86,12 +88,14 @@ class ColumnProfile:
         if texts:
             self.non_numeric += len(texts)
             keys, counts = np.unique(np.asarray(texts, dtype=object).astype(str), return_counts=True)
+            self.signals.add_texts(keys.tolist(), counts.tolist(), self.categories, texts)
             self._count_categories(dict(zip(keys.tolist(), counts.tolist())))
 
     def _numbers(self, values: np.ndarray) -> None:
         finite = np.isfinite(values)
         self.missing += int((~finite).sum())
         values = values[finite]
+        self.signals.add_numbers(values, self.codes)
         self.numeric.add(values)
         if self.codes is not None and len(values):
             if not np.all(values == np.floor(values)):
@@ -120,6 +124,7 @@ class ColumnProfile:
         self.numeric.merge(other.numeric)
         self._count_categories(other.categories)
         self.other += other.other
+        self.signals.merge(other.signals)
         if self.codes is None or other.codes is None:
             self.codes = None
         else:
@@ -141,7 +146,8 @@ class ColumnProfile:
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "missing": self.missing, "non_numeric": self.non_numeric,
                 "numeric": self.numeric.to_json(), "categories": self.categories, "other": self.other,
-                "codes": self.codes, "psi_edges": self.psi_edges() if self.numeric.n else []}
+                "codes": self.codes, "psi_edges": self.psi_edges() if self.numeric.n else [],
+                "signals": self.signals.to_json()}
 
     @classmethod
     def from_json(cls, name: str, doc: dict[str, Any]) -> "ColumnProfile":
@@ -151,6 +157,7 @@ class ColumnProfile:
         col.categories = {str(k): int(v) for k, v in doc["categories"].items()}
         col.codes = None if doc["codes"] is None else {str(k): int(v) for k, v in doc["codes"].items()}
         col.frozen_edges = doc.get("psi_edges")  # bins as frozen when the profile was made
+        col.signals = RoleSignals.from_json(doc.get("signals"))
         return col
 
 

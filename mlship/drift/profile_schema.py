@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
+from mlship.drift.sketch import DISTINCT_K
 from mlship.errors import InvalidInputError
 
 MAX_COUNT = 2 ** 53  # counts stay exact as floats (the statistics weigh with them)
@@ -62,6 +63,15 @@ class _Numeric(_Doc):
         return self
 
 
+class _Signals(_Doc):
+    integral: bool
+    increasing: bool | None
+    first: Finite | None
+    last: Finite | None
+    distinct: Annotated[list[Annotated[StrictInt, Field(ge=0, lt=2 ** 64)]], Field(max_length=DISTINCT_K)] | None
+    time_text: bool | None
+
+
 class _Column(_Doc):
     kind: Literal["numeric", "categorical"] | None = None
     missing: Count
@@ -71,6 +81,7 @@ class _Column(_Doc):
     other: Count
     codes: dict[str, Count] | None
     psi_edges: list[Finite] | None = None
+    signals: _Signals | None = None  # profiles made before identifier and time columns were recognised
 
     @model_validator(mode="after")
     def _edges(self) -> "_Column":

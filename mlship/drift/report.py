@@ -128,7 +128,8 @@ class ColumnDrift(_Part):
     """One column's comparison and verdict."""
 
     name: str
-    role: Literal["feature", "output"]
+    role: Literal["feature", "output", "identifier", "time"] = Field(
+        description="identifier and time columns are reported, not judged.")
     drifted: bool
     reasons: list[str]
     ignored: Optional[bool] = None

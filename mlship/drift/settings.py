@@ -24,6 +24,9 @@ class ColumnSettings(BaseModel):
     kind: Optional[Literal["numeric", "categorical"]] = Field(None, description="Declare the column's type.")
     threshold: Optional[float] = Field(None, ge=0, description="Drift threshold for this column's effect size.")
     ignore: bool = Field(False, description="Leave the column out of drift checks.")
+    role: Optional[Literal["feature", "identifier", "time"]] = Field(
+        None, description="What the column is, over what is inferred: identifier and time columns are left out "
+        "of drift; a time column can drive --window; feature judges a column inferred to be either.")
 
 
 class DriftSettings(BaseModel):

@@ -144,3 +144,52 @@ def _representative(keys: np.ndarray) -> np.ndarray:
 
 def _pairs(store: dict[int, int]) -> list[list[int]]:
     return [[k, store[k]] for k in sorted(store)]
+
+
+DISTINCT_K = 512  # hashes kept: distinct counts within about 5% (1/sqrt(K))
+_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+class DistinctSketch:
+    """A K-minimum-values sketch of distinct values: exact below K, an estimate above,
+    mergeable. Hashes are stable across processes (saved profiles merge)."""
+
+    def __init__(self, hashes: np.ndarray | None = None) -> None:
+        self.hashes = np.zeros(0, dtype=np.uint64) if hashes is None else hashes
+
+    def add_numbers(self, values: np.ndarray) -> None:
+        self._keep(_mix(np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)))
+
+    def add_texts(self, values: list[str]) -> None:
+        import hashlib
+
+        self._keep(np.fromiter((int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8).digest(), "little")
+                                for v in values), dtype=np.uint64, count=len(values)))
+
+    def merge(self, other: "DistinctSketch") -> None:
+        self._keep(other.hashes)
+
+    def estimate(self) -> float:
+        """Distinct values seen: exact while fewer than K, else (K - 1) / (K-th smallest hash)."""
+        if len(self.hashes) < DISTINCT_K:
+            return float(len(self.hashes))
+        return (DISTINCT_K - 1) / (float(self.hashes[-1]) / 2.0 ** 64)
+
+    def to_json(self) -> list[int]:
+        return self.hashes.tolist()
+
+    @classmethod
+    def from_json(cls, doc: list[int]) -> "DistinctSketch":
+        return cls(np.unique(np.asarray(doc, dtype=np.uint64))[:DISTINCT_K])
+
+    def _keep(self, hashes: np.ndarray) -> None:
+        self.hashes = np.unique(np.concatenate([self.hashes, hashes]))[:DISTINCT_K]
+
+
+def _mix(bits: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: float bits spread evenly over 64-bit hashes."""
+    with np.errstate(over="ignore"):
+        z = (bits + np.uint64(0x9E3779B97F4A7C15)) & _MASK
+        z = ((z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _MASK
+        z = ((z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _MASK
+        return z ^ (z >> np.uint64(31))

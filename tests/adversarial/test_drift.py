@@ -349,6 +349,8 @@ def _broken_profiles(docs: dict[str, dict]) -> list[tuple[str, object]]:
                 continue  # a column name: removing it leaves a valid profile
             if len(path) > 3 and path[2] == "categories" or len(path) > 3 and path[2] == "codes":
                 continue  # one category or code is data, not structure
+            if len(path) > 2 and path[2] == "signals":
+                continue  # optional (older profiles lack it), its flags data: the cases below break it
             doc = copy.deepcopy(base)
             parent = doc
             for key in path[:-1]:
@@ -384,6 +386,14 @@ def _broken_profiles(docs: dict[str, dict]) -> list[tuple[str, object]]:
         ("a column is a list", lambda d: d["columns"].update(x=[1, 2])),
         ("rows negative", lambda d: d.update(rows=-5)),
         ("rows huge", lambda d: d.update(rows=10 ** 30)),
+        ("signals a list", lambda d: d["columns"]["x"].update(signals=[])),
+        ("signals without integral", lambda d: d["columns"]["x"]["signals"].pop("integral")),
+        ("signals.integral text", lambda d: d["columns"]["x"]["signals"].update(integral="yes")),
+        ("signals.first text", lambda d: d["columns"]["x"]["signals"].update(first="0")),
+        ("signals.distinct a hash of 2**64", lambda d: d["columns"]["x"]["signals"].update(distinct=[2 ** 64])),
+        ("signals.distinct negative", lambda d: d["columns"]["x"]["signals"].update(distinct=[-1])),
+        ("signals.distinct text", lambda d: d["columns"]["x"]["signals"].update(distinct=["a"])),
+        ("signals.distinct too long", lambda d: d["columns"]["x"]["signals"].update(distinct=list(range(10 ** 4)))),
     ]:
         doc = copy.deepcopy(exact)
         change(doc)
