@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from mlship.deploy.settings import DeployConfig
 from mlship.drift.settings import DriftSettings
 from mlship.errors import ConfigError
 from mlship.plugins import plugin_section
@@ -142,6 +143,10 @@ class RolloutConfig(Strict):
         return steps
 
 
+# -- deploy --------------------------------------------------------------------
+
+# `runtime:` and one section per runtime, validated by that runtime's Settings (mlship/deploy/settings.py).
+
 # -- monitoring ----------------------------------------------------------------
 
 
@@ -172,6 +177,7 @@ class Config(Strict):
     build: BuildConfig = Field(default_factory=BuildConfig)
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     signing: SigningSettings = Field(default_factory=SigningSettings)
 

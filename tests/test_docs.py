@@ -50,6 +50,10 @@ def _resolve(root, words: list[str]):
             rest = rest[2:] if word in TAKES_VALUE else rest[1:]
             continue
         sub = command.commands.get(word)
+        default = getattr(command, "default_command", None)  # `mlship deploy NAME:VERSION` runs `deploy run`
+        if sub is None and default:
+            command, path = command.commands[default], f"{path} {default}"
+            continue
         if sub is None:
             break
         command, path, rest = sub, f"{path} {word}", rest[1:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlship import errors
+from mlship.deploy.base import DeployError
 from mlship.errors import ExitCode, exit_code_for
 from tests.support import MODEL, run
 
@@ -19,6 +20,7 @@ TABLE = [
     (errors.RolloutPausedError("x"), 5),
     (errors.RolloutAbortedError("x"), 6),
     (errors.ServiceError("x"), 7),
+    (DeployError("x", logs=["a log line"]), 7),
     (KeyboardInterrupt(), 130),
 ]
 

@@ -63,6 +63,9 @@ COMMANDS = {
     "keys": LazyCommand("mlship.cli.keys", "app", "Signing keys for edge bundles."),
     "edge": LazyCommand("mlship.cli.edge", "app",
                           "On the device: sync bundles from a target, roll back, serve offline."),
+    "deploy": LazyCommand("mlship.cli.deploy", "app",
+                          "Run a version in a rollout slot (docker, or a runtime plugin); status, stop and gc of what "
+                          "runs."),
     "rollout": LazyCommand("mlship.cli.rollout", "app",
                           "Staged rollouts (blue-green, canary, shadow) through nginx or SageMaker, one step per "
                           "command."),

@@ -1,8 +1,10 @@
-"""The deploy runtime interface: runs an image in one of a rollout's slots.
+"""The deploy runtime interface: runs a version's image in one of a rollout's slots.
 
 Runtimes are plugins in the entry-point group `mlship.runtimes.v1` (see
-mlship/plugins.py). None ships yet; the interface is fixed here so that a
-runtime (docker on a host, SageMaker) can be written against it.
+mlship/plugins.py); mlship's own (`docker`) are declared in pyproject.toml like
+a third party's. A runtime places one version per slot and keeps the version it
+replaced (stopped) so that `rollout undo` can bring it back until `mlship deploy
+gc` removes it.
 """
 
 from __future__ import annotations
@@ -10,34 +12,72 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+from pydantic import BaseModel, Field
+
+from mlship.errors import ServiceError
 from mlship.plugins import PluginSettings
 
 
-class Runtime(abc.ABC):
-    """Start, replace and stop the version running in a slot.
+class Placement(BaseModel):
+    """One version placed by a runtime: what runs (or ran) where."""
 
-    A plugin subclasses this and `Runtime.Settings` (its keys in mlship.yaml) and is
-    constructed with `name=` (the model) and those settings as keyword arguments.
+    slot: str
+    version: str
+    image: str = Field(description="The image it runs (a registry reference or an image id).")
+    state: str = Field(description="The runtime's word for it: running, exited, restarting, InService, ...")
+    current: bool = Field(description="The slot's own placement; False for one kept after a replacement.")
+    id: str = Field(description="The runtime's handle: a container name, a SageMaker model name.")
+    created: str = ""
+    address: str | None = None
+
+
+class DeployError(ServiceError):
+    """A version did not serve in its slot (exit 7); `logs` holds its last log lines."""
+
+    def __init__(self, message: str, *, hint: str | None = None, logs: list[str] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.logs = list(logs or [])
+
+
+class Runtime(abc.ABC):
+    """Place, list, stop, bring back and remove the versions running in a model's slots.
+
+    A plugin subclasses this and `Runtime.Settings` (its keys under `deploy.<name>` in
+    mlship.yaml) and is constructed with `name=` (the model), `slots=` (slot -> the address
+    the router sends that slot's traffic to, None when it has none) and those settings as
+    keyword arguments.
     """
 
-    #: the `runtime:` name it is registered under
+    #: the `deploy.runtime:` name it is registered under
     name: ClassVar[str]
 
     class Settings(PluginSettings):
         pass
 
     @abc.abstractmethod
-    def run(self, slot: str, image: str) -> str:
-        """Run `image` (a registry reference) in `slot`, replacing what ran there; the address it serves on.
+    def where(self) -> str:
+        """Where it places versions (an engine's address, a SageMaker endpoint), for messages and records."""
 
-        Returns once the new version answers its health check; ServiceError (exit 7) otherwise,
-        with the slot's previous version left running.
+    @abc.abstractmethod
+    def deploy(self, slot: str, version: str, images: list[str]) -> Placement:
+        """Run `version` in `slot` from the first of `images` the runtime can get, replacing what ran there.
+
+        Returns once the slot serves `version`. Otherwise raises DeployError (exit 7) with
+        the slot as it was before (its previous version serving again).
         """
 
     @abc.abstractmethod
-    def running(self, slot: str) -> str | None:
-        """The image running in `slot`, or None when the slot is empty."""
+    def placements(self) -> list[Placement]:
+        """Every placement of the model: the slots' own and the kept ones, newest first."""
 
     @abc.abstractmethod
-    def stop(self, slot: str) -> None:
-        """Stop what runs in `slot` (nothing when it is empty)."""
+    def stop(self, slot: str) -> Placement | None:
+        """Stop what runs in `slot`, keeping it; None when the slot is empty."""
+
+    @abc.abstractmethod
+    def restore(self, slot: str, version: str) -> Placement:
+        """Bring the kept `version` back into `slot` (for undo); UsageError when none is kept."""
+
+    @abc.abstractmethod
+    def remove(self, placement: Placement) -> None:
+        """Delete a kept placement for good."""

@@ -1,0 +1,120 @@
+"""`mlship deploy`: run a version in a rollout slot; status, stop and gc of what runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from mlship.cli._common import config_for, state
+
+if TYPE_CHECKING:
+    from mlship.deploy.base import Placement
+
+HELP = "Run a version in a rollout slot (docker, or a runtime plugin); status, stop and gc of what runs."
+
+
+class _RunByDefault(TyperGroup):
+    """`mlship deploy NAME:VERSION --slot S` is `mlship deploy run NAME:VERSION --slot S`."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_RunByDefault, help=HELP, no_args_is_help=True)
+
+RUNTIME = typer.Option(None, "--runtime", help="The runtime [deploy.runtime].")
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME:VERSION of a recorded image build."),
+    slot: str = typer.Option(..., "--slot", help="The slot to run it in (a key of rollout.router.upstreams)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Run this image instead of the recorded one."),
+    runtime: Optional[str] = RUNTIME,
+) -> None:
+    """Run NAME:VERSION in SLOT; exit 7 with its last log lines when it does not serve (the slot unchanged)."""
+    from mlship.deploy.base import DeployError
+    from mlship.deploy.service import DeployRequest, deploy_version
+    from mlship.errors import UsageError
+
+    name, _, version = ref.partition(":")
+    if not name or not version:
+        raise UsageError(f"{ref!r}: expected NAME:VERSION, e.g. readmission:1.4.0")
+    console = state(ctx).console
+    request = DeployRequest(name=name, version=version, slot=slot, image=image, runtime=runtime)
+    try:
+        with console.status(f"deploying {ref} to slot {slot}"):
+            result = deploy_version(config_for(ctx), request)
+    except DeployError as exc:
+        _show_logs(ctx, exc.logs)
+        raise
+    was = f" (was {result.replaced})" if result.replaced else ""
+    console.result(result.model_dump(), lambda out: out.print(
+        f"{name} {version} serves in slot {slot}{was} on {result.where} ({result.placement.id}, "
+        f"{result.seconds:.1f} s)", markup=False))
+
+
+@app.command("status")
+def status(ctx: typer.Context, name: str = typer.Argument(..., help="Model name."),
+           runtime: Optional[str] = RUNTIME) -> None:
+    """What runs in each slot, and the replaced versions kept for undo."""
+    from mlship.deploy.service import deploy_status
+
+    report = deploy_status(config_for(ctx), name, runtime)
+    state(ctx).console.result(report.model_dump(), lambda out: _render(out, report.placements))
+
+
+@app.command("stop")
+def stop(ctx: typer.Context, name: str = typer.Argument(..., help="Model name."),
+         slot: str = typer.Option(..., "--slot", help="The slot to stop."), runtime: Optional[str] = RUNTIME) -> None:
+    """Stop what runs in SLOT (kept, not removed)."""
+    from mlship.deploy.service import stop_slot
+
+    placement = stop_slot(config_for(ctx), name, slot, runtime)
+    text = f"stopped {placement.id} ({placement.version})" if placement else f"slot {slot} runs nothing"
+    state(ctx).console.result({"stopped": placement.model_dump() if placement else None},
+                              lambda out: out.print(text, markup=False))
+
+
+@app.command("gc")
+def gc(ctx: typer.Context, name: str = typer.Argument(..., help="Model name."),
+       keep: int = typer.Option(1, "--keep", min=0, help="Replaced versions to keep for undo, newest first."),
+       runtime: Optional[str] = RUNTIME) -> None:
+    """Remove replaced versions kept for undo, but the KEEP newest."""
+    from mlship.deploy.service import collect_garbage
+
+    removed = collect_garbage(config_for(ctx), name, keep, runtime)
+    state(ctx).console.result({"removed": [p.model_dump() for p in removed]},
+                              lambda out: out.print(f"removed {len(removed)}: "
+                                                    + (", ".join(p.id for p in removed) or "nothing"), markup=False))
+
+
+def _render(out: Any, placements: list["Placement"]) -> None:
+    from rich.table import Table
+
+    from mlship.console import plain
+
+    table = Table(show_edge=False)
+    for col in ("slot", "version", "state", "kept", "container", "address", "image", "created"):
+        table.add_column(col)
+    for p in placements:
+        table.add_row(*(plain(v) for v in (p.slot, p.version, p.state, "" if p.current else "yes", p.id,
+                                            p.address or "", p.image[:40], p.created)))
+    out.print(table)
+
+
+def _show_logs(ctx: typer.Context, logs: list[str]) -> None:
+    from mlship.console import plain
+
+    console = state(ctx).console
+    if logs and not console.quiet:
+        console.err.print(plain(f"last {len(logs)} log lines of the container:"))
+        for line in logs:
+            console.err.print(plain("  " + line))

@@ -1,0 +1,143 @@
+"""The deploy use cases: run a recorded version in a slot, list, stop, and remove kept versions.
+
+The runtime is the one mlship.yaml's `deploy.runtime` names (or `--runtime`), opened
+with its `deploy.<runtime>` settings and the slots of `rollout.router` (slot ->
+upstream address). Images come from the versions store (the engine's own build,
+then the pushed references, pinned by digest) unless the request names one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from mlship.deploy.base import Placement, Runtime
+from mlship.errors import UsageError
+from mlship.names import check_name
+from mlship.plugins import load
+from mlship.versions import VersionStore
+
+if TYPE_CHECKING:
+    from mlship.config import Config
+
+# Runtime settings that are files: relative ones are relative to mlship.yaml.
+_PATH_SETTINGS = ("ca", "cert", "key")
+
+
+class DeployRequest(BaseModel):
+    """A version to run in a slot; `image` overrides the versions store's."""
+
+    name: str
+    version: str
+    slot: str
+    image: str | None = None
+    runtime: str | None = None
+
+
+class DeployResult(BaseModel):
+    """Where the version now runs, and what it replaced."""
+
+    name: str
+    version: str
+    slot: str
+    runtime: str
+    where: str
+    placement: Placement
+    replaced: str | None
+    seconds: float
+
+
+class DeployStatus(BaseModel):
+    """Every placement of a model: the slots' own and the kept ones."""
+
+    name: str
+    runtime: str
+    where: str
+    placements: list[Placement]
+
+
+def open_runtime(cfg: "Config", name: str, runtime: str | None = None) -> Runtime:
+    """The runtime for model `name`: `runtime` or `deploy.runtime`, with its settings and the router's slots."""
+    check_name(name, "model name")
+    kind = runtime or cfg.deploy.runtime
+    if kind is None:
+        raise UsageError("no deploy runtime configured", hint="Set deploy.runtime in mlship.yaml (docker, ...) "
+                         "or pass --runtime")
+    plugin = load("runtimes", kind, "deploy.runtime")
+    settings = cfg.deploy.settings(kind).model_dump(exclude_none=True)
+    _resolve_paths(cfg, settings)
+    return plugin(name=name, slots=router_slots(cfg), **settings)
+
+
+def router_slots(cfg: "Config") -> dict[str, str | None]:
+    """Slot -> the address the router sends it traffic to (`rollout.router.upstreams`), or None."""
+    router = cfg.rollout.router
+    if router is None:
+        return {}
+    upstreams = getattr(router, "upstreams", None)
+    if isinstance(upstreams, dict):
+        return dict(upstreams)
+    return {slot: None for slot in getattr(router, "variants", None) or []}
+
+
+def deploy_version(cfg: "Config", request: DeployRequest) -> DeployResult:
+    """Run `request.version` in `request.slot`; DeployError (exit 7) with the slot unchanged when it does not serve."""
+    check_name(request.version, "version")
+    runtime = open_runtime(cfg, request.name, request.runtime)
+    images = [request.image] if request.image else recorded_images(cfg, request.name, request.version)
+    before = _current(runtime, request.slot)
+    started = time.perf_counter()
+    placement = runtime.deploy(request.slot, request.version, images)
+    replaced = before.version if before and before.version != request.version else None
+    return DeployResult(name=request.name, version=request.version, slot=request.slot, runtime=runtime.name,
+                        where=runtime.where(), placement=placement, replaced=replaced,
+                        seconds=round(time.perf_counter() - started, 2))
+
+
+def recorded_images(cfg: "Config", name: str, version: str) -> list[str]:
+    """The images of NAME:VERSION in the versions store: the engine's build, then its pushes by digest (newest first)."""
+    store = VersionStore(cfg.resolve(cfg.store))
+    record = store.find(name, version, kind="image")
+    if record is None:
+        raise UsageError(f"no image build of {name}:{version} in {store.path}",
+                         hint="Build it (mlship build --image) or pass --image REF")
+    pushed = [f"{p['reference'].split('@')[0]}@{p['digest']}" if p.get("digest") else p["reference"]
+              for p in reversed(record["pushed"])]
+    return [record["artifact"], *pushed]
+
+
+def deploy_status(cfg: "Config", name: str, runtime: str | None = None) -> DeployStatus:
+    """Every placement of `name`, newest first."""
+    rt = open_runtime(cfg, name, runtime)
+    return DeployStatus(name=name, runtime=rt.name, where=rt.where(), placements=rt.placements())
+
+
+def stop_slot(cfg: "Config", name: str, slot: str, runtime: str | None = None) -> Placement | None:
+    """Stop what runs in `slot` (kept for a later start); None when the slot is empty."""
+    return open_runtime(cfg, name, runtime).stop(slot)
+
+
+def collect_garbage(cfg: "Config", name: str, keep: int, runtime: str | None = None) -> list[Placement]:
+    """Remove kept (replaced) placements of `name` but the `keep` newest; the removed ones."""
+    if keep < 0:
+        raise UsageError(f"--keep {keep}: must be 0 or more")
+    rt = open_runtime(cfg, name, runtime)
+    kept = [p for p in rt.placements() if not p.current and p.state != "running"]
+    removed = kept[keep:]
+    for placement in removed:
+        rt.remove(placement)
+    return removed
+
+
+def _current(runtime: Runtime, slot: str) -> Placement | None:
+    return next((p for p in runtime.placements() if p.current and p.slot == slot), None)
+
+
+def _resolve_paths(cfg: "Config", settings: dict[str, Any]) -> None:
+    for value in settings.values():
+        if isinstance(value, dict):
+            for key in _PATH_SETTINGS:
+                if isinstance(value.get(key), str):
+                    value[key] = str(cfg.resolve(value[key]))
