@@ -1,8 +1,8 @@
 """Rollout state: one JSON document per rollout, with an append-only audit log.
 
 Stored in a local file (`.mlship/rollouts/NAME.json`, locked with flock) or in
-an S3 prefix for CI jobs on several machines (a lock object created with
-`If-None-Match: *`, state written with `If-Match` on the ETag it was read at).
+an S3, GCS or Azure prefix for CI jobs on several machines (cloud_state.py: a
+lock object created only if absent, state written at the version it was read at).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer, model_validator
 
-from mlship.errors import InvalidInputError, RolloutPausedError, ServiceError, UsageError
+from mlship.errors import InvalidInputError, RolloutPausedError, UsageError
 from mlship.rollout.reports import GateResult
-from mlship.targets.s3 import _code, _reason
 
 SCHEMA = "mlship.rollout/v1"
 Phase = Literal["Progressing", "Paused", "Healthy", "Degraded"]
@@ -263,89 +262,10 @@ class FileStateStore(StateStore):
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-class S3StateStore(StateStore):
-    """States shared by CI jobs: s3://bucket/prefix/NAME.json, lock NAME.lock."""
-
-    def __init__(self, url: str, **settings: Any) -> None:
-        from mlship.targets.s3 import S3Target
-
-        target = S3Target(url, **settings)  # one S3 client setup: credentials chain, endpoint, retries, SSE
-        self.location, self.bucket, self.prefix = url, target.bucket, target.prefix
-        self.client, self.extra = target.client, target.extra
-        self._etags: dict[str, str | None] = {}
-
-    def _key(self, name: str, suffix: str) -> str:
-        return f"{self.prefix}/{name}{suffix}" if self.prefix else f"{name}{suffix}"
-
-    def load(self, name: str) -> RolloutState | None:
-        key = self._key(name, ".json")
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            if _code(exc) in ("NoSuchKey", "404"):
-                self._etags[name] = None
-                return None
-            raise ServiceError(f"{self.location}: cannot read rollout state {key}: {_reason(exc)}") from None
-        self._etags[name] = obj["ETag"]
-        return RolloutState.from_json(obj["Body"].read(), f"s3://{self.bucket}/{key}")
-
-    def save(self, state: RolloutState) -> None:
-        key = self._key(state.name, ".json")
-        etag = self._etags.get(state.name)
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-        try:
-            reply = self.client.put_object(Bucket=self.bucket, Key=key, Body=state.to_json(),
-                                           ContentType="application/json", **condition, **self.extra)
-        except Exception as exc:
-            if _code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise ServiceError(f"{self.location}: rollout state {key} changed under this verb",
-                                   hint="Run the verb again") from None
-            raise ServiceError(f"{self.location}: cannot write rollout state {key}: {_reason(exc)}") from None
-        self._etags[state.name] = reply["ETag"]
-
-    @contextlib.contextmanager
-    def locked(self, name: str, on_wait: OnWait = None) -> Iterator[None]:
-        key = self._key(name, ".lock")
-        token = f"{current_user()} pid {os.getpid()} {time.time()}"
-        deadline = time.monotonic() + LOCK_WAIT_S
-        told = False
-        while True:
-            body = json.dumps({"owner": token, "expires": time.time() + LOCK_LEASE_S}).encode()
-            try:
-                etag = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")["ETag"]
-                break
-            except Exception as exc:
-                if _code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    raise ServiceError(f"{self.location}: cannot lock rollout {name}: {_reason(exc)}") from None
-            if not told:
-                _waiting(on_wait, name, f"s3://{self.bucket}/{key}")
-                told = True
-            self._break_expired(key)
-            if time.monotonic() > deadline:
-                raise RolloutPausedError(f"rollout {name} is locked by another mlship (s3://{self.bucket}/{key})",
-                                         hint="Wait for it to finish, then run the verb again")
-            time.sleep(0.2)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):  # only our own lock, never one that replaced it
-                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-
-    def _break_expired(self, key: str) -> None:
-        """A lock whose holder died (its lease ran out) is removed."""
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=key)
-            if json.loads(obj["Body"].read()).get("expires", 0) < time.time():
-                self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=obj["ETag"])
-        except Exception:
-            pass
-
-
 def open_store(spec: str | None, base: Path, settings: dict[str, Any] | None = None) -> StateStore:
-    """`s3://bucket/prefix` (with an s3 target's settings) or a directory [.mlship/rollouts beside mlship.yaml]."""
-    if spec and spec.startswith("s3://"):
-        return S3StateStore(spec, **(settings or {}))
-    from mlship.rollout.cloud_state import open_conditional_store  # gs://, az://: stores with conditional writes
+    """`s3://`, `gs://`, `az://bucket/prefix` (with that target's settings) or a directory
+    [.mlship/rollouts beside mlship.yaml]."""
+    from mlship.rollout.cloud_state import open_conditional_store  # object stores with conditional writes
 
     cloud = open_conditional_store(spec, settings) if spec else None
     if cloud is not None:

@@ -3,18 +3,16 @@
 Shared documents (index, channels) are updated with conditional writes: the
 new body is PUT with `If-Match: <ETag read>` (or `If-None-Match: *` when the
 key did not exist), and a 412/409 answer (another writer got there first)
-reads, changes and tries again with a jittered backoff, for at most
-UPDATE_PATIENCE_S. The store must support conditional writes (AWS S3 since
-2024, MinIO; moto 5.2 for tests).
+reads, changes and tries again (targets/conditional.py). The store must
+support conditional writes (AWS S3 since 2024, MinIO; moto 5.2 for tests).
 """
 
 from __future__ import annotations
 
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -22,21 +20,21 @@ from pydantic import Field, field_validator
 from mlship.errors import ServiceError
 from mlship.extras import require
 from mlship.model.load import sha256_file
-from mlship.targets.base import Change, Progress, Target
+from mlship.targets.base import Progress
+from mlship.targets.conditional import ConditionalTarget, Conflict
 
 PART_SIZE = 16 * 1024 * 1024
 ABORT_PATIENCE_S = 30.0
-UPDATE_PATIENCE_S = 60.0
 # Another writer changed (412) or is changing (409) the key, or removed it since it was read.
 CONFLICTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404")
 
 
-class S3Target(Target):
+class S3Target(ConditionalTarget):
     """An S3 bucket or an S3-compatible on-prem store (MinIO, Ceph)."""
 
     name = "s3"
 
-    class Settings(Target.Settings):
+    class Settings(ConditionalTarget.Settings):
         url: str = Field(..., description="s3://bucket/prefix")
         endpoint_url: str | None = Field(None, description="For S3-compatible stores; AWS when empty.")
         region: str | None = Field(None, description="Bucket region; boto3's chain decides when empty.")
@@ -122,10 +120,7 @@ class S3Target(Target):
         except Exception as exc:
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
 
-    def read(self, key: str) -> bytes | None:
-        return self._get(key)[0]
-
-    def _get(self, key: str) -> tuple[bytes | None, str | None]:
+    def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         """The bytes under `key` and their ETag, or (None, None)."""
         s3_key = self._key(key)
         try:
@@ -136,34 +131,30 @@ class S3Target(Target):
                 return None, None
             raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
 
-    def update(self, key: str, change: Change) -> bytes | None:
-        """Read, change and write `key` only if nobody wrote it in between; otherwise again."""
-        deadline = time.monotonic() + UPDATE_PATIENCE_S
-        delay, attempts = 0.05, 0
-        while True:
-            old, etag = self._get(key)
-            new = change(old)
-            if new is None:
-                return old
-            condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
-            attempts += 1
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=new,
-                                       ContentType="application/json", **condition, **self.extra)
-                return new
-            except Exception as exc:
-                code = _code(exc)
-                if code in ("NotImplemented", "501"):
-                    raise ServiceError(f"{self.url}: the store does not support conditional writes (If-Match), "
-                                       f"so {key} cannot be updated safely",
-                                       hint="Use AWS S3 or a store with conditional writes (MinIO)") from None
-                if code not in CONFLICTS:
-                    raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
-            if time.monotonic() > deadline:
-                raise ServiceError(f"{self.url}: {key} kept changing under this update ({attempts} attempts)",
-                                   hint="Run the command again")
-            time.sleep(random.uniform(delay / 2, delay))  # jitter: racing writers do not retry in step
-            delay = min(delay * 2, 2.0)
+    def put_if(self, key: str, data: bytes, version: Optional[str]) -> str:
+        s3_key, condition = self._key(key), {"IfMatch": version} if version else {"IfNoneMatch": "*"}
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=s3_key, Body=data,
+                                          ContentType="application/json", **condition, **self.extra)["ETag"]
+        except Exception as exc:
+            code = _code(exc)
+            if code in ("NotImplemented", "501"):
+                raise ServiceError(f"{self.url}: the store does not support conditional writes (If-Match), "
+                                   f"so {key} cannot be updated safely",
+                                   hint="Use AWS S3 or a store with conditional writes (MinIO)") from None
+            if code in CONFLICTS:
+                raise Conflict(key) from None
+            raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
+
+    def delete_if(self, key: str, version: str) -> None:
+        s3_key = self._key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=s3_key, IfMatch=version)
+        except Exception as exc:
+            if _code(exc) in ("PreconditionFailed", "412"):
+                raise Conflict(key) from None
+            if _code(exc) not in ("NoSuchKey", "404"):
+                raise ServiceError(f"{self.url}: cannot remove {key}: {_reason(exc)}") from None
 
     def write(self, key: str, data: bytes) -> None:
         s3_key = self._key(key)

@@ -37,7 +37,7 @@ def file_lock_held(lock: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def s3_lock_held(s3, bucket: str, key: str) -> Iterator[None]:
-    """Hold an S3StateStore's lock object (created with If-None-Match: *) as another mlship would."""
+    """Hold the S3 state store's lock object (created with If-None-Match: *) as another mlship would."""
     import json
     import time
 
