@@ -10,17 +10,7 @@ import pytest
 
 from mlship.targets.base import open_target
 from tests.support import run
-from tests.edge.tuf_release import NAME, build_two, make_keys, release, write_config
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    return make_keys(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture(scope="module")
-def bundles(tmp_path_factory, keys):
-    return build_two(tmp_path_factory.mktemp("bundles"), keys)
+from tests.edge.tuf_release import NAME, bundles, keys, release, write_config  # noqa: F401 (fixtures)
 
 
 def signed(target, key):

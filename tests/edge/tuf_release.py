@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.support import MODEL, run
@@ -59,3 +60,13 @@ def release(config: Path, target: str, bundle: Path, version: str, channel: str 
     assert pushed.code == 0, pushed.stderr + pushed.stdout
     promoted = run("--config", str(config), "promote", NAME, version, "--channel", channel, "--to", target)
     assert promoted.code == 0, promoted.stderr
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    return make_keys(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory, keys):
+    return build_two(tmp_path_factory.mktemp("bundles"), keys)
