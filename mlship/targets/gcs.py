@@ -21,7 +21,9 @@ from mlship.extras import require
 from mlship.targets.base import Progress
 from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, split_url
 
-CHUNK_SIZE = 16 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
+# The SDK's own default; each chunk is held in memory while it is sent. Smaller chunks cost a round
+# trip each: 16 MiB made a 500 MB push 2.4x slower than the SDK's plain upload on the emulator.
+CHUNK_SIZE = 100 * 1024 * 1024  # a multiple of 256 KiB, as resumable uploads require
 
 
 class GcsTarget(ConditionalTarget):
