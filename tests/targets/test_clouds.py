@@ -168,3 +168,16 @@ def test_one_push_to_file_s3_gs_and_az(tmp_path, request, monkeypatch):
 def test_targets_list_names_gs_and_az():
     listed = run("--json", "targets", "list")
     assert listed.code == 0 and {"gs", "az"} <= set(listed.json()["schemes"])
+
+
+@pytest.mark.parametrize("url,module,extra", [("gs://models/team", "google.cloud.storage", "gcp"),
+                                               ("az://models/team", "azure.storage.blob", "azure")])
+def test_a_missing_sdk_names_the_extra_to_install(tmp_path, monkeypatch, url, module, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as if the extra were not installed
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+    result = push(artifact(tmp_path), url)
+    assert result.code == 2 and f"pip install 'mlship[{extra}]'" in result.stderr, result.stderr
+    listed = run("--json", "targets", "list")  # the other commands keep working without it
+    assert listed.code == 0 and url.split(":")[0] in listed.json()["schemes"]
