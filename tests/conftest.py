@@ -9,6 +9,21 @@ import pytest
 pytest_plugins = ["tests.harness.fixtures", "tests.harness.images", "tests.harness.markers"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_versions_store(tmp_path_factory):
+    """Module fixtures that build get their module's own versions store (see below)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLSHIP_STORE", str(tmp_path_factory.mktemp("store") / "versions.jsonl"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _own_versions_store(tmp_path, monkeypatch):
+    """Each test its own versions store (versions are immutable: tests building the same
+    NAME VERSION from other inputs must not meet in one shared ./.mlship)."""
+    monkeypatch.setenv("MLSHIP_STORE", str(tmp_path / ".mlship" / "versions.jsonl"))
+
+
 @pytest.fixture(params=["file", *(pytest.param(k, marks=pytest.mark.integration) for k in ("s3", "gs", "az"))])
 def artifact_target(request, tmp_path, monkeypatch):
     """An empty target of each kind: a directory, a bucket on moto's S3 (boto3 pointed at it), and the

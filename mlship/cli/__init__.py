@@ -60,6 +60,8 @@ COMMANDS = {
                           "report on a synthetic readmission model, with no external services."),
     "targets": LazyCommand("mlship.cli.targets", "app", "Where artifacts go."),
     "versions": LazyCommand("mlship.cli.versions", "app", "Builds and pushes recorded in the versions store."),
+    "version": LazyCommand("mlship.cli.versions", "version_app",
+                          "Change the version in mlship.yaml (for Makefiles: mlship version bump patch)."),
     "keys": LazyCommand("mlship.cli.keys", "app", "Signing keys for edge bundles."),
     "edge": LazyCommand("mlship.cli.edge", "app",
                           "On the device: sync bundles from a target, roll back, serve offline."),

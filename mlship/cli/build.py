@@ -35,6 +35,7 @@ def build(
     push_to: Optional[str] = typer.Option(None, "--push", help="oci: push to registry://HOST[:PORT]/REPO[:TAG] (or ecr://…)."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name [name in mlship.yaml]."),
     model_version: Optional[str] = typer.Option(None, "--model-version", help="Version [version in mlship.yaml, or the next one]."),
+    force: bool = typer.Option(False, "--force", help="Replace a local build of this version made from other inputs (never a pushed one)."),
 ) -> None:
     """Build an artifact for the model: --image (a serving container image) or --edge (a bundle)."""
     from mlship.errors import UsageError
@@ -55,7 +56,7 @@ def build(
     model_name = name or cfg.name or default_model_name(model_path)
     version = model_version or cfg.version or VersionStore(store).next_version(model_name)
     if edge:
-        return _build_edge(ctx, cfg, model_path, model_name, version, static, output_dir)
+        return _build_edge(ctx, cfg, model_path, model_name, version, static, output_dir, force)
     from mlship.images.docker import ImageOptions
     from mlship.images.service import BuildRequest
 
@@ -65,7 +66,7 @@ def build(
                            platform=cfg.build.image.platform, python=cfg.build.image.python,
                            template=cfg.resolve(cfg.build.image.template), no_cache=no_cache,
                            output=output, push=push_to, missing_values=cfg.missing_values)
-    _build_image(ctx, BuildRequest(options=options, builder=cfg.build.image.builder, store=store))
+    _build_image(ctx, BuildRequest(options=options, builder=cfg.build.image.builder, store=store, force=force))
 
 
 def _build_image(ctx: typer.Context, request: "BuildRequest") -> None:
@@ -79,11 +80,16 @@ def _build_image(ctx: typer.Context, request: "BuildRequest") -> None:
     else:  # the daemonless builder reports the bytes it pushes
         with RowProgress(console, f"pushing to {request.options.push}", unit="bytes") as bar:
             built = build_image(request, console.debug, bar)
-    console.result(built.image.model_dump(mode="json"), lambda out: _render_image(out, built))
+    console.result(built.image.model_dump(mode="json") | {"unchanged": built.unchanged},
+                   lambda out: _render_image(out, built))
 
 
 def _render_image(out: Any, built: "BuildResult") -> None:
     result = built.image
+    if built.unchanged:
+        out.print(f"unchanged: {result.name} {result.version} is already built from these inputs as {result.tag} "
+                  f"({result.image_id[:19]}); recorded in {built.store}", markup=False)
+        return
     out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size_bytes / 1e6:.0f} MB, {len(result.layers)} "
               f"layers, {result.builder}) in {result.seconds:.1f} s; recorded as {result.name} {result.version} "
               f"in {built.store}", markup=False)
@@ -96,21 +102,26 @@ def _render_image(out: Any, built: "BuildResult") -> None:
 
 
 def _build_edge(ctx: typer.Context, cfg, model_path: Path, name: str, version: str, static: bool,
-                output_dir: Path) -> None:
+                output_dir: Path, force: bool) -> None:
     from mlship.bundles.service import BundleRequest, build_edge_bundle
 
-    request = BundleRequest.from_config(cfg, model_path, name, version, output_dir=output_dir, static=static)
+    request = BundleRequest.from_config(cfg, model_path, name, version, output_dir=output_dir, static=static,
+                                        force=force)
     console = state(ctx).console
     with console.status("building the bundle"):
-        result = build_edge_bundle(request).bundle
+        built = build_edge_bundle(request)
+    result = built.bundle
     q = result.manifest.get("quantization")
-    if q and not q["applied"]:
+    if q and not q["applied"] and not built.unchanged:
         console.warn(f"int8 not applied to {model_path}: {q['reason']}")
-    console.result(result.model_dump(mode="json"), lambda out: _render_bundle(out, result, signed=bool(request.options.signing_key)))
+    console.result(result.model_dump(mode="json") | {"unchanged": built.unchanged},
+                   lambda out: _render_bundle(out, result, signed=bool(request.options.signing_key),
+                                              unchanged=built.unchanged))
 
 
-def _render_bundle(out: Any, result: "BundleResult", *, signed: bool) -> None:
-    out.print(f"built {result.path} ({result.size_bytes / 1e3:.0f} kB, {'signed' if signed else 'unsigned'}, "
+def _render_bundle(out: Any, result: "BundleResult", *, signed: bool, unchanged: bool) -> None:
+    verb = "unchanged (already built from these inputs):" if unchanged else "built"
+    out.print(f"{verb} {result.path} ({result.size_bytes / 1e3:.0f} kB, {'signed' if signed else 'unsigned'}, "
               f"sha256 {result.sha256[:12]})", markup=False)
     q = result.manifest.get("quantization")
     if q and q.get("applied"):

@@ -25,7 +25,8 @@ def push(
 ) -> None:
     """Push an artifact to one or more targets (cloud, on-prem, both), or an image to a registry.
 
-    Exit 7 when any target fails; the table says which succeeded.
+    Exit 7 when any target fails; the table says which succeeded. Exit 2, before any upload,
+    when a target holds other content under the version (versions are immutable).
     """
     from pathlib import Path
 
@@ -47,7 +48,7 @@ def push(
     _push_artifact(ctx, PushRequest(artifact=Path(what) if what is not None else None, name=name,
                                     version=version if version is not None else cfg.version, default_name=cfg.name,
                                     targets=targets, configured=cfg.targets, dry_run=dry_run,
-                                    signing=cfg.tuf_signing()))
+                                    signing=cfg.tuf_signing(), store=cfg.resolve(cfg.store)))
 
 
 def _push_image(ctx: typer.Context, request: "PushImageRequest") -> None:
@@ -65,7 +66,7 @@ def _push_artifact(ctx: typer.Context, request: "PushRequest") -> None:
 
     console = state(ctx).console
     report = push_artifacts(request, lambda label: RowProgress(console, label, unit="bytes"))
-    console.result({"name": report.name, "version": report.version,
+    console.result({"name": report.name, "version": report.version, "artifact": report.artifact,
                     "results": [r.model_dump() for r in report.results]},
                    lambda out: _render_push(out, report, dry_run=request.dry_run))
     failure = report.failure()

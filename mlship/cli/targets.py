@@ -24,7 +24,8 @@ def promote(
 
     cfg = config_for(ctx)
     pointer = promote_channel(name, version, channel, to, cfg.targets, signing=cfg.tuf_signing())
-    state(ctx).console.result(pointer, lambda out: out.print(f"{name}@{channel} -> {version} in {to}", markup=False))
+    state(ctx).console.result({**pointer, "target": to},
+                              lambda out: out.print(f"{name}@{channel} -> {version} in {to}", markup=False))
 
 
 def pull(
@@ -32,12 +33,15 @@ def pull(
     ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@CHANNEL."),
     source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, file://…"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Directory to create [NAME-VERSION]."),
+    force: bool = typer.Option(False, "--force", help="Replace an OUTPUT that holds other content."),
 ) -> None:
     """Download a version and verify every sha256 (a mismatch exits 3, leaving nothing)."""
     from mlship.targets.service import pull_version
 
-    dest = pull_version(ref, source, output, config_for(ctx).targets)
-    state(ctx).console.result({"output": str(dest)}, lambda out: out.print(f"pulled {ref} into {dest}", markup=False))
+    pulled = pull_version(ref, source, output, config_for(ctx).targets, force=force)
+    said = f"{ref} ({pulled.name} {pulled.version}, {pulled.digest[:19]})"
+    line = f"{pulled.output} already holds {said}" if pulled.unchanged else f"pulled {said} into {pulled.output}"
+    state(ctx).console.result(pulled.model_dump(mode="json"), lambda out: out.print(line, markup=False))
 
 
 @app.command("list")

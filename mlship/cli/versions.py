@@ -50,3 +50,21 @@ def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[
     if record is None:
         raise UsageError(f"no recorded build of {ref}", hint="See `mlship versions list`")
     state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2), markup=False))
+
+
+version_app = typer.Typer(help="Change the version in mlship.yaml (for Makefiles: mlship version bump patch).",
+                          no_args_is_help=True)
+
+
+@version_app.command("bump")
+def version_bump(ctx: typer.Context,
+                 part: str = typer.Argument("patch", help="major, minor or patch.")) -> None:
+    """Raise `version:` in mlship.yaml by one (comments and layout kept); prints the new version."""
+    from pathlib import Path
+
+    from mlship.versions import bump_version
+
+    config = Path(state(ctx).config_path or "mlship.yaml")
+    old, new = bump_version(config, part)
+    state(ctx).console.result({"config": str(config), "old": old, "version": new},
+                              lambda out: out.print(new, markup=False))

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from mlship.errors import UsageError
 from mlship.images.docker import ImageOptions, ImageResult
-from mlship.versions import BuildRecord, PushRecord, VersionStore
+from mlship.versions import BuildRecord, PushRecord, VersionExistsError, VersionStore
 
 
 class BuildRequest(BaseModel):
@@ -19,31 +19,67 @@ class BuildRequest(BaseModel):
     options: ImageOptions
     builder: str = "docker"
     store: Path
+    force: bool = False  # replace a local build of this version made from other inputs (never a pushed one)
 
 
 class BuildResult(BaseModel):
-    """The built image and the versions store it was recorded in."""
+    """The built image, the versions store it was recorded in, and whether this run changed
+    nothing (the engine still holds the image built from the same inputs)."""
 
     image: ImageResult
     store: Path
+    unchanged: bool = False
 
 
 def build_image(request: BuildRequest, log: Callable[[str], None] = lambda line: None,
                 progress: Any = None) -> BuildResult:
-    """Build with the chosen builder, then record the build (and the push, when the builder pushed)."""
-    from mlship.images.builders import image_builder
+    """Build with the chosen builder, then record the build (and the push, when the builder pushed).
 
-    builder = image_builder(request.builder)
-    result = builder.build(request.options, log, progress)
+    Other inputs under a recorded version are refused before any work; the same inputs
+    are a no-op while the engine still holds the image (the daemonless builder is
+    reproducible: it builds again, to the same bytes and the same record)."""
+    from mlship.images.builders import image_builder
+    from mlship.model.load import sha256_file
+
     store = VersionStore(request.store)
-    store.append(BuildRecord(name=result.name, version=result.version, kind="image",
+    options = request.options
+    inputs = image_inputs(request)
+    model_sha256 = sha256_file(options.model) if options.model.is_file() else ""
+    known = store.recorded_build(options.name, options.version, "image", inputs, model_sha256, force=request.force)
+    if known and request.builder == "docker" and _still_built(known, options):
+        return BuildResult(image=ImageResult(**known["result"]), store=store.path, unchanged=True)
+    result = image_builder(request.builder).build(options, log, progress)
+    store.record(BuildRecord(name=result.name, version=result.version, kind="image", inputs_sha256=inputs,
                              model_sha256=result.model_sha256, artifact=result.image_id, tag=result.tag,
-                             size_bytes=result.size_bytes, builder=result.builder,
-                             git_commit=result.labels.get("org.opencontainers.image.revision") or None))
+                             size_bytes=result.size_bytes, builder=result.builder, result=result.model_dump(mode="json"),
+                             git_commit=result.labels.get("org.opencontainers.image.revision") or None),
+                 force=request.force)
     if result.pushed:  # recorded only once the registry accepted the manifest
-        store.append(PushRecord(name=result.name, version=result.version, artifact=result.image_id,
+        store.record(PushRecord(name=result.name, version=result.version, artifact=result.image_id,
                                 reference=result.pushed["reference"], digest=result.pushed["digest"]))
     return BuildResult(image=result, store=store.path)
+
+
+def image_inputs(request: BuildRequest) -> str:
+    """The digest of what shapes the image (not its tag, where it is written or pushed)."""
+    from mlship.versions import inputs_digest
+
+    options = request.options
+    return inputs_digest(options.model_dump(exclude={"name", "version", "tag", "output", "push", "no_cache"}) | {
+        "model": options.model, "template": options.template, "builder": request.builder})
+
+
+def _still_built(known: dict[str, Any], options: ImageOptions) -> bool:
+    """The engine still holds the recorded image under the tag asked for."""
+    from mlship.images.docker import engine_client
+
+    if not known.get("result") or known.get("tag") != options.tag:
+        return False
+    try:
+        image = engine_client().images.get(known["artifact"])
+    except Exception:  # docker.errors.ImageNotFound, or an engine error the build itself will report
+        return False
+    return options.tag in (image.tags or [])
 
 
 class PushImageRequest(BaseModel):
@@ -56,9 +92,15 @@ class PushImageRequest(BaseModel):
 
 
 class PushImageResult(BaseModel):
+    """What was pushed: REPOSITORY:TAG@DIGEST, the recorded build it came from, the target asked for."""
+
     reference: str
     digest: str
     recorded: bool
+    name: str | None = None
+    version: str | None = None
+    image_id: str | None = None
+    target: str | None = None
 
 
 def push_image(request: PushImageRequest, log: Callable[[str], None] = lambda line: None) -> PushImageResult:
@@ -68,12 +110,28 @@ def push_image(request: PushImageRequest, log: Callable[[str], None] = lambda li
 
     store = VersionStore(request.store)
     target, record, tag = _destination(store, request)
+    reference = f"{target.name}:{tag}"
+    if record:
+        _refuse_other_push(store, record, reference)  # before anything is uploaded
     local = record["artifact"] if record else request.image
     digest = push_to_registry(engine_client(), local, target, tag=tag, log=log)
     if record:
-        store.append(PushRecord(name=record["name"], version=record["version"], artifact=record["artifact"],
-                                reference=f"{target.name}:{tag}", digest=digest))
-    return PushImageResult(reference=f"{target.name}:{tag}@{digest}", digest=digest, recorded=bool(record))
+        store.record(PushRecord(name=record["name"], version=record["version"], artifact=record["artifact"],
+                                reference=reference, digest=digest))
+    return PushImageResult(reference=f"{reference}@{digest}", digest=digest, recorded=bool(record),
+                           name=record["name"] if record else None, version=record["version"] if record else None,
+                           image_id=local, target=request.to)
+
+
+def _refuse_other_push(store: VersionStore, record: dict[str, Any], reference: str) -> None:
+    """REPOSITORY:TAG was pushed from another build: a pushed version is immutable."""
+    from mlship.versions import BUMP_HINT
+
+    other = next((r for r in store.records() if r.get("event") == "push" and r.get("reference") == reference
+                  and r.get("artifact") != record["artifact"]), None)
+    if other is not None:
+        raise VersionExistsError(f"{reference} was pushed from another build ({other['artifact'][:19]}, "
+                                 f"{other['created']})", hint=BUMP_HINT)
 
 
 def push_label(request: PushImageRequest) -> str:

@@ -32,6 +32,7 @@ class PushRequest(BaseModel):
     configured: dict[str, Any] = {}
     dry_run: bool = False
     signing: SigningSettings | None = None  # TUF keys: the pushed files also become signed targets
+    store: Path | None = None  # the versions store that records each push (none: not recorded)
 
 
 class PushReport(BaseModel):
@@ -41,6 +42,7 @@ class PushReport(BaseModel):
     version: str
     files: list[tuple[Path, str]]
     results: list[PushResult]
+    artifact: str = ""  # sha256:… of the file (a bundle's, as its build record says), or of a directory's listing
 
     def failure(self) -> MlshipError | None:
         """The error the command ends with when a target failed: a store that failed says 7;
@@ -74,6 +76,8 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
     files = artifact_files(request.artifact)
     opened = [open_target(t, request.configured) for t in request.targets]
     total = sum(p.stat().st_size for p, _ in files)
+    if not request.dry_run:  # other content under the version in any target: refused before any upload
+        _refuse_conflicts(opened, name, request.version, files)
     results = []
     for target in opened:
         with progress(target.describe()) as bar:
@@ -81,7 +85,53 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
             result = push_artifact(target, name, request.version, files, dry_run=request.dry_run,
                                    progress=bar.advance)
             results.append(_sign_release(target, name, request.version, files, request.signing, result))
-    return PushReport(name=name, version=request.version, files=files, results=results)
+    report = PushReport(name=name, version=request.version, files=files, results=results,
+                        artifact=artifact_digest(files))
+    if request.store is not None and not request.dry_run:
+        _record_pushes(request.store, report)
+    return report
+
+
+def _refuse_conflicts(opened: list[Any], name: str, version: str, files: list[tuple[Path, str]]) -> None:
+    """A dry run against every target first: one holding other content under NAME VERSION
+    stops the push before any target gets a byte (exit 2, the version is immutable)."""
+    from mlship.targets.artifacts import push_artifact
+    from mlship.versions import BUMP_HINT, VersionExistsError
+
+    for target in opened:
+        checked = push_artifact(target, name, version, files, dry_run=True)
+        if checked.status == "failed" and isinstance(checked.exception, UsageError):
+            raise VersionExistsError(checked.exception.message, hint=BUMP_HINT)
+
+
+def artifact_digest(files: list[tuple[Path, str]]) -> str:
+    """The content digest of an artifact's files (local path, path in the version)."""
+    from mlship.model.load import sha256_file
+
+    return content_digest([(rel, sha256_file(p)) for p, rel in files])
+
+
+def content_digest(files: list[tuple[str, str]]) -> str:
+    """sha256:… of a version's (path, sha256) files: a single top-level file's own sha256 (so a
+    bundle's equals its build record's artifact), else the sha256 of the sorted listing."""
+    import hashlib
+
+    if len(files) == 1 and "/" not in files[0][0]:
+        return f"sha256:{files[0][1]}"
+    listing = "".join(f"{path}\0{sha}\n" for path, sha in sorted(files))
+    return "sha256:" + hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _record_pushes(store: Path, report: PushReport) -> None:
+    """Every target that now holds the version (pushed, or already there) gets one push record."""
+    from mlship.versions import PushRecord, VersionStore
+
+    versions = VersionStore(store)
+    for r in report.results:
+        if r.status in ("pushed", "skipped"):
+            versions.record(PushRecord(name=report.name, version=report.version, artifact=report.artifact,
+                                       reference=f"{r.target.rstrip('/')}/{report.name}/{report.version}",
+                                       digest=report.artifact))
 
 
 def _sign_release(target: Any, name: str, version: str, files: list[tuple[Path, str]],
@@ -129,14 +179,74 @@ def channel_bytes(pointer: dict[str, Any]) -> bytes:
     return dump(Channel.model_validate(pointer))
 
 
-def pull_version(ref: str, source: str, output: Path | None, configured: dict[str, Any]) -> Path:
-    """Download NAME, NAME:VERSION or NAME@CHANNEL from `source`, verified; the directory made."""
-    from mlship.targets.artifacts import pull
+class PullResult(BaseModel):
+    """What a pull resolved (the version behind a channel, the content's digest, the target)
+    and where it went; `unchanged` when OUTPUT already held exactly that version."""
+
+    ref: str
+    name: str
+    version: str
+    channel: str | None = None
+    target: str
+    output: Path
+    digest: str
+    files: int
+    unchanged: bool = False
+
+
+def pull_version(ref: str, source: str, output: Path | None, configured: dict[str, Any], *,
+                 force: bool = False) -> PullResult:
+    """Download NAME, NAME:VERSION or NAME@CHANNEL from `source`, verified. An OUTPUT that
+    already holds the same files is left as it is (a rerun is a no-op); one with other
+    content is refused, or with `force` replaced once the new download is verified."""
+    from mlship.targets.artifacts import resolve
     from mlship.targets.base import open_target
     from mlship.targets.documents import parse_ref
 
-    parse_ref(ref)  # a bad name, version or channel is refused before the target is opened
-    return pull(open_target(source, configured), ref, output)
+    _, _, channel = parse_ref(ref)  # a bad name, version or channel is refused before the target is opened
+    target = open_target(source, configured)
+    name, entry = resolve(target, ref)
+    dest = output or Path(f"{name}-{entry['version']}")
+    result = PullResult(ref=ref, name=name, version=entry["version"], channel=channel, target=target.describe(),
+                        output=dest, files=len(entry["files"]),
+                        digest=content_digest([(f["path"], f["sha256"]) for f in entry["files"]]))
+    if dest.exists() and _holds(dest, entry["files"]):
+        return result.model_copy(update={"unchanged": True})
+    if dest.exists() and not force:
+        raise UsageError(f"{dest} exists with other content than {name} {entry['version']}",
+                         hint="Pass --force to replace it, or -o another directory")
+    _download(target, f"{name}:{entry['version']}", dest)  # the version resolved, even if the channel moves now
+    return result
+
+
+def _holds(dest: Path, files: list[dict[str, Any]]) -> bool:
+    """DEST is a directory with exactly these files (paths and sha256), nothing more."""
+    from mlship.model.load import sha256_file
+
+    if not dest.is_dir() or dest.is_symlink():
+        return False
+    there = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file() or p.is_symlink())
+    if there != sorted(f["path"] for f in files):
+        return False
+    return all(not (dest / f["path"]).is_symlink() and sha256_file(dest / f["path"]) == f["sha256"] for f in files)
+
+
+def _download(target: Any, ref: str, dest: Path) -> None:
+    """Pull into DEST; an existing DEST is replaced only after the new copy is verified."""
+    import shutil
+    import uuid
+
+    from mlship.targets.artifacts import pull
+
+    if not dest.exists():
+        pull(target, ref, dest)
+        return
+    fresh = dest.with_name(f".{dest.name}.new-{uuid.uuid4().hex[:8]}")
+    pull(target, ref, fresh)  # verified, or nothing
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+    dest.rename(old)
+    fresh.rename(dest)
+    shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
 
 
 class TargetList(BaseModel):

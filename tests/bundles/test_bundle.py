@@ -23,8 +23,8 @@ def keys(tmp_path):
     return tmp_path / "edge.key", tmp_path / "edge.pub"
 
 
-def bundle(tmp_path, *args, model=MODEL, out="out"):
-    result = run("--json", "build", "--edge", str(model), "--name", "bc", "--model-version", "1.0.0",
+def bundle(tmp_path, *args, model=MODEL, out="out", version="1.0.0"):
+    result = run("--json", "build", "--edge", str(model), "--name", "bc", "--model-version", version,
                  "--output-dir", str(tmp_path / out), *args)
     assert result.code == 0, result.stderr
     return result.json()
@@ -67,10 +67,13 @@ def test_signed_bundle_verifies_and_rejects_tampering(tmp_path, keys):
                 tar.addfile(info, io.BytesIO(content))
         with pytest.raises(InvalidInputError, match=message):
             unpack_bundle(forged, tmp_path / f"x-{name}", public_key=public)
-    unsigned = bundle(tmp_path, out="plain")
+    # Unsigned is other content: refused under 1.0.0 (versions are immutable), built as 1.0.1.
+    assert run("build", "--edge", str(MODEL), "--name", "bc", "--model-version", "1.0.0", "--output-dir",
+               str(tmp_path / "plain")).code == 2
+    unsigned = bundle(tmp_path, out="plain", version="1.0.1")
     assert unsigned["manifest"]["name"] == "bc"
     with pytest.raises(InvalidInputError, match="not signed"):
-        unpack_bundle(tmp_path / "plain" / "bc-1.0.0.mlbundle", tmp_path / "p", public_key=public)
+        unpack_bundle(tmp_path / "plain" / "bc-1.0.1.mlbundle", tmp_path / "p", public_key=public)
     assert result["size_bytes"] > 0
 
 
