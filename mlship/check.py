@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from mlship.data.tables import Table, read_table
+from mlship.data import Table, read_table
 from mlship.errors import InvalidInputError, UsageError
 from mlship.model import feeds as feeding
 from mlship.model.compat import RuntimeSupport, compatibility_problems, runtime_support

@@ -368,7 +368,7 @@ class _Traffic:
     """Generated patients, routed client-side by the route file (split by client id, mirrored for shadows)."""
 
     def __init__(self, route_file: Path, urls: dict[str, str], sample: Path) -> None:
-        from mlship.data.tables import read_table
+        from mlship.data import read_table
 
         self.route_file, self.urls = route_file, urls
         table = read_table(sample)

@@ -170,7 +170,7 @@ def _compare(options: BundleOptions, fp32: Path, int8: Path) -> dict[str, Any]:
     import numpy as np
 
     from mlship.check import _labels
-    from mlship.data.tables import read_table
+    from mlship.data import read_table
     from mlship.model.feeds import feeds_from_table
     from mlship.model.quality import classification_metrics, infer_task, predictions
     from mlship.model.runner import Runner
@@ -198,7 +198,7 @@ def _compare(options: BundleOptions, fp32: Path, int8: Path) -> dict[str, Any]:
 def _quantize_static(options: BundleOptions, fp32: Path, out: Path) -> None:
     from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
 
-    from mlship.data.tables import read_table
+    from mlship.data import read_table
     from mlship.model.feeds import feeds_from_table, slice_feeds
     from mlship.model.runner import Runner
 

@@ -1,22 +1,25 @@
-"""Data files read as a stream of column chunks: the one chunked table reader.
+"""Data files read as a stream of column chunks: the one table reader.
 
 `open_table` yields a file's rows as `Table`s of at most `batch_rows` rows,
-reading only the columns asked for; check, batch scoring and drift read data
-through it. Parquet and CSV go through pyarrow's streaming readers (CSV falls
-back to the csv module without pyarrow); memory depends on the chunk size,
-not on the file size.
+reading only the columns asked for: batch scoring and drift stream files
+through it, and `read_table` (check's sample and labels, a bundle's
+calibration sample, drift's labels) is the whole file as its one chunk.
+Parquet and CSV stream through pyarrow's readers (CSV falls back to the csv
+module without pyarrow); memory depends on the chunk size, not on the file size.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from mlship.data.tables import FORMATS, NPY_COLUMN, Table, column_from_text, column_from_values, csv_rows, iter_json_records
+from mlship.data.plain_csv import read_csv
+from mlship.data.tables import FORMATS, NPY_COLUMN, Table, check_header, column_from_values, csv_rows, iter_json_records
 from mlship.errors import InvalidInputError
 from mlship.extras import require
 
@@ -37,7 +40,9 @@ def _file_columns(path: Path) -> list[str]:
         if not header:
             raise InvalidInputError(f"{path}: the file is empty")
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-        return next(csv_rows(iter([header]), path, delimiter))
+        names = next(csv_rows(iter([header]), path, delimiter))
+        check_header(path, names, unnamed=True)  # pyarrow fails on a repeated name, or silently takes one
+        return names
     if fmt == "jsonl":
         with path.open(encoding="utf-8") as fh:
             for line_no, line in enumerate(fh, start=1):
@@ -57,7 +62,8 @@ def count_rows(path: Path) -> int | None:
         if fmt == "parquet":
             return require("pyarrow.parquet").ParquetFile(path).metadata.num_rows
         if fmt == "npy":
-            return len(np.load(path, mmap_mode="r"))
+            array = np.load(path, mmap_mode="r")
+            return len(array) if array.ndim else None  # a scalar: open_table says what is wrong
     return None
 
 
@@ -73,38 +79,79 @@ def _reading(path: Path) -> Iterator[None]:
         raise InvalidInputError(f"{path}: cannot read {fmt} data: {_first_line(exc)}") from None
 
 
-def open_table(path: Path, columns: list[str] | None = None, batch_rows: int = 50_000, *,
-               text_columns: frozenset[str] = frozenset()) -> Iterator[Table]:
+def read_table(path: str | Path) -> Table:
+    """A whole data file as one Table, read as a sample (see `open_table`'s
+    `sample`); InvalidInputError (exit 3) on any problem."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise InvalidInputError(f"{path}: unknown data format '{path.suffix}'", hint=f"Use one of {known}")
+    if not path.is_file():
+        raise InvalidInputError(f"data file not found: {path}")
+    # One chunk, not chunks concatenated: a column's type is decided over the whole
+    # file (JSON ids that turn to text in row 70,000 are text in row 1 too).
+    chunks = list(open_table(path, batch_rows=None, sample=True))
+    if not chunks:
+        raise InvalidInputError(f"{path}: the file has no rows", hint="Give a sample with at least one row")
+    return chunks[0]
+
+
+def open_table(path: Path, columns: list[str] | None = None, batch_rows: int | None = 50_000, *,
+               text_columns: frozenset[str] = frozenset(), sample: bool = False) -> Iterator[Table]:
     """The rows of one data file as Tables of at most `batch_rows` rows, in order,
     holding `columns` (all of them when None). `text_columns` stay as written in
     CSV files: ids like 00123 keep their zeros. A failure is an InvalidInputError
-    naming the file."""
+    naming the file; a file without rows yields nothing.
+
+    `batch_rows=None` yields the whole file as one Table, its columns typed over
+    every row (every key of a JSON Lines file is a column); only so are NPZ files
+    read. `sample=True` reads as samples always were: CSV through the csv module
+    (line-numbered errors, every column named, Python's float() for numbers) and
+    whole numbers as float64 in CSV and Parquet alike."""
     path = Path(path)
     fmt = FORMATS[path.suffix.lower()]
-    if columns is None:
-        columns = file_columns(path)
+    whole = batch_rows is None
+    rows = sys.maxsize if whole else batch_rows
     with _reading(path):
-        if fmt == "parquet":
-            yield from _parquet(path, columns, batch_rows)
+        if fmt == "csv" and sample:
+            yield from read_csv(path, columns, rows, text_columns=text_columns, unnamed=False)
         elif fmt == "csv":
-            yield from _csv(path, columns, batch_rows, text_columns)
+            header = file_columns(path)  # checks the names: pyarrow fails on a repeated one, or takes either
+            yield from _csv(path, header if columns is None else columns, rows, text_columns)
+        elif fmt == "parquet":
+            yield from (_whole_parquet(path, columns, sample) if whole else _parquet(path, columns, rows, sample))
         elif fmt == "jsonl":
-            yield from _jsonl(path, columns, batch_rows)
+            yield from _jsonl(path, file_columns(path) if columns is None and not whole else columns, rows)
         elif fmt == "npy":
-            arr = np.load(path, mmap_mode="r")
-            for start in range(0, len(arr), batch_rows):
-                yield Table(path, {NPY_COLUMN: np.asarray(arr[start:start + batch_rows])}, start + 1)
+            yield from _npy(path, batch_rows)
+        elif whole:
+            yield from _npz(path)
         else:
             raise InvalidInputError(f"{path}: {fmt} files cannot be read in chunks")
 
 
-def _parquet(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
+def _parquet(path: Path, columns: list[str] | None, batch_size: int, sample: bool = False) -> Iterator[Table]:
     pq = require("pyarrow.parquet")
     start = 1
     # pre_buffer=False: pre-buffering holds whole column chunks and costs ~150 MB more at peak.
     for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size, columns=columns):
-        yield Table(path, {name: arrow_column(batch.column(i)) for i, name in enumerate(batch.schema.names)}, start)
+        yield _arrow_table(path, batch, start, sample)
         start += batch.num_rows
+
+
+def _whole_parquet(path: Path, columns: list[str] | None, sample: bool) -> Iterator[Table]:
+    table = require("pyarrow.parquet").read_table(path, columns=columns)
+    if table.num_rows:
+        yield _arrow_table(path, table, 1, sample)
+
+
+def _arrow_table(path: Path, data, start: int, sample: bool) -> Table:
+    """A pyarrow batch or table as a Table, typed as a sample when `sample`."""
+    names = data.schema.names
+    if sample:
+        return Table(path, {name: _sample_column(data.column(i), path, name) for i, name in enumerate(names)}, start)
+    return Table(path, {name: arrow_column(data.column(i)) for i, name in enumerate(names)}, start)
 
 
 def arrow_column(array) -> np.ndarray:
@@ -121,13 +168,25 @@ def arrow_column(array) -> np.ndarray:
     return np.array(array.to_pylist(), dtype=object)
 
 
+def _sample_column(array, path: Path, name: str) -> np.ndarray:
+    """A pyarrow column as samples always had it: lists 2-D, other numbers float64
+    (float32 kept), everything else text or Python objects."""
+    values = array.to_pylist()
+    if values and isinstance(values[0], list):
+        return column_from_values(values, path, name)
+    numbers = array.to_numpy(zero_copy_only=False)
+    if numbers.dtype.kind in "iufb":
+        return numbers.astype(np.float64) if numbers.dtype.kind != "f" else numbers
+    return numbers.astype(object)
+
+
 def _csv(path: Path, columns: list[str], batch_size: int,
          text_columns: frozenset[str] = frozenset()) -> Iterator[Table]:
     """pyarrow's streaming CSV reader when installed; the csv module otherwise."""
     try:
         pacsv = require("pyarrow.csv")
     except Exception:
-        yield from _csv_python(path, columns, batch_size)
+        yield from read_csv(path, columns, batch_size, text_columns=text_columns)
         return
     import pyarrow as pa
 
@@ -181,27 +240,7 @@ def _parse_text_column(text, pc) -> np.ndarray:
     return np.array(text.to_pylist(), dtype=object)
 
 
-def _csv_python(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv_rows(fh, path, delimiter)
-        header = next(reader, None) or []
-        positions = [header.index(c) for c in columns if c in header]
-        rows, start = [], 1
-        for row in reader:
-            rows.append([row[i] if i < len(row) else "" for i in positions])
-            if len(rows) == batch_size:
-                yield Table(path, _text_columns(columns, rows), start)
-                rows, start = [], start + batch_size
-        if rows:
-            yield Table(path, _text_columns(columns, rows), start)
-
-
-def _text_columns(columns: list[str], rows: list[list[str]]) -> dict[str, np.ndarray]:
-    return {name: column_from_text(values) for name, values in zip(columns, zip(*rows))}
-
-
-def _jsonl(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
+def _jsonl(path: Path, columns: list[str] | None, batch_size: int) -> Iterator[Table]:
     records, start = [], 1
     for record in iter_json_records(path):
         records.append(record)
@@ -212,9 +251,36 @@ def _jsonl(path: Path, columns: list[str], batch_size: int) -> Iterator[Table]:
         yield _records_table(path, records, columns, start)
 
 
-def _records_table(path: Path, records: list[dict], columns: list[str], start: int) -> Table:
-    # Every requested column, even one this chunk never mentions (all missing).
-    return Table(path, {c: column_from_values([r.get(c) for r in records], path, c) for c in columns}, start)
+def _records_table(path: Path, records: list[dict], columns: list[str] | None, start: int) -> Table:
+    # Every requested column, even one this chunk never mentions (all missing); else every key seen.
+    names = columns if columns is not None else list(dict.fromkeys(k for r in records for k in r))
+    return Table(path, {c: column_from_values([r.get(c) for r in records], path, c) for c in names}, start)
+
+
+def _npy(path: Path, batch_rows: int | None) -> Iterator[Table]:
+    # A sample is loaded whole; chunks come from a memory map, so a big array is never held at once.
+    array = np.load(path, allow_pickle=False) if batch_rows is None else np.load(path, mmap_mode="r")
+    if array.ndim == 0:
+        raise InvalidInputError(f"{path}: the array is a scalar, expected rows")
+    if batch_rows is None:
+        if len(array):
+            yield Table(path, {NPY_COLUMN: array})
+        return
+    for start in range(0, len(array), batch_rows):
+        yield Table(path, {NPY_COLUMN: np.asarray(array[start:start + batch_rows])}, start + 1)
+
+
+def _npz(path: Path) -> Iterator[Table]:
+    with np.load(path, allow_pickle=False) as data:
+        columns = {name: data[name] for name in data.files}
+    scalar = next((name for name, a in columns.items() if a.ndim == 0), None)
+    if scalar is not None:
+        raise InvalidInputError(f"{path}: the array '{scalar}' is a scalar, expected rows")
+    lengths = {len(a) for a in columns.values()}
+    if len(lengths) > 1:
+        raise InvalidInputError(f"{path}: arrays have different numbers of rows {sorted(lengths)}")
+    if columns and lengths != {0}:
+        yield Table(path, columns)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,4 +1,5 @@
-"""Tables: named columns of equal length, read from data files.
+"""Tables: named columns of equal length, and the rules that turn a data file's
+cells into them (the readers are in `mlship.data.chunks`).
 
 A column is a NumPy array: 1-D for scalars (float64 for numbers, object for
 text), or 2-D when every row holds a list of equal length (a tensor feature,
@@ -17,7 +18,6 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from mlship.errors import InvalidInputError
-from mlship.extras import require
 
 FORMATS = {
     ".csv": "csv",
@@ -79,27 +79,6 @@ def expand_paths(spec: str | Path, suffixes: set[str] | dict[str, str], *, recur
     return None
 
 
-def read_table(path: str | Path) -> Table:
-    """Read a data file by its extension; InvalidInputError (exit 3) on any problem."""
-    path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        known = ", ".join(sorted(FORMATS))
-        raise InvalidInputError(f"{path}: unknown data format '{path.suffix}'", hint=f"Use one of {known}")
-    if not path.is_file():
-        raise InvalidInputError(f"data file not found: {path}")
-    reader = {"csv": _read_csv, "parquet": _read_parquet, "jsonl": _read_jsonl, "npy": _read_npy, "npz": _read_npz}
-    try:
-        table = reader[fmt](path)
-    except InvalidInputError:
-        raise
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{path}: cannot read {fmt} data: {exc}") from None
-    if not table.columns or table.n_rows == 0:
-        raise InvalidInputError(f"{path}: the file has no rows", hint="Give a sample with at least one row")
-    return table
-
-
 def csv_rows(fh: IO[str], path: Path | str, delimiter: str = ",") -> Iterator[list[str]]:
     """The rows of an open CSV file (fields up to CSV_FIELD_LIMIT characters);
     a malformed line is an InvalidInputError naming the file and line."""
@@ -117,32 +96,12 @@ def csv_rows(fh: IO[str], path: Path | str, delimiter: str = ",") -> Iterator[li
         yield row
 
 
-def _read_csv(path: Path) -> Table:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv_rows(fh, path, delimiter)
-        header = next(reader, None)
-        if header is None:
-            raise InvalidInputError(f"{path}: the file is empty")
-        _check_header(path, header)
-        rows = []
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise InvalidInputError(
-                    f"{path}:{line_no}: expected {len(header)} fields, found {len(row)}",
-                    hint="Check for unquoted delimiters or a truncated line",
-                )
-            rows.append(row)
-    values = list(zip(*rows)) if rows else [() for _ in header]
-    return Table(path, {name: column_from_text(col) for name, col in zip(header, values)})
-
-
-def _check_header(path: Path, header: list[str]) -> None:
+def check_header(path: Path, header: list[str], *, unnamed: bool = False) -> None:
+    """A CSV header's names are unique and (unless `unnamed`, as in pandas' index
+    column) not empty; otherwise an InvalidInputError naming the file's line 1."""
     seen = set()
     for name in header:
-        if not name:
+        if not name and not unnamed:
             raise InvalidInputError(f"{path}:1: a column has an empty name")
         if name in seen:
             raise InvalidInputError(f"{path}:1: column '{name}' appears twice")
@@ -173,12 +132,6 @@ def iter_json_records(path: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def _read_jsonl(path: Path) -> Table:
-    records = list(iter_json_records(path))
-    names = list(dict.fromkeys(k for r in records for k in r))
-    return Table(path, {n: column_from_values([r.get(n) for r in records], path, n) for n in names})
-
-
 def column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
     """Scalars -> 1-D (float64 when numeric), equal-length lists -> 2-D."""
     if values and all(isinstance(v, list) for v in values):
@@ -194,37 +147,3 @@ def column_from_values(values: list[Any], path: Path, name: str) -> np.ndarray:
     if all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return np.array(values, dtype=object)
-
-
-def _read_parquet(path: Path) -> Table:
-    pq = require("pyarrow.parquet")
-    table = pq.read_table(path)
-    columns = {}
-    for name in table.column_names:
-        col = table.column(name)
-        py = col.to_pylist()
-        columns[name] = column_from_values(py, path, name) if py and isinstance(py[0], list) else _arrow_1d(col)
-    return Table(path, columns)
-
-
-def _arrow_1d(col: Any) -> np.ndarray:
-    arr = col.to_numpy(zero_copy_only=False)
-    if arr.dtype.kind in "iufb":
-        return arr.astype(np.float64) if arr.dtype.kind != "f" else arr
-    return arr.astype(object)
-
-
-def _read_npy(path: Path) -> Table:
-    arr = np.load(path, allow_pickle=False)
-    if arr.ndim == 0:
-        raise InvalidInputError(f"{path}: the array is a scalar, expected rows")
-    return Table(path, {NPY_COLUMN: arr})
-
-
-def _read_npz(path: Path) -> Table:
-    with np.load(path, allow_pickle=False) as data:
-        columns = {name: data[name] for name in data.files}
-    lengths = {len(a) for a in columns.values()}
-    if len(lengths) > 1:
-        raise InvalidInputError(f"{path}: arrays have different numbers of rows {sorted(lengths)}")
-    return Table(path, columns)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from mlship.data.chunks import open_table
-from mlship.data.tables import NPY_COLUMN, expand_paths, read_table
+from mlship.data.chunks import open_table, read_table
+from mlship.data.tables import NPY_COLUMN, expand_paths
 from mlship.errors import InvalidInputError
 from tests.data.inputs import INPUTS, chunk_outcomes, describe, outcome, write_input
 
@@ -297,15 +298,20 @@ def test_without_pyarrow_csv_chunks_read_as_a_sample_does(tmp_path):
         assert found[name] == json.loads(json.dumps(CHUNKS[name])), name
 
 
+def error_of(read) -> str:
+    """The one-line InvalidInputError that `read()` raises."""
+    with pytest.raises(InvalidInputError) as info:
+        read()
+    return info.value.one_line()
+
+
 def test_a_field_past_the_bound_names_file_and_line(tmp_path, monkeypatch):
     import mlship.data.tables
 
     monkeypatch.setattr(mlship.data.tables, "CSV_FIELD_LIMIT", 1000)
     path = tmp_path / "s.csv"
     path.write_text("a,note\n1,ok\n2," + "n" * 1001 + "\n")
-    with pytest.raises(InvalidInputError) as info:
-        read_table(path)
-    assert info.value.one_line() == f"{path}:3: a field is longer than 1,000 characters"
+    assert error_of(lambda: read_table(path)) == f"{path}:3: a field is longer than 1,000 characters"
 
 
 def test_chunks_read_only_the_columns_asked_for_and_keep_text_columns_as_written(tmp_path):
@@ -325,3 +331,93 @@ def test_a_file_named_like_a_glob_is_that_file(tmp_path):
     assert expand_paths(tmp_path / "a[12].csv", {".csv"}) == [tmp_path / "a1.csv"]
     assert expand_paths(tmp_path / "nope.csv", {".csv"}) is None
     assert read_table(tmp_path / "a[1].csv").column("x").tolist() == [1.0]
+
+
+# -- one reader: what open_table does since read_table became its whole-file mode --------
+
+
+def test_without_pyarrow_csv_chunks_check_rows_as_a_sample_does(tmp_path):
+    """The csv-module fallback used to pad short rows, cut long ones and read a blank
+    line as a row of missing values; it is now the sample's reader."""
+    found = chunks_without_pyarrow(tmp_path, ["blank-line.csv", "short-row.csv", "long-row.csv", "no-name.csv"])
+    assert found["blank-line.csv"] == json.loads(json.dumps(
+        [{"a": ("<f8", (2,), [1.0, 3.0]), "b": ("<f8", (2,), [2.0, 4.0])}]))
+    assert found["short-row.csv"] == json.loads(json.dumps(WHOLE["short-row.csv"]))
+    assert found["long-row.csv"] == json.loads(json.dumps(WHOLE["long-row.csv"]))
+    # An unnamed column (pandas' index) is read in chunks, as pyarrow reads it; a sample refuses it.
+    assert found["no-name.csv"] == json.loads(json.dumps([{"a": ("<f8", (1,), [1.0]), "": ("<f8", (1,), [2.0])}]))
+
+
+@pytest.mark.parametrize("header", ["a,a", "a,b,a"])
+def test_a_repeated_column_name_is_refused_in_chunks_too(tmp_path, header):
+    """pyarrow raised a KeyError on a repeated name it was asked for, and silently took one of the two otherwise."""
+    path = tmp_path / "d.csv"
+    path.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    assert error_of(lambda: list(open_table(path, ["a"]))) == f"{path}:1: column 'a' appears twice"
+
+
+def test_a_scalar_npy_is_refused_in_chunks_as_in_a_sample(tmp_path):
+    """open_table and count_rows raised TypeError: len() of unsized object."""
+    from mlship.data.chunks import count_rows
+
+    path = tmp_path / "s.npy"
+    np.save(path, np.float32(1))
+    assert count_rows(path) is None
+    for read in (lambda: list(open_table(path)), lambda: read_table(path)):
+        assert error_of(read) == f"{path}: the array is a scalar, expected rows"
+
+
+@pytest.mark.parametrize("name,content", [("e.npy", b""), ("e.npz", b""), ("t.npy", b"\x93NUMPY")])
+def test_an_empty_or_truncated_array_file_is_exit_3_not_a_crash(tmp_path, name, content):
+    """read_table let numpy's EOFError through (exit 1)."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InvalidInputError, match=rf"^{re.escape(str(path))}: cannot read np[yz] data: "):
+        read_table(path)
+
+
+def test_an_npz_scalar_is_refused(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, x=np.ones(3), s=np.float32(2))
+    assert error_of(lambda: read_table(path)) == f"{path}: the array 's' is a scalar, expected rows"
+
+
+def test_the_whole_file_as_one_chunk_is_typed_over_every_row(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"id": 1, "a": 1}\n{"id": 2}\n{"id": "x3", "b": [1, 2]}\n')
+    chunks = list(open_table(path, batch_rows=2))
+    assert [list(t.columns) for t in chunks] == [["id", "a"], ["id", "a"]]  # the first line's keys
+    assert chunks[0].column("id").dtype == np.int64 and chunks[1].column("id").dtype == object
+    [whole] = open_table(path, batch_rows=None)
+    assert list(whole.columns) == ["id", "a", "b"]
+    assert whole.column("id").tolist() == [1, 2, "x3"] and whole.column("id").dtype == object
+
+
+def test_chunk_typing_or_sample_typing_is_chosen_by_sample(tmp_path):
+    csv_path, pq_path = tmp_path / "d.csv", tmp_path / "d.parquet"
+    csv_path.write_text("i,s\n1, 2\n3,4\n")
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"i": [1, 3]}), pq_path)
+    [chunk] = open_table(csv_path, batch_rows=None)
+    [sample] = open_table(csv_path, batch_rows=None, sample=True)
+    assert chunk.column("i").dtype == np.int64 and chunk.column("s").tolist() == [" 2", "4"]
+    assert sample.column("i").dtype == np.float64 and sample.column("s").tolist() == [2.0, 4.0]
+    assert [t.column("i").dtype for t in open_table(pq_path, batch_rows=1)] == [np.int64, np.int64]
+    assert [t.column("i").dtype for t in open_table(pq_path, batch_rows=1, sample=True)] == [np.float64] * 2
+
+
+def test_npz_reads_whole_and_not_in_chunks(tmp_path):
+    path = write_input(tmp_path, "named.npz")
+    [table] = open_table(path, batch_rows=None)
+    assert table.column("x").shape == (3, 2) and table.column("y").tolist() == [0, 1, 2]
+    with pytest.raises(InvalidInputError, match="npz files cannot be read in chunks"):
+        list(open_table(path))
+
+
+def test_a_requested_column_missing_from_the_header_is_named(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("a,b\n1,2\n")
+    assert error_of(lambda: list(open_table(path, ["a", "x"], sample=True))) == f"{path}:1: no column 'x'. It has: a, b"
