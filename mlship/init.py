@@ -73,7 +73,7 @@ def _sample_lines(model, sample: Path | None, labels: str | None, base_dir: Path
         if labels is not None:
             raise UsageError("--labels names a column of the sample", hint="Pass --sample FILE too")
         return "# sample: data/sample.csv\n"
-    from mlship.data.tables import read_table
+    from mlship.data import read_table
 
     header = list(read_table(sample).columns)  # a sample is small; reading it whole also checks it
     if labels is not None and labels not in header:
