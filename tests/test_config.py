@@ -60,7 +60,7 @@ def test_targets_and_routers_are_chosen_by_type(tmp_path):
     ("build:\n  imag: {}\n", "build.imag: unknown key"),
     ("rollout:\n  steps: [5, abc]\n", "rollout.steps.1"),
     ("rollout:\n  steps: [50, 5]\n", "rollout.steps: Value error, must be increasing"),
-    ("targets:\n  cloud: {type: ftp, url: x}\n", "targets.cloud.type: unknown target type; installed: file, registry, s3"),
+    ("targets:\n  cloud: {type: ftp, url: x}\n", "targets.cloud.type: unknown target type; installed: az, file, gs, registry, s3"),
     ("targets:\n  cloud: {type: s3, url: http://x}\n", "targets.cloud.url: Value error, must look like s3://"),
     ("targets:\n  cloud: {type: s3, url: s3://x, regoin: eu}\n", "targets.cloud.regoin: unknown key"),
     ("rollout:\n  router: {type: istio}\n", "rollout.router.type: unknown router type; installed: file, nginx, sagemaker"),
@@ -118,7 +118,7 @@ def test_config_schema_is_json_schema_with_descriptions():
     assert "S3Target" in schema["$defs"] and schema["$defs"]["S3Target"]["additionalProperties"] is False
     # Sections are assembled from the installed plugins' Settings, chosen by `type`.
     assert set(schema["properties"]["targets"]["additionalProperties"]["discriminator"]["mapping"]) == {
-        "file", "registry", "s3"}
+        "az", "file", "gs", "registry", "s3"}
     assert "region" in schema["$defs"]["S3Target"]["properties"]
     assert {"NginxRouter", "SageMakerRouter", "FileRouter"} <= set(schema["$defs"])
 
