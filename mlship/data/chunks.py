@@ -92,7 +92,7 @@ def read_table(path: str | Path) -> Table:
     # One chunk, not chunks concatenated: a column's type is decided over the whole
     # file (JSON ids that turn to text in row 70,000 are text in row 1 too).
     chunks = list(open_table(path, batch_rows=None, sample=True))
-    if not chunks:
+    if not chunks or not chunks[0].n_rows:  # no rows, or lines without a single key
         raise InvalidInputError(f"{path}: the file has no rows", hint="Give a sample with at least one row")
     return chunks[0]
 

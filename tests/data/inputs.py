@@ -59,6 +59,7 @@ INPUTS: dict[str, str | bytes | Callable[[Path], None]] = {
     "bad-second.jsonl": '{"a": 1}\n{"a": \n',
     "array-line.jsonl": "[1, 2]\n",
     "empty.jsonl": "",
+    "no-keys.jsonl": "{}\n{}\n",
     "latin1.jsonl": b'{"a": "\xe9"}\n',
     "records.ndjson": '{"a": 1, "s": "x"}\n{"a": 2, "s": "y"}\n',
     # Parquet

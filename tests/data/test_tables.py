@@ -144,6 +144,9 @@ WHOLE = {'quoted.csv': {'a': ('<f8', (2,), [1.0, 2.0]), 'b': ('|O', (2,), ['x,y'
  'empty.jsonl': ('error',
                  'InvalidInputError',
                  'empty.jsonl: the file has no rows. Give a sample with at least one row'),
+ 'no-keys.jsonl': ('error',
+                  'InvalidInputError',
+                  'no-keys.jsonl: the file has no rows. Give a sample with at least one row'),
  'latin1.jsonl': ('error',
                   'InvalidInputError',
                   "latin1.jsonl: cannot read jsonl data: 'utf-8' codec can't decode byte 0xe9 in position 7: "
@@ -224,6 +227,7 @@ CHUNKS = {'quoted.csv': [{'a': ('<i8', (2,), [1, 2]), 'b': ('|O', (2,), ['x,y', 
  'bad-second.jsonl': ('error', 'InvalidInputError', 'bad-second.jsonl:2: invalid JSON: Expecting value'),
  'array-line.jsonl': ('error', 'InvalidInputError', 'array-line.jsonl:1: each line must be a JSON object'),
  'empty.jsonl': ('error', 'InvalidInputError', 'empty.jsonl: the file is empty'),
+ 'no-keys.jsonl': [{}],
  'latin1.jsonl': ('error',
                   'InvalidInputError',
                   "latin1.jsonl: cannot read jsonl data: 'utf-8' codec can't decode byte 0xe9 in position 7: "
