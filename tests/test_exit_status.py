@@ -7,6 +7,7 @@ import pytest
 from mlship import errors
 from mlship.deploy.base import DeployError
 from mlship.errors import ExitCode, exit_code_for
+from mlship.versions import VersionExistsError
 from tests.support import MODEL, run
 
 TABLE = [
@@ -14,6 +15,7 @@ TABLE = [
     (RuntimeError("bug"), 1),
     (errors.UsageError("x"), 2),
     (errors.ConfigError("x"), 2),
+    (VersionExistsError("x"), 2),  # other content under a built version: never 7 (CI retries 7)
     (errors.MissingExtraError("x"), 2),
     (errors.InvalidInputError("x"), 3),
     (errors.CheckFailedError("x"), 4),
