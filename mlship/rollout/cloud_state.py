@@ -96,5 +96,8 @@ def open_conditional_store(spec: str, settings: dict[str, Any] | None) -> StateS
     plugin = load("targets", kind, spec)
     if not issubclass(plugin, ConditionalTarget):
         return None
+    refused = plugin.refusal(spec)
+    if refused is not None:
+        raise refused
     checked = _url_settings(plugin, spec).model_dump(exclude_none=True)  # a bad URL: one line, exit 2
     return ConditionalStateStore(plugin(**{**checked, **{k: v for k, v in (settings or {}).items() if v is not None}}))

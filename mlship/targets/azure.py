@@ -46,17 +46,32 @@ class AzureTarget(ConditionalTarget):
         @field_validator("url")
         @classmethod
         def _az_url(cls, value: str) -> str:
-            if not split_location(value)[1]:
+            base, query = value.split("?", 1) if "?" in value else (value, None)
+            if not split_location(base)[1]:
                 raise ValueError("must look like az://container/prefix or "
                                  "https://ACCOUNT.blob.core.windows.net/container/prefix")
-            return value
+            # A SAS token in the URL is kept out of `config show` and `targets list`; opening the
+            # target refuses the URL (see refusal) with the way to pass the token instead.
+            return value if query is None else f"{base}?…"
 
     def __init__(self, url: str, *, account_url: str | None = None, max_concurrency: int = 8, **_: Any) -> None:
+        refused = self.refusal(url)  # a SAS URL from mlship.yaml: its settings passed validation
+        if refused is not None:
+            raise refused
         super().__init__(url)
         https_account, self.container_name, self.prefix = split_location(url)
         self.concurrency = max_concurrency
         service = _service(url, https_account or account_url)
         self.container = service.get_container_client(self.container_name)
+
+    @classmethod
+    def refusal(cls, spec: str) -> UsageError | None:
+        """A SAS URL (`…?sv=…&sig=…`) is refused without repeating its query: the token would end up
+        in messages, tables and the versions store."""
+        if "?" in spec:
+            return UsageError(f"{spec.split('?', 1)[0]}: a target URL cannot carry a query (a SAS token)",
+                              hint="Put the token in AZURE_STORAGE_SAS_TOKEN and drop it from the URL")
+        return None
 
     def _blob(self, key: str) -> Any:
         self.check_key(key)
@@ -136,7 +151,7 @@ def split_location(url: str) -> tuple[str | None, str, str]:
     if url.startswith("az://"):
         return (None, *split_url(url, "az"))
     parsed = urlparse(url)
-    if parsed.scheme != "https" or not (parsed.hostname or "").endswith(AZURE_HOST) or parsed.query:
+    if parsed.scheme != "https" or not (parsed.hostname or "").endswith(AZURE_HOST):
         return None, "", ""
     container, _, prefix = parsed.path.strip("/").partition("/")
     return f"https://{parsed.hostname}", container, prefix.strip("/")

@@ -181,3 +181,19 @@ def test_a_missing_sdk_names_the_extra_to_install(tmp_path, monkeypatch, url, mo
     assert result.code == 2 and f"pip install 'mlship[{extra}]'" in result.stderr, result.stderr
     listed = run("--json", "targets", "list")  # the other commands keep working without it
     assert listed.code == 0 and url.split(":")[0] in listed.json()["schemes"]
+
+
+def test_a_sas_token_in_a_url_is_refused_and_never_repeated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sas_url = "https://acct.blob.core.windows.net/models/bc?sv=2024-01-01&sp=rw&sig=SECRETSIG"
+    (tmp_path / "mlship.yaml").write_text(f'name: bc\ntargets:\n  blob: {{type: az, url: "{sas_url}"}}\n')
+    outputs = []
+    for to in (sas_url, "blob"):
+        result = push(artifact(tmp_path), to)
+        one_line(result, 2, "https://acct.blob.core.windows.net/models/bc: a target URL cannot carry a query",
+                 "AZURE_STORAGE_SAS_TOKEN")
+        outputs.append(result.stdout + result.stderr)
+    listed = run("targets", "list")
+    assert listed.code == 0 and "models/bc?…" in listed.stdout
+    outputs.append(listed.stdout + run("config", "show").stdout)
+    assert not any("SECRETSIG" in text for text in outputs)
