@@ -13,6 +13,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "boto3": ("S3, ECR and SageMaker", "aws"),
     "google": ("Google Cloud Storage (gs://)", "gcp"),
     "azure": ("Azure Blob Storage (az://)", "azure"),
+    "tuf": ("TUF metadata for edge releases", "edge"),
+    "securesystemslib": ("TUF metadata for edge releases", "edge"),
     "docker": ("building images on the Docker engine", "docker"),
     "ray": ("the Ray batch engine", "ray"),
     "cryptography": ("signing and verifying edge bundles", "edge"),
