@@ -131,7 +131,6 @@ def test_bad_input_names_target_and_cause(tmp_path, s3_server, monkeypatch, case
 def test_store_stopped_mid_upload_leaves_the_target_clean(tmp_path):
     import subprocess
     import sys
-    import time
 
     from moto.server import ThreadedMotoServer
 
@@ -155,7 +154,9 @@ def test_store_stopped_mid_upload_leaves_the_target_clean(tmp_path):
         wait_until(lambda: client.list_multipart_uploads(Bucket="fragile").get("Uploads"), 60, "a multipart upload",
                    interval=0.02)
         server.stop()  # the store goes away in the middle of the parts
-        time.sleep(4)  # the push gives up on its parts and keeps trying to clean up
+        # Until the push has given up on its parts and is cleaning up (it lists the bucket's
+        # multipart uploads), the port answers 503: an event, not a guess at how long that takes.
+        _answer_503_until_cleanup(server.port)
         restarted = ThreadedMotoServer(ip_address="127.0.0.1", port=server.port, verbose=False)
         restarted.start()
         out, err = proc.communicate(timeout=90)
@@ -169,3 +170,40 @@ def test_store_stopped_mid_upload_leaves_the_target_clean(tmp_path):
             proc.kill()
         if restarted is not None:
             restarted.stop()
+
+
+def _answer_503_until_cleanup(port: int, timeout_s: float = 120) -> None:
+    """Serve 503 on `port` until a client lists multipart uploads (the push's cleanup step)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    cleaning = threading.Event()
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if self.command == "GET" and "uploads" in self.path:
+                cleaning.set()
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    ThreadingHTTPServer.allow_reuse_address = True
+    stand_in = ThreadingHTTPServer(("127.0.0.1", port), Unavailable)
+    thread = threading.Thread(target=stand_in.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert cleaning.wait(timeout_s), "the push never started cleaning up its multipart upload"
+    finally:
+        stand_in.shutdown()
+        stand_in.server_close()
+        thread.join()
+
