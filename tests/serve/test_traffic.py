@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 from mlship.predlog.reader import read_records
 from tests import models
-from tests.harness.ports import free_port
+from tests.harness.ports import free_port, wait_until
 from tests.serve.server_process import start_server
 from tests.support import MODEL, run
 
@@ -80,12 +79,12 @@ def test_sigterm_flushes_exactly_the_accepted_records(tmp_path):
 
 def test_in_flight_request_finishes_during_shutdown(tmp_path):
     X, _, _ = models.sample_matrix()
-    # A 1.5 s batch window keeps the request in flight while SIGTERM arrives.
-    server = start_server(MODEL, tmp_path, "--max-wait-ms", "1500", "--max-batch", "64")
+    # A 5 s batch window keeps the request in flight while SIGTERM arrives.
+    server = start_server(MODEL, tmp_path, "--max-wait-ms", "5000", "--max-batch", "64")
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=server.post("/v2/models/breast-cancer/infer", row_body(X[0]))))
     thread.start()
-    time.sleep(0.5)
+    wait_until(lambda: _inflight(server) >= 2, 60, "the infer request in flight")  # it and this /metrics call
     server.process.send_signal(signal.SIGTERM)
     thread.join(10)
     assert result["r"].status == 200
@@ -225,3 +224,11 @@ def test_one_request_id_for_header_body_and_log(tmp_path):
     assert json.loads(response.body)["id"] == "0" and response.headers["x-request-id"] == "0"
     assert server.terminate() == 0
     assert [r["request_id"] for r in server.log_records()] == ["0"]
+
+
+def _inflight(server) -> float:
+    """The server's mlship_inflight_requests gauge (the /metrics request counts itself)."""
+    text = server.get("/metrics").body.decode()
+    return max((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("mlship_inflight_requests")), default=0.0)
+
