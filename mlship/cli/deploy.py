@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -40,7 +41,6 @@ def run(
     runtime: Optional[str] = RUNTIME,
 ) -> None:
     """Run NAME:VERSION in SLOT; exit 7 with its last log lines when it does not serve (the slot unchanged)."""
-    from mlship.deploy.base import DeployError
     from mlship.deploy.service import DeployRequest, deploy_version
     from mlship.errors import UsageError
 
@@ -49,12 +49,8 @@ def run(
         raise UsageError(f"{ref!r}: expected NAME:VERSION, e.g. readmission:1.4.0")
     console = state(ctx).console
     request = DeployRequest(name=name, version=version, slot=slot, image=image, runtime=runtime)
-    try:
-        with console.status(f"deploying {ref} to slot {slot}"):
-            result = deploy_version(config_for(ctx), request)
-    except DeployError as exc:
-        _show_logs(ctx, exc.logs)
-        raise
+    with showing_logs(ctx), console.status(f"deploying {ref} to slot {slot}"):
+        result = deploy_version(config_for(ctx), request)
     was = f" (was {result.replaced})" if result.replaced else ""
     console.result(result.model_dump(), lambda out: out.print(
         f"{name} {version} serves in slot {slot}{was} on {result.where} ({result.placement.id}, "
@@ -110,11 +106,18 @@ def _render(out: Any, placements: list["Placement"]) -> None:
     out.print(table)
 
 
-def _show_logs(ctx: typer.Context, logs: list[str]) -> None:
+@contextmanager
+def showing_logs(ctx: typer.Context) -> Iterator[None]:
+    """Print the last log lines a failed deploy (DeployError) carries before its one-line error."""
     from mlship.console import plain
+    from mlship.deploy.base import DeployError
 
-    console = state(ctx).console
-    if logs and not console.quiet:
-        console.err.print(plain(f"last {len(logs)} log lines of the container:"))
-        for line in logs:
-            console.err.print(plain("  " + line))
+    try:
+        yield
+    except DeployError as exc:
+        console = state(ctx).console
+        if exc.logs and not console.quiet:
+            console.err.print(plain(f"last {len(exc.logs)} log lines of the container:"))
+            for line in exc.logs:
+                console.err.print(plain("  " + line))
+        raise

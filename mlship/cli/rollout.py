@@ -28,6 +28,7 @@ def start(
     slot: Optional[str] = typer.Option(None, "--slot", help="Slot the candidate runs in [the one stable is not on]."),
 ) -> None:
     """Start rolling out CANDIDATE: canary at the first step, blue-green preview, or shadow mirroring."""
+    from mlship.cli.deploy import showing_logs
     from mlship.cli.rollout_view import finish, open_rollout, parse_steps
     from mlship.errors import UsageError
     from mlship.rollout import engine
@@ -37,9 +38,10 @@ def start(
     strategy = strategy or r.default_strategy
     if strategy not in ("bluegreen", "canary", "shadow"):
         raise UsageError(f"--strategy {strategy}: use bluegreen, canary or shadow")
-    outcome = engine.start(r, strategy=strategy, candidate=candidate, stable=stable,
-                           steps=parse_steps(steps) if steps else None,
-                           pause_s=parse_duration(pause) if pause else None, candidate_slot=slot)
+    with showing_logs(ctx):  # a candidate deployed by `start` that did not serve: its last log lines
+        outcome = engine.start(r, strategy=strategy, candidate=candidate, stable=stable,
+                               steps=parse_steps(steps) if steps else None,
+                               pause_s=parse_duration(pause) if pause else None, candidate_slot=slot)
     finish(ctx, outcome)
 
 

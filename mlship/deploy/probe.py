@@ -43,8 +43,10 @@ def occupied(address: str, timeout: float = 1.0) -> bool:
 
 
 def served_versions(address: str, model: str, timeout: float = 2.0) -> list[str] | None:
-    """The versions `/v2/models/MODEL` at `address` reports; None when it does not answer with them."""
-    answer = _get(f"http://{address}/v2/models/{model}", timeout)
+    """The versions `/v2/models/MODEL` at `address` (HOST:PORT or a base URL) reports; None when it
+    does not answer with them."""
+    base = address.rstrip("/") if "://" in address else f"http://{address}"
+    answer = _get(f"{base}/v2/models/{model}", timeout)
     if answer is None or answer[0] != 200:
         return None
     try:

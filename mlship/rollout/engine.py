@@ -62,6 +62,8 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
         slot = candidate_slot or (others[0] if others else None)
         if slot is None or slot == stable_side.slot or slot not in slots:
             raise UsageError(f"no free slot for the candidate (slots: {', '.join(slots)}; stable on {stable_side.slot})")
+        # Before any traffic moves: the candidate slot runs the candidate (deployed, or checked).
+        placed = r.slots.place(slot, candidate) if r.slots is not None else ""
         plan = [float(s) for s in (steps or r.default_steps)]
         new = RolloutState(
             name=r.name, strategy=strategy, stable=stable_side, candidate=Side(version=candidate, slot=slot),
@@ -79,7 +81,7 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
         else:
             new.route.mirror = True
             text = f"shadow of {candidate} started: {slot} gets a copy of every request"
-        return Transition.to(new, text)
+        return Transition.to(new, f"{placed}; {text}" if placed else text)
 
     return transact(r, "start", act, creating=True)
 
@@ -202,6 +204,8 @@ def undo(r: Rollout) -> Outcome:
         if state.previous_stable is None:
             raise UsageError(f"rollout {r.name} has no previous stable version to go back to")
         back = state.previous_stable
+        if r.slots is not None:  # its container may have been stopped since the promotion
+            r.slots.bring_back(back.slot, back.version)
         new.previous_stable, new.stable, new.candidate = state.stable, back, None
         new.route = Route(stable=back.slot)
         new.settle("Degraded", f"rolled back to {back.version} by {current_user()}")
@@ -286,9 +290,11 @@ def _gate(r: Rollout, state: RolloutState) -> GateReport:
     no_traffic = state.route.weight == 0 and not state.route.mirror
     if no_traffic:  # a blue-green preview: judge what reached it, users are not waiting on it
         analysis = analysis.model_copy(update={"min_requests": 0})
+    # What users saw: requests the router sent to the candidate that it never answered (no prediction log).
+    lost = r.router.unanswered(state.candidate.slot, parse_iso(state.step_started), parse_iso(until)) or 0
     return evaluate(window, analysis, shadow=state.strategy == "shadow", since=state.step_started, until=until,
                     versions={"stable": state.stable.version, "candidate": state.candidate.version},
-                    stable_serves=state.route.weight < 100 or state.route.mirror)
+                    stable_serves=state.route.weight < 100 or state.route.mirror, unanswered=lost)
 
 
 def _dry_run(gate: GateReport) -> Transition:

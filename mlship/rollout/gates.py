@@ -42,17 +42,18 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
 
 
 def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str,
-             versions: dict[str, str] | None = None, stable_serves: bool = True) -> GateReport:
-    """Judge the candidate's records against the thresholds in `analysis` (AnalysisConfig)."""
+             versions: dict[str, str] | None = None, stable_serves: bool = True, unanswered: int = 0) -> GateReport:
+    """Judge the candidate's records against the thresholds in `analysis` (AnalysisConfig);
+    `unanswered` requests (the router's 502/504 for the candidate's slot) count as failed ones."""
     cand, stable = window.candidate, window.stable
     need = analysis.min_requests
     metrics: list[Metric] = []
-    n = len(cand)
+    n = len(cand) + unanswered
     enough = n >= need
     metrics.append(Metric(name="requests", value=n, threshold=need, result="pass" if enough else "inconclusive",
                           detail=f"{n} candidate requests (need {need})"))
     if analysis.max_error_rate is not None:
-        errors = sum(1 for r in cand if is_error(r.get("status")))
+        errors = sum(1 for r in cand if is_error(r.get("status"))) + unanswered
         rate = errors / n if n else 0.0
         limit = analysis.max_error_rate
         if enough or (n and errors > limit * need):  # already past the limit whatever the rest brings

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from mlship.rollout.transaction import Rollout
 
 # Router settings that are paths: relative ones are relative to mlship.yaml.
-_PATH_SETTINGS = ("config", "main_config", "prefix", "template", "path")
+_PATH_SETTINGS = ("config", "main_config", "prefix", "template", "path", "access_log")
 
 
 def open_rollout(cfg: "Config", name: str, logs: list[str] | None = None,
@@ -23,6 +23,7 @@ def open_rollout(cfg: "Config", name: str, logs: list[str] | None = None,
     """The rollout NAME: state in `rollout.state` (a path, URL or a named target), the
     configured router (opened on first use), the analysis gate over `logs` (or `rollout.logs`).
     `notify` is told when a verb has to wait for another one's lock."""
+    from mlship.deploy.slots import RolloutSlots
     from mlship.rollout.engine import Rollout
     from mlship.rollout.routers import open_router
     from mlship.rollout.state import open_store
@@ -43,7 +44,7 @@ def open_rollout(cfg: "Config", name: str, logs: list[str] | None = None,
     return Rollout(name=name, store=store, router_factory=lambda: open_router(router_settings, name),
                    analysis=ro.analysis, logs=log_specs, default_steps=[float(s) for s in ro.steps],
                    default_pause_s=parse_duration(ro.pause) if ro.pause else 0.0, default_strategy=ro.strategy,
-                   notify=notify)
+                   notify=notify, slots=RolloutSlots(cfg, name))
 
 
 def parse_duration(text: str) -> float:

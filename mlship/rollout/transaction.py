@@ -51,6 +51,8 @@ class Rollout:
     view: View | None = None
     #: told (once) when a verb has to wait for another one's lock
     notify: Callable[[str], None] | None = None
+    #: places and checks the candidate, brings a previous version back (mlship.deploy.slots.RolloutSlots)
+    slots: Any = None
     _router: Router | None = None
 
     @property

@@ -51,3 +51,17 @@ def test_hostile_names_are_refused_before_the_engine_is_asked(project):
     assert deploy(project, "-x:1.0.0", "--slot", "blue").code == 2  # an option, not a name
     assert deploy(project, "status", "m/../../x").code == 2
     assert deploy(project, "gc", "a b", "--keep", "0").code == 2
+
+
+def test_a_damaged_access_log_is_read_for_what_it_holds(tmp_path):
+    from mlship.rollout.access_log import unanswered
+
+    log = tmp_path / "bc.access.jsonl"
+    good = {"ts": 100.5, "slot": "green", "status": 502, "upstream_status": "502", "request_time": 0.001}
+    lines = [json.dumps(good), json.dumps({**good, "status": 504}), json.dumps({**good, "slot": "blue"}),
+             json.dumps({**good, "status": 200}), json.dumps({**good, "ts": 99.0}), json.dumps({**good, "ts": "x"}),
+             "[1, 2]", "{not json", json.dumps({**good, "ts": None}), "\x00\xff", "[" * 100_000,
+             json.dumps(good)[:20]]  # a line nginx is still writing
+    log.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape"))
+    assert unanswered(log, "green", 100.0, 101.0) == 2
+    assert unanswered(tmp_path / "missing.jsonl", "green", 0, 1) is None

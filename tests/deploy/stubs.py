@@ -78,12 +78,14 @@ class Project:
         self.root, self.name, self.engine, self.ports = root, name, engine, ports
         self.config = root / "mlship.yaml"
 
-    def write(self, docker: str = "", runtime: str = "docker", host: bool = True) -> None:
+    def write(self, docker: str = "", runtime: str = "docker", host: bool = True, router: str = "",
+              rollout: str = "") -> None:
         engine = f"host: '{self.engine.host}', " if host else ""
         upstreams = ", ".join(f"{slot}: 127.0.0.1:{port}" for slot, port in self.ports.items())
         self.config.write_text(
             f"name: {self.name}\n"
-            f"rollout:\n  router: {{type: nginx, config: nginx/{self.name}.conf, upstreams: {{{upstreams}}}}}\n"
+            f"rollout:\n  router: {{type: nginx, config: nginx/{self.name}.conf, upstreams: {{{upstreams}}}{router}}}\n"
+            f"  steps: [10, 50, 100]\n{rollout}"
             f"deploy:\n  runtime: {runtime}\n  docker: {{{engine}ready_timeout_s: 20{', ' + docker if docker else ''}}}\n")
 
     def record(self, version: str, image_id: str) -> None:

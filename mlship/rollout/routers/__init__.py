@@ -39,6 +39,11 @@ class Router(abc.ABC):
     def apply(self, route: Route) -> None:
         """Make `route` live and verify it; ServiceError (exit 7) and the old state kept on failure."""
 
+    def unanswered(self, slot: str, since: float, until: float) -> int | None:
+        """Requests routed to `slot` in [since, until) (epoch seconds) that it did not answer (a 502 or
+        504 from the router itself); None when the router cannot tell."""
+        return None
+
     def clear(self, stable: str) -> None:
         """All traffic to `stable`, no split, no mirror."""
         self.apply(Route(stable=stable))

@@ -53,11 +53,14 @@ class NginxRouter(Router):
         template: str | None = Field(None, description="Your own template instead of templates/nginx/rollout.conf.")
         mirror_timeout_ms: int = Field(1000, gt=0, description="Timeout of mirrored (shadow) requests.")
         status_url: str | None = Field(None, description="Where mlship reads the live route [http://LISTEN/.mlship/route].")
+        access_log: str | None = Field(None, description="The JSON access log nginx writes (slot, status, upstream "
+                                       "status, request time, request id), read by the gate [CONFIG.access.jsonl].")
 
     def __init__(self, *, name: str, config: str, upstreams: dict[str, str], listen: str = "127.0.0.1:8080",
                  client_header: str = "X-Client-ID", nginx: str = "nginx", main_config: str | None = None,
                  prefix: str | None = None, reload: str | None = None, template: str | None = None,
-                 mirror_timeout_ms: int = 1000, status_url: str | None = None, **_: Any) -> None:
+                 mirror_timeout_ms: int = 1000, status_url: str | None = None, access_log: str | None = None,
+                 **_: Any) -> None:
         for slot in two_slots(upstreams):
             if not re.fullmatch(r"[A-Za-z0-9_]+", slot):
                 raise UsageError(f"rollout.router.upstreams: slot name '{slot}' must be letters, digits or _")
@@ -71,6 +74,7 @@ class NginxRouter(Router):
         self.reload_command = reload
         self.template = Path(template) if template else None
         self.mirror_timeout_ms = mirror_timeout_ms
+        self.access_log = Path(access_log) if access_log else self.config.with_suffix(".access.jsonl")
         host, _, port = listen.rpartition(":")
         host = host.strip("[]") if host not in ("", "*", "0.0.0.0", "[::]") else "127.0.0.1"
         self.status_url = status_url or f"http://{'[' + host + ']' if ':' in host else host}:{port}/.mlship/route"
@@ -110,6 +114,11 @@ class NginxRouter(Router):
                                hint="The previous config is back in place")
         self._verify(generation)
 
+    def unanswered(self, slot: str, since: float, until: float) -> int | None:
+        from mlship.rollout.access_log import unanswered
+
+        return unanswered(self.access_log, slot, since, until)
+
     # -- rendering -----------------------------------------------------------
 
     def render(self, route: Route) -> tuple[str, str]:
@@ -146,6 +155,7 @@ class NginxRouter(Router):
         values = {"name": self.model, "id": self.id, "describe": route.describe(), "generation": generation,
                   "upstreams": upstreams, "client_header": self.client_header, "split": split, "listen": self.listen,
                   "route_json": json.dumps(route_doc, sort_keys=True), "mirror": mirror,
+                  "access_log": json.dumps(str(self.access_log)),
                   "mirror_location": mirror_location}
         try:
             return _NginxTemplate(text).substitute(values), generation

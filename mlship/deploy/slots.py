@@ -1,0 +1,55 @@
+"""What rollout verbs ask of the slots: place the candidate, or check what it serves; bring a version back.
+
+With `deploy.runtime` set, `rollout start` deploys the candidate into its slot before
+any traffic moves. Without it, the candidate slot is asked what it serves
+(`/v2/models/NAME` at its upstream address) and a slot serving another version is
+refused, so traffic never moves to a slot that runs something else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from mlship.deploy import probe
+from mlship.errors import UsageError
+
+if TYPE_CHECKING:
+    from mlship.config import Config
+
+
+@dataclass
+class RolloutSlots:
+    """The slots of rollout `name` as mlship.yaml describes them (its runtime and the router's addresses)."""
+
+    cfg: "Config"
+    name: str
+
+    def place(self, slot: str, version: str) -> str:
+        """Make `slot` serve `version`: deploy it with the runtime, or check that it serves it already.
+
+        UsageError (exit 2) naming what the slot serves when it serves another version and no
+        runtime is configured; DeployError (exit 7) when a deploy fails. Returns what was done, for messages.
+        """
+        from mlship.deploy.service import DeployRequest, deploy_version, router_slots
+
+        if self.cfg.deploy.runtime:
+            result = deploy_version(self.cfg, DeployRequest(name=self.name, version=version, slot=slot))
+            return f"deployed {version} to {slot} on {result.where}"
+        address = router_slots(self.cfg).get(slot)
+        served = probe.served_versions(address, self.name) if address else None
+        # Refused: a slot that answers with another version. A slot that does not answer (not started
+        # yet, a router without addresses) is left to the gate, which counts its failed requests.
+        if served is not None and version not in served:
+            raise UsageError(f"slot {slot} ({address}) serves {', '.join(served) or 'no version'} of {self.name}, "
+                             f"not the candidate {version}",
+                             hint=f"Run {version} there first (mlship deploy {self.name}:{version} --slot {slot}, "
+                                  "or set deploy.runtime and `rollout start` deploys it)")
+        return ""
+
+    def bring_back(self, slot: str, version: str) -> None:
+        """Have `slot` serve `version` again (its stopped or kept container), when a runtime is configured."""
+        if self.cfg.deploy.runtime:
+            from mlship.deploy.service import open_runtime
+
+            open_runtime(self.cfg, self.name).restore(slot, version)
