@@ -103,9 +103,18 @@ def recorded_images(cfg: "Config", name: str, version: str) -> list[str]:
     if record is None:
         raise UsageError(f"no image build of {name}:{version} in {store.path}",
                          hint="Build it (mlship build --image) or pass --image REF")
-    pushed = [f"{p['reference'].split('@')[0]}@{p['digest']}" if p.get("digest") else p["reference"]
-              for p in reversed(record["pushed"])]
+    pushed = [_pinned(p["reference"], p.get("digest")) for p in reversed(record["pushed"])]
     return [record["artifact"], *pushed]
+
+
+def _pinned(reference: str, digest: str | None) -> str:
+    """HOST/REPO:TAG -> HOST/REPO@DIGEST: what was pushed, whatever the tag points at now."""
+    if not digest:
+        return reference
+    repository = reference.split("@")[0]
+    if ":" in repository.rsplit("/", 1)[-1]:  # a tag, not a registry's port
+        repository = repository.rsplit(":", 1)[0]
+    return f"{repository}@{digest}"
 
 
 def deploy_status(cfg: "Config", name: str, runtime: str | None = None) -> DeployStatus:
