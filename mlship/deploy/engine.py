@@ -5,6 +5,7 @@ the credentials mlship handles: ECR tokens, else Docker's own config)."""
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,29 @@ def connect(host: str | None, tls: TlsSettings | None, timeout: float = 60) -> A
         if host is None and config is None:
             client = docker.from_env(timeout=timeout)  # DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
         else:
-            client = docker.DockerClient(base_url=address, tls=config, timeout=timeout,
-                                         use_ssh_client=address.startswith("ssh://"))
+            client = _engine_client(docker, address, config, timeout)
         client.ping()
         return client
     except Exception as exc:  # docker.errors.DockerException, connection and TLS errors
         raise ServiceError(f"no Docker engine answers at {address} ({first_line(exc)})",
                            hint="Check deploy.docker.host (or DOCKER_HOST) and the engine's TLS settings") from None
+
+
+def _engine_client(docker: Any, address: str, tls: Any, timeout: float) -> Any:
+    """A client for an engine given by address, speaking the API version both sides know."""
+    def client(version: str) -> Any:
+        made = docker.DockerClient(base_url=address, tls=tls, timeout=timeout, version=version,
+                                   use_ssh_client=address.startswith("ssh://"))
+        # requests lets REQUESTS_CA_BUNDLE (set on many hosts) replace the session's CA, so the
+        # engine's own CA would be ignored: the connection to the engine takes nothing from the env.
+        made.api.trust_env = False
+        return made
+
+    # Not version="auto": it asks the engine while the client is built, before trust_env is off.
+    with closing(client(docker.constants.MINIMUM_DOCKER_API_VERSION)) as first:
+        server = first.version()["ApiVersion"]
+    newest = docker.constants.DEFAULT_DOCKER_API_VERSION
+    return client(newest if docker.utils.version_lt(newest, server) else server)
 
 
 def _tls_config(docker: Any, tls: TlsSettings) -> Any:

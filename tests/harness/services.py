@@ -207,8 +207,10 @@ def _docker_ping(socket_path: Path) -> bool:
     return reply.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]
 
 
-def start_docker_engine(timeout: float = 60) -> DockerEngine:
-    """Start a private dockerd (host networking only) and wait until it answers /_ping."""
+def start_docker_engine(timeout: float = 60, extra_args: tuple[str, ...] = ()) -> DockerEngine:
+    """Start a private dockerd (host networking only) and wait until it answers /_ping.
+
+    `extra_args` go to dockerd as they are (a second listener: -H tcp://127.0.0.1:PORT --tlsverify ...)."""
     dockerd = _require_binary("dockerd", "Debian package docker.io")
     _require_binary("containerd", "Debian package containerd, pulled in by docker.io")
     _require_binary("runc", "Debian package runc, pulled in by docker.io")
@@ -224,7 +226,7 @@ def start_docker_engine(timeout: float = 60) -> DockerEngine:
         dockerd, "--config-file", str(config),
         "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
         "-H", f"unix://{sock}", "--pidfile", str(root / "docker.pid"),
-        "--bridge=none", "--iptables=false", "--ip-masq=false",
+        "--bridge=none", "--iptables=false", "--ip-masq=false", *extra_args,
     ]
     process = procs.spawn(argv, log)
     engine = DockerEngine(f"unix://{sock}", sock, root, log, process)
