@@ -10,6 +10,8 @@ from pydantic import BaseModel
 
 from mlship.errors import UsageError
 from mlship.fsutil import atomic_write
+from mlship.init_ci import REGISTRY_PLACEHOLDER, check_existing, check_registry, flow as _flow
+from mlship.init_ci import pipeline_registry, repository_line, target_type, targets_lines
 from mlship.templates import template_text
 
 
@@ -17,7 +19,9 @@ class InitRequest(BaseModel):
     """Start a project: mlship.yaml at `output` (from `model`'s signature when given), and with
     `ci` (github or gitlab) a CI pipeline beside it. With `sample` (and `labels`, its labels
     column), `sample:`, `check.labels` and, for a model without feature names, `features:` from
-    the sample's header."""
+    the sample's header. `target` (a URL) becomes the `staging` target and `registry`
+    (HOST/REPO) the image repository the pipeline builds into; with `ci` and none given, both are
+    commented TODO entries."""
 
     model: Path | None = None
     sample: Path | None = None
@@ -25,6 +29,8 @@ class InitRequest(BaseModel):
     output: Path = Path("mlship.yaml")
     force: bool = False
     ci: str | None = None
+    target: str | None = None
+    registry: str | None = None
 
 
 def init_project(request: InitRequest) -> list[Path]:
@@ -32,24 +38,31 @@ def init_project(request: InitRequest) -> list[Path]:
     write; with `ci`, an existing mlship.yaml is kept and only the pipeline is written."""
     written = []
     ci_file = None
+    check_registry(request.registry)
+    if request.target is not None:
+        target_type(request.target)  # refused here, before any write
     if request.ci is not None:
         ci_file = request.output.resolve().parent / ci_path(request.ci)
         refuse_existing(ci_file, force=request.force)
     if not (request.ci and request.output.exists()):
-        text = render_config(request.model, request.output.resolve().parent, request.sample, request.labels)
+        text = render_config(request.model, request.output.resolve().parent, request.sample, request.labels,
+                             ci=request)
         write_config(request.output, text, force=request.force)
         written.append(request.output)
     if ci_file is not None:
         from mlship.config import load_config
 
-        name = load_config(request.output).name or "my-model"
-        write_config(ci_file, render_ci(request.ci, name), force=request.force)
+        config = load_config(request.output)
+        name = _slug(config.name or "my-model")
+        check_existing(config, name, request.target, request.registry)
+        write_config(ci_file, render_ci(request.ci, name, request.registry), force=request.force)
         written.append(ci_file)
     return written
 
 
-def render_config(model: Path | None, base_dir: Path, sample: Path | None = None, labels: str | None = None) -> str:
-    """The mlship.yaml text, with the model's signature as comments."""
+def render_config(model: Path | None, base_dir: Path, sample: Path | None = None, labels: str | None = None,
+                  ci: InitRequest | None = None) -> str:
+    """The mlship.yaml text, with the model's signature as comments; with `ci`, what its pipeline uses."""
     name, signature = "my-model", "# (run `mlship init --model M.onnx` to fill in the signature)\n"
     model_ref, loaded = "model.onnx", None
     if model is not None:
@@ -64,6 +77,8 @@ def render_config(model: Path | None, base_dir: Path, sample: Path | None = None
         name=name, version="0.1.0", model=model_ref, signature=signature,
         sample=_sample_lines(loaded, sample, labels, base_dir),
         labels=f"  labels: {_flow(labels)}\n" if labels else "  # labels: label                  # a column of the sample, or a file\n",
+        targets=targets_lines(ci and ci.target, ci and ci.ci),
+        repository=repository_line(name, ci and ci.registry, ci and ci.ci),
     )
 
 
@@ -91,13 +106,6 @@ def _sample_lines(model, sample: Path | None, labels: str | None, base_dir: Path
                     f"features: {_flow(features)}\n")
 
 
-def _flow(value: object) -> str:
-    """One line of YAML for a value that may hold any text."""
-    import yaml
-
-    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("\n...").strip()
-
-
 CI_FILES = {"github": ("ci/github-actions.yml", ".github/workflows/mlship.yml"),
             "gitlab": ("ci/gitlab-ci.yml", ".gitlab-ci.yml")}
 
@@ -109,10 +117,11 @@ def ci_path(kind: str) -> str:
     return CI_FILES[kind][1]
 
 
-def render_ci(kind: str, name: str) -> str:
-    """The CI pipeline for github or gitlab, for the model `name`."""
+def render_ci(kind: str, name: str, registry: str | None = None) -> str:
+    """The CI pipeline for github or gitlab, for the model `name`, building into `registry`."""
     ci_path(kind)
-    return template_text(CI_FILES[kind][0]).replace("__MLSHIP_NAME__", _slug(name))  # CI files use $ themselves
+    text = template_text(CI_FILES[kind][0])  # CI files use $ themselves: placeholders, not string.Template
+    return text.replace("__MLSHIP_NAME__", _slug(name)).replace(REGISTRY_PLACEHOLDER, pipeline_registry(kind, registry))
 
 
 def refuse_existing(path: Path, *, force: bool) -> None:
