@@ -72,6 +72,9 @@ COMMANDS = {
                           "Staged rollouts (blue-green, canary, shadow) through nginx or SageMaker, one step per "
                           "command."),
     "config": LazyCommand("mlship.cli.config", "app", "Show mlship.yaml's schema and the effective config."),
+    "doctor": LazyCommand("mlship.cli.doctor", "doctor",
+                          "Check the installation, the configured services and the credentials found (exit 7: one is "
+                          "unreachable)."),
 }
 
 
