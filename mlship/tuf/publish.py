@@ -81,12 +81,26 @@ def publish(target: Target, name: str, settings: SigningSettings, change: Target
     for _ in range(ATTEMPTS):
         repo = meta.load(target, name)
         assert repo is not None  # made above
+        _check_trusted(target, name, repo.root, roles, ("targets",) * (change is not None) + ("snapshot", "timestamp"))
         try:
             return _publish_once(target, name, settings, roles, repo, change)
         except meta.Taken:
             continue  # another publish committed first: start again from what it left
     raise UsageError(f"{target.describe()}: {name}/tuf/timestamp.json kept changing ({ATTEMPTS} attempts)",
                      hint="Run the command again")
+
+
+def _check_trusted(target: Target, name: str, root: Any, roles: dict[str, RoleKeys], needed: tuple[str, ...]) -> None:
+    """A usage error unless each role's signers are its threshold in NAME's newest root (after a key
+    rotation, a config still naming the revoked keys would sign a state no device accepts)."""
+    for role in needed:
+        trusted = set(root.signed.roles[role].keyids)
+        k = root.signed.roles[role].threshold
+        keyids = {s.public_key.keyid for s in roles[role].signers}
+        if len(keyids) >= k > len(keyids & trusted):  # too few keys at all: sign() names that
+            raise UsageError(f"signing.keys.{role}: fewer than {k} of its private keys are trusted for {role} by "
+                             f"{target.describe()}: {name}/tuf/{root.signed.version}.root.json",
+                             hint=f"After mlship keys rotate, name the new keys in signing.keys.{role}")
 
 
 def _publish_once(target: Target, name: str, settings: SigningSettings, roles: dict[str, RoleKeys],

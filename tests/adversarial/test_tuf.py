@@ -149,3 +149,67 @@ def test_an_unsigned_channel_pointer_moved_behind_tuf_is_not_followed(fleet):
     fleet.target.write(f"{NAME}/channels/stable.json", json.dumps({"version": "2.0.0"}).encode())
     result = run("--json", "edge", "sync", "--from", fleet.url, "--name", NAME, "--dir", str(fleet.device))
     assert result.code == 0 and result.json()["version"] == "1.0.0" and not result.json()["changed"]
+
+
+def test_a_root_signed_only_by_new_keys_is_refused(fleet, tmp_path):
+    """A writer makes its own keys and a root 2 that trusts them, signed by them alone (not root 1's 2 of 2)."""
+    from tuf.api.metadata import Metadata
+
+    from mlship.tuf.keys import load_key
+
+    assert run("keys", "generate", "--dir", str(tmp_path), "--role", "evil").code == 0
+    evil, _ = load_key(str(tmp_path / "evil-1.pub"))
+    root = Metadata.from_bytes(fleet.key("1.root.json"))
+    root.signed.version = 2
+    for role in ("root", "targets", "snapshot", "timestamp"):
+        for keyid in list(root.signed.roles[role].keyids):
+            root.signed.revoke_key(keyid, role)
+        root.signed.add_key(evil, role)
+        root.signed.roles[role].threshold = 1
+    fleet.put("2.root.json", resign(root.to_bytes(), tmp_path / "evil-1.key"))
+    fleet.refused("bad signature")
+
+
+def rotated(fleet: Fleet, role: str, keys: list[Path], *extra: str) -> None:
+    args = [a for key in keys for a in ("--new-key", str(key))]
+    result = run("--config", str(fleet.config), "keys", "rotate", NAME, "--role", role, *args, *extra, "--to", fleet.url)
+    assert result.code == 0, result.stderr
+    assert fleet.sync().code == 0  # the device now trusts the rotated root
+
+
+def test_targets_signed_by_a_revoked_targets_key_after_rotation_are_refused(fleet, tmp_path):
+    """The old targets key leaked and was rotated out: a state it signs (with valid snapshot and timestamp) is refused."""
+    from mlship.tuf import metadata as meta
+    from mlship.tuf.keys import load_roles
+    from mlship.tuf.publish import _publish_once
+    from mlship.tuf.settings import SigningSettings
+
+    assert run("keys", "generate", "--dir", str(tmp_path), "--role", "targets").code == 0
+    rotated(fleet, "targets", [tmp_path / "targets-1.key"])
+    old = SigningSettings(keys={"root": [str(fleet.keys / "root1.key")], "targets": [str(fleet.keys / "targets.key")],
+                                "snapshot": [str(fleet.keys / "snapshot.key")],
+                                "timestamp": [str(fleet.keys / "timestamp.key")]})
+    repo = meta.load(fleet.target, NAME)
+    with pytest.raises(Exception, match="bad signature"):  # written, then refused when the publisher reads it back
+        _publish_once(fleet.target, NAME, old, load_roles(old), repo, lambda targets: True)
+    fleet.refused("bad signature")
+
+
+def test_a_root_signed_by_revoked_root_keys_after_rotation_is_refused(fleet, tmp_path):
+    """Root 1's keys (2 of 2) were rotated out for new ones: a root 3 they sign alone no longer moves the device."""
+    from tuf.api.metadata import Metadata
+
+    from mlship.tuf.keys import load_key
+
+    assert run("keys", "generate", "--dir", str(tmp_path), "--role", "root").code == 0
+    rotated(fleet, "root", [tmp_path / "root-1.key"], "--threshold", "1")
+    root = Metadata.from_bytes(fleet.key("2.root.json"))
+    root.signed.version = 3
+    for keyid in list(root.signed.roles["targets"].keyids):  # hand targets to the old root1 key
+        root.signed.revoke_key(keyid, "targets")
+    root.signed.add_key(load_key(str(fleet.keys / "root1.pub"))[0], "targets")
+    root.signatures.clear()
+    for key in ("root1.key", "root2.key"):
+        root.sign(load_key(str(fleet.keys / key))[1], append=True)
+    fleet.put("3.root.json", root.to_bytes())
+    fleet.refused("bad signature")
