@@ -113,8 +113,10 @@ def run_probes(probes: list[Probe], timeout: float = TIMEOUT_S) -> list[Check]:
     deadline = _now() + timeout
     for thread in threads:
         thread.join(max(0.0, deadline - _now()))
-    return [r or Check(p.group, p.name, "fail" if p.configured else "warn", f"no answer within {timeout:g} s")
-            for p, r in zip(probes, list(results))]
+    found = [r or Check(p.group, p.name, "fail" if p.configured else "warn", f"no answer within {timeout:g} s")
+             for p, r in zip(probes, list(results))]
+    # Names and details quote configured URLs and clients' messages: no credential they carry is shown.
+    return [Check(c.group, redact(c.name), c.status, redact(c.detail)) for c in found]
 
 
 def service_probes(cfg: Config) -> list[Probe]:
@@ -270,10 +272,20 @@ def _opener() -> object:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of a probe's failure (redacted with the rest by `run_probes`)."""
     from mlship.errors import MlshipError
 
     text = exc.one_line() if isinstance(exc, MlshipError) else f"{type(exc).__name__}: {exc}"
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def redact(text: str) -> str:
+    """`text` without credentials that URLs carry: user:password@ and signed query values (SAS, presigned)."""
+    import re
+
+    text = re.sub(r"(://|^|\s)[^/@\s]+@(?=[\w.\[-])", r"\1***@", text)
+    return re.sub(r"(?i)\b(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token|"
+                  r"password|secret|key)=[^&\s'\"]+", r"\1=***", text)
 
 
 def _now() -> float:

@@ -122,3 +122,58 @@ def test_a_probe_that_does_not_answer_fails_in_time_when_configured_and_warns_wh
     assert [(c.name, c.status, c.detail) for c in checks] == [
         ("stuck", "fail", "no answer within 0.2 s"), ("idle", "warn", "no answer within 0.2 s"),
         ("quick", "ok", "reachable")]
+
+
+def test_docker_engine_registry_and_prometheus_that_answer(tmp_path, home, docker_engine, oci_registry,
+                                                          prometheus_factory):
+    prometheus = prometheus_factory([])
+    path = tmp_path / "mlship.yaml"
+    path.write_text(f"name: m\nversion: 1.0.0\nbuild:\n  image: {{repository: '{oci_registry.address}/ml/m'}}\n"
+                    f"deploy:\n  runtime: docker\n  docker: {{host: '{docker_engine.host}'}}\n"
+                    f"rollout:\n  analysis:\n    prometheus: {{url: '{prometheus.url}'}}\n")
+    result = run("-c", str(path), "doctor", "--json")
+    assert result.code == 0, result.stdout
+    checks = _checks(result)
+    engine = checks["runtimes", f"docker {docker_engine.host}"]
+    assert engine["status"] == "ok" and engine["detail"].startswith("Docker ") and "(API 1." in engine["detail"]
+    assert checks["registries", oci_registry.address]["detail"].startswith("reachable (/v2/ answered")
+    assert checks["prometheus", prometheus.url]["detail"].startswith("reachable, Prometheus ")
+
+
+def test_a_configured_docker_engine_that_is_gone_exits_7(tmp_path, home):
+    path = tmp_path / "mlship.yaml"
+    host = f"unix://{tmp_path}/no-engine.sock"
+    path.write_text(f"name: m\nversion: 1.0.0\ndeploy:\n  runtime: docker\n  docker: {{host: '{host}'}}\n")
+    result = run("-c", str(path), "doctor")
+    assert result.code == 7 and f"unreachable: docker {host}" in result.stderr
+    assert f"fail  runtimes     docker {host}" in result.stdout
+
+
+def test_nginx_router_shows_nginx_version_and_its_config_directory(tmp_path, home):
+    import os
+    import shutil
+
+    if shutil.which("nginx") is None:
+        if os.environ.get("MLSHIP_REQUIRE_SERVICES") == "1":
+            pytest.fail("nginx is not installed")
+        pytest.skip("nginx is not installed")
+    path = tmp_path / "mlship.yaml"
+    path.write_text(f"name: m\nversion: 1.0.0\nrollout:\n  router: {{type: nginx, config: '{tmp_path}/m.conf', "
+                    "upstreams: {blue: '127.0.0.1:1', green: '127.0.0.1:2'}}\n")
+    result = run("-c", str(path), "doctor", "--json")
+    assert result.code == 0, result.stdout
+    checks = _checks(result)
+    assert checks["routers", "nginx"]["detail"].startswith("nginx/")
+    assert checks["routers", f"nginx config {tmp_path}/m.conf"]["detail"] == f"{tmp_path} writable (file not written yet)"
+    assert ("versions", "nginx") not in checks  # the router's nginx is the one reported
+
+
+def test_sagemaker_router_with_a_missing_endpoint_exits_7(tmp_path, home, s3_server):
+    path = tmp_path / "mlship.yaml"
+    path.write_text("name: m\nversion: 1.0.0\nrollout:\n  router: {type: sagemaker, endpoint: nowhere, "
+                    f"region: us-east-1, endpoint_url: '{s3_server.endpoint_url}'}}\n")
+    result = run("-c", str(path), "doctor", "--json")
+    assert result.code == 7
+    check = _checks(result)["routers", "sagemaker nowhere"]
+    assert check["status"] == "fail" and "nowhere" in check["detail"]
+    _no_secret(result)
