@@ -76,15 +76,31 @@ def installed_checks() -> list[Check]:
 
     from mlship.extras import EXTRAS
 
+    from importlib.metadata import packages_distributions
+
+    distributions = packages_distributions()
     checks = []
     for module, (purpose, extra) in EXTRAS.items():
         try:
             found = find_spec(_PROBE_MODULE.get(module, module)) is not None
         except (ImportError, ValueError):
             found = False
-        detail = f"{purpose}" if found else f"not installed ({purpose}): pip install 'mlship[{extra}]'"
+        detail = f"{_version(distributions, module)}{purpose}" if found else \
+            f"not installed ({purpose}): pip install 'mlship[{extra}]'"
         checks.append(Check("installed", module, "ok" if found else "warn", detail))
     return checks + [_onnxruntime()]
+
+
+def _version(distributions: dict[str, list[str]], module: str) -> str:
+    """"1.35.0: " for the distribution that installs `module` (the first one for a namespace), else ""."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = distributions.get(_PROBE_MODULE.get(module, module).split(".")[0], [])
+    preferred = [n for n in names if _PROBE_MODULE.get(module, module).split(".")[-1] in n.lower()] or names
+    try:
+        return f"{preferred[0]} {version(preferred[0])}: " if preferred else ""
+    except PackageNotFoundError:
+        return ""
 
 
 def _onnxruntime() -> Check:

@@ -63,6 +63,7 @@ def test_file_target_is_reachable_and_json_has_the_documented_shape(tmp_path, ho
     checks = _checks(result)
     assert "CPUExecutionProvider" in checks["installed", "onnxruntime"]["detail"]
     assert checks["installed", "boto3"]["status"] == "ok"
+    assert checks["installed", "boto3"]["detail"].startswith("boto3 1.")
     docker_config = checks["credentials", "docker config"]
     assert docker_config["detail"] == "~/.docker/config.json (auths for 127.0.0.1:5000)"
     _no_secret(result)
