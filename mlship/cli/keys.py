@@ -50,7 +50,7 @@ def keys_rotate(
 ) -> None:
     """Write NAME's next TUF root handing ROLE to the new keys, signed by the old root keys (signing.keys.root)
     and the new; then put the new keys in signing.keys.ROLE."""
-    from mlship.tuf.rotate import rotate_keys
+    from mlship.targets.service import rotate_keys
     cfg = config_for(ctx)
     result = rotate_keys(name or cfg.name or "", to, cfg.targets, cfg.tuf_signing(), role, new_keys, threshold)
     state(ctx).console.result(result.model_dump(), lambda out: out.print(

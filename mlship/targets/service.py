@@ -260,3 +260,22 @@ def list_targets(configured: dict[str, Any]) -> TargetList:
 
     kinds = sorted(set(target_kinds()) | {"registry"})
     return TargetList(schemes=kinds, targets={n: {"type": t.type, "url": t.url} for n, t in configured.items()})
+
+
+def rotate_keys(name: str, to: str, configured: dict[str, Any], signing: SigningSettings | None, role: str,
+                new_refs: list[str], threshold: int | None = None) -> Any:
+    # Here, not in mlship.tuf: opening a target from mlship.yaml belongs to the targets'
+    # use cases (mlship.tuf never imports mlship.targets). Returns tuf.rotate.Rotated.
+    """The `mlship keys rotate` use case: `signing` is mlship.yaml's resolved `signing:` (None when unset)."""
+    from mlship.names import check_name
+    from mlship.targets.base import open_target
+    from mlship.tuf.rotate import rotate
+    from mlship.tuf.settings import ROLES
+
+    check_name(name, "name")
+    if role not in ROLES:
+        raise UsageError(f"--role {role}: not one of {', '.join(ROLES)}")
+    if signing is None:
+        raise UsageError("no TUF keys configured: keys rotate signs with signing.keys.root",
+                         hint="Set signing.keys in mlship.yaml (see mlship keys generate)")
+    return rotate(open_target(to, configured), name, signing, role, new_refs, threshold)

@@ -20,7 +20,7 @@ from mlship.errors import InvalidInputError, UsageError
 from mlship.tuf import metadata as meta
 from mlship.tuf.keys import RoleKeys, load_key, load_roles
 from mlship.tuf.publish import _publish_once, expiry
-from mlship.tuf.settings import ROLES, SigningSettings
+from mlship.tuf.settings import SigningSettings
 
 if TYPE_CHECKING:
     from mlship.targets.base import Target
@@ -36,21 +36,6 @@ class Rotated(BaseModel):
     threshold: int
     revoked: list[str]
     added: list[str]
-
-
-def rotate_keys(name: str, to: str, configured: dict[str, Any], signing: SigningSettings | None, role: str,
-                new_refs: list[str], threshold: int | None = None) -> Rotated:
-    """The `mlship keys rotate` use case: `signing` is mlship.yaml's resolved `signing:` (None when unset)."""
-    from mlship.names import check_name
-    from mlship.targets.base import open_target
-
-    check_name(name, "name")
-    if role not in ROLES:
-        raise UsageError(f"--role {role}: not one of {', '.join(ROLES)}")
-    if signing is None:
-        raise UsageError("no TUF keys configured: keys rotate signs with signing.keys.root",
-                         hint="Set signing.keys in mlship.yaml (see mlship keys generate)")
-    return rotate(open_target(to, configured), name, signing, role, new_refs, threshold)
 
 
 def rotate(target: Target, name: str, settings: SigningSettings, role: str, new_refs: list[str],
