@@ -255,11 +255,10 @@ class TargetList(BaseModel):
 
 
 def list_targets(configured: dict[str, Any]) -> TargetList:
-    """The target schemes installed (and registry://, for images) and the configured targets."""
+    """The target schemes installed (registry:// among them, for images) and the configured targets."""
     from mlship.targets.base import target_kinds
 
-    kinds = sorted(set(target_kinds()) | {"registry"})
-    return TargetList(schemes=kinds, targets={n: {"type": t.type, "url": t.url} for n, t in configured.items()})
+    return TargetList(schemes=sorted(target_kinds()), targets={n: {"type": t.type, "url": t.url} for n, t in configured.items()})
 
 
 def rotate_keys(name: str, to: str, configured: dict[str, Any], signing: SigningSettings | None, role: str,
