@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal
 
 from mlship.credentials import credential_sources
+from mlship.urls import redact
 
 if TYPE_CHECKING:
     from mlship.config import Config
@@ -293,15 +294,6 @@ def _one_line(exc: BaseException) -> str:
 
     text = exc.one_line() if isinstance(exc, MlshipError) else f"{type(exc).__name__}: {exc}"
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
-def redact(text: str) -> str:
-    """`text` without credentials that URLs carry: user:password@ and signed query values (SAS, presigned)."""
-    import re
-
-    text = re.sub(r"(://|^|\s)[^/@\s]+@(?=[\w.\[-])", r"\1***@", text)
-    return re.sub(r"(?i)\b(sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|token|"
-                  r"password|secret|key)=[^&\s'\"]+", r"\1=***", text)
 
 
 def _now() -> float:

@@ -8,6 +8,7 @@ the query and the fragment become `***` or `…`.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, urlsplit
 
 from mlship.errors import UsageError
@@ -66,6 +67,26 @@ def hide_url_secrets(text: str, url: str) -> str:
         if len(secret) >= 4:  # shorter ones would mangle ordinary words and numbers
             text = text.replace(secret, "***")
     return text
+
+
+_USERINFO = re.compile(r"(://|^|\s)[^/@\s]+@(?=[\w.\[-])")
+_QUERY = re.compile(r"\?[^\s'\"<>=&?]*=[^\s'\"<>]*")
+_CREDENTIAL = re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+_SECRET_VALUE = re.compile(
+    r"(?i)\b(AccountKey|SharedAccessSignature|sig|signature|x-amz-signature|x-amz-credential|x-amz-security-token|"
+    r"access_token|token|password|secret|key)\s*[=:]\s*[^;&\s'\",]+")
+
+
+def redact(text: str) -> str:
+    """`text` (an SDK's message, a configured address, a probe's result) without the secrets
+    such text carries: `user:password@` becomes `***@`, a URL's query (SAS signatures, presigned
+    parameters) becomes `?…`, bearer and basic credentials, account keys and `secret=`-like values become `***`.
+
+    The one scrubber for free text; URLs known as URLs go through `redact_url`."""
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _QUERY.sub("?" + HIDDEN, text)
+    text = _CREDENTIAL.sub(r"\1 ***", text)
+    return _SECRET_VALUE.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 def check_http_url(value: str, what: str) -> str:

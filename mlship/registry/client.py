@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mlship.errors import ServiceError
+from mlship.urls import redact_url
 
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",
                   "application/vnd.docker.distribution.manifest.v2+json")
@@ -102,8 +103,7 @@ def check_url(url: str, what: str, registry: str) -> str:
     no user info (it hides the real host), plain http only to loopback or MLSHIP_INSECURE_REGISTRIES hosts.
     Anything else is a ServiceError (exit 7) naming the registry."""
     parts = urllib.parse.urlsplit(url)
-    # shown without user info or query (presigned URLs carry signatures there)
-    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:120] if parts.netloc else url[:60]
+    shown = redact_url(url)[:120]  # presigned URLs carry signatures in the query, some hosts user info
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ServiceError(f"registry {registry} gave {what} that is not an http(s) URL ({shown!r}); "
                            "nothing was sent there")
@@ -119,6 +119,8 @@ def check_url(url: str, what: str, registry: str) -> str:
                            hint="Only loopback hosts and hosts in MLSHIP_INSECURE_REGISTRIES are reached over "
                                 "plain HTTP")
     return url
+
+
 @dataclass
 class Registry:
     """One registry host; `credentials` returns (user, password) or None."""

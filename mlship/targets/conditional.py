@@ -16,6 +16,7 @@ from typing import Optional
 
 from mlship.errors import ServiceError
 from mlship.targets.base import Change, Target
+from mlship.urls import redact
 
 UPDATE_PATIENCE_S = 60.0
 
@@ -71,17 +72,6 @@ def split_url(url: str, scheme: str) -> tuple[str, str]:
     rest = url[len(scheme) + 3:]
     bucket, _, prefix = rest.partition("/")
     return bucket, prefix.strip("/")
-
-
-def redact(text: str) -> str:
-    """`text` without secrets an SDK message may carry: URL query strings (SAS signatures),
-    account keys and signatures in connection strings, bearer tokens."""
-    import re
-
-    text = re.sub(r"\?[^\s'\"<>]*", "?…", text)
-    text = re.sub(r"(?i)(AccountKey|SharedAccessSignature|sig|access_token|Authorization)\s*[=:]\s*[^;\s'\",]+",
-                  r"\1=…", text)
-    return re.sub(r"(?i)Bearer\s+[A-Za-z0-9._~+/=-]+", "Bearer …", text)
 
 
 def first_line(exc: BaseException) -> str:

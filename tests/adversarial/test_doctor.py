@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlship.doctor import redact
+from mlship.urls import redact
 from tests.harness.ports import free_port
 from tests.support import run
 
@@ -25,8 +25,12 @@ def test_credentials_in_configured_urls_are_not_printed(tmp_path, monkeypatch):
         assert "leaky (s3 s3://b/p)" in result.stdout + result.stderr
 
 
-def test_redact_hides_user_info_and_signed_query_values():
-    assert redact("GET https://u:p@h/x?sv=1&sig=abc&X-Amz-Signature=def") == \
-        "GET https://***@h/x?sv=1&sig=***&X-Amz-Signature=***"
+def test_redact_hides_user_info_signed_queries_tokens_and_keys():
+    assert redact("GET https://u:p@h/x?sv=1&sig=abc&X-Amz-Signature=def") == "GET https://***@h/x?…"
+    assert redact("DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0;EndpointSuffix=x") == \
+        "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=***;EndpointSuffix=x"
+    assert redact("401: Authorization: Bearer eyJhbGciOi.abc-def") == "401: Authorization: Bearer ***"
+    assert redact("refused: password=hunter2 and token: abc123") == "refused: password=*** and token=***"
+    assert redact("is the endpoint up? no answer in 5 s") == "is the endpoint up? no answer in 5 s"
     assert redact("u:p@registry.local:5000/ml") == "***@registry.local:5000/ml"
     assert redact("reachable (/v2/ answered 401)") == "reachable (/v2/ answered 401)"
