@@ -53,6 +53,19 @@ def test_subcommand_help_does_not_import_heavy_libraries():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_every_command_help_imports_no_model_libraries(name):
+    # `mlship check --help` (and every other command's help) builds options, never loads a model:
+    # python -X importtime names what was imported, in a fresh interpreter.
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlship", name, "--help"],
+                          capture_output=True, text=True, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0 and "--help" in proc.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "mlship.cli" in imported  # the import trace is real
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("onnx", "onnxruntime", "numpy", "scipy", "pyarrow"))
+    assert heavy == [], f"mlship {name} --help imported {heavy}"
+
+
 def test_json_flag_after_the_command_gives_one_document():
     result = run("check", str(MODEL), "--json")
     assert result.code == 0
