@@ -21,6 +21,7 @@ from mlship.model.compat import RuntimeSupport, compatibility_problems, runtime_
 from mlship.model.features import DeclaredFeatures
 from mlship.model.latency import LatencyStats, measure_latency
 from mlship.model.load import ModelFile, load_model
+from mlship.model.providers import ProviderReport, ProviderRequest
 from mlship.model.quality import (
     HIGHER_IS_BETTER,
     LOWER_IS_BETTER,
@@ -59,6 +60,7 @@ class CheckOptions(BaseModel):
     skipped_settings: list[str] = Field(default_factory=list, description="mlship.yaml settings left out because "
                                         "they belong to the project's model, not this one.")
     project_model: Path | None = Field(None, description="The project's `model:`, named when settings are skipped.")
+    providers: ProviderRequest | None = Field(None, description="Execution providers, best first [cpu].")
 
 
 class CheckItem(BaseModel):
@@ -114,6 +116,7 @@ class CheckReport(BaseModel):
 
     model: ModelFacts
     runtime: RuntimeSupport
+    providers: ProviderReport = Field(description="The execution provider the model ran on and its fallbacks.")
     signature: Signature
     smoke: SmokeResult
     latency: list[LatencyStats]
@@ -141,12 +144,13 @@ def run_check(options: CheckOptions, progress: Any = None) -> CheckReport:
     checks.append(runtime_item)
     checks.extend(_skipped_item(options))
     try:
-        runner = Runner(model, threads=options.threads, features=options.features)
+        runner = Runner(model, threads=options.threads, features=options.features, providers=options.providers)
     except InvalidInputError:
         if runtime_item.status == "pass":
             raise
         raise InvalidInputError(f"{model.path}: {runtime_item.detail}",
                                 hint="Export with a lower opset/IR version or upgrade onnxruntime") from None
+    checks.append(_provider_item(runner.providers))
 
     step("smoke run")
     table = read_table(options.sample) if options.sample else None
@@ -180,6 +184,7 @@ def run_check(options: CheckOptions, progress: Any = None) -> CheckReport:
     return CheckReport(
         model=_facts(model),
         runtime=support,
+        providers=runner.providers,
         signature=runner.signature,
         smoke=smoke,
         latency=latency,
@@ -206,6 +211,12 @@ def _skipped_item(options: CheckOptions) -> list[CheckItem]:
     return [CheckItem(name="project settings", status="skip",
                       detail=f"mlship.yaml's {names} not used: they belong to its model {options.project_model}, "
                              f"not {options.model} (pass them as flags to use them)")]
+
+
+def _provider_item(report: ProviderReport) -> CheckItem:
+    """The provider the model ran on; a warning when a requested one was dropped (--provider-fallback)."""
+    return CheckItem(name="execution provider", status="warn" if report.unavailable else "pass",
+                     detail=report.summary())
 
 
 def _runtime_item(model: ModelFile, support: RuntimeSupport) -> CheckItem:
@@ -275,7 +286,7 @@ def _tile(feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 
 def _compare_baseline(runner: Runner, outputs: dict[str, Any], feeds: dict[str, np.ndarray],
                       options: CheckOptions) -> BaselineResult:
-    base = Runner.from_path(options.baseline, threads=options.threads)
+    base = Runner.from_path(options.baseline, threads=options.threads, providers=options.providers)
     changes = _signature_changes(base.signature, runner.signature)
     diffs: dict[str, float] = {}
     agreement = None

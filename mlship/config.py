@@ -49,6 +49,20 @@ class CheckConfig(Strict):
     task: Literal["auto", "classification", "regression"] = Field("auto", description="How to score labels.")
 
 
+# -- runtime -------------------------------------------------------------------
+
+
+class RuntimeConfig(Strict):
+    """How check, serve, predict and edge run execute the model (onnxruntime)."""
+
+    providers: list[Literal["cpu", "cuda", "tensorrt", "openvino", "coreml"]] = Field(
+        default_factory=lambda: ["cpu"], min_length=1,
+        description="Execution providers, best first, e.g. [cuda, cpu]; under --provider. One that onnxruntime "
+        "does not offer here is an error (exit 2) unless provider_fallback is true.")
+    provider_fallback: bool = Field(False, description="Drop unavailable providers and run on CPU, saying so "
+                                    "(--provider-fallback), instead of failing.")
+
+
 # -- build ---------------------------------------------------------------------
 
 
@@ -174,6 +188,7 @@ class Config(Strict):
         "field and row (HTTP 400, exit 3); allow passes them to float inputs as NaN, for models that handle "
         "them (tree ensembles). Integer, bool and string inputs refuse them either way.")
     check: CheckConfig = Field(default_factory=CheckConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     build: BuildConfig = Field(default_factory=BuildConfig)
     targets: dict[str, Target] = Field(default_factory=dict, description="Named places artifacts go.")
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)

@@ -16,6 +16,7 @@ from mlship.data.chunks import count_rows, file_columns
 from mlship.batch.workdir import prepare, work_dir
 from mlship.errors import InvalidInputError
 from mlship.model.features import DeclaredFeatures
+from mlship.model.providers import ProviderRequest
 from mlship.model.feeds import missing_columns_error, needed_columns
 
 
@@ -41,6 +42,7 @@ class PredictOptions(BaseModel):
     engine: Literal["local", "ray"] = "local"
     address: str | None = None
     features: DeclaredFeatures | None = Field(None, description="Column names of 2-D inputs (--features, mlship.yaml).")
+    providers: ProviderRequest | None = Field(None, description="Execution providers, best first [cpu].")
 
     @property
     def rejects_path(self) -> Path:

@@ -36,7 +36,10 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
     """Score every input row; see the module docstring."""
     progress = progress or NoProgress()
     started = time.perf_counter()
-    runner = Runner.from_path(options.model, threads=options.threads or 1, features=options.features)
+    runner = Runner.from_path(options.model, threads=options.threads or 1, features=options.features,
+                              providers=options.providers)
+    if runner.providers.fallback_note():
+        info(runner.providers.fallback_note())
     fmt = outputs.output_format(options.output)
     plan = plan_job(options, runner.signature, runner.model.sha256, info)
     log = _log_writer(options)

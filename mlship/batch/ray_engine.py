@@ -32,10 +32,11 @@ class RayScorer:
     """A Ray actor: one onnxruntime session, scoring pyarrow batches."""
 
     def __init__(self, model: list[Any], on_error: str, keep: list[str], fmt: str, threads: int | None,
-                 allow_missing: bool = False, features: dict | None = None) -> None:
+                 allow_missing: bool = False, features: dict | None = None, providers: dict | None = None) -> None:
         import ray
 
         from mlship.model.features import DeclaredFeatures
+        from mlship.model.providers import ProviderRequest
         from mlship.model.runner import Runner
 
         # The model travels through the object store as a nested reference, so
@@ -43,7 +44,8 @@ class RayScorer:
         handle, path = tempfile.mkstemp(suffix=".onnx")
         with os.fdopen(handle, "wb") as fh:
             fh.write(ray.get(model[0]))
-        self.runner = Runner.from_path(path, threads=threads or 1, features=features and DeclaredFeatures(**features))
+        self.runner = Runner.from_path(path, threads=threads or 1, features=features and DeclaredFeatures(**features),
+                                       providers=providers and ProviderRequest(**providers))
         os.unlink(path)  # the session holds the model now
         self.on_error, self.keep, self.fmt = on_error, keep, fmt
         self.allow_missing = allow_missing
@@ -107,7 +109,8 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
 
     progress = progress or NoProgress()
     started = time.perf_counter()
-    runner = Runner(load_model(options.model), features=options.features)  # checks the model before any cluster work
+    # Checks the model (and its providers) before any cluster work.
+    runner = Runner(load_model(options.model), features=options.features, providers=options.providers)
     fmt = outputs.output_format(options.output)
     files, columns, total = resolve_inputs(options, runner.signature)
     in_fmt = FORMATS[files[0].suffix.lower()]
@@ -124,7 +127,8 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
         compute=ray.data.ActorPoolStrategy(size=_actors(ray, options)), num_cpus=1, fn_constructor_kwargs={"model": [ray.put(Path(options.model).read_bytes())], "on_error": options.on_error,
                                            "keep": options.keep_columns, "fmt": in_fmt, "threads": options.threads,
                                            "allow_missing": options.allow_missing,
-                                           "features": options.features and options.features.model_dump()},
+                                           "features": options.features and options.features.model_dump(),
+                                           "providers": options.providers and options.providers.model_dump()},
     )
     _quiet_ray_logs()
     assembler = outputs.Assembler(work, fmt, options.output)

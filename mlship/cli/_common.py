@@ -51,3 +51,24 @@ def declared_features(values: list[str] | None) -> Any:
     from mlship.model.features import DeclaredFeatures, parse_features_flag
 
     return DeclaredFeatures(columns=parse_features_flag(values), source="--features")
+
+
+# --provider and --provider-fallback, the same in check, serve, predict and edge run.
+PROVIDER_OPTION: Any = typer.Option(
+    None, "--provider", help="Execution providers, best first: cpu, cuda, tensorrt, openvino, coreml (comma list "
+    "or repeated) [runtime.providers in mlship.yaml: cpu].")
+PROVIDER_FALLBACK_OPTION: Any = typer.Option(
+    None, "--provider-fallback/--no-provider-fallback",
+    help="Run on CPU, saying so, when a provider is not available here, instead of exit 2 "
+    "[runtime.provider_fallback in mlship.yaml: off].")
+
+
+def provider_request(cfg: "Config", values: list[str] | None, fallback: bool | None) -> Any:
+    """--provider/--provider-fallback over mlship.yaml's `runtime:` as mlship.model.providers.ProviderRequest."""
+    from mlship.model.providers import ProviderRequest, parse_providers
+
+    given = parse_providers(values)
+    configured = "providers" in cfg.runtime.model_fields_set
+    source = "--provider" if given else f"runtime.providers in {cfg.source}" if configured else "default"
+    return ProviderRequest(providers=given or list(cfg.runtime.providers), source=source,
+                           fallback=cfg.runtime.provider_fallback if fallback is None else fallback)

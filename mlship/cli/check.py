@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import FEATURES_OPTION, config_for, declared_features, parse_pairs, state
+from mlship.cli._common import (FEATURES_OPTION, PROVIDER_FALLBACK_OPTION, PROVIDER_OPTION, config_for, declared_features,
+                                parse_pairs, provider_request, state)
 from mlship.errors import CheckFailedError, UsageError
 
 
@@ -29,6 +30,8 @@ def check(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values in the sample to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
     features: Optional[List[str]] = FEATURES_OPTION,
+    provider: Optional[List[str]] = PROVIDER_OPTION,
+    provider_fallback: Optional[bool] = PROVIDER_FALLBACK_OPTION,
 ) -> None:
     """Check a model: validity, signature, smoke run, latency, baseline, quality floor.
 
@@ -59,7 +62,7 @@ def check(
         min_metric={**cfg.check.min_metric, **parse_pairs(min_metric, "--min-metric")},
         max_metric={**cfg.check.max_metric, **parse_pairs(max_metric, "--max-metric")},
         max_p99_ms=cfg.check.max_p99_ms, batch_size=cfg.check.batch_size, task=cfg.check.task, threads=threads,
-        allow_missing=cfg.missing_values == "allow",
+        allow_missing=cfg.missing_values == "allow", providers=provider_request(cfg, provider, provider_fallback),
     )
     console = state(ctx).console
     with console.status("checking the model") as status:

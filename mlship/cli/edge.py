@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import config_for, state
+from mlship.cli._common import PROVIDER_FALLBACK_OPTION, PROVIDER_OPTION, config_for, provider_request, state
 
 app = typer.Typer(help="On the device: sync bundles from a target, roll back, serve offline.", no_args_is_help=True)
 
@@ -92,6 +92,8 @@ def run(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
     port: int = typer.Option(8080, "--port", help="Port to bind."),
     log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Prediction logs on local disk."),
+    provider: Optional[List[str]] = PROVIDER_OPTION,
+    provider_fallback: Optional[bool] = PROVIDER_FALLBACK_OPTION,
 ) -> None:
     """Serve the current bundle offline (same endpoints as mlship serve)."""
     from mlship.edge.device import current_manifest
@@ -100,6 +102,14 @@ def run(
 
     model, manifest = current_manifest(directory)
     settings = ServeSettings(model_path=model, name=manifest.name, version=manifest.version, variant="edge",
-                             host=host, port=port, log_dir=log_dir)
+                             host=host, port=port, log_dir=log_dir,
+                             providers=provider_request(config_for(ctx), provider, provider_fallback))
     console = state(ctx).console
-    serve(settings, on_ready=lambda s: console.info(f"serving {s.name} {s.version} from {directory} at {host}:{port}"))
+
+    def announce(service) -> None:
+        if service.runner.providers.fallback_note():
+            console.warn(service.runner.providers.fallback_note())
+        console.info(f"serving {service.name} {service.version} from {directory} at {host}:{port} on "
+                     f"{service.runner.providers.chosen}")
+
+    serve(settings, on_ready=announce)

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import FEATURES_OPTION, config_for, declared_features, state
+from mlship.cli._common import (FEATURES_OPTION, PROVIDER_FALLBACK_OPTION, PROVIDER_OPTION, config_for, declared_features,
+                                provider_request, state)
 
 
 def predict(
@@ -29,6 +30,8 @@ def predict(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values (empty, null, NaN) to float inputs as NaN, or refuse them (exit 3) [missing_values in mlship.yaml: refuse]."),
     features: Optional[List[str]] = FEATURES_OPTION,
+    provider: Optional[List[str]] = PROVIDER_OPTION,
+    provider_fallback: Optional[bool] = PROVIDER_FALLBACK_OPTION,
 ) -> None:
     """Score data files with a model, streaming in chunks.
 
@@ -59,6 +62,7 @@ def predict(
         name=cfg.name or default_model_name(model_path),
         version=cfg.version or "1", engine=engine, address=address,
         features=declared_features(features) or project.declared_features(),
+        providers=provider_request(cfg, provider, provider_fallback),
     )
     console = state(ctx).console
     with RowProgress(console, "scoring") as progress:

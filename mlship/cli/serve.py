@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from mlship.cli._common import FEATURES_OPTION, config_for, declared_features, state
+from mlship.cli._common import (FEATURES_OPTION, PROVIDER_FALLBACK_OPTION, PROVIDER_OPTION, config_for, declared_features,
+                                provider_request, state)
 
 
 def serve(
@@ -33,6 +34,8 @@ def serve(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values (null, NaN) to float inputs as NaN, or answer 400 [missing_values in mlship.yaml: refuse]."),
     features: Optional[List[str]] = FEATURES_OPTION,
+    provider: Optional[List[str]] = PROVIDER_OPTION,
+    provider_fallback: Optional[bool] = PROVIDER_FALLBACK_OPTION,
 ) -> None:
     """Serve a model: Open Inference Protocol (/v2), /predict, /metrics.
 
@@ -58,6 +61,7 @@ def serve(
             log_sample_rate=log_sample_rate, log_max_bytes=int(log_max_mb * 1024 * 1024), log_max_age_s=log_max_age,
             log_queue_size=log_queue_size, allow_missing=allow,
             features=declared_features(features) or source.features,
+            providers=provider_request(cfg, provider, provider_fallback),
         )
     except ValueError as exc:
         raise UsageError(f"invalid serve option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
@@ -65,11 +69,16 @@ def serve(
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
     def announce(service) -> None:
+        providers = service.runner.providers
+        if providers.fallback_note():
+            console.warn(providers.fallback_note())
         console.result(
             {"url": url, "model": service.name, "version": service.version, "variant": service.variant,
-             "infer": f"{url}/v2/models/{service.name}/infer", "log_dir": str(log_dir) if log_dir else None},
-            lambda out: out.print(f"serving {service.name} {service.version} ({service.variant}) at {url}: "
-                                  f"POST /v2/models/{service.name}/infer, POST /predict, GET /metrics", markup=False),
+             "infer": f"{url}/v2/models/{service.name}/infer", "log_dir": str(log_dir) if log_dir else None,
+             "providers": providers.model_dump()},
+            lambda out: out.print(f"serving {service.name} {service.version} ({service.variant}) at {url} on "
+                                  f"{providers.chosen}: POST /v2/models/{service.name}/infer, POST /predict, "
+                                  "GET /metrics", markup=False),
         )
 
     run_server(settings, on_ready=announce)

@@ -10,6 +10,8 @@ import numpy as np
 from mlship.errors import InvalidInputError
 from mlship.model.features import DeclaredFeatures, apply_features
 from mlship.model.load import ModelFile
+from mlship.model.providers import (PROVIDERS, ProviderReport, ProviderRequest, report_for, session_providers,
+                                    unavailable_error)
 from mlship.model.signature import Signature, signature_of
 
 
@@ -18,11 +20,13 @@ class Runner:
 
     Shared by check, serve, predict and edge so every command runs a model the
     same way (same providers, thread settings and error messages).
-    `features` names the columns of 2-D inputs over the model's metadata.
+    `features` names the columns of 2-D inputs over the model's metadata;
+    `providers` the execution providers, best first (CPU when not given), and
+    `self.providers` reports what the session runs on.
     """
 
     def __init__(self, model: ModelFile, *, threads: int | None = None,
-                 features: DeclaredFeatures | None = None) -> None:
+                 features: DeclaredFeatures | None = None, providers: ProviderRequest | None = None) -> None:
         import onnxruntime as ort
 
         self.model = model
@@ -33,18 +37,31 @@ class Runner:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        available = list(ort.get_available_providers())
+        wanted, missing = session_providers(providers, available)
         try:
-            self.session = ort.InferenceSession(str(model.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(model.path), options, providers=wanted)
         except Exception as exc:  # onnxruntime's Fail/InvalidGraph/NotImplemented
             raise InvalidInputError(f"{model.path}: onnxruntime cannot load the model: {_short(exc)}") from None
+        self.providers: ProviderReport = self._provider_report(providers, wanted, missing, available)
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _provider_report(self, request: ProviderRequest | None, wanted: list[str], missing: list[str],
+                         available: list[str]) -> ProviderReport:
+        """onnxruntime drops a listed provider that fails to start (a CUDA build without its
+        libraries) with only a log line: that counts as unavailable too."""
+        used = list(self.session.get_providers())
+        dropped = [short for short, name in PROVIDERS.items() if name in wanted and name not in used]
+        if dropped and not (request and request.fallback):
+            raise unavailable_error(dropped, used, request.source if request else "default")
+        return report_for(request, used, missing + dropped, available)
 
     @classmethod
     def from_path(cls, path: str | Path, *, threads: int | None = None,
-                  features: DeclaredFeatures | None = None) -> "Runner":
+                  features: DeclaredFeatures | None = None, providers: ProviderRequest | None = None) -> "Runner":
         from mlship.model.load import load_model
 
-        return cls(load_model(path), threads=threads, features=features)
+        return cls(load_model(path), threads=threads, features=features, providers=providers)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
         """Run once; outputs by name. InvalidInputError when the inputs do not fit."""

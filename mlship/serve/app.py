@@ -187,7 +187,9 @@ class ServeApp:
             "platform": "onnxruntime_onnx",
             "inputs": [protocol.tensor_metadata(s) for s in sig.inputs],
             "outputs": [protocol.tensor_metadata(s) for s in sig.outputs],
-            "parameters": {"variant": self.service.variant, "feature_names": sig.feature_names},
+            "parameters": {"variant": self.service.variant, "feature_names": sig.feature_names,
+                           "execution_provider": self.service.runner.providers.chosen,
+                           "providers": self.service.runner.providers.model_dump()},
         }
 
     async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:

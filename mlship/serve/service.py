@@ -26,7 +26,7 @@ class ModelService:
         self.settings = settings
         self.name, self.version, self.variant = settings.name, settings.version, settings.variant
         model = load_model(settings.model_path)
-        self.runner = Runner(model, threads=settings.threads, features=settings.features)
+        self.runner = Runner(model, threads=settings.threads, features=settings.features, providers=settings.providers)
         self.signature: Signature = self.runner.signature
         self.output_names = self.runner.output_names
         self.metrics = ServeMetrics(self.name, self.version, self.variant, model.sha256)

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from mlship.model.features import DeclaredFeatures
+from mlship.model.providers import ProviderRequest
 
 
 class ServeSettings(BaseModel):
@@ -28,6 +29,8 @@ class ServeSettings(BaseModel):
                                 "instead of answering 400 (mlship.yaml `missing_values: allow`).")
     features: DeclaredFeatures | None = Field(None, description="Column names of 2-D inputs (--features, "
                                               "mlship.yaml), over the model's metadata.")
+    providers: ProviderRequest | None = Field(None, description="Execution providers, best first (--provider, "
+                                              "runtime.providers) [cpu].")
     log_dir: Path | None = None
     log_sample_rate: float = Field(1.0, ge=0, le=1)
     log_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
