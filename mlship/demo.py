@@ -205,7 +205,7 @@ def run_demo(directory: Path, say: Callable[[str], None], *, seconds_per_step: f
     write_week(models["1.1.0"], week)
 
     say("8/8 drift report per day against the training data")
-    summary["drift"] = _drift(cfg, directory / "data" / "train.csv", week, directory / "reports")
+    summary["drift"] = _drift(cfg, directory / "data" / "train.csv", week, directory / "reports", models["1.1.0"])
     summary["seconds"] = round(time.perf_counter() - started, 1)
     return summary
 
@@ -282,13 +282,15 @@ def _roll_out(cfg: Any, traffic: "_Traffic", say: Callable[[str], None], seconds
                                           "requests": traffic.sent, "failed": traffic.failed}}
 
 
-def _drift(cfg: Any, reference: Path, current: Path, reports: Path) -> dict[str, Any]:
+def _drift(cfg: Any, reference: Path, current: Path, reports: Path, model: Path) -> dict[str, Any]:
     """A drift report per day, in HTML and Markdown, judged as `--fail-on window` judges it
-    (exit code 4 when a day drifted: what starts retraining in CI)."""
+    (exit code 4 when a day drifted: what starts retraining in CI); the model scores the
+    training data once, so the logged outputs are judged too (prediction drift)."""
     from mlship.drift import run
     from mlship.errors import ExitCode
 
-    options = run.drift_options(cfg.monitoring.overridden(reference=str(reference)), current=str(current), window="1d")
+    options = run.drift_options(cfg.monitoring.overridden(reference=str(reference)), current=str(current), window="1d",
+                                model=model)
     request = run.DriftRequest(options=options, html=reports / "drift.html", markdown=reports / "drift.md",
                                fail_on=["window"])
     run.prepare(request)
@@ -297,7 +299,9 @@ def _drift(cfg: Any, reference: Path, current: Path, reports: Path) -> dict[str,
     windows = report.document()["windows"]
     drifted = [w.get("label") or w.get("start") for w in windows if w.get("dataset_drift")]
     code = ExitCode.CHECK_FAILED if verdict.failed else ExitCode.OK
-    return {"exit_code": int(code), "report": str(request.html), "windows": len(windows), "drifted_windows": drifted}
+    outputs = [c.name for c in report.columns if c.role == "output" and c.judged]
+    return {"exit_code": int(code), "report": str(request.html), "windows": len(windows), "drifted_windows": drifted,
+            "verdict": report.verdict.text, "outputs_judged": outputs}
 
 
 def _config(directory: Path, models: dict[str, Path], servers: list["_Server"] | None = None) -> str:

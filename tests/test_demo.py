@@ -32,6 +32,11 @@ def test_demo_runs_the_pipeline_and_finds_the_injected_drift(tmp_path):
     expected = [(today - timedelta(days=d)).strftime("%Y-%m-%d 00:00") for d in (2, 1)]
     assert summary["drift"]["exit_code"] == 4 and summary["drift"]["windows"] == 7
     assert summary["drift"]["drifted_windows"] == expected
+    # The headline is about the windows (not "no dataset drift" over a week that is mostly clean),
+    # and the model's outputs are judged: the training data was scored once.
+    assert summary["drift"]["verdict"].startswith(f"DRIFT in 2 of 7 windows, since {expected[0][:10]}")
+    assert summary["drift"]["outputs_judged"], summary["drift"]
+    assert "DRIFT in 2 of 7 windows" in report.read_text()
     # Hybrid push: the bundle is in both targets with the channel pointer.
     for target in ("cloud", "onprem"):
         channel = json.loads((demo / "targets" / target / "readmission" / "channels" / "stable.json").read_text())

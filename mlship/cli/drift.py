@@ -22,7 +22,7 @@ def drift(
     json_out: Optional[str] = typer.Option(None, "--json-out", help="Write the JSON report to FILE, or - for stdout."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (CI job pages)."),
-    fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset (default), any, window, column:NAME (repeatable)."),
+    fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset, any, window, quality, column:NAME (repeatable); default: what the headline says (window with --window, else dataset)."),
     on_drift: Optional[str] = typer.Option(None, "--on-drift", help="Shell command to run when drift is found."),
     webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON summary to this http(s) URL (a 2xx answer; redirects not followed)."),
     strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
@@ -45,7 +45,7 @@ def drift(
     options = run.drift_options(settings, current=current, window=window, min_rows=min_rows or None, labels=labels,
                                 model=_model(cfg, model), strict=strict, chunk_rows=chunk_rows)
     request = run.DriftRequest(options=options, json_out=json_out, html=html, markdown=markdown,
-                               fail_on=fail_on or ["dataset"], on_drift=on_drift, webhook=webhook)
+                               fail_on=fail_on or None, on_drift=on_drift, webhook=webhook)
     for warning in run.prepare(request):
         console.warn(warning)
     with console.status("reading and comparing"):

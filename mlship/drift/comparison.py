@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from mlship.drift import stats
 from mlship.drift.profile import ColumnProfile, Profile
-from mlship.drift.report import (ColumnDrift, ColumnStats, ColumnSummary, Histogram, MissingChange, Thresholds,
-                                 TopCategories, TypeChange, TypeValues)
+from mlship.drift.report import (CategoryShare, ColumnDrift, ColumnStats, ColumnSummary, Histogram, Method,
+                                 MissingChange, Thresholds, TopCategories, TypeChange, TypeValues)
 from mlship.drift.roles import infer_role
 from mlship.drift.settings import MIN_ROWS, ColumnSettings, DriftOptions
 
@@ -137,6 +139,7 @@ def _column_stats(ref: ColumnProfile, cur: ColumnProfile, rule: ColumnSettings,
             out["reasons"] = [f"{valid} values, fewer than {options.min_rows}"]
         # else: too few values for statistics, but a type change is a fact, judged on its own (in _judge)
         return out
+    out["method"] = method(kind, ref, cur, rule)
     if kind == "numeric":
         out["stats"] = ColumnStats(**stats.numeric_stats(ref, cur))  # empty when one side has no numbers
         out["histogram"] = Histogram(**stats.shared_histogram(ref, cur))
@@ -145,6 +148,32 @@ def _column_stats(ref: ColumnProfile, cur: ColumnProfile, rule: ColumnSettings,
         out["categories"] = _top_categories(ref, cur)
     out["threshold"] = rule.threshold
     return out
+
+
+def method(kind: str, ref: ColumnProfile, cur: ColumnProfile, rule: ColumnSettings) -> Method:
+    """The statistic and threshold a column is judged with, by its type and sample size.
+
+    Every column gets a significance test (Benjamini-Hochberg adjusted) and an effect size: with
+    few values the test is what keeps noise from drifting, with many (where any difference is
+    significant) the effect size decides. Up to 2000 values a side the statistics are exact (SciPy
+    on the values); beyond, they run on the log-bucket sketch (0.2% relative accuracy).
+    """
+    limit = rule.threshold
+    sizes = f"{ref.count - ref.missing:,} vs {cur.count - cur.missing:,} values"
+    gate = f"if its test's adjusted p < {DEFAULTS['p_value']:g}"
+    if kind == "numeric":
+        exact = ref.numeric.exact is not None and cur.numeric.exact is not None
+        threshold = limit if limit is not None else DEFAULTS["wasserstein_norm"]
+        also = None if limit is not None else f"psi >= {DEFAULTS['psi']:g}"
+        psi_rule = f" or PSI >= {DEFAULTS['psi']:g}" if also else ""
+        text = (f"numeric, {sizes} ({'exact' if exact else 'sketched'}): KS test; drifts at Wasserstein "
+                f">= {threshold:g} std{psi_rule}, {gate}")
+        return Method(test="ks", statistic="wasserstein_norm", threshold=threshold, also=also, exact=exact, text=text)
+    threshold = limit if limit is not None else DEFAULTS["js"]
+    also = f"unseen_share >= {DEFAULTS['unseen_share']:g}"
+    text = (f"categorical, {sizes} (exact counts): chi-square test; drifts at Jensen-Shannon >= {threshold:g} "
+            f"or >= {DEFAULTS['unseen_share']:.0%} unseen values, {gate}")
+    return Method(test="chi2", statistic="js", threshold=threshold, also=also, exact=True, text=text)
 
 
 def _type_change(ref: ColumnProfile, cur: ColumnProfile, cur_kind: str) -> TypeChange:
@@ -212,13 +241,30 @@ def _effect_reasons(r: ColumnDrift, *, significant: bool) -> list[str]:
     return []
 
 
+QUANTILES = (5, 25, 50, 75, 95)
+
+
 def _summary(col: ColumnProfile, kind: str) -> ColumnSummary:
-    summary: dict[str, Any] = {"count": col.count, "missing": col.missing}
+    summary: dict[str, Any] = {"count": col.count, "missing": col.missing,
+                               "missing_share": col.missing / col.count if col.count else 0.0}
     if col.numeric.n:
-        summary.update(mean=col.numeric.mean, std=col.numeric.std, min=col.numeric.min, max=col.numeric.max)
-    if kind == "categorical":
-        summary["distinct"] = len(col.category_counts())
+        summary.update(mean=col.numeric.mean, std=col.numeric.std, min=col.numeric.min, max=col.numeric.max,
+                       quantiles=quantiles(col))
+    counts = col.category_counts()
+    if kind == "categorical" or col.non_numeric:
+        total = sum(counts.values()) or 1
+        summary["distinct"] = len(counts)
+        top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:5]
+        summary["top"] = [CategoryShare(value=v[:60], share=n / total) for v, n in top]
     return ColumnSummary(**summary)
+
+
+def quantiles(col: ColumnProfile) -> dict[str, float]:
+    """p5 ... p95 of the column's numbers (bucket values when sketched)."""
+    values, weights = col.numeric.weighted()
+    cumulative = np.cumsum(weights) / weights.sum()
+    index = np.minimum(np.searchsorted(cumulative, np.asarray(QUANTILES) / 100, side="left"), len(values) - 1)
+    return {f"p{q}": float(values[i]) for q, i in zip(QUANTILES, index)}
 
 
 def _top_categories(ref: ColumnProfile, cur: ColumnProfile, k: int = 12) -> TopCategories:

@@ -24,6 +24,7 @@ from mlship.drift.roles import column_times
 from mlship.drift.scoring import add_model_outputs, needs_scoring
 from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
+from mlship.drift.verdict import dataset_text, headline, ordered
 from mlship.drift.frames import Frame, iter_frames
 from mlship.predlog.reader import ReadReport
 from mlship.predlog.schema import answered_mask, error_mask
@@ -54,18 +55,23 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
         and needs_scoring(reference, overall.profile)
     if scored:
         add_model_outputs(reference, options.reference, options.model, chunk_rows=options.chunk_rows)
-    columns = compare(reference, overall.profile, options)
+    columns = ordered(compare(reference, overall.profile, options))
     drifted, share, any_judged = share_drifted(columns)
+    dataset_drift = any_judged and share >= options.drift_share
+    judged = sum(1 for c in columns if c.judged)
+    window_list = [_window_summary(key, group, reference, options) for key, group in windows]
     return DriftReport(
+        verdict=headline(dataset_text(dataset_drift, len(drifted), judged, share, options.drift_share),
+                         dataset_drift, window_list),
         reference=Source(source=options.reference, rows=reference.rows,
                          **({"scored_with": str(options.model)} if scored else {})),
         current=Source(source=options.current, rows=overall.profile.rows),
         thresholds=thresholds(options),
-        dataset_drift=any_judged and share >= options.drift_share,
+        dataset_drift=dataset_drift,
         drifted_share=share,
         drifted_columns=drifted,
         columns=columns,
-        windows=[_window_summary(key, group, reference, options) for key, group in windows],
+        windows=window_list,
         performance=PerformanceReport(reference=_performance(ref_perf), current=_performance(overall.perf)),
         operations=OperationsReport(
             overall=OperationsSummary(**overall.ops.summary()),

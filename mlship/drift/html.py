@@ -4,8 +4,8 @@ scripts, nothing fetched when it is viewed)."""
 from __future__ import annotations
 
 from html import escape
-from mlship.drift.render import METRICS, effect_text, missing_text, state, verdict
-from mlship.drift.report import ColumnDrift, DriftReport
+from mlship.drift.render import METRICS, effect_text, missing_text, overall, state, verdict
+from mlship.drift.report import ColumnDrift, ColumnSummary, DriftReport
 
 REF, CUR = "#4c78a8", "#f58518"
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
@@ -23,6 +23,8 @@ vertical-align:top}th{background:#fafafa}td.num{font-variant-numeric:tabular-num
 figure{margin:0;border:1px solid #eee;border-radius:6px;padding:8px}figcaption{font-size:13px;margin-bottom:4px}
 .legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 10px;vertical-align:middle}
 .muted{color:#777}
+details{border-top:1px solid #eee;padding:6px 0}summary{cursor:pointer}
+table.side{width:auto;margin:6px 0 6px 18px}table.side td,table.side th{padding:2px 10px}
 """
 
 
@@ -35,8 +37,11 @@ def render_html(report: DriftReport) -> str:
              f"<div class='muted'>reference {escape(report.reference.source)} "
              f"({report.reference.rows:,} rows) · current {escape(report.current.source)} "
              f"({report.current.rows:,} rows)</div>",
-             f"<div class='verdict {'drift' if report.dataset_drift else 'ok'}'>{escape(verdict(report))}</div>",
+             f"<div class='verdict {'drift' if report.verdict.drift else 'ok'}'>{escape(verdict(report))}</div>",
+             (f"<div class='muted'>all windows together: {escape(overall(report))}</div>"
+              if report.verdict.scope == "windows" else ""),
              _table(report), _histograms(report), _windows(report), _performance(report), _operations(report),
+             _details(report),
              "<p class='muted'>Made by mlship. Thresholds: "
              + escape(", ".join(f"{k} {v:g}" for k, v in report.thresholds.model_dump().items()))
              + "</p></body></html>"]
@@ -48,11 +53,61 @@ def _table(report: DriftReport) -> str:
     for c in report.columns:
         mark = state(c)
         tag = f"<span class='tag {mark.replace('/', '')}'>{mark}</span>"
-        rows.append(f"<tr><td>{escape(c.name)}</td><td>{escape(c.kind or '')}</td><td>{tag}</td>"
+        rows.append(f"<tr><td><a href='#col-{_anchor(c.name)}'>{escape(c.name)}</a></td><td>{escape(c.kind or '')}</td><td>{tag}</td>"
                     f"<td class='num'>{escape(effect_text(c))}</td><td class='num'>{missing_text(c)}</td>"
                     f"<td>{escape('; '.join(c.reasons))}</td></tr>")
     return ("<h2>Columns</h2><table><thead><tr><th>column</th><th>kind</th><th>drift</th><th>effect size</th>"
             "<th>missing</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _details(report: DriftReport) -> str:
+    """Per column: both sides' summaries, how it was judged, and why."""
+    items = []
+    for c in report.columns:
+        mark = state(c)
+        head = (f"<summary id='col-{_anchor(c.name)}'><b>{escape(c.name)}</b> <span class='tag "
+                f"{mark.replace('/', '')}'>{mark}</span> <span class='muted'>{escape(c.kind or '')} · "
+                f"{escape(c.role)}</span></summary>")
+        body = []
+        if c.method:
+            body.append(f"<div>judged by: {escape(c.method.text)}</div>")
+        if c.note:
+            body.append(f"<div class='muted'>{escape(c.note)}</div>")
+        if c.reasons:
+            body.append(f"<div>why: {escape('; '.join(c.reasons))}</div>")
+        if c.reference_summary or c.current_summary:
+            body.append(_side_by_side(c.reference_summary, c.current_summary))
+        items.append(f"<details{' open' if c.drifted else ''}>{head}{''.join(body)}</details>")
+    return "<h2>Column details</h2>" + "".join(items)
+
+
+def _side_by_side(ref: ColumnSummary | None, cur: ColumnSummary | None) -> str:
+    """The two sides' summaries as one small table."""
+    def cells(s: ColumnSummary | None) -> dict[str, str]:
+        if s is None:
+            return {}
+        out = {"rows": f"{s.count:,}", "missing": f"{s.missing:,} ({(s.missing_share or 0):.1%})"}
+        for key in ("mean", "std", "min"):
+            if getattr(s, key) is not None:
+                out[key] = f"{getattr(s, key):.4g}"
+        out.update({k: f"{v:.4g}" for k, v in (s.quantiles or {}).items()})
+        if s.max is not None:
+            out["max"] = f"{s.max:.4g}"
+        if s.distinct is not None:
+            out["distinct"] = f"{s.distinct:,}"
+        if s.top:
+            out["top"] = ", ".join(f"{t.value} {t.share:.0%}" for t in s.top)
+        return out
+
+    left, right = cells(ref), cells(cur)
+    rows = "".join(f"<tr><th>{k}</th><td class='num'>{escape(left.get(k, ''))}</td>"
+                   f"<td class='num'>{escape(right.get(k, ''))}</td></tr>" for k in dict.fromkeys([*left, *right]))
+    return f"<table class='side'><tr><th></th><th>reference</th><th>current</th></tr>{rows}</table>"
+
+
+def _anchor(name: str) -> str:
+    """An id for a column name (any text): its hex, so every name is a valid, distinct id."""
+    return name.encode().hex()[:120]
 
 
 def _legend(*items: tuple[str, str]) -> str:
@@ -65,10 +120,11 @@ def _histograms(report: DriftReport) -> str:
         if c.histogram and c.histogram.edges:
             h = c.histogram
             labels = [f"{e:.3g}" for e in h.edges[:-1]]
-            figures.append(_figure(c, bars(labels, h.reference, h.current)))
+            figures.append(_figure(c, bars(labels, h.reference, h.current, x_title=c.name)))
         elif c.categories:
             cats = c.categories
-            figures.append(_figure(c, bars(cats.names, cats.reference, cats.current)))
+            figures.append(_figure(c, bars(cats.names, cats.reference, cats.current, categorical=True,
+                                           x_title=c.name)))
     if not figures:
         return ""
     return ("<h2>Distributions</h2>" + _legend(("reference", REF), ("current", CUR))
@@ -147,22 +203,33 @@ def _operations(report: DriftReport) -> str:
 # -- SVG charts ---------------------------------------------------------------------
 
 W, H, PAD = 360, 170, 28
+CAT_SPACE = 40  # room under categorical bars for their rotated names
 
 
-def bars(labels: list[str], reference: list[float], current: list[float]) -> str:
-    """Side-by-side bars of reference and current shares."""
+def bars(labels: list[str], reference: list[float], current: list[float], *, categorical: bool = False,
+         x_title: str = "") -> str:
+    """Side-by-side bars of reference and current shares; categorical bars each carry their
+    category's name under the axis (cut to 12 characters; the tooltip has it whole)."""
     n = max(len(labels), 1)
     top = max(max(reference, default=0), max(current, default=0)) or 1.0
     step = (W - 2 * PAD) / n
     width = max(step / 2 - 1, 1)
-    out = [_svg_open()]
+    out = [_svg_open(H + CAT_SPACE if categorical else H)]
     for i, (r, c) in enumerate(zip(reference, current)):
         x = PAD + i * step
         for j, (value, color) in enumerate(((r, REF), (c, CUR))):
             h = (H - 2 * PAD) * value / top
             out.append(f"<rect x='{x + j * width:.1f}' y='{H - PAD - h:.1f}' width='{width:.1f}' height='{h:.1f}' "
                        f"fill='{color}'><title>{escape(labels[i])}: {value:.1%}</title></rect>")
-    out.append(_axes(labels, top, percent=True))
+    if categorical:
+        for i, label in enumerate(labels):
+            x = PAD + i * step + width
+            short = label if len(label) <= 12 else label[:11] + "…"
+            out.append(f"<text class='cat' x='{x:.1f}' y='{H - PAD + 10}' font-size='9' fill='#555' "
+                       f"text-anchor='end' transform='rotate(-35 {x:.1f} {H - PAD + 10})'>{escape(short)}</text>")
+        out.append(_axes([], top, percent=True, x_title=x_title, title_y=H + CAT_SPACE - 2))
+    else:
+        out.append(_axes(labels, top, percent=True, x_title=x_title))
     out.append("</svg>")
     return "".join(out)
 
@@ -197,11 +264,11 @@ def lines(labels: list[str], series: dict[str, list[float | None]], *, y_max: fl
     return "".join(out)
 
 
-def _svg_open() -> str:
-    return f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {H}' width='100%' role='img'>"
+def _svg_open(height: int = H) -> str:
+    return f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {W} {height}' width='100%' role='img'>"
 
 
-def _axes(labels: list[str], top: float, *, percent: bool) -> str:
+def _axes(labels: list[str], top: float, *, percent: bool, x_title: str = "", title_y: int = H - 1) -> str:
     axis = (f"<line x1='{PAD}' y1='{H - PAD}' x2='{W - PAD}' y2='{H - PAD}' stroke='#999'/>"
             f"<line x1='{PAD}' y1='{PAD}' x2='{PAD}' y2='{H - PAD}' stroke='#999'/>")
     top_label = f"{top:.0%}" if percent else f"{top:.3g}"
@@ -209,4 +276,10 @@ def _axes(labels: list[str], top: float, *, percent: bool) -> str:
     if labels:
         axis += (f"<text x='{PAD}' y='{H - 8}' font-size='10' fill='#555'>{escape(labels[0])}</text>"
                  f"<text x='{W - PAD}' y='{H - 8}' font-size='10' fill='#555' text-anchor='end'>{escape(labels[-1])}</text>")
+    if percent:  # a distribution: shares of values over the column's values or categories
+        axis += (f"<text x='4' y='{H / 2:.0f}' font-size='10' fill='#555' transform='rotate(-90 8 {H / 2:.0f})' "
+                 f"text-anchor='middle'>share</text>")
+        if x_title:
+            axis += (f"<text class='axis-title' x='{W / 2:.0f}' y='{title_y}' font-size='10' fill='#555' "
+                     f"text-anchor='middle'>{escape(x_title[:40])}</text>")
     return axis

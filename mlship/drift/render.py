@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlship.drift.report import ColumnDrift, DriftReport
+from mlship.drift.verdict import dataset_text
 
 # The metrics each report shows, in this order (those the task has).
 TERMINAL_METRICS = ("accuracy", "f1", "roc_auc", "mae", "rmse")
@@ -12,13 +13,15 @@ METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
 
 
 def verdict(report: DriftReport) -> str:
-    """The one-line verdict every report leads with."""
-    share, drifted = report.drifted_share, len(report.drifted_columns)
+    """The one-line verdict every report leads with (about the windows, when there are any)."""
+    return report.verdict.text
+
+
+def overall(report: DriftReport) -> str:
+    """The verdict over the whole current data (a second line under a windows headline)."""
     judged = sum(1 for c in report.columns if c.judged)
-    if report.dataset_drift:
-        return (f"DATASET DRIFT: {drifted} of {judged} columns drifted "
-                f"({share:.0%} >= {report.thresholds.drift_share:.0%})")
-    return f"no dataset drift: {drifted} of {judged} columns drifted ({share:.0%})"
+    return dataset_text(report.dataset_drift, len(report.drifted_columns), judged, report.drifted_share,
+                        report.thresholds.drift_share)
 
 
 def effect_text(column: ColumnDrift) -> str:
@@ -84,12 +87,14 @@ def render_terminal(report: DriftReport, out: Any) -> None:
     if report.read.bad_lines:
         out.print(Text.assemble((f"skipped {report.read.bad_lines} malformed lines", "yellow"),
                                 ", e.g. " + report.read.examples[0]))
-    out.print(f"[bold]{'[red]' if report.dataset_drift else '[green]'}{verdict(report)}[/][/bold]")
+    if report.verdict.scope == "windows":
+        out.print(f"all windows together: {overall(report)}", markup=False)
+    out.print(Text(verdict(report), style="bold red" if report.verdict.drift else "bold green"))
 
 
 def render_markdown(report: DriftReport) -> str:
     """A summary for CI job pages (GitHub step summary, GitLab)."""
-    lines = [f"## Drift report: {'⚠️ ' if report.dataset_drift else '✅ '}{verdict(report)}", "",
+    lines = [f"## Drift report: {'⚠️ ' if report.verdict.drift else '✅ '}{verdict(report)}", "",
              f"Reference `{report.reference.source}` ({report.reference.rows:,} rows), "
              f"current `{report.current.source}` ({report.current.rows:,} rows).", "",
              "| column | kind | drift | effect size | missing | why |", "|---|---|---|---|---|---|"]

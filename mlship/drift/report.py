@@ -74,16 +74,27 @@ class MissingChange(_Part):
     p_adj: Optional[float] = Field(None, description="Benjamini-Hochberg adjusted across columns.")
 
 
+class CategoryShare(_Part):
+    """One category and its share of the side's values."""
+
+    value: str
+    share: float
+
+
 class ColumnSummary(_Part):
-    """Counts and moments of one side of a column."""
+    """Counts, moments, quantiles and top categories of one side of a column."""
 
     count: int
     missing: int
+    missing_share: Optional[float] = Field(None, description="missing / count.")
     mean: Optional[float] = None
     std: Optional[float] = None
     min: Optional[float] = None
     max: Optional[float] = None
+    quantiles: Optional[dict[str, float]] = Field(
+        None, description="p5, p25, p50, p75, p95 (within the sketch's 0.2% relative accuracy).")
     distinct: Optional[int] = None
+    top: Optional[list[CategoryShare]] = Field(None, description="The most common categories (up to 5).")
 
 
 class ColumnStats(_Part):
@@ -124,6 +135,18 @@ class TopCategories(_Part):
     current: list[float]
 
 
+class Method(_Part):
+    """How a column was judged, chosen by its type and sample size."""
+
+    test: str = Field(description="The significance test: ks (numeric) or chi2 (categorical).")
+    statistic: str = Field(description="The effect size that decides: wasserstein_norm or js.")
+    threshold: float = Field(description="The effect size at or above which the column drifts.")
+    also: Optional[str] = Field(None, description="The second rule, when there is one (PSI, unseen share).")
+    exact: bool = Field(description="Statistics on the exact values (both sides at most 2000 values), "
+                        "else on the log-bucket sketch.")
+    text: str = Field(description="The choice in words, as the reports print it.")
+
+
 class ColumnDrift(_Part):
     """One column's comparison and verdict."""
 
@@ -145,6 +168,7 @@ class ColumnDrift(_Part):
     categories: Optional[TopCategories] = None
     threshold: Optional[float] = None
     effect: Optional[float] = Field(None, description="The effect size judged (Wasserstein std or JS).")
+    method: Optional[Method] = None
 
     @property
     def judged(self) -> bool:
@@ -230,12 +254,25 @@ class ReadSummary(_Part):
     files: int
 
 
+class Verdict(_Part):
+    """The headline: about the windows when there are windows, else about the whole current data."""
+
+    scope: Literal["dataset", "windows"]
+    drift: bool = Field(description="What the headline says, and what --fail-on's default follows.")
+    text: str
+    windows: Optional[int] = None
+    drifted_windows: Optional[int] = None
+    since: Optional[str] = Field(None, description="Start of the latest run of drifted windows, when the "
+                                 "newest judged window drifted.")
+
+
 class DriftReport(_Part):
     """The result of `mlship drift` (schema mlship.drift/v1)."""
 
     model_config = ConfigDict(extra="forbid", title="mlship.drift/v1")
 
     schema_: Literal["mlship.drift/v1"] = Field(SCHEMA, alias="schema")
+    verdict: Verdict
     reference: Source
     current: Source
     thresholds: Thresholds
@@ -255,7 +292,7 @@ class DriftReport(_Part):
     def summary(self) -> dict[str, Any]:
         """What a webhook receives: the verdict without per-column detail."""
         doc = self.document()
-        keys = ("schema", "reference", "current", "dataset_drift", "drifted_share", "drifted_columns", "thresholds")
+        keys = ("schema", "verdict", "reference", "current", "dataset_drift", "drifted_share", "drifted_columns", "thresholds")
         return {**{k: doc[k] for k in keys},
                 "windows_with_drift": [w.label for w in self.windows if w.dataset_drift],
                 "performance": doc["performance"]["current"]}

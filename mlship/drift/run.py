@@ -32,7 +32,8 @@ class DriftRequest(BaseModel):
     json_out: Optional[str] = Field(None, description="Where the JSON report goes: a file, or - for stdout.")
     html: Optional[Path] = None
     markdown: Optional[Path] = None
-    fail_on: list[str] = Field(["dataset"], description="dataset, any, window or column:NAME.")
+    fail_on: Optional[list[str]] = Field(None, description="dataset, any, window, quality or column:NAME; "
+                                         "by default what the headline says: window with --window, else dataset.")
     on_drift: Optional[str] = Field(None, description="Shell command run when a --fail-on condition is met.")
     webhook: Optional[str] = Field(None, description="http(s) URL that receives the summary.")
 
@@ -40,6 +41,11 @@ class DriftRequest(BaseModel):
     def report_file(self) -> Optional[str]:
         """The JSON report's file, when one is written (not stdout)."""
         return self.json_out if self.json_out not in (None, STDOUT) else None
+
+    @property
+    def conditions(self) -> list[str]:
+        """The --fail-on conditions: the given ones, else the one the headline verdict answers."""
+        return self.fail_on or (["window"] if self.options.window else ["dataset"])
 
 
 class DriftVerdict(BaseModel):
@@ -69,7 +75,7 @@ def prepare(request: DriftRequest) -> list[str]:
         parts = urlsplit(request.webhook)
         if parts.scheme.lower() == "http" and "@" in parts.netloc:
             warnings.append(f"--webhook {redact_url(request.webhook)} sends its credentials unencrypted (http://)")
-    for condition in request.fail_on:
+    for condition in request.conditions:
         _check_condition(condition)
     return warnings
 
@@ -92,7 +98,7 @@ def analyse(request: DriftRequest) -> DriftReport:
 
 def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
     """Run --on-drift when a --fail-on condition is met, then post the webhook summary."""
-    failed = [c for c in request.fail_on if _met(c, report)]
+    failed = [c for c in request.conditions if _met(c, report)]
     exit_code = None
     if failed and request.on_drift:
         from mlship.drift.actions import run_command

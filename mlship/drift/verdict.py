@@ -1,0 +1,57 @@
+"""The headline verdict of a drift report, and the order its columns are shown in.
+
+With windows, people ask "is it drifting now, and since when?": the headline
+counts drifted windows and names the start of the latest run of them when the
+newest judged window is one. Without windows it is the dataset verdict.
+"""
+
+from __future__ import annotations
+
+from mlship.drift.report import ColumnDrift, Verdict, WindowDrift
+
+
+def ordered(columns: list[ColumnDrift]) -> list[ColumnDrift]:
+    """Drifted columns first, then judged ones, each by effect size (largest first), then by name."""
+    return sorted(columns, key=lambda c: (not c.drifted, not c.judged, -(c.effect or 0.0), c.name))
+
+
+def dataset_text(drift: bool, drifted: int, judged: int, share: float, drift_share: float) -> str:
+    """The verdict over the whole current data."""
+    if drift:
+        return f"DATASET DRIFT: {drifted} of {judged} columns drifted ({share:.0%} >= {drift_share:.0%})"
+    return f"no dataset drift: {drifted} of {judged} columns drifted ({share:.0%})"
+
+
+def headline(dataset: str, dataset_drift: bool, windows: list[WindowDrift]) -> Verdict:
+    """The report's verdict: about the windows when there are any (the reports add the
+    dataset verdict on a second line), else `dataset`."""
+    if not windows:
+        return Verdict(scope="dataset", drift=dataset_drift, text=dataset)
+    drifted = [w for w in windows if w.dataset_drift]
+    small = sum(1 for w in windows if w.insufficient)
+    tail = f" ({small} too small to judge)" if small else ""
+    if not drifted:
+        return Verdict(scope="windows", drift=False, windows=len(windows), drifted_windows=0,
+                       text=f"no drift in any of {len(windows)} windows{tail}")
+    days = all(w.label.endswith(" 00:00") for w in windows)  # daily windows: dates say it
+    since = _since(windows, days)
+    first, last = _when(drifted[0], days), _when(drifted[-1], days)
+    span = first if first == last else f"{first} to {last}"
+    where = f", since {since}" if since else f" ({span}; the latest window has none)"
+    return Verdict(scope="windows", drift=True, windows=len(windows), drifted_windows=len(drifted), since=since,
+                   text=f"DRIFT in {len(drifted)} of {len(windows)} windows{where}{tail}")
+
+
+def _since(windows: list[WindowDrift], days: bool) -> str | None:
+    """The start of the trailing run of drifted windows (too-small windows neither break nor start it)."""
+    start = None
+    for w in reversed([w for w in windows if not w.insufficient]):
+        if not w.dataset_drift:
+            break
+        start = w
+    return _when(start, days) if start is not None else None
+
+
+def _when(window: WindowDrift, days: bool) -> str:
+    """A window's label, without the time of day when every window starts at midnight."""
+    return window.label[:-len(" 00:00")] if days else window.label
