@@ -16,25 +16,20 @@ from pydantic import BaseModel, Field
 
 from mlship.data import Table, read_table
 from mlship.errors import InvalidInputError, UsageError
+from mlship.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, ClassBreakdown, worse_by
 from mlship.model import feeds as feeding
 from mlship.model.compat import RuntimeSupport, compatibility_problems, runtime_support
 from mlship.model.features import DeclaredFeatures
 from mlship.model.latency import LatencyStats, measure_latency
 from mlship.model.load import ModelFile, load_model
 from mlship.model.providers import ProviderReport, ProviderRequest
-from mlship.model.quality import (
-    HIGHER_IS_BETTER,
-    LOWER_IS_BETTER,
-    classification_metrics,
-    infer_task,
-    predictions,
-    regression_metrics,
-)
+from mlship.model.quality import class_labels, infer_task, sample_quality
 from mlship.model.runner import Runner
 from mlship.model.signature import Signature
 from mlship.model.validate import run_checker, run_shape_inference
 
 Status = Literal["pass", "fail", "warn", "skip"]
+DEFAULT_TOLERANCE = 1e-4  # max |output difference| vs the baseline, unless --max-regression judges quality
 
 
 class CheckOptions(BaseModel):
@@ -44,10 +39,13 @@ class CheckOptions(BaseModel):
     sample: Path | None = None
     labels: str | None = None
     baseline: Path | None = None
-    tolerance: float = 1e-4
+    tolerance: float | None = Field(None, description="Max |output difference| vs the baseline; unset: 1e-4, "
+                                    "or not gated when --max-regression judges the baseline on labels.")
     min_agreement: float | None = None
     min_metric: dict[str, float] = Field(default_factory=dict)
     max_metric: dict[str, float] = Field(default_factory=dict)
+    max_regression: dict[str, float] = Field(default_factory=dict, description="METRIC -> how much worse than the "
+                                             "baseline on the sample's labels it may be.")
     max_p99_ms: float | None = None
     batch_size: int = 64
     task: Literal["auto", "classification", "regression"] = "auto"
@@ -101,7 +99,9 @@ class BaselineResult(BaseModel):
     signature_changes: list[str]
     max_abs_diff: dict[str, float]
     label_agreement: float | None
-    tolerance: float
+    tolerance: float | None
+    quality: dict[str, float] | None = Field(None, description="The baseline's metrics on the same labels.")
+    quality_delta: dict[str, float] = Field(default_factory=dict, description="Candidate minus baseline, per metric.")
 
 
 class QualityResult(BaseModel):
@@ -109,6 +109,8 @@ class QualityResult(BaseModel):
     labels: str
     rows: int
     metrics: dict[str, float]
+    classes: ClassBreakdown | None = Field(None, description="More than two labels: per-class precision, recall, "
+                                           "F1, one-vs-rest ROC AUC and the confusion matrix.")
 
 
 class CheckReport(BaseModel):
@@ -168,16 +170,21 @@ def run_check(options: CheckOptions, progress: Any = None) -> CheckReport:
         checks.append(CheckItem(name="latency", status="pass" if ok else "fail",
                                 detail=f"p99 {p99:.3f} ms at batch 1 (limit {options.max_p99_ms} ms)"))
 
-    baseline = None
+    if options.max_regression and not (options.baseline and options.labels):
+        raise UsageError("--max-regression compares quality with the baseline on labels",
+                         hint="Pass --baseline MODEL and --labels COLUMN|FILE")
+    baseline, base = None, None
     if options.baseline:
         step("comparing with the baseline")
-        baseline = _compare_baseline(runner, outputs, feeds, options)
+        baseline, base = _compare_baseline(runner, outputs, feeds, options)
         checks.extend(_baseline_items(baseline, options))
 
     quality = None
     if options.labels:
-        quality = _quality(runner.signature, outputs, table, options)
+        quality, y_true = _quality(runner, outputs, table, options)
         checks.extend(_quality_items(quality, options))
+        if baseline is not None:
+            checks.extend(_baseline_quality(baseline, base, quality, y_true, options))
     elif options.min_metric or options.max_metric:
         raise UsageError("--min-metric/--max-metric need labels", hint="Pass --labels COLUMN|FILE")
 
@@ -285,11 +292,12 @@ def _tile(feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
 
 
 def _compare_baseline(runner: Runner, outputs: dict[str, Any], feeds: dict[str, np.ndarray],
-                      options: CheckOptions) -> BaselineResult:
+                      options: CheckOptions) -> tuple[BaselineResult, tuple[Runner, dict[str, Any]] | None]:
+    """Signature and output differences; with the baseline's runner and outputs when its inputs match."""
     base = Runner.from_path(options.baseline, threads=options.threads, providers=options.providers)
     changes = _signature_changes(base.signature, runner.signature)
     diffs: dict[str, float] = {}
-    agreement = None
+    agreement, base_out = None, None
     if not any(c.startswith("input") for c in changes):
         base_out = _run_batched(base, feeds, options.batch_size)
         for name, value in outputs.items():
@@ -300,10 +308,18 @@ def _compare_baseline(runner: Runner, outputs: dict[str, Any], feeds: dict[str, 
                 diffs[name] = float(np.max(np.abs(value.astype(np.float64) - old.astype(np.float64)), initial=0.0))
             if value.ndim == 1 and value.dtype.kind in "iuUSO" and agreement is None:
                 agreement = float(np.mean(value == old))
-    return BaselineResult(path=str(options.baseline), sha256=base.model.sha256, signature_changes=changes,
-                          max_abs_diff={k: round(v, 8) for k, v in diffs.items()},
-                          label_agreement=None if agreement is None else round(agreement, 6),
-                          tolerance=options.tolerance)
+    result = BaselineResult(path=str(options.baseline), sha256=base.model.sha256, signature_changes=changes,
+                            max_abs_diff={k: round(v, 8) for k, v in diffs.items()},
+                            label_agreement=None if agreement is None else round(agreement, 6),
+                            tolerance=_tolerance(options))
+    return result, (None if base_out is None else (base, base_out))
+
+
+def _tolerance(options: CheckOptions) -> float | None:
+    """The output-difference gate: as set, else 1e-4, or none when --max-regression judges quality."""
+    if options.tolerance is not None:
+        return options.tolerance
+    return None if options.max_regression else DEFAULT_TOLERANCE
 
 
 def _signature_changes(old: Signature, new: Signature) -> list[str]:
@@ -328,10 +344,13 @@ def _baseline_items(result: BaselineResult, options: CheckOptions) -> list[Check
     if result.signature_changes:
         items.append(CheckItem(name="baseline signature", status="fail", detail="; ".join(result.signature_changes)))
     worst = max(result.max_abs_diff.values(), default=0.0)
-    if result.max_abs_diff:
-        ok = worst <= options.tolerance
+    if result.max_abs_diff and result.tolerance is None:
+        items.append(CheckItem(name="baseline outputs", status="pass",
+                               detail=f"max |diff| {worst:.3g} (not gated: --max-regression judges quality)"))
+    elif result.max_abs_diff:
+        ok = worst <= result.tolerance
         items.append(CheckItem(name="baseline outputs", status="pass" if ok else "fail",
-                               detail=f"max |diff| {worst:.3g} (tolerance {options.tolerance:g})"))
+                               detail=f"max |diff| {worst:.3g} (tolerance {result.tolerance:g})"))
     if result.label_agreement is not None:
         floor = options.min_agreement
         ok = floor is None or result.label_agreement >= floor
@@ -341,20 +360,50 @@ def _baseline_items(result: BaselineResult, options: CheckOptions) -> list[Check
     return items
 
 
-def _quality(signature: Signature, outputs: dict[str, Any], table: Table | None,
-             options: CheckOptions) -> QualityResult:
+def _quality(runner: Runner, outputs: dict[str, Any], table: Table | None,
+             options: CheckOptions) -> tuple[QualityResult, np.ndarray]:
+    """The candidate's quality on the labels, and the labels (as scored)."""
     y_true, source = _labels(options.labels, table)
     rows = len(next(v for v in outputs.values()))
     if len(y_true) != rows:
         raise InvalidInputError(f"{source}: {len(y_true)} labels for {rows} predicted rows",
                                 hint="Labels must line up with the sample's rows")
-    task = infer_task(signature) if options.task == "auto" else options.task
-    y_pred, score = predictions(outputs, signature, task)
-    if task == "classification":
-        metrics = classification_metrics(y_true, y_pred, score)
-    else:
-        metrics = regression_metrics(_numeric_labels(y_true, source), y_pred)
-    return QualityResult(task=task, labels=source, rows=rows, metrics=metrics)
+    task = infer_task(runner.signature) if options.task == "auto" else options.task
+    if task == "regression":
+        y_true = _numeric_labels(y_true, source)
+    metrics, classes = sample_quality(outputs, runner.signature, task, y_true, class_labels(runner.model.proto))
+    return QualityResult(task=task, labels=source, rows=rows, metrics=metrics, classes=classes), y_true
+
+
+def _baseline_quality(result: BaselineResult, base: tuple[Runner, dict[str, Any]] | None, quality: QualityResult,
+                      y_true: np.ndarray, options: CheckOptions) -> list[CheckItem]:
+    """The baseline scored on the same labels, and the --max-regression gate per metric."""
+    if base is None:
+        return [CheckItem(name=f"baseline quality: {name}", status="skip",
+                          detail="the baseline takes other inputs: not scored on this sample")
+                for name in options.max_regression]
+    runner, outputs = base
+    result.quality, _ = sample_quality(outputs, runner.signature, quality.task, y_true,
+                                       class_labels(runner.model.proto))
+    result.quality_delta = {k: round(v - result.quality[k], 6) for k, v in quality.metrics.items()
+                            if k in result.quality}
+    items = [_regression_item(name, delta, quality, result.quality) for name, delta in options.max_regression.items()]
+    if not items:
+        summary = ", ".join(f"{k} {result.quality[k]:.4g} -> {quality.metrics[k]:.4g}" for k in result.quality_delta)
+        items.append(CheckItem(name="baseline quality", status="pass", detail=f"{summary} (no --max-regression set)"))
+    return items
+
+
+def _regression_item(name: str, limit: float, quality: QualityResult, baseline: dict[str, float]) -> CheckItem:
+    if name not in quality.metrics or name not in baseline:
+        have = [k for k in quality.metrics if k in baseline]
+        raise UsageError(f"--max-regression {name}: not a metric of both models ({quality.task})",
+                         hint=f"Use one of: {', '.join(have)}")
+    worse = worse_by(name, baseline[name], quality.metrics[name])
+    verdict = f"worse by {worse:.4g}" if worse > 0 else f"better by {-worse:.4g}" if worse < 0 else "unchanged"
+    return CheckItem(name=f"baseline quality: {name}", status="fail" if worse > limit else "pass",
+                     detail=f"{name} {quality.metrics[name]:.4f} vs baseline {baseline[name]:.4f}: {verdict} "
+                            f"(max regression {limit:g})")
 
 
 def _labels(spec: str, table: Table | None) -> tuple[np.ndarray, str]:

@@ -40,13 +40,21 @@ class CheckConfig(Strict):
 
     labels: str | None = Field(None, description="Labels column in the sample, or a file of labels.")
     baseline: str | None = Field(None, description="Previous model version to compare against.")
-    tolerance: float = Field(1e-4, ge=0, description="Max absolute output difference allowed against the baseline.")
+    tolerance: float | None = Field(None, ge=0, description="Max absolute output difference allowed against the baseline [1e-4; not gated when max_regression is set].")
     min_agreement: float | None = Field(None, ge=0, le=1, description="Min label agreement with the baseline (0..1).")
     min_metric: dict[str, float] = Field(default_factory=dict, description="Quality floor, e.g. {accuracy: 0.9}.")
     max_metric: dict[str, float] = Field(default_factory=dict, description="Quality ceiling for lower-is-better metrics, e.g. {rmse: 3.0}.")
+    max_regression: dict[str, float] = Field(default_factory=dict, description="How much worse than the baseline a metric may be on the sample's labels, e.g. {rmse: 0.05, accuracy: 0.01}.")
     max_p99_ms: float | None = Field(None, gt=0, description="Fail when p99 latency at batch 1 exceeds this (ms).")
     batch_size: int = Field(64, ge=2, description="Batch size for the throughput measurement.")
     task: Literal["auto", "classification", "regression"] = Field("auto", description="How to score labels.")
+
+    @field_validator("max_regression", mode="before")
+    @classmethod
+    def _known_metrics(cls, value: Any) -> Any:
+        from mlship.metrics import parse_metric_limits
+
+        return parse_metric_limits(value, "metric") if isinstance(value, dict) else value
 
 
 # -- runtime -------------------------------------------------------------------
@@ -246,7 +254,8 @@ class Config(Strict):
 
 
 # Settings that belong to the project's `model:`; another model named on the command line runs without them.
-MODEL_SETTINGS = ("sample", "features", "check.labels", "check.baseline", "check.min_metric", "check.max_metric")
+MODEL_SETTINGS = ("sample", "features", "check.labels", "check.baseline", "check.min_metric", "check.max_metric",
+                  "check.max_regression")
 
 
 def _get_path(config: BaseModel, dotted: str) -> Any:

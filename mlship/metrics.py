@@ -10,7 +10,13 @@ window) and quantization's accuracy comparison share one definition:
 - ROC AUC for two truth classes (the larger positive): the Mann-Whitney U
   statistic, ties counting half; exact (all scores kept), or over `bins`
   equal bins of [0, 1] in bounded memory.
+- per class (`class_breakdown`, for more than two labels): precision, recall,
+  F1, support and one-vs-rest ROC AUC (`OneVsRestAuc`: each class's score
+  against all other rows; its macro mean is the model's `roc_auc`), and the
+  confusion matrix (rows the truth, columns the prediction).
 - MAE, RMSE and R² (0 when the truth is constant).
+- comparisons (`worse_by`): how much worse a candidate is than a baseline,
+  in each metric's bad direction.
 
 Labels are compared as text keys (`label_text`): 1, 1.0 and "1" are one
 label. They are ordered numbers first (by value), then other text.
@@ -22,10 +28,37 @@ import math
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 # Metrics where larger is better, and those where smaller is.
 HIGHER_IS_BETTER = {"accuracy", "precision", "recall", "f1", "roc_auc", "r2"}
 LOWER_IS_BETTER = {"mae", "rmse"}
+# What each task reports (the names gates and comparisons may use).
+TASK_METRICS = {"classification": ("accuracy", "precision", "recall", "f1", "roc_auc"),
+                "regression": ("mae", "rmse", "r2")}
+
+
+def worse_by(name: str, baseline: float, candidate: float) -> float:
+    """How much worse `candidate` is than `baseline` in metric `name` (negative: better)."""
+    return candidate - baseline if name in LOWER_IS_BETTER else baseline - candidate
+
+
+def parse_metric_limits(values: dict[str, Any], where: str) -> dict[str, float]:
+    """{METRIC: DELTA} checked: a known metric and a finite DELTA >= 0; a ValueError names the bad one."""
+    limits = {}
+    for name, raw in values.items():
+        key = str(name).strip().lower()
+        if key not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
+            known = ", ".join(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))
+            raise ValueError(f"{where}: unknown metric '{name}' (use one of: {known})")
+        try:
+            delta = float(raw)
+        except (TypeError, ValueError):
+            delta = math.nan
+        if not math.isfinite(delta) or delta < 0:
+            raise ValueError(f"{where}: {name}={raw}: the delta must be a number >= 0")
+        limits[key] = delta
+    return limits
 
 
 def label_text(value: Any) -> str:
@@ -85,12 +118,26 @@ class Classification:
         rows = self.rows
         if not rows:
             return {}
-        labels = sorted({t for t, _ in self.counts} | {p for _, p in self.counts}, key=label_order)
+        labels = self.labels()
         correct = sum(n for (t, p), n in self.counts.items() if t == p)
         positives = labels[-1:] if len(labels) <= 2 else labels
         prf = [self._prf(label) for label in positives]
         return {"accuracy": correct / rows, "precision": float(np.mean([x[0] for x in prf])),
                 "recall": float(np.mean([x[1] for x in prf])), "f1": float(np.mean([x[2] for x in prf]))}
+
+    def labels(self) -> list[str]:
+        """Every label seen as truth or prediction, in label order."""
+        return sorted({t for t, _ in self.counts} | {p for _, p in self.counts}, key=label_order)
+
+    def confusion(self) -> "ConfusionMatrix":
+        """The confusion matrix over every label: rows the truth, columns the prediction."""
+        labels = self.labels()
+        return ConfusionMatrix(labels=labels, counts=[[self.counts.get((t, p), 0) for p in labels] for t in labels])
+
+    def per_class(self, label: str) -> tuple[float, float, float, int]:
+        """(precision, recall, F1, support) of one label."""
+        support = sum(n for (t, _), n in self.counts.items() if t == label)
+        return (*self._prf(label), support)
 
     def _prf(self, label: str) -> tuple[float, float, float]:
         tp = self.counts.get((label, label), 0)
@@ -138,6 +185,74 @@ class RocAuc:
         ranks = rankdata(np.concatenate([neg, pos]))
         u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2
         return float(u / (len(pos) * len(neg)))
+
+
+class OneVsRestAuc:
+    """ROC AUC of each class's score column against all other rows (one-vs-rest), exact or binned."""
+
+    def __init__(self, bins: int | None = None) -> None:
+        self.bins = bins
+        self.per_class: dict[str, RocAuc] = {}
+
+    def update(self, y_true: Any, scores: np.ndarray, classes: list[str]) -> None:
+        """Add one chunk: `scores[:, j]` is the score of `classes[j]` (label texts)."""
+        truth, index = label_texts(y_true)
+        texts = np.asarray(truth, dtype=object)[index]
+        for j, label in enumerate(classes):
+            positive = np.where(texts == label, 1, 0)
+            self.per_class.setdefault(label, RocAuc(self.bins)).update(positive, scores[:, j])
+
+    def result(self) -> dict[str, float]:
+        """Each class's AUC (the classes with rows of both kinds), in label order."""
+        values = {label: self.per_class[label].result() for label in sorted(self.per_class, key=label_order)}
+        return {label: auc for label, auc in values.items() if auc is not None}
+
+    def macro(self) -> float | None:
+        """The unweighted mean over the classes that have an AUC."""
+        values = list(self.result().values())
+        return float(np.mean(values)) if values else None
+
+
+class ClassMetrics(BaseModel):
+    """One class of a multiclass model."""
+
+    label: str
+    support: int = Field(description="Rows whose truth is this class.")
+    precision: float
+    recall: float
+    f1: float
+    roc_auc: float | None = Field(None, description="This class's score against all other rows (one-vs-rest).")
+
+
+class ConfusionMatrix(BaseModel):
+    """Counts of (truth, prediction) pairs."""
+
+    labels: list[str]
+    counts: list[list[int]] = Field(description="counts[i][j]: rows of truth labels[i] predicted as labels[j].")
+
+
+class ClassBreakdown(BaseModel):
+    """Per-class quality and the confusion matrix of a model with more than two labels."""
+
+    classes: list[ClassMetrics]
+    confusion: ConfusionMatrix
+
+
+def class_breakdown(counts: Classification, auc: OneVsRestAuc | None = None,
+                    digits: int = 6) -> ClassBreakdown | None:
+    """Per-class precision, recall, F1, support and one-vs-rest AUC; None with two labels or fewer."""
+    labels = counts.labels()
+    if len(labels) <= 2:
+        return None
+    aucs = auc.result() if auc else {}
+    classes = []
+    for label in labels:
+        precision, recall, f1, support = counts.per_class(label)
+        roc = aucs.get(label)
+        classes.append(ClassMetrics(label=label, support=support, precision=round(precision, digits),
+                                    recall=round(recall, digits), f1=round(f1, digits),
+                                    roc_auc=None if roc is None else round(roc, digits)))
+    return ClassBreakdown(classes=classes, confusion=counts.confusion())
 
 
 class Regression:

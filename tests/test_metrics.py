@@ -10,7 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as sk
 
-from mlship.metrics import Classification, Regression, RocAuc, label_order, label_text
+from mlship.metrics import (
+    Classification,
+    OneVsRestAuc,
+    Regression,
+    RocAuc,
+    class_breakdown,
+    label_order,
+    label_text,
+    parse_metric_limits,
+    worse_by,
+)
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -147,3 +157,81 @@ def test_r2_is_zero_for_a_constant_truth_and_nothing_before_rows():
     assert errors.result() == {} and Classification().result() == {}
     errors.update([2.0, 2.0], [2.0, 2.0])
     assert errors.result() == {"mae": 0.0, "rmse": 0.0, "r2": 0.0}
+
+
+@st.composite
+def multiclass(draw) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+    """(truth over 3 or 4 classes, all present; predictions; score rows summing to 1; chunk boundaries)."""
+    k = draw(st.integers(3, 4))
+    n = draw(st.integers(k, 120))
+    truth = np.array(draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    truth[:k] = np.arange(k)
+    raw = np.array(draw(st.lists(st.lists(st.floats(0.01, 1), min_size=k, max_size=k), min_size=n, max_size=n)))
+    scores = np.round(raw / raw.sum(axis=1, keepdims=True), draw(st.sampled_from([2, 6])))
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=4)))
+    return truth, scores.argmax(axis=1), scores, cuts
+
+
+@SETTINGS
+@given(multiclass())
+def test_per_class_confusion_and_one_vs_rest_auc_match_scikit_learn_in_any_chunks(case):
+    truth, pred, scores, cuts = case
+    k = scores.shape[1]
+    counts, ovr = Classification(), OneVsRestAuc()
+    for t, p, s in _chunks(cuts, truth, pred, scores):
+        counts.update(t, p)
+        ovr.update(t, s, [str(j) for j in range(k)])
+    breakdown = class_breakdown(counts, ovr, digits=12)
+    labels = list(range(k))
+    precision, recall, f1, support = sk.precision_recall_fscore_support(truth, pred, labels=labels, zero_division=0)
+    got = breakdown.classes
+    assert [c.label for c in got] == [str(j) for j in labels]
+    assert [c.precision for c in got] == pytest.approx(precision, abs=1e-9)
+    assert [c.recall for c in got] == pytest.approx(recall, abs=1e-9)
+    assert [c.f1 for c in got] == pytest.approx(f1, abs=1e-9)
+    assert [c.support for c in got] == support.tolist()
+    per_class = [sk.roc_auc_score(truth == j, scores[:, j]) for j in labels]
+    assert [c.roc_auc for c in got] == pytest.approx(per_class, abs=1e-9)
+    assert breakdown.confusion.counts == sk.confusion_matrix(truth, pred, labels=labels).tolist()
+    assert ovr.macro() == pytest.approx(np.mean(per_class), abs=1e-9)  # scikit-learn's multi_class="ovr" macro
+    if np.allclose(scores.sum(axis=1), 1):  # scikit-learn takes only rows of probabilities
+        assert ovr.macro() == pytest.approx(sk.roc_auc_score(truth, scores, multi_class="ovr"), abs=1e-9)
+
+
+@SETTINGS
+@given(multiclass())
+def test_binned_one_vs_rest_is_the_exact_auc_of_binned_scores(case):
+    truth, _, scores, cuts = case
+    classes = [str(j) for j in range(scores.shape[1])]
+    binned = OneVsRestAuc(bins=100)
+    for t, s in _chunks(cuts, truth, scores):
+        binned.update(t, s, classes)
+    expected = {c: sk.roc_auc_score(truth == j, np.rint(scores[:, j] * 100)) for j, c in enumerate(classes)}
+    assert binned.result() == pytest.approx(expected, abs=1e-12)
+
+
+def test_breakdown_is_for_more_than_two_labels_and_names_text_labels():
+    two = Classification()
+    two.update([0, 1, 1], [0, 1, 0])
+    assert class_breakdown(two) is None
+    three = Classification()
+    three.update(["cat", "dog", "eel", "dog"], ["cat", "dog", "dog", "cat"])
+    breakdown = class_breakdown(three)
+    assert breakdown.confusion.labels == ["cat", "dog", "eel"]
+    assert breakdown.confusion.counts == [[1, 0, 0], [1, 1, 0], [0, 1, 0]]
+    eel = breakdown.classes[2]
+    assert (eel.support, eel.precision, eel.recall, eel.f1, eel.roc_auc) == (1, 0.0, 0.0, 0.0, None)
+    ovr = OneVsRestAuc()
+    ovr.update(["a", "a", "b"], np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0]]), ["a", "b", "c"])
+    assert ovr.result() == {"a": 1.0, "b": 1.0}  # no row of class c: no AUC for it
+    assert ovr.macro() == 1.0
+
+
+def test_worse_by_follows_each_metric_direction_and_limits_are_checked():
+    assert worse_by("rmse", 1.0, 1.5) == 0.5 and worse_by("accuracy", 0.9, 0.8) == pytest.approx(0.1)
+    assert worse_by("r2", 0.5, 0.7) == pytest.approx(-0.2)
+    assert parse_metric_limits({"RMSE": "0.5", "f1": 0}, "--max-regression") == {"rmse": 0.5, "f1": 0.0}
+    for bad, word in (({"rmsx": 1}, "unknown metric 'rmsx'"), ({"mae": -1}, ">= 0"), ({"mae": "inf"}, ">= 0"),
+                      ({"mae": "x"}, "mae=x")):
+        with pytest.raises(ValueError, match=word):
+            parse_metric_limits(bad, "--max-regression")

@@ -38,6 +38,16 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, float]:
     return pairs
 
 
+def parse_limits(values: list[str] | None, flag: str) -> dict[str, float]:
+    """["rmse=0.05"] -> {"rmse": 0.05}: known metric names and finite deltas >= 0 (exit 2 naming the bad one)."""
+    from mlship.metrics import parse_metric_limits
+
+    try:
+        return parse_metric_limits(parse_pairs(values, flag), flag)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # --features, the same in check, predict and serve.
 FEATURES_OPTION: Any = typer.Option(
     None, "--features", help="Columns of the model's 2-D input, a,b,c; or INPUT=a,b per input (repeatable) "

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from mlship.check import CheckReport
 from mlship.console import plain
+from mlship.metrics import ClassBreakdown
 
 _MARK = {"pass": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "skip": ("-", "dim")}
 
@@ -32,11 +33,18 @@ def render_report(report: CheckReport, out: RichConsole) -> None:
         for i, (k, v) in enumerate(q.metrics.items()):
             line.append_text(Text.assemble(", " if i else "", f"{k} ", (f"{v:.4f}", "bold")))
         out.print(line)
+        if q.classes:
+            out.print(class_table(q.classes))
+            out.print(confusion_table(q.classes))
     if report.baseline:
         b = report.baseline
         diffs = ", ".join(f"{k} {v:.3g}" for k, v in b.max_abs_diff.items()) or "n/a"
         agree = f"{b.label_agreement:.2%}" if b.label_agreement is not None else "n/a"
         out.print(f"Baseline {b.path}: max |diff| {diffs}; label agreement {agree}", markup=False)
+        if b.quality:
+            changes = ", ".join(f"{k} {b.quality[k]:.4f} -> {b.quality[k] + d:.4f} ({d:+.4f})"
+                                for k, d in b.quality_delta.items())
+            out.print(f"Baseline quality on the same labels: {changes}", markup=False)
     out.print()
     for item in report.checks:
         out.print(Text.assemble(" ", _MARK[item.status], f" {item.name}: {item.detail}"))
@@ -57,6 +65,29 @@ def _signature_table(report: CheckReport) -> Table:
                  f"(from {sig.feature_source})" for name, names in sig.features.items()]
         table.caption = plain("\n".join(lines))
         table.caption_justify = "left"
+    return table
+
+
+def class_table(classes: ClassBreakdown) -> Table:
+    """Per-class precision, recall, F1, one-vs-rest ROC AUC and support."""
+    table = Table(title="Per class", title_justify="left", show_edge=False)
+    for col in ("class", "precision", "recall", "f1", "roc auc (ovr)", "support"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for c in classes.classes:
+        auc = f"{c.roc_auc:.4f}" if c.roc_auc is not None else "n/a"
+        table.add_row(plain(c.label), f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}", auc, str(c.support))
+    return table
+
+
+def confusion_table(classes: ClassBreakdown) -> Table:
+    """The confusion matrix: a row per true class, a column per predicted class."""
+    labels = classes.confusion.labels
+    table = Table(title="Confusion matrix (rows: truth, columns: predicted)", title_justify="left", show_edge=False)
+    table.add_column("truth \\ predicted")
+    for label in labels:
+        table.add_column(plain(label), justify="right")
+    for i, (label, row) in enumerate(zip(labels, classes.confusion.counts)):
+        table.add_row(plain(label), *(plain(n, "bold" if i == j else "") for j, n in enumerate(row)))
     return table
 
 

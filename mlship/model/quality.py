@@ -8,13 +8,24 @@ from typing import Any, Literal
 import numpy as np
 
 from mlship.errors import InvalidInputError
-from mlship.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER, Classification, Regression, RocAuc
+from mlship.metrics import (
+    HIGHER_IS_BETTER,
+    LOWER_IS_BETTER,
+    ClassBreakdown,
+    Classification,
+    OneVsRestAuc,
+    Regression,
+    RocAuc,
+    class_breakdown,
+    label_order,
+    label_text,
+)
 from mlship.model.signature import Signature
 
 Task = Literal["classification", "regression"]
 
-__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "Task", "classification_metrics", "infer_task", "predictions",
-           "regression_metrics"]  # the direction sets are check's, kept importable from here
+__all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "Task", "class_labels", "class_scores", "classification_metrics",
+           "infer_task", "predictions", "regression_metrics", "sample_quality"]  # the direction sets are check's, kept importable from here
 
 
 def infer_task(signature: Signature) -> Task:
@@ -45,6 +56,68 @@ def predictions(outputs: dict[str, Any], signature: Signature, task: Task) -> tu
     if probs is not None and probs.shape[1] in (1, 2):
         score = probs[:, -1]
     return labels, score
+
+
+def class_labels(proto: Any) -> list[str] | None:
+    """The class labels a converter wrote into the graph (ai.onnx.ml classifiers and ZipMap), in
+    the order of the probability columns; None when the graph does not say."""
+    for node in proto.graph.node:
+        if node.domain != "ai.onnx.ml":
+            continue
+        for attr in node.attribute:
+            if attr.name in ("classlabels_int64s", "classlabels_ints") and attr.ints:
+                return [str(v) for v in attr.ints]
+            if attr.name == "classlabels_strings" and attr.strings:
+                return [v.decode("utf-8", "replace") for v in attr.strings]
+    return None
+
+
+def class_scores(outputs: dict[str, Any], signature: Signature,
+                 labels: list[str] | None = None) -> tuple[np.ndarray, list[str]] | None:
+    """(scores [N, k], the k class labels) from a probability matrix (columns named by `labels`
+    when they fit, else by their index) or a ZipMap output; None without either."""
+    for spec in signature.outputs:
+        value = outputs.get(spec.name)
+        if spec.is_tensor and isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim == 2 \
+                and value.shape[1] >= 2:
+            names = labels if labels and len(labels) == value.shape[1] else [str(j) for j in range(value.shape[1])]
+            return value.astype(np.float64), names
+        if spec.type.startswith("seq(map") and isinstance(value, list) and value and isinstance(value[0], dict):
+            names = sorted({label_text(k) for k in value[0]}, key=label_order)
+            keys = {label_text(k): k for k in value[0]}
+            matrix = np.array([[row.get(keys[n], np.nan) for n in names] for row in value], dtype=np.float64)
+            return matrix, names
+    return None
+
+
+def sample_quality(outputs: dict[str, Any], signature: Signature, task: Task, y_true: np.ndarray,
+                   labels: list[str] | None = None) -> tuple[dict[str, float], ClassBreakdown | None]:
+    """The metrics of a whole sample (rounded to 6 places), and for more than two labels the
+    per-class breakdown with one-vs-rest ROC AUC (`roc_auc` is then their macro mean)."""
+    y_pred, score = predictions(outputs, signature, task)
+    if task == "regression":
+        return regression_metrics(y_true, y_pred), None
+    counts = Classification()
+    counts.update(y_true, y_pred)
+    metrics = counts.result()
+    scores = class_scores(outputs, signature, labels)
+    breakdown = None
+    if len(counts.labels()) > 2 and scores is not None:
+        ovr = OneVsRestAuc()
+        ovr.update(y_true, *scores)
+        if (macro := ovr.macro()) is not None:
+            metrics["roc_auc"] = macro
+        breakdown = class_breakdown(counts, ovr)
+    else:
+        if score is None and scores is not None and scores[0].shape[1] == 2:
+            score = scores[0][:, max(range(2), key=lambda j: label_order(scores[1][j]))]
+        if score is not None:
+            auc = RocAuc()
+            auc.update(y_true, score)
+            if (value := auc.result()) is not None:
+                metrics["roc_auc"] = value
+        breakdown = class_breakdown(counts)
+    return {k: round(v, 6) for k, v in metrics.items()}, breakdown
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, score: np.ndarray | None) -> dict[str, float]:
