@@ -87,7 +87,7 @@ app = typer.Typer(
     cls=_Root,
     help="Check, package, push, serve, roll out and monitor ONNX models.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain help: typer's rich help imports rich.markdown and doubles start-up time.
     rich_markup_mode=None,

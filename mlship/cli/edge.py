@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from mlship.cli._common import PROVIDER_FALLBACK_OPTION, PROVIDER_OPTION, config_for, provider_request, state
+from mlship.cli.completion import complete_target
 
 app = typer.Typer(help="On the device: sync bundles from a target, roll back, serve offline.", no_args_is_help=True)
 
@@ -15,7 +16,8 @@ app = typer.Typer(help="On the device: sync bundles from a target, roll back, se
 @app.command("sync")
 def sync(
     ctx: typer.Context,
-    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…"),
+    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…",
+        autocompletion=complete_target),
     name: Optional[str] = typer.Option(None, "--name", help="Bundle name [name in mlship.yaml]."),
     channel: str = typer.Option("stable", "--channel", help="Channel to follow."),
     directory: Path = typer.Option(..., "--dir", help="The device's model directory."),
@@ -63,7 +65,8 @@ def init(
 def refresh(
     ctx: typer.Context,
     name: Optional[str] = typer.Argument(None, help="Model name [name in mlship.yaml]."),
-    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…"),
+    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…",
+        autocompletion=complete_target),
 ) -> None:
     """Re-sign NAME's TUF snapshot and timestamp with fresh expiry (run it from a CI cron job)."""
     from mlship.edge.service import refresh_metadata

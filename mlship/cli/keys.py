@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from mlship.cli._common import config_for, state
+from mlship.cli.completion import complete_target
 
 app = typer.Typer(help="Signing keys for edge bundles.", no_args_is_help=True)
 
@@ -46,7 +47,8 @@ def keys_rotate(
     new_keys: list[str] = typer.Option(..., "--new-key", help="A new key of the role (private: it signs at once); "
                                        "repeat for k of n. A file, env:VAR or fd:N."),
     threshold: Optional[int] = typer.Option(None, "--threshold", help="Signatures the role needs [its current one]."),
-    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…"),
+    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…",
+        autocompletion=complete_target),
 ) -> None:
     """Write NAME's next TUF root handing ROLE to the new keys, signed by the old root keys (signing.keys.root)
     and the new; then put the new keys in signing.keys.ROLE."""

@@ -71,6 +71,14 @@ class LazyGroup(TyperGroup):
         super().__init__(**attrs)
         self.commands = LazyCommands(self.TABLE)
 
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        """Command names (with their help line) from the table, without importing a module; then options."""
+        from typer._click.shell_completion import CompletionItem
+
+        names = [CompletionItem(name, help=entry.short_help) for name, entry in self.TABLE.items()
+                 if name.startswith(incomplete)]
+        return names + click.Command.shell_complete(self, ctx, incomplete)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(len(name) for name in self.TABLE)
         rows = [(name, make_default_short_help(entry.short_help, limit)) for name, entry in self.TABLE.items()]

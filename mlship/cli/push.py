@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 import typer
 
 from mlship.cli._common import config_for, state
+from mlship.cli.completion import complete_target
 
 if TYPE_CHECKING:
     from mlship.images.service import PushImageRequest
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 def push(
     ctx: typer.Context,
     what: Optional[str] = typer.Argument(None, help="An artifact file or directory; with --image, NAME[:VERSION] or a local image."),
-    to: Optional[List[str]] = typer.Option(None, "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…; registry://… with --image (repeatable)."),
+    to: Optional[List[str]] = typer.Option(None, "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…; registry://… with --image (repeatable).",
+        autocompletion=complete_target),
     to_all: bool = typer.Option(False, "--to-all", help="Every target in mlship.yaml (hybrid)."),
     image: bool = typer.Option(False, "--image", help="Push a container image to a registry or ECR."),
     name: Optional[str] = typer.Option(None, "--name", help="Artifact name [name in mlship.yaml]."),

@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from mlship.cli.completion import complete_rollout
+
 app = typer.Typer(
     help="Staged rollouts (blue-green, canary, shadow) through nginx or SageMaker, one step per command. "
          "Exit codes: 0 progressed or healthy, 5 paused or waiting, 6 aborted or rolled back, "
@@ -13,7 +15,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-NAME = typer.Argument(..., help="Rollout name: the model's name, as in its prediction logs.")
+NAME = typer.Argument(..., help="Rollout name: the model's name, as in its prediction logs.",
+                      autocompletion=complete_rollout)
 
 
 @app.command("start")

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from mlship.cli._common import config_for, state
+from mlship.cli.completion import complete_target
 
 app = typer.Typer(help="Where artifacts go.", no_args_is_help=True)
 
@@ -17,7 +18,8 @@ def promote(
     name: str = typer.Argument(..., help="Artifact name."),
     version: str = typer.Argument(..., help="A pushed version."),
     channel: str = typer.Option(..., "--channel", help="Channel to point at it, e.g. stable, canary."),
-    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…"),
+    to: str = typer.Option(..., "--to", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…",
+        autocompletion=complete_target),
 ) -> None:
     """Move a channel pointer (NAME/channels/CHANNEL.json) to VERSION, atomically."""
     from mlship.targets.service import promote_channel
@@ -31,7 +33,8 @@ def promote(
 def pull(
     ctx: typer.Context,
     ref: str = typer.Argument(..., help="NAME, NAME:VERSION or NAME@CHANNEL."),
-    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…"),
+    source: str = typer.Option(..., "--from", help="Target: a name from `targets:`, s3://…, gs://…, az://…, file://…",
+        autocompletion=complete_target),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Directory to create [NAME-VERSION]."),
     force: bool = typer.Option(False, "--force", help="Replace an OUTPUT that holds other content."),
 ) -> None:
