@@ -93,6 +93,14 @@ class EdgeBuildConfig(Strict):
     quantize: Literal["int8"] | None = Field(None, description="Quantize weights for small devices.")
     ort: bool = Field(False, description="Also convert to ORT format.")
     max_accuracy_drop: float = Field(0.01, ge=0, le=1, description="Fail the build past this accuracy drop.")
+    max_metric_drop: dict[str, float] = Field(default_factory=dict, description="How much worse than fp32 the int8 model may be, per metric, e.g. {rmse: 0.05, mae: 0.02} for a regressor.")
+
+    @field_validator("max_metric_drop", mode="before")
+    @classmethod
+    def _known_metrics(cls, value: Any) -> Any:
+        from mlship.metrics import parse_metric_limits
+
+        return parse_metric_limits(value, "metric") if isinstance(value, dict) else value
     signing_key: str | None = Field(None, description="Ed25519 private key used to sign the manifest.")
 
 

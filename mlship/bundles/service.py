@@ -27,8 +27,8 @@ class BundleRequest(BaseModel):
         options = BundleOptions(
             model=model, name=name, version=version, output_dir=output_dir, quantize=edge.quantize, static=static,
             ort=edge.ort, sample=cfg.resolve(cfg.sample), labels=cfg.check.labels,
-            max_accuracy_drop=edge.max_accuracy_drop, signing_key=cfg.resolve(edge.signing_key),
-            allow_missing=cfg.missing_values == "allow",
+            max_accuracy_drop=edge.max_accuracy_drop, max_metric_drop=edge.max_metric_drop, signing_key=cfg.resolve(edge.signing_key),
+            allow_missing=cfg.missing_values == "allow", features=cfg.declared_features(),
         )
         return cls(options=options, reference=cfg.resolve(cfg.monitoring.reference), store=cfg.resolve(cfg.store),
                    force=force)
@@ -79,8 +79,10 @@ def bundle_inputs(options: BundleOptions) -> str:
     gate's bound and labels, which pass or stop a build but never change it)."""
     from mlship.versions import inputs_digest
 
-    gate = {"max_accuracy_drop", "labels"}
-    return inputs_digest(options.model_dump(exclude={"output_dir", "name", "version", *gate}) | {
+    gate = {"max_accuracy_drop", "max_metric_drop", "labels"}
+    exclude: dict[str, Any] = {k: True for k in ("output_dir", "name", "version", *gate)}
+    exclude["features"] = {"source"}  # where the names were declared is no input
+    return inputs_digest(options.model_dump(exclude=exclude) | {
         "model": options.model, "sample": options.sample, "signing_key": options.signing_key,
         "profile": options.profile})
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from mlship.bundles.manifest import MANIFEST, SIGNATURE, BundleManifest, FileEntry
 from mlship.errors import CheckFailedError, UsageError
+from mlship.model.features import DeclaredFeatures
 from mlship.fsutil import atomic_write
 
 
@@ -37,9 +38,11 @@ class BundleOptions(BaseModel):
     sample: Path | None = None
     labels: str | None = None
     max_accuracy_drop: float = 0.01
+    max_metric_drop: dict[str, float] = {}  # METRIC -> how much worse int8 may be than fp32 (rmse, mae, f1...)
     signing_key: Path | None = None
     profile: Path | None = None
     allow_missing: bool = False  # `missing_values: allow`: NaN in the sample reaches the model
+    features: DeclaredFeatures | None = None  # the sample's columns of 2-D inputs (`features:` in mlship.yaml)
 
 
 class BundleResult(BaseModel):
@@ -148,11 +151,30 @@ def _quantize(options: BundleOptions, model_path: Path) -> dict[str, Any]:
     report["size_reduction"] = round(1 - report["size"] / report["size_fp32"], 4)
     if options.sample:
         report.update(_compare(options, fp32, model_path))
-        drop = report.get("accuracy_drop")
-        if drop is not None and drop > options.max_accuracy_drop:
-            raise CheckFailedError(f"int8 model loses {drop:.4f} accuracy on {options.sample} "
-                                   f"(limit {options.max_accuracy_drop})", hint="Keep fp32, or raise --max-accuracy-drop")
+        _gate(options, report)
     return report
+
+
+def _gate(options: BundleOptions, report: dict[str, Any]) -> None:
+    """Exit 4 past --max-accuracy-drop (classifiers) or a --max-metric-drop bound (any task)."""
+    drop = report.get("accuracy_drop")
+    if drop is not None and drop > options.max_accuracy_drop:
+        raise CheckFailedError(f"int8 model loses {drop:.4f} accuracy on {options.sample} "
+                               f"(limit {options.max_accuracy_drop})", hint="Keep fp32, or raise --max-accuracy-drop")
+    drops = report["metric_drop"]
+    for name, limit in options.max_metric_drop.items():
+        if name not in drops:
+            raise UsageError(f"--max-metric-drop {name}: not a metric of this {report['task']} model",
+                             hint=f"Use one of: {', '.join(drops)}")
+        if drops[name] > limit:
+            before, after = report["metrics_fp32"][name], report["metrics"][name]
+            raise CheckFailedError(f"int8 model's {name} is worse by {drops[name]:.4g} on {options.sample} "
+                                   f"({before:.4g} -> {after:.4g}, limit {limit:g}{_against(options)})",
+                                   hint="Keep fp32, or raise --max-metric-drop")
+
+
+def _against(options: BundleOptions) -> str:
+    return "" if options.labels else "; fp32 outputs as the truth"
 
 
 QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear",
@@ -169,29 +191,38 @@ def _has_quantized_ops(path: Path) -> bool:
 def _compare(options: BundleOptions, fp32: Path, int8: Path) -> dict[str, Any]:
     import numpy as np
 
-    from mlship.check import _labels
+    """fp32 and int8 scored on the sample: on its labels, or with fp32's answers as the truth."""
+    from mlship.check import _labels, _numeric_labels
     from mlship.data import read_table
+    from mlship.metrics import worse_by
     from mlship.model.feeds import feeds_from_table
-    from mlship.model.quality import classification_metrics, infer_task, predictions
+    from mlship.model.quality import class_labels, infer_task, predictions, sample_quality
     from mlship.model.runner import Runner
 
     table = read_table(options.sample)
-    before, after = Runner.from_path(fp32), Runner.from_path(int8)
+    before, after = (Runner.from_path(p, features=options.features) for p in (fp32, int8))
     feeds = feeds_from_table(table, before.signature, allow_missing=options.allow_missing)
     out_a, out_b = before.run(feeds), after.run(feeds)
     task = infer_task(before.signature)
-    result: dict[str, Any] = {"rows": table.n_rows}
+    pred_a, _ = predictions(out_a, before.signature, task)
+    pred_b, _ = predictions(out_b, after.signature, task)
+    truth = pred_a  # without labels, fp32 answers as the truth
+    if options.labels:
+        truth, source = _labels(options.labels, table)
+        truth = _numeric_labels(truth, source) if task == "regression" else truth
+    classes = class_labels(before.model.proto)
+    m_a, _ = sample_quality(out_a, before.signature, task, truth, classes)
+    m_b, _ = sample_quality(out_b, after.signature, task, truth, classes)
+    drops = {k: round(worse_by(k, m_a[k], m_b[k]), 6) for k in m_b if k in m_a}
+    result: dict[str, Any] = {"rows": table.n_rows, "task": task, "truth": "labels" if options.labels else "fp32",
+                              "metrics_fp32": m_a, "metrics": m_b, "metric_drop": drops}
     if task == "classification":
-        pred_a, score_a = predictions(out_a, before.signature, task)
-        pred_b, _ = predictions(out_b, after.signature, task)
         result["label_agreement"] = round(float(np.mean(pred_a == pred_b)), 6)
+        result["accuracy_drop"] = drops["accuracy"]
         if options.labels:
-            truth, _ = _labels(options.labels, table)
-            acc_a = classification_metrics(truth, pred_a, None)["accuracy"]
-            acc_b = classification_metrics(truth, pred_b, None)["accuracy"]
-            result.update(accuracy_fp32=acc_a, accuracy=acc_b, accuracy_drop=round(acc_a - acc_b, 6))
-        else:
-            result["accuracy_drop"] = round(1 - result["label_agreement"], 6)  # fp32 answers as the truth
+            result.update(accuracy_fp32=m_a["accuracy"], accuracy=m_b["accuracy"])
+    else:
+        result["max_abs_diff"] = round(float(np.max(np.abs(pred_b - pred_a), initial=0.0)), 8)
     return result
 
 
@@ -204,7 +235,7 @@ def _quantize_static(options: BundleOptions, fp32: Path, out: Path) -> None:
 
     if options.sample is None:
         raise UsageError("static quantization calibrates on the sample", hint="Pass --sample FILE")
-    feeds = feeds_from_table(read_table(options.sample), Runner.from_path(fp32).signature,
+    feeds = feeds_from_table(read_table(options.sample), Runner.from_path(fp32, features=options.features).signature,
                              allow_missing=options.allow_missing)
     rows = len(next(iter(feeds.values())))
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
-from mlship.cli._common import config_for, state
+from mlship.cli._common import config_for, parse_limits, state
 
 if TYPE_CHECKING:
     from mlship.bundles.write import BundleResult
@@ -23,6 +23,9 @@ def build(
     static: bool = typer.Option(False, "--static", help="Static int8 quantization, calibrated on the sample."),
     ort_format: bool = typer.Option(False, "--ort", help="Ship the model in ORT format."),
     max_accuracy_drop: Optional[float] = typer.Option(None, "--max-accuracy-drop", help="Fail past this accuracy drop [0.01]."),
+    max_metric_drop: Optional[List[str]] = typer.Option(
+        None, "--max-metric-drop",
+        help="int8: how much worse than fp32 a metric may be on the sample, e.g. rmse=0.05 or mae=0.02 (repeatable) [build.edge.max_metric_drop]."),
     signing_key: Optional[Path] = typer.Option(None, "--signing-key", help="Ed25519 private key (mlship keys generate)."),
     output_dir: Path = typer.Option(Path("."), "--output-dir", help="Where the bundle goes."),
     tag: Optional[str] = typer.Option(None, "--tag", "-t", help="Image tag [REPOSITORY:VERSION]."),
@@ -49,6 +52,8 @@ def build(
                            "build.edge.quantize": quantize, "build.edge.ort": ort_format or None,
                            "build.edge.max_accuracy_drop": max_accuracy_drop,
                            "build.edge.signing_key": str(signing_key) if signing_key else None})
+    cfg.build.edge.max_metric_drop = {**cfg.build.edge.max_metric_drop,
+                                      **parse_limits(max_metric_drop, "--max-metric-drop")}
     model_path = model or cfg.resolve(cfg.model)
     if model_path is None:
         raise UsageError("no model given", hint="Pass MODEL.onnx or set `model:` in mlship.yaml")
@@ -130,4 +135,8 @@ def _render_bundle(out: Any, result: "BundleResult", *, signed: bool, unchanged:
             line += f", label agreement {q['label_agreement']:.2%}"
         if "accuracy_fp32" in q:
             line += f", accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy']:.4f}"
+        if q.get("task") == "regression":
+            against = "on the labels" if q["truth"] == "labels" else "against fp32"
+            line += f", {against}: " + ", ".join(f"{k} {q['metrics_fp32'][k]:.4g} -> {v:.4g}"
+                                                 for k, v in q["metrics"].items())
         out.print(line, markup=False)
