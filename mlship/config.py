@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mlship.deploy.settings import DeployConfig
 from mlship.drift.settings import DriftSettings
@@ -150,8 +150,20 @@ class AnalysisConfig(Strict):
     max_prediction_drift: float | None = Field(None, ge=0, description="Max drift of candidate vs stable outputs.")
     min_requests: int = Field(100, ge=0, description="Wait for this many candidate requests before judging.")
     max_disagreement: float | None = Field(None, ge=0, le=1, description="Shadow: max share of requests answered differently.")
-    tolerance: float = Field(1e-6, ge=0, description="Shadow: float outputs closer than this agree (regressors).")
+    rtol: float = Field(1e-5, ge=0, description="Shadow: regressors' outputs agree when |candidate - stable| <= atol + rtol * |stable| (numpy.isclose).")
+    atol: float = Field(1e-6, ge=0, description="Shadow: the absolute part of that tolerance.")
     prometheus: PrometheusConfig | None = Field(None, description="Extra metrics from Prometheus queries.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerance_is_atol(cls, values: Any) -> Any:
+        """`tolerance`, the older name of `atol`, is still read."""
+        if isinstance(values, dict) and "tolerance" in values:
+            values = dict(values)
+            if "atol" in values:
+                raise ValueError("tolerance is the older name of atol: give only atol")
+            values["atol"] = values.pop("tolerance")
+        return values
 
 
 class RolloutConfig(Strict):

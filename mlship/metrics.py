@@ -43,6 +43,13 @@ def worse_by(name: str, baseline: float, candidate: float) -> float:
     return candidate - baseline if name in LOWER_IS_BETTER else baseline - candidate
 
 
+def outputs_close(candidate: Any, reference: Any, *, rtol: float, atol: float) -> bool:
+    """numpy.isclose over every element: |candidate - reference| <= atol + rtol * |reference|
+    (NaN agrees only with NaN)."""
+    a, b = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return bool(np.all(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)))
+
+
 def parse_metric_limits(values: dict[str, Any], where: str) -> dict[str, float]:
     """{METRIC: DELTA} checked: a known metric and a finite DELTA >= 0; a ValueError names the bad one."""
     limits = {}

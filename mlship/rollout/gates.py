@@ -78,7 +78,7 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
                                   detail="not applicable: stable gets no traffic at this step"))
     report_shadow = None
     if shadow:
-        report_shadow = compare_shadow(stable, cand, analysis.tolerance)
+        report_shadow = compare_shadow(stable, cand, rtol=analysis.rtol, atol=analysis.atol)
         if analysis.max_disagreement is not None:
             joined = report_shadow.joined
             dis = 1 - report_shadow.agreement if joined else None
@@ -139,8 +139,12 @@ def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], 
                   detail=f"PSI {worst:.4f} on {worst_col} (limit {limit:g})")
 
 
-def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tolerance: float) -> ShadowReport:
-    """Agreement of the two versions on the same requests, joined by request id (and row)."""
+def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], *, rtol: float = 1e-5,
+                   atol: float = 1e-6) -> ShadowReport:
+    """Agreement of the two versions on the same requests, joined by request id (and row): the
+    same labels for classifiers; for regressors, float outputs within rtol and atol of stable's."""
+    from mlship.metrics import outputs_close
+
     ok = {(r["request_id"], r.get("row")): r for r in stable if is_answered(r.get("status"))}
     pairs = [(ok[key], r) for r in cand if is_answered(r.get("status"))
              and (key := (r["request_id"], r.get("row"))) in ok]
@@ -159,7 +163,7 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tol
             if x.dtype.kind == "f" or y.dtype.kind == "f":
                 diff = float(np.max(np.abs(x.astype(float) - y.astype(float)))) if x.size else 0.0
                 deltas.setdefault(key, []).append(diff)
-                if not _has_discrete(so) and diff > tolerance:
+                if not _has_discrete(so) and not outputs_close(y, x, rtol=rtol, atol=atol):
                     same = False  # regressors agree within the tolerance
             elif not np.array_equal(x, y):
                 same = False
@@ -174,7 +178,7 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], tol
         candidate_errors=sum(1 for r in cand if not is_answered(r.get("status"))),
         output_deltas={k: OutputDelta(mean=round(float(np.mean(v)), 6), max=round(float(np.max(v)), 6))
                        for k, v in sorted(deltas.items())},
-        latency_ms={"stable": _percentiles(lat_s), "candidate": _percentiles(lat_c)},
+        latency_ms={"stable": _percentiles(lat_s), "candidate": _percentiles(lat_c)}, rtol=rtol, atol=atol,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Result = Literal["pass", "fail", "inconclusive"]
 
@@ -42,6 +42,8 @@ class ShadowReport(BaseModel):
     candidate_errors: int
     output_deltas: dict[str, OutputDelta]
     latency_ms: dict[Literal["stable", "candidate"], Percentiles]
+    rtol: float | None = Field(None, description="Regressors agree when |candidate - stable| <= atol + rtol * |stable|.")
+    atol: float | None = None
 
 
 class GateReport(BaseModel):

@@ -120,7 +120,7 @@ def _rec(version, rid, outputs, status=200):
 def test_shadow_counts_renamed_outputs_as_disagreement():
     stable = [_rec("1", f"r{i}", {"label": 1}) for i in range(4)]
     cand = [_rec("2", f"r{i}", {"label": 1} if i < 2 else {"class": 1}) for i in range(4)]
-    report = compare_shadow(stable, cand, 1e-6)
+    report = compare_shadow(stable, cand)
     assert report.joined == 4 and report.agreement == 0.5
 
 
@@ -184,3 +184,37 @@ def test_a_pause_not_over_says_so(project):
     result = ro(project, "step", "bc")
     assert result.code == 5 and result.json()["pause_reason"] == "PauseDuration"
     assert result.json()["rollout"]["phase"] == "Progressing" and result.json()["rollout"]["pause_reason"] is None
+
+
+def test_shadow_regressors_agree_within_relative_and_absolute_tolerance():
+    """numpy.isclose: |candidate - stable| <= atol + rtol * |stable|, per output element."""
+    values = [(1000.0, 1000.009), (1000.0, 1000.02), (0.0, 5e-7), (0.0, 2e-6), ([1.0, 2.0], [1.0, 2.5]),
+              (float("nan"), float("nan")), (1.0, float("nan"))]
+    stable = [_rec("1", f"r{i}", {"variable": s}) for i, (s, _) in enumerate(values)]
+    cand = [_rec("2", f"r{i}", {"variable": c}) for i, (_, c) in enumerate(values)]
+    report = compare_shadow(stable, cand, rtol=1e-5, atol=1e-6)
+    # agree: 1000 vs 1000.009 (within 1e-6 + 0.01), 0 vs 5e-7, NaN vs NaN
+    assert report.joined == 7 and report.disagreements == 4 and report.agreement == round(3 / 7, 6)
+    assert (report.rtol, report.atol) == (1e-5, 1e-6)
+    assert compare_shadow(stable, cand, rtol=0, atol=1e-6).disagreements == 5  # only absolute: 1000.009 differs
+    assert compare_shadow(stable, cand, rtol=1e-3, atol=1e-5).disagreements == 2  # [1, 2.5] and 1 vs NaN
+    labels = [_rec("1", "a", {"label": 1, "p": 0.5})], [_rec("2", "a", {"label": 1, "p": 0.9})]
+    assert compare_shadow(*labels, rtol=0, atol=0).agreement == 1.0  # classifiers: the labels decide
+
+
+def test_shadow_tolerance_comes_from_rollout_analysis(tmp_path):
+    from mlship.config import load_config
+
+    (tmp_path / "mlship.yaml").write_text("rollout: {analysis: {rtol: 0.001, atol: 0.5}}\n")
+    analysis = load_config(tmp_path / "mlship.yaml").rollout.analysis
+    assert (analysis.rtol, analysis.atol) == (0.001, 0.5)
+    (tmp_path / "mlship.yaml").write_text("rollout: {analysis: {tolerance: 0.25}}\n")  # the older name of atol
+    assert load_config(tmp_path / "mlship.yaml").rollout.analysis.atol == 0.25
+    stable = [_rec("1", f"r{i}", {"y": 100.0}) for i in range(4)]
+    cand = [_rec("2", f"r{i}", {"y": 100.0 + 0.04 * i}) for i in range(4)]
+    cfg = AnalysisConfig(min_requests=1, max_error_rate=None, max_disagreement=0.3, rtol=1e-4, atol=0.0)
+    report = evaluate(Window(stable, cand), cfg, shadow=True, since="a", until="b")
+    # rtol 1e-4 of 100 is 0.01: only r0 (diff 0) agrees; 1e-3 (0.1) lets 0.04 and 0.08 through, not 0.12
+    assert report.shadow.disagreements == 3 and report.result == "fail"
+    loose = AnalysisConfig(min_requests=1, max_error_rate=None, max_disagreement=0.3, rtol=1e-3, atol=0.0)
+    assert evaluate(Window(stable, cand), loose, shadow=True, since="a", until="b").result == "pass"
