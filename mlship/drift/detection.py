@@ -24,6 +24,7 @@ from mlship.drift.roles import column_times
 from mlship.drift.scoring import add_model_outputs, needs_scoring
 from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
+from mlship.drift.quality import assess
 from mlship.drift.verdict import dataset_text, headline, ordered
 from mlship.drift.frames import Frame, iter_frames
 from mlship.predlog.reader import ReadReport
@@ -71,6 +72,7 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
         drifted_share=share,
         drifted_columns=drifted,
         columns=columns,
+        quality=assess(reference, overall.profile, columns),
         windows=window_list,
         performance=PerformanceReport(reference=_performance(ref_perf), current=_performance(overall.perf)),
         operations=OperationsReport(

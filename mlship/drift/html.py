@@ -4,7 +4,7 @@ scripts, nothing fetched when it is viewed)."""
 from __future__ import annotations
 
 from html import escape
-from mlship.drift.render import METRICS, effect_text, missing_text, overall, state, verdict
+from mlship.drift.render import METRICS, effect_text, missing_text, overall, quality_text, state, verdict
 from mlship.drift.report import ColumnDrift, ColumnSummary, DriftReport
 
 REF, CUR = "#4c78a8", "#f58518"
@@ -40,7 +40,7 @@ def render_html(report: DriftReport) -> str:
              f"<div class='verdict {'drift' if report.verdict.drift else 'ok'}'>{escape(verdict(report))}</div>",
              (f"<div class='muted'>all windows together: {escape(overall(report))}</div>"
               if report.verdict.scope == "windows" else ""),
-             _table(report), _histograms(report), _windows(report), _performance(report), _operations(report),
+             _table(report), _quality(report), _histograms(report), _windows(report), _performance(report), _operations(report),
              _details(report),
              "<p class='muted'>Made by mlship. Thresholds: "
              + escape(", ".join(f"{k} {v:g}" for k, v in report.thresholds.model_dump().items()))
@@ -60,6 +60,17 @@ def _table(report: DriftReport) -> str:
             "<th>missing</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
+def _quality(report: DriftReport) -> str:
+    """The data-quality violations (SageMaker Model Monitor's check names)."""
+    found = report.quality.violations
+    if not found:
+        return "<h2>Data quality</h2><p class='muted'>no violations</p>"
+    rows = "".join(f"<tr><td>{escape(v.constraint_check_type)}</td><td><a href='#col-{_anchor(v.feature_name)}'>"
+                   f"{escape(v.feature_name)}</a></td><td>{escape(v.description)}</td></tr>" for v in found)
+    return (f"<h2>Data quality</h2><p>{escape(quality_text(report))}</p><table><thead><tr><th>check</th>"
+            f"<th>column</th><th>finding</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
 def _details(report: DriftReport) -> str:
     """Per column: both sides' summaries, how it was judged, and why."""
     items = []
@@ -75,10 +86,26 @@ def _details(report: DriftReport) -> str:
             body.append(f"<div class='muted'>{escape(c.note)}</div>")
         if c.reasons:
             body.append(f"<div>why: {escape('; '.join(c.reasons))}</div>")
+        if c.quality:
+            body.append(f"<div>{escape(_quality_line(c))}</div>")
         if c.reference_summary or c.current_summary:
             body.append(_side_by_side(c.reference_summary, c.current_summary))
         items.append(f"<details{' open' if c.drifted else ''}>{head}{''.join(body)}</details>")
     return "<h2>Column details</h2>" + "".join(items)
+
+
+def _quality_line(c: ColumnDrift) -> str:
+    q = c.quality
+    parts = [f"complete {q.completeness_reference:.1%} → {q.completeness_current:.1%}"]
+    if q.out_of_range_share is not None:
+        parts.append(f"outside the reference's range {q.out_of_range_share:.2%} ({q.below_range} below, "
+                     f"{q.above_range} above)")
+    if q.unseen_share is not None:
+        parts.append(f"unseen categories {q.unseen_share:.1%}")
+    if q.constant_reference or q.constant_current:
+        parts.append(f"constant: reference {'yes' if q.constant_reference else 'no'}, current "
+                     f"{'yes' if q.constant_current else 'no'}")
+    return "quality: " + "; ".join(parts)
 
 
 def _side_by_side(ref: ColumnSummary | None, cur: ColumnSummary | None) -> str:

@@ -39,6 +39,15 @@ def state(column: ColumnDrift) -> str:
     return "n/a" if not column.judged else ("drift" if column.drifted else "ok")
 
 
+def quality_text(report: DriftReport) -> str:
+    """The violations per check, in one line."""
+    counts = report.quality.counts
+    total = sum(counts.values())
+    if not total:
+        return "no violations"
+    return f"{total} violation{'s' if total > 1 else ''} (" + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")"
+
+
 def missing_text(column: ColumnDrift) -> str:
     miss = column.missing
     return f"{miss.reference:.1%} → {miss.current:.1%}" if miss else ""
@@ -74,6 +83,12 @@ def render_terminal(report: DriftReport, out: Any) -> None:
         out.print(f"windows: {len(windows)}, with dataset drift: {len(drifted)}"
                   + (f" (first: {drifted[0].label})" if drifted else "")
                   + (f", too small to judge: {len(small)}" if small else ""), markup=False)
+    if report.quality.violations:
+        out.print(f"data quality: {quality_text(report)}", markup=False)
+        for v in report.quality.violations[:10]:
+            out.print(Text.assemble(("  " + v.constraint_check_type, "yellow"), f" {v.feature_name}: {v.description}"))
+        if len(report.quality.violations) > 10:
+            out.print(f"  … {len(report.quality.violations) - 10} more in the JSON report", markup=False)
     perf = report.performance.current
     if perf:
         metrics = perf.metrics(TERMINAL_METRICS)
@@ -107,6 +122,10 @@ def render_markdown(report: DriftReport) -> str:
         for w in report.windows:
             share = "too small" if w.insufficient else f"{w.drifted_share:.0%}"
             lines.append(f"| {w.label} | {w.rows:,} | {share} | {', '.join(w.drifted_columns)} |")
+    if report.quality.violations:
+        lines += ["", f"**Data quality:** {quality_text(report)}", "", "| check | column | finding |", "|---|---|---|"]
+        lines += [f"| {v.constraint_check_type} | `{_cell(v.feature_name)}` | {_cell(v.description)} |"
+                  for v in report.quality.violations]
     perf = report.performance.current
     if perf:
         lines += ["", "**Performance:** " + ", ".join(f"{k} {v:.4f}" for k, v in perf.metrics(METRICS).items())]

@@ -147,6 +147,22 @@ class Method(_Part):
     text: str = Field(description="The choice in words, as the reports print it.")
 
 
+class ColumnQuality(_Part):
+    """Data quality of a column present on both sides (see mlship/drift/quality.py)."""
+
+    completeness_reference: float = Field(description="Share of values present in the reference.")
+    completeness_current: float
+    constant_reference: bool = Field(description="One distinct value throughout.")
+    constant_current: bool
+    below_range: Optional[int] = Field(None, description="Current numbers below the reference's minimum.")
+    above_range: Optional[int] = Field(None, description="Current numbers above the reference's maximum.")
+    out_of_range_share: Optional[float] = None
+    range_limit: Optional[float] = Field(None, description="The out-of-range share that is a violation: 1%, or "
+                                         "4 x 2 / (n + 1) for a reference of n numbers, whichever is larger.")
+    unseen_share: Optional[float] = Field(None, description="Share of current values in categories the "
+                                          "reference never had.")
+
+
 class ColumnDrift(_Part):
     """One column's comparison and verdict."""
 
@@ -169,6 +185,7 @@ class ColumnDrift(_Part):
     threshold: Optional[float] = None
     effect: Optional[float] = Field(None, description="The effect size judged (Wasserstein std or JS).")
     method: Optional[Method] = None
+    quality: Optional[ColumnQuality] = None
 
     @property
     def judged(self) -> bool:
@@ -254,6 +271,26 @@ class ReadSummary(_Part):
     files: int
 
 
+class Violation(_Part):
+    """One data-quality finding, in SageMaker Model Monitor's constraint_violations.json shape."""
+
+    feature_name: str
+    constraint_check_type: Literal["missing_column_check", "extra_column_check", "data_type_check",
+                                   "completeness_check", "baseline_drift_check", "categorical_values_check",
+                                   "value_range_check", "constant_column_check"]
+    description: str
+
+
+class QualityReport(_Part):
+    """Data quality of the current data against the reference."""
+
+    violations: list[Violation]
+    counts: dict[str, int] = Field(description="Violations per check (checks without any are left out).")
+    missing_columns: list[str]
+    extra_columns: list[str]
+    constant_columns: list[str]
+
+
 class Verdict(_Part):
     """The headline: about the windows when there are windows, else about the whole current data."""
 
@@ -281,6 +318,7 @@ class DriftReport(_Part):
     drifted_columns: list[str]
     columns: list[ColumnDrift]
     windows: list[WindowDrift]
+    quality: QualityReport
     performance: PerformanceReport
     operations: OperationsReport
     read: ReadSummary
@@ -295,6 +333,7 @@ class DriftReport(_Part):
         keys = ("schema", "verdict", "reference", "current", "dataset_drift", "drifted_share", "drifted_columns", "thresholds")
         return {**{k: doc[k] for k in keys},
                 "windows_with_drift": [w.label for w in self.windows if w.dataset_drift],
+                "violations": doc["quality"]["counts"],
                 "performance": doc["performance"]["current"]}
 
 

@@ -109,12 +109,14 @@ def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
 
         post_webhook(request.webhook, report.summary())
     message = f"drift found ({', '.join(failed)}): {', '.join(report.drifted_columns) or 'see windows'}"
+    if failed == ["quality"]:
+        message = f"data quality: {', '.join(f'{k} {n}' for k, n in report.quality.counts.items())}"
     return DriftVerdict(failed=failed, on_drift_exit=exit_code, message=message if failed else "")
 
 
 def _check_condition(text: str) -> None:
-    if not (text in ("dataset", "any", "window") or (text.startswith("column:") and len(text) > 7)):
-        raise UsageError(f"--fail-on {text!r}: use dataset, any, window or column:NAME")
+    if not (text in ("dataset", "any", "window", "quality") or (text.startswith("column:") and len(text) > 7)):
+        raise UsageError(f"--fail-on {text!r}: use dataset, any, window, quality or column:NAME")
 
 
 def _met(condition: str, report: DriftReport) -> bool:
@@ -124,4 +126,6 @@ def _met(condition: str, report: DriftReport) -> bool:
         return bool(report.drifted_columns)
     if condition == "window":
         return any(w.dataset_drift for w in report.windows)
+    if condition == "quality":
+        return bool(report.quality.violations)
     return condition[len("column:"):] in report.drifted_columns
