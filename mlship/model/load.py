@@ -54,13 +54,31 @@ def default_model_name(path: Path) -> str:
     return path.stem if path.stem != "model" else path.resolve().parent.name
 
 
+_DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
+    """Hex sha256 of a file, read in chunks; a file already hashed in this process (same
+    inode, size and mtime) is not read again: a 500 MB push hashes its artifact once."""
+    key = _stat_key(path)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
-    return digest.hexdigest()
+    return remember_sha256(path, digest.hexdigest(), key)
+
+
+def remember_sha256(path: Path, hexdigest: str, key: tuple[str, int, int, int, int] | None = None) -> str:
+    """Record the digest of `path` as it is now (hashed while streaming it elsewhere)."""
+    _DIGESTS[key or _stat_key(path)] = hexdigest
+    return hexdigest
 
 
 def load_model(path: str | Path) -> ModelFile:

@@ -10,15 +10,15 @@ with `if_generation_match` (0: only if absent), so concurrent pushes lose nothin
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, Optional
 
 from pydantic import Field, field_validator
 
 from mlship.errors import ServiceError
 from mlship.extras import require
 from mlship.targets.base import Progress
+from mlship.targets.hashing import HashingReader
 from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, split_url
 
 # The SDK's own default; each chunk is held in memory while it is sent. Smaller chunks cost a round
@@ -113,37 +113,6 @@ class GcsTarget(ConditionalTarget):
             blob.upload_from_string(data, content_type="application/json")
         except Exception as exc:
             raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc, writing=True)}") from None
-
-
-class HashingReader:
-    """A file as the upload reads it, hashed on the way: one read serves the upload and the digest.
-
-    A retried chunk seeks back and reads bytes again; they are hashed once (only bytes past
-    the furthest point hashed count). Should the uploader skip ahead, the file is hashed again."""
-
-    def __init__(self, fh: BinaryIO, progress: Progress) -> None:
-        self.fh, self.progress = fh, progress
-        self.digest, self.hashed, self.gap = hashlib.sha256(), 0, False
-
-    def read(self, size: int = -1) -> bytes:
-        start = self.fh.tell()
-        data = self.fh.read(size)
-        end = start + len(data)
-        if start > self.hashed:
-            self.gap = True
-        elif end > self.hashed:
-            self.digest.update(data[self.hashed - start:])
-            self.progress(end - self.hashed)
-            self.hashed = end
-        return data
-
-    def hexdigest(self, path: Path) -> str:
-        from mlship.model.load import sha256_file
-
-        return sha256_file(path) if self.gap else self.digest.hexdigest()
-
-    def __getattr__(self, name: str) -> Any:  # seek, tell, name: the file's own
-        return getattr(self.fh, name)
 
 
 def _client(url: str, project: str | None, credentials_file: str | None) -> Any:

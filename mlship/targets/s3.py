@@ -10,7 +10,6 @@ support conditional writes (AWS S3 since 2024, MinIO; moto 5.2 for tests).
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, Optional
 from urllib.parse import urlparse
@@ -19,9 +18,9 @@ from pydantic import Field, field_validator
 
 from mlship.errors import ServiceError
 from mlship.extras import require
-from mlship.model.load import sha256_file
 from mlship.targets.base import Progress
 from mlship.targets.conditional import ConditionalTarget, Conflict
+from mlship.targets.hashing import HashingReader
 
 PART_SIZE = 16 * 1024 * 1024
 ABORT_PATIENCE_S = 30.0
@@ -80,17 +79,18 @@ class S3Target(ConditionalTarget):
 
         config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=10)
         s3_key = self._key(key)
-        # Hash beside the parallel part uploads (hashlib releases the GIL): the digest costs no extra time.
-        hashing = ThreadPoolExecutor(max_workers=1).submit(sha256_file, path)
         try:
-            self.client.upload_file(str(path), self.bucket, s3_key, Config=config, Callback=progress,
-                                    ExtraArgs=dict(self.extra))
+            # A file object is read in order, part by part, by the transfer manager's submitting
+            # thread while the parts go out in parallel: the sha256 is taken on that one read.
+            with path.open("rb") as fh:
+                reader = HashingReader(fh, lambda n: None)
+                self.client.upload_fileobj(reader, self.bucket, s3_key, Config=config, Callback=progress,
+                                           ExtraArgs=dict(self.extra))
             head = self.client.head_object(Bucket=self.bucket, Key=s3_key)
         except Exception as exc:
             self._abort_uploads(s3_key)
             raise ServiceError(f"{self.url}: upload of {key} failed: {_reason(exc)}") from None
-        finally:
-            digest = hashing.result()
+        digest = reader.hexdigest(path)
         if head.get("ContentLength") != path.stat().st_size:
             raise ServiceError(f"{self.url}: {key} has {head.get('ContentLength')} bytes after upload, "
                                f"expected {path.stat().st_size}")

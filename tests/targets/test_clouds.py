@@ -30,18 +30,34 @@ def one_line(result, code: int, *present: str) -> None:
 # ------------------------------------------------------------------------------------ gs://
 
 
-def test_hashing_reader_hashes_retried_bytes_once():
-    from mlship.targets.gcs import HashingReader
+def test_hashing_reader_hashes_retried_bytes_once(tmp_path):
+    from mlship.targets.hashing import HashingReader
 
     data = os.urandom(3000)
+    (path := tmp_path / "a.bin").write_bytes(data)
     seen: list[int] = []
-    reader = HashingReader(io.BytesIO(data), seen.append)
-    reader.read(1000)
-    reader.seek(500)  # a chunk sent again after a failure
-    reader.read(1000)
-    while reader.read(700):
-        pass
-    assert reader.hexdigest(None) == hashlib.sha256(data).hexdigest() and sum(seen) == len(data)
+    with path.open("rb") as fh:
+        reader = HashingReader(fh, seen.append)
+        reader.read(1000)
+        reader.seek(500)  # a chunk sent again after a failure
+        reader.read(1000)
+        while reader.read(700):
+            pass
+    assert reader.hexdigest(path) == hashlib.sha256(data).hexdigest() and sum(seen) == len(data)
+
+
+@pytest.mark.parametrize("reads", [[(1000, 500)], [(0, 1000)]], ids=["skipped-ahead", "stopped-early"])
+def test_hashing_reader_hashes_the_file_again_when_the_reads_did_not_cover_it(tmp_path, reads):
+    from mlship.targets.hashing import HashingReader
+
+    data = os.urandom(3000)
+    (path := tmp_path / "a.bin").write_bytes(data)
+    with path.open("rb") as fh:
+        reader = HashingReader(fh, lambda n: None)
+        for offset, size in reads:
+            reader.seek(offset)
+            reader.read(size)
+    assert reader.hexdigest(path) == hashlib.sha256(data).hexdigest()
 
 
 def test_resumable_upload_in_chunks_gives_the_sha256_of_the_file(tmp_path, gcs_server, request, monkeypatch):
