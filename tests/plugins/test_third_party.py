@@ -14,7 +14,7 @@ from tests.support import run_process
 
 PLUGIN = '''
 """acme_mlship: a target that shelves artifacts in a directory, a router that writes a JSON file."""
-import hashlib, json, shutil
+import hashlib, json, shutil, time
 from pathlib import Path
 
 from pydantic import Field
@@ -31,10 +31,11 @@ class ShelfTarget(Target):
 
     class Settings(Target.Settings):
         root: str = Field(..., description="The shelf's directory.")
+        meet: str | None = Field(None, description="Uploads wait here until another shelf's upload is running.")
 
-    def __init__(self, url, *, root):
+    def __init__(self, url, *, root, meet=None):
         super().__init__(url)
-        self.root = Path(root)
+        self.root, self.meet = Path(root), meet
 
     def _path(self, key):
         path = self.root / self.check_key(key)
@@ -42,6 +43,13 @@ class ShelfTarget(Target):
         return path
 
     def upload(self, key, path, progress):
+        if self.meet:  # a rendezvous: only uploads running at the same time both get past it
+            Path(self.meet, self.root.name).touch()
+            deadline = time.monotonic() + 60
+            while len(list(Path(self.meet).iterdir())) < 2:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no other upload ran beside this one")
+                time.sleep(0.05)
         shutil.copyfile(path, self._path(key))
         progress(path.stat().st_size)
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -133,6 +141,20 @@ def test_a_third_party_target_takes_push_and_pull(site, project, tmp_path):
     assert (tmp_path / "back" / "model.bin").read_bytes() == b"weights" * 100
     listed = mlship(site, project, "--json", "targets", "list")
     assert "shelf" in json.loads(listed.stdout)["schemes"]
+
+
+def test_a_hybrid_push_uploads_to_every_target_at_once(site, project, tmp_path):
+    (meet := tmp_path / "meet").mkdir()
+    config = project / "mlship.yaml"
+    config.write_text(config.read_text().replace("targets:\n", "targets:\n" + "".join(
+        f"  {shelf}: {{type: shelf, url: shelf://{shelf}, root: {tmp_path / shelf}, meet: {meet}}}\n"
+        for shelf in ("left", "right"))))
+    (project / "model.bin").write_bytes(b"weights" * 100)
+    pushed = mlship(site, project, "--json", "push", "model.bin", "--to", "left", "--to", "right")
+    assert pushed.code == 0, pushed.stderr  # one after the other, the first upload would wait in vain
+    assert [r["target"] for r in json.loads(pushed.stdout)["results"]] == ["shelf://left", "shelf://right"]
+    assert all((tmp_path / shelf / "bc" / "1.0.0" / "model.bin").read_bytes() == b"weights" * 100
+               for shelf in ("left", "right"))
 
 
 def test_a_third_party_router_carries_a_rollout(site, project, tmp_path):
