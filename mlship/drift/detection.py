@@ -30,7 +30,15 @@ from mlship.drift.frames import Frame, iter_frames
 from mlship.predlog.reader import ReadReport
 from mlship.predlog.schema import answered_mask, error_mask
 from mlship.errors import InvalidInputError, UsageError
-from mlship.metrics import Classification, Regression, RocAuc, label_text
+from mlship.metrics import (
+    Classification,
+    OneVsRestAuc,
+    Regression,
+    RocAuc,
+    class_breakdown,
+    label_order,
+    label_text,
+)
 
 
 @dataclass
@@ -74,7 +82,8 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
         columns=columns,
         quality=assess(reference, overall.profile, columns),
         windows=window_list,
-        performance=PerformanceReport(reference=_performance(ref_perf), current=_performance(overall.perf)),
+        performance=PerformanceReport(reference=_performance(ref_perf, classes=True),
+                                      current=_performance(overall.perf, classes=True)),
         operations=OperationsReport(
             overall=OperationsSummary(**overall.ops.summary()),
             by_version_variant=[VariantOperations(version=v, variant=var, **ops.summary())
@@ -96,8 +105,9 @@ def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False, 
     return profile, read
 
 
-def _performance(perf: "Performance") -> PerformanceSummary | None:
-    summary = perf.summary()
+def _performance(perf: "Performance", *, classes: bool = False) -> PerformanceSummary | None:
+    """The quality summary; with `classes`, a multiclass model's per-class breakdown too (not per window)."""
+    summary = perf.summary(classes=classes)
     return PerformanceSummary(**summary) if summary is not None else None
 
 
@@ -248,6 +258,8 @@ def _load_labels(path: Path) -> dict[str, Any]:
 _PRED = ("outputs.label", "outputs.prediction", "outputs.predicted_label", "outputs.class", "outputs.output_label")
 _SCORE = ("outputs.probabilities_1", "outputs.probability_1", "outputs.probability", "outputs.score")
 _REGRESSION = ("outputs.variable", "outputs.prediction", "outputs.output", "outputs.value")
+# Class probabilities: a list output (NAME_0 … NAME_{k-1}, column j the class j) or ZipMap's {class: p}.
+_PROBS = ("outputs.probabilities", "outputs.output_probability", "outputs.probability", "outputs.scores")
 
 
 class Performance:
@@ -259,6 +271,7 @@ class Performance:
         self.classification = Classification()
         self.roc_auc = RocAuc(bins=self.BINS)
         self.regression = Regression()
+        self.one_vs_rest = OneVsRestAuc(bins=self.BINS)
 
     def add(self, frame: Frame, mask: np.ndarray, labels: dict[str, Any] | None) -> None:
         truth = self._labels(frame, labels)
@@ -271,9 +284,14 @@ class Performance:
         truth_have = [truth[i] for i in np.flatnonzero(have)]
         if pred_name is not None and _is_discrete(frame.columns[pred_name]):
             self.classification.update(truth_have, frame.columns[pred_name][have])
+            scores = _class_scores(frame, have)
             score_name = next((n for n in _SCORE if n in frame.columns), None)
-            if score_name is not None:
+            if scores is not None and scores[0].shape[1] > 2:
+                self.one_vs_rest.update(truth_have, *scores)
+            elif score_name is not None:
                 self.roc_auc.update(truth_have, frame.columns[score_name][have])
+            elif scores is not None:  # two classes: the larger one's score
+                self.roc_auc.update(truth_have, scores[0][:, max((0, 1), key=lambda j: label_order(scores[1][j]))])
             return
         reg_name = next((n for n in _REGRESSION if n in frame.columns), None)
         if reg_name is None:
@@ -288,16 +306,47 @@ class Performance:
             return frame.meta["label"].tolist()
         return None
 
-    def summary(self) -> dict[str, Any] | None:
+    def summary(self, *, classes: bool = False) -> dict[str, Any] | None:
         if self.classification.rows:
             out = {"task": "classification", "rows": self.classification.rows, **self.classification.result()}
-            if (auc := self.roc_auc.result()) is not None:
+            multiclass = len(self.classification.labels()) > 2
+            if (auc := self.one_vs_rest.macro() if multiclass else self.roc_auc.result()) is not None:
                 out["roc_auc"] = auc
+            if classes and multiclass:
+                out["classes"] = class_breakdown(self.classification, self.one_vs_rest)
             return out
         if self.regression.rows:
             errors = self.regression.result()
             return {"task": "regression", "rows": self.regression.rows, "mae": errors["mae"], "rmse": errors["rmse"]}
         return None
+
+
+def _class_scores(frame: Frame, have: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """(scores [n, k], class labels) of the rows in `have`, from a list or ZipMap probability output."""
+    for name in _PROBS:
+        if f"{name}_0" in frame.columns:
+            parts = []
+            while f"{name}_{len(parts)}" in frame.columns:
+                parts.append(frame.columns[f"{name}_{len(parts)}"][have])
+            return _floats(np.column_stack(parts)), [str(j) for j in range(len(parts))]
+        values = frame.columns.get(name)
+        if values is not None and values.dtype == object:
+            rows = values[have].tolist()
+            first = next((r for r in rows if isinstance(r, dict)), None)
+            if first is None:
+                continue
+            keys = sorted(first, key=lambda k: label_order(label_text(k)))
+            matrix = [[r.get(k) if isinstance(r, dict) else None for k in keys] for r in rows]
+            return _floats(np.array(matrix, dtype=object)), [label_text(k) for k in keys]
+    return None
+
+
+def _floats(values: np.ndarray) -> np.ndarray:
+    """Numbers as floats; anything else (a missing or text score) NaN, which the AUC leaves out."""
+    if values.dtype != object:
+        return values.astype(np.float64)
+    flat = [float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan for v in values.ravel()]
+    return np.array(flat, dtype=np.float64).reshape(values.shape)
 
 
 def _is_discrete(values: np.ndarray) -> bool:

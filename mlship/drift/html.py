@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 from mlship.drift.render import METRICS, effect_text, missing_text, overall, quality_text, state, verdict
 from mlship.drift.report import ColumnDrift, ColumnSummary, DriftReport
+from mlship.metrics import ClassBreakdown
 
 REF, CUR = "#4c78a8", "#f58518"
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
@@ -203,7 +204,32 @@ def _performance(report: DriftReport) -> str:
         html += ("<div class='grid'><figure class='chart'><figcaption>Per window</figcaption>"
                  f"{lines([w.label for w in windows], series)}"
                  + _legend(*((k, PALETTE[i % len(PALETTE)]) for i, k in enumerate(keys))) + "</figure></div>")
-    return html
+    return html + _classes(report)
+
+
+def _classes(report: DriftReport) -> str:
+    """A multiclass model: per-class metrics of both sides, and each side's confusion matrix."""
+    sides = [(name, perf.classes) for name, perf in (("reference", report.performance.reference),
+                                                      ("current", report.performance.current))
+             if perf is not None and perf.classes is not None]
+    if not sides:
+        return ""
+    cells = {name: {c.label: c for c in classes.classes} for name, classes in sides}
+    labels = list(dict.fromkeys(c.label for _, classes in sides for c in classes.classes))
+    head = "".join(f"<th>{m} ({name})</th>" for name, _ in sides for m in ("precision", "recall", "F1", "ROC AUC"))
+    rows = []
+    for label in labels:
+        values = []
+        for name, _ in sides:
+            c = cells[name].get(label)
+            values += [None, None, None, None] if c is None else [c.precision, c.recall, c.f1, c.roc_auc]
+        rows.append(f"<tr><td>{escape(label)}</td>" + "".join(
+            f"<td class='num'>{'' if v is None else f'{v:.4f}'}</td>" for v in values) + "</tr>")
+    figures = "".join(f"<figure class='chart confusion' data-side='{name}'><figcaption>Confusion matrix, {name} "
+                      f"<span class='muted'>(rows: truth, columns: predicted; shade: share of the row)</span>"
+                      f"</figcaption>{confusion(classes)}</figure>" for name, classes in sides)
+    return ("<h2>Per class</h2><table class='classes'><thead><tr><th>class</th>" + head + "</tr></thead><tbody>"
+            + "".join(rows) + f"</tbody></table><div class='grid'>{figures}</div>")
 
 
 def _operations(report: DriftReport) -> str:
@@ -257,6 +283,42 @@ def bars(labels: list[str], reference: list[float], current: list[float], *, cat
         out.append(_axes([], top, percent=True, x_title=x_title, title_y=H + CAT_SPACE - 2))
     else:
         out.append(_axes(labels, top, percent=True, x_title=x_title))
+    out.append("</svg>")
+    return "".join(out)
+
+
+def confusion(classes: ClassBreakdown) -> str:
+    """The confusion matrix as a grid: a row per true class, a column per predicted class, each
+    cell shaded by its share of the row (the recall on the diagonal) and labelled with its count."""
+    labels, counts = classes.confusion.labels, classes.confusion.counts
+    k = max(len(labels), 1)
+    left, top = 64, 40
+    size = (W - left - 8) / k
+    height = int(top + size * k + 8)
+    out = [_svg_open(height),
+           f"<text x='{left + size * k / 2:.0f}' y='12' font-size='10' fill='#555' text-anchor='middle'>predicted</text>",
+           f"<text x='10' y='{top + size * k / 2:.0f}' font-size='10' fill='#555' text-anchor='middle' "
+           f"transform='rotate(-90 10 {top + size * k / 2:.0f})'>truth</text>"]
+    for j, label in enumerate(labels):
+        short = escape(label if len(label) <= 8 else label[:7] + "…")
+        out.append(f"<text class='class' x='{left + (j + 0.5) * size:.1f}' y='{top - 6}' font-size='10' fill='#555' "
+                   f"text-anchor='middle'>{short}<title>{escape(label)}</title></text>")
+        out.append(f"<text class='class' x='{left - 4}' y='{top + (j + 0.5) * size + 3:.1f}' font-size='10' "
+                   f"fill='#555' text-anchor='end'>{short}<title>{escape(label)}</title></text>")
+    font = max(7, min(12, size / 3))
+    for i, row in enumerate(counts):
+        total = sum(row) or 1
+        for j, n in enumerate(row):
+            share = n / total
+            x, y = left + j * size, top + i * size
+            color = REF if i == j else "#e45756"
+            out.append(f"<rect class='cell' x='{x:.1f}' y='{y:.1f}' width='{size - 1:.1f}' height='{size - 1:.1f}' "
+                       f"fill='{color}' fill-opacity='{0.08 + 0.92 * share:.3f}'><title>truth {escape(labels[i])}, "
+                       f"predicted {escape(labels[j])}: {n:,} ({share:.1%} of the row)</title></rect>")
+            if n:
+                ink = "#fff" if share > 0.5 else "#222"
+                out.append(f"<text x='{x + size / 2:.1f}' y='{y + size / 2 + font / 3:.1f}' font-size='{font:.0f}' "
+                           f"fill='{ink}' text-anchor='middle'>{n:,}</text>")
     out.append("</svg>")
     return "".join(out)
 

@@ -17,6 +17,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlship.metrics import ClassBreakdown
+
 SCHEMA = "mlship.drift/v1"
 
 
@@ -228,6 +230,9 @@ class PerformanceSummary(_Part):
     roc_auc: Optional[float] = None
     mae: Optional[float] = None
     rmse: Optional[float] = None
+    classes: Optional[ClassBreakdown] = Field(None, description="More than two labels (reference and current, not "
+                                              "windows): per-class precision, recall, F1, support and one-vs-rest "
+                                              "ROC AUC (roc_auc is their macro mean), and the confusion matrix.")
 
     def metrics(self, names: tuple[str, ...]) -> dict[str, float]:
         """The metrics among `names` that this task has, in that order."""

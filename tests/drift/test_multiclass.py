@@ -1,0 +1,85 @@
+"""drift --labels on the prediction logs of real three-class skl2onnx models (with and
+without ZipMap): per-class metrics, the confusion matrix and one-vs-rest ROC AUC in the
+JSON report, and the HTML report's per-class table and confusion-matrix charts in chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from tests.drift.test_html import browse
+from tests.models_corpus import NUMERIC, sklearn_multiclass
+from tests.support import run
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["zipmap", "plain"])
+def logged(request, tmp_path_factory):
+    """(report document, html path, truth, predicted labels, class probabilities [N, 3], root)."""
+    root = tmp_path_factory.mktemp("mc")
+    corpus = sklearn_multiclass(root, zipmap=request.param)
+    result = run("predict", str(corpus.model), "-i", str(corpus.sample), "-o", str(root / "pred.jsonl"),
+                 "--features", ",".join(NUMERIC), "--log-dir", str(root / "logs"))
+    assert result.code == 0, result.stderr
+    records = [json.loads(line) for f in sorted((root / "logs").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    truth = np.loadtxt(corpus.sample, delimiter=",", skiprows=1)[:, -1].astype(np.int64)
+    (root / "labels.csv").write_text("request_id,label\n" + "".join(
+        f"sample.csv:{i + 1},{t}\n" for i, t in enumerate(truth)))
+    outputs = [r["outputs"] for r in records]
+    pred = np.array([o.get("label", o.get("output_label")) for o in outputs])
+    probs = np.array([o["probabilities"] if "probabilities" in o else [o["output_probability"][k] for k in "012"]
+                      for o in outputs])
+    by_id = {r["request_id"]: i for i, r in enumerate(records)}
+    order = [by_id[f"sample.csv:{i + 1}"] for i in range(len(truth))]
+    html = root / "report.html"
+    result = run("--json", "drift", "-r", str(root / "logs"), "-c", str(root / "logs"), "--window", "40rows",
+                 "--labels", str(root / "labels.csv"), "--html", str(html))
+    assert result.code == 0, result.stderr
+    return result.json(), html, truth, pred[order], probs[order], root
+
+
+def test_per_class_metrics_confusion_and_one_vs_rest_auc_in_the_json_report(logged):
+    doc, _, truth, pred, probs, _ = logged
+    current = doc["performance"]["current"]
+    assert current["task"] == "classification" and current["rows"] == len(truth)
+    classes = current["classes"]
+    assert classes["confusion"]["labels"] == ["0", "1", "2"]
+    assert classes["confusion"]["counts"] == sk.confusion_matrix(truth, pred, labels=[0, 1, 2]).tolist()
+    precision, recall, f1, support = sk.precision_recall_fscore_support(truth, pred, labels=[0, 1, 2])
+    binned = np.rint(probs * 1000)  # drift keeps scores in 1000 bins: the exact AUC of the binned scores
+    aucs = [sk.roc_auc_score(truth == c, binned[:, c]) for c in range(3)]
+    for got, p, r, f, s, a in zip(classes["classes"], precision, recall, f1, support, aucs):
+        assert (got["precision"], got["recall"], got["f1"], got["roc_auc"]) == pytest.approx((p, r, f, a), abs=1e-6)
+        assert got["support"] == s
+    assert current["roc_auc"] == pytest.approx(np.mean(aucs), abs=1e-9)
+    assert current["roc_auc"] == pytest.approx(sk.roc_auc_score(truth, probs, multi_class="ovr"), abs=2e-3)
+    assert current["f1"] == pytest.approx(sk.f1_score(truth, pred, average="macro"), abs=1e-9)
+    assert doc["performance"]["reference"]["classes"] == classes  # the same logs on both sides
+    windows = doc["windows"]
+    assert len(windows) == 3 and all("classes" not in w["performance"] for w in windows)
+    assert all(w["performance"]["roc_auc"] is not None for w in windows)
+
+
+def test_the_html_report_shows_the_confusion_matrix_in_chromium(logged, chromium, tmp_path):
+    doc, html, truth, pred, _, _ = logged
+    text = html.read_text()
+    assert "<script" not in text and not re.search(r"(src|href)=['\"]https?://", text)
+    dom = browse(chromium, html, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert [line for line in dom.stderr.splitlines() if ":CONSOLE" in line] == []
+    page = dom.stdout
+    assert "<h2>Per class</h2>" in page
+    figures = re.findall(r"<figure class=\"chart confusion\" data-side=\"(\w+)\">(.*?)</figure>", page, re.S)
+    assert [side for side, _ in figures] == ["reference", "current"]
+    counts = sk.confusion_matrix(truth, pred, labels=[0, 1, 2])
+    for _, figure in figures:
+        cells = re.findall(r"<rect class=\"cell\"[^>]*><title>truth (\w+), predicted (\w+): (\d+) ", figure)
+        assert len(cells) == 9
+        assert {(int(t), int(p)): int(n) for t, p, n in cells} == {(t, p): int(counts[t, p])
+                                                                   for t in range(3) for p in range(3)}
+    shot = tmp_path / "classes.png"
+    capture = browse(chromium, html, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
+    assert capture.returncode == 0 and shot.stat().st_size > 20_000
