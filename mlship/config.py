@@ -295,7 +295,7 @@ def _same_file(a: Path, b: Path | None) -> bool:
 
 
 # Global options that share the MLSHIP_ prefix but are not config fields.
-_NOT_CONFIG = {"JSON", "QUIET", "VERBOSE", "CONFIG", "REQUIRE_SERVICES", "NO_COLOR"}
+_NOT_CONFIG = {"JSON", "QUIET", "VERBOSE", "PLAIN", "CONFIG", "REQUIRE_SERVICES", "NO_COLOR"}
 
 
 def find_config(explicit: str | Path | None, cwd: Path | None = None) -> Path | None:

@@ -10,6 +10,11 @@ functions handed to `result` get a rich console that reads markup, so every
 string that comes from a model, a file, a target or a user reaches it as a
 `rich.text.Text` (`plain(...)`, `Text.assemble`) or in a line printed with
 `out.print(line, markup=False)`. Emoji codes (`:smile:`) are off everywhere.
+
+Logs: when stdout is not a terminal (or with `--plain`), tables print as
+aligned plain text that is never wrapped or cut: a column too wide for
+`COLUMNS` leaves the grid and its values print whole on their own lines under
+each row (`plain_table`). Colours are off with `--plain`.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ class Console:
         stdout: IO[str] | None = None,
         stderr: IO[str] | None = None,
         stdin: IO[str] | None = None,
+        plain_output: bool = False,
+        progress_interval: float = 10.0,
     ) -> None:
         self.json_output = json_output
         self.quiet = quiet
         self.verbose = verbose
+        self.plain_output = plain_output
+        self.progress_interval = progress_interval  # seconds between progress lines without a terminal
         self._stdin = stdin or sys.stdin
         self._stdout = stdout or sys.stdout
         self._stderr = stderr or sys.stderr
@@ -53,12 +62,12 @@ class Console:
     @cached_property
     def out(self) -> "RichConsole":
         """Rich console over stdout (results)."""
-        return _rich_console(self._stdout)
+        return _rich_console(self._stdout, plain_output=self.plain_output)
 
     @cached_property
     def err(self) -> "RichConsole":
         """Rich console over stderr (notes, warnings, errors, progress)."""
-        return _rich_console(self._stderr)
+        return _rich_console(self._stderr, plain_output=self.plain_output)
 
     @property
     def interactive(self) -> bool:
@@ -68,7 +77,12 @@ class Console:
     @property
     def shows_progress(self) -> bool:
         """Progress bars only for people watching a terminal."""
-        return not (self.json_output or self.quiet) and self.err.is_terminal
+        return not (self.json_output or self.quiet or self.plain_output) and self.err.is_terminal
+
+    @property
+    def logs_progress(self) -> bool:
+        """Periodic one-line progress instead of bars: a CI log, a file, --plain."""
+        return not (self.json_output or self.quiet or self.shows_progress)
 
     def result(self, data: dict[str, Any], render: Callable[["RichConsole"], None]) -> None:
         """Emit a command's result: `data` as JSON, or `render` for people."""
@@ -149,16 +163,76 @@ def visible(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-def _rich_console(file: IO[str]) -> "RichConsole":
+def _rich_console(file: IO[str], plain_output: bool = False) -> "RichConsole":
     """A rich console whose strings never carry terminal control sequences:
-    every str it renders (lines, table cells) passes through `visible`."""
+    every str it renders (lines, table cells) passes through `visible`; without
+    a terminal (or with --plain) its tables print as `plain_table`."""
     from rich.console import Console as RichConsole
 
     class _Console(RichConsole):
         def render_str(self, text: str, **kwargs: Any) -> Any:
             return super().render_str(visible(text), **kwargs)
 
-    return _Console(file=file, highlight=False, soft_wrap=True, emoji=False)
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            if plain_output or not self.is_terminal:
+                objects = tuple(plain_table(o, self) if _is_table(o) else o for o in objects)
+            super().print(*objects, **kwargs)
+
+    extra: dict[str, Any] = {"color_system": None} if plain_output else {}
+    return _Console(file=file, highlight=False, soft_wrap=True, emoji=False, **extra)
+
+
+def _is_table(value: object) -> bool:
+    table = sys.modules.get("rich.table")  # no table was made when rich.table was never imported
+    return table is not None and isinstance(value, table.Table)
+
+
+def plain_table(table: Any, console: "RichConsole") -> Any:
+    """A rich Table as aligned plain text: title, header, one line per row, caption.
+
+    Nothing is wrapped or cut. While the grid is wider than the console
+    (COLUMNS), its widest column (never the first) leaves it, and that column's
+    values print whole under each row as `    header: value`."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    headers = [_cell_text(c.header, console) for c in table.columns]
+    rows = [[_cell_text(cell, console) for cell in row] for row in zip(*(c._cells for c in table.columns))]
+    natural = [max([cell_len(line) for v in [h, *(r[i] for r in rows)] for line in v.split("\n")] or [0])
+               for i, h in enumerate(headers)]
+    grid = list(range(len(headers)))
+    while len(grid) > 1 and sum(natural[i] for i in grid) + 2 * (len(grid) - 1) > console.width:
+        grid.remove(max(grid[1:], key=lambda i: natural[i]))
+    detached = [i for i in range(len(headers)) if i not in grid]
+    right = {i for i, c in enumerate(table.columns) if c.justify == "right"}
+
+    def line(cells: list[str]) -> str:
+        parts = [cells[i].rjust(natural[i]) if i in right else cells[i].ljust(natural[i]) for i in grid]
+        return "  ".join(parts).rstrip()
+
+    out: list[str] = []
+    if table.title:
+        out.append(_cell_text(table.title, console))
+    if table.show_header and any(headers):
+        out.append(line(headers))
+    for row in rows:
+        height = max(len(row[i].split("\n")) for i in grid)
+        split = [row[i].split("\n") for i in range(len(row))]
+        for k in range(height):
+            out.append(line([split[i][k] if k < len(split[i]) else "" for i in range(len(row))]))
+        out.extend(f"    {headers[i] + ': ' if headers[i] else ''}{row[i]}" for i in detached if row[i])
+    if table.caption:
+        out.append(_cell_text(table.caption, console))
+    return Text("\n".join(out))
+
+
+def _cell_text(cell: Any, console: "RichConsole") -> str:
+    """What a cell shows, as plain text (markup read as rich would, control characters visible)."""
+    if isinstance(cell, str):
+        return console.render_str(cell).plain
+    if hasattr(cell, "plain"):
+        return visible(cell.plain)
+    return visible(str(cell))
 
 
 def plain(value: object, style: str = "") -> Any:

@@ -14,7 +14,7 @@ from tests import docs_gen
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-GLOBAL_OPTIONS = {"--json", "--quiet", "-q", "--verbose", "-v", "--config", "-c", "--version", "--help", "-h"}
+GLOBAL_OPTIONS = {"--json", "--quiet", "-q", "--verbose", "-v", "--plain", "--config", "-c", "--version", "--help", "-h"}
 TAKES_VALUE = {"--config", "-c"}
 STOP = {"|", "&&", "||", ";", ">", "2>&1", "\\", "#"}
 

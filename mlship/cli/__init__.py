@@ -20,7 +20,7 @@ from mlship.console import Console
 from mlship.errors import ExitCode, MlshipError, UsageError, exit_code_for
 
 # Options accepted anywhere on the command line (`mlship check m.onnx --json`).
-GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--verbose", "-v"}
+GLOBAL_FLAGS = {"--json", "--quiet", "-q", "--verbose", "-v", "--plain"}
 
 
 @dataclass
@@ -92,7 +92,7 @@ app = typer.Typer(
     # Plain help: typer's rich help imports rich.markdown and doubles start-up time.
     rich_markup_mode=None,
     epilog=(
-        "--json, --quiet and --verbose may also follow the command (mlship check m.onnx --json). "
+        "--json, --quiet, --verbose and --plain may also follow the command (mlship check m.onnx --json). "
         "Exit codes: 0 ok, 1 internal error, 2 usage or config, 3 invalid input, "
         "4 check failed, 5 rollout paused, 6 rollout aborted, 7 external service failed, 130 interrupted."
     ),
@@ -112,6 +112,9 @@ def _global_options(
     json_output: bool = typer.Option(False, "--json", envvar="MLSHIP_JSON", help="Print one JSON document on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", envvar="MLSHIP_QUIET", help="Print errors only."),
     verbose: bool = typer.Option(False, "--verbose", "-v", envvar="MLSHIP_VERBOSE", help="Show debug notes and tracebacks."),
+    plain_output: bool = typer.Option(False, "--plain", envvar="MLSHIP_PLAIN",
+                                      help="Output for logs, as without a terminal: plain tables, no colour, "
+                                           "progress as a line every 10 s."),
     config: Optional[str] = typer.Option(
         None, "--config", "-c", envvar="MLSHIP_CONFIG", help="Path to mlship.yaml (default: ./mlship.yaml)."
     ),
@@ -123,6 +126,7 @@ def _global_options(
     console.json_output = console.json_output or json_output
     console.quiet = console.quiet or quiet
     console.verbose = console.verbose or verbose
+    console.plain_output = console.plain_output or plain_output
     state.config_path = config
 
 

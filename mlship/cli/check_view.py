@@ -92,7 +92,7 @@ def confusion_table(classes: ClassBreakdown) -> Table:
 
 
 def _preview(names: list[str]) -> str:
-    return ", ".join(names[:4]) + (f", … ({len(names)} in all)" if len(names) > 4 else "")
+    return ", ".join(names[:4]) + (f", … and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 def _latency_table(report: CheckReport) -> Table:
