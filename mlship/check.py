@@ -416,7 +416,7 @@ def _labels(spec: str, table: Table | None) -> tuple[np.ndarray, str]:
     path = Path(spec)
     if not path.exists():
         raise InvalidInputError(f"{table.path}: no labels column '{spec}' and no file of that name",
-                                hint=f"The sample has: {', '.join(list(table.columns)[:12])}")
+                                hint=f"The sample has: {', '.join(table.columns)}")
     labels = read_table(path)
     if len(labels.columns) == 1:
         return next(iter(labels.columns.values())), str(path)

@@ -207,3 +207,14 @@ def test_progress_lines_come_once_per_interval():
         lines.advance(100)
     assert said == []  # less than an interval passed
     assert lines.line(10.0) == "pushing to cloud: 1,000/1,000 bytes (100%), 100 bytes/s, 10 s"
+
+
+def test_a_missing_labels_column_names_every_column_of_the_sample(tmp_path):
+    from tests import models
+
+    X, _, names = models.sample_matrix()
+    sample = tmp_path / "s.csv"
+    sample.write_text(",".join(names) + "\n" + "".join(",".join(map(str, row)) + "\n" for row in X[:5]))
+    result = run("check", str(MODEL), "--sample", str(sample), "--labels", "outcome")
+    assert result.code == 3 and "no labels column 'outcome'" in result.stderr
+    assert len(names) == 30 and all(name in result.stderr for name in names)

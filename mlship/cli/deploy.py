@@ -102,7 +102,7 @@ def _render(out: Any, placements: list["Placement"]) -> None:
         table.add_column(col)
     for p in placements:
         table.add_row(*(plain(v) for v in (p.slot, p.version, p.state, "" if p.current else "yes", p.id,
-                                            p.address or "", p.image[:40], p.created)))
+                                            p.address or "", p.image, p.created)))
     out.print(table)
 
 

@@ -88,7 +88,7 @@ def render_terminal(report: DriftReport, out: Any) -> None:
         for v in report.quality.violations[:10]:
             out.print(Text.assemble(("  " + v.constraint_check_type, "yellow"), f" {v.feature_name}: {v.description}"))
         if len(report.quality.violations) > 10:
-            out.print(f"  … {len(report.quality.violations) - 10} more in the JSON report", markup=False)
+            out.print(f"  … and {len(report.quality.violations) - 10} more in the JSON report", markup=False)
     perf = report.performance.current
     if perf:
         metrics = perf.metrics(TERMINAL_METRICS)
