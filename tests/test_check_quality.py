@@ -171,3 +171,25 @@ def test_multiclass_accuracy_regression_against_the_baseline(multiclass):
     assert delta["accuracy"] == pytest.approx(doc["quality"]["metrics"]["accuracy"]
                                               - doc["baseline"]["quality"]["accuracy"], abs=1e-6)
     assert delta["accuracy"] < -0.05
+
+
+def test_text_classes_name_the_probability_columns_from_the_graph(tmp_path):
+    """A plain (no ZipMap) export of text classes: the probability columns are named by the
+    classifier's classlabels_strings, so each class's one-vs-rest AUC is its own column's."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.models_corpus import _write_csv
+
+    X, _, y = _data()
+    names = np.array(["eel", "cat", "dog"], dtype=object)[y]  # not in sorted order: cat, dog, eel
+    estimator = LogisticRegression().fit(X, names)
+    _skl(estimator, X, tmp_path / "model.onnx", zipmap=False)
+    sample = _write_csv(tmp_path / "sample.csv", {**{n: X[:, j] for j, n in enumerate(NUMERIC)}, "label": names})
+    result = check(tmp_path / "model.onnx", sample)
+    assert result.code == 0, result.stderr
+    quality = result.json()["quality"]
+    probs = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"X": X})[1]
+    expected = {c: sk.roc_auc_score(names == c, probs[:, j]) for j, c in enumerate(estimator.classes_)}
+    assert {c["label"]: c["roc_auc"] for c in quality["classes"]["classes"]} == pytest.approx(expected, abs=1e-6)
+    assert quality["metrics"]["roc_auc"] == pytest.approx(
+        sk.roc_auc_score(names, estimator.predict_proba(X), multi_class="ovr"), abs=1e-4)

@@ -4,6 +4,7 @@ scripts, nothing fetched when it is viewed)."""
 from __future__ import annotations
 
 from html import escape
+from mlship.console import visible
 from mlship.drift.render import METRICS, effect_text, missing_text, overall, quality_text, state, verdict
 from mlship.drift.report import ColumnDrift, ColumnSummary, DriftReport
 from mlship.metrics import ClassBreakdown
@@ -223,7 +224,7 @@ def _classes(report: DriftReport) -> str:
         for name, _ in sides:
             c = cells[name].get(label)
             values += [None, None, None, None] if c is None else [c.precision, c.recall, c.f1, c.roc_auc]
-        rows.append(f"<tr><td>{escape(label)}</td>" + "".join(
+        rows.append(f"<tr><td>{_shown(label)}</td>" + "".join(
             f"<td class='num'>{'' if v is None else f'{v:.4f}'}</td>" for v in values) + "</tr>")
     figures = "".join(f"<figure class='chart confusion' data-side='{name}'><figcaption>Confusion matrix, {name} "
                       f"<span class='muted'>(rows: truth, columns: predicted; shade: share of the row)</span>"
@@ -300,11 +301,11 @@ def confusion(classes: ClassBreakdown) -> str:
            f"<text x='10' y='{top + size * k / 2:.0f}' font-size='10' fill='#555' text-anchor='middle' "
            f"transform='rotate(-90 10 {top + size * k / 2:.0f})'>truth</text>"]
     for j, label in enumerate(labels):
-        short = escape(label if len(label) <= 8 else label[:7] + "…")
+        short = _shown(label if len(label) <= 8 else label[:7] + "…")
         out.append(f"<text class='class' x='{left + (j + 0.5) * size:.1f}' y='{top - 6}' font-size='10' fill='#555' "
-                   f"text-anchor='middle'>{short}<title>{escape(label)}</title></text>")
+                   f"text-anchor='middle'>{short}<title>{_shown(label)}</title></text>")
         out.append(f"<text class='class' x='{left - 4}' y='{top + (j + 0.5) * size + 3:.1f}' font-size='10' "
-                   f"fill='#555' text-anchor='end'>{short}<title>{escape(label)}</title></text>")
+                   f"fill='#555' text-anchor='end'>{short}<title>{_shown(label)}</title></text>")
     font = max(7, min(12, size / 3))
     for i, row in enumerate(counts):
         total = sum(row) or 1
@@ -313,14 +314,19 @@ def confusion(classes: ClassBreakdown) -> str:
             x, y = left + j * size, top + i * size
             color = REF if i == j else "#e45756"
             out.append(f"<rect class='cell' x='{x:.1f}' y='{y:.1f}' width='{size - 1:.1f}' height='{size - 1:.1f}' "
-                       f"fill='{color}' fill-opacity='{0.08 + 0.92 * share:.3f}'><title>truth {escape(labels[i])}, "
-                       f"predicted {escape(labels[j])}: {n:,} ({share:.1%} of the row)</title></rect>")
+                       f"fill='{color}' fill-opacity='{0.08 + 0.92 * share:.3f}'><title>truth {_shown(labels[i])}, "
+                       f"predicted {_shown(labels[j])}: {n:,} ({share:.1%} of the row)</title></rect>")
             if n:
                 ink = "#fff" if share > 0.5 else "#222"
                 out.append(f"<text x='{x + size / 2:.1f}' y='{y + size / 2 + font / 3:.1f}' font-size='{font:.0f}' "
                            f"fill='{ink}' text-anchor='middle'>{n:,}</text>")
     out.append("</svg>")
     return "".join(out)
+
+
+def _shown(text: str) -> str:
+    """A class label from the user's data as HTML text: escaped, control characters shown as \\xNN."""
+    return escape(visible(text))
 
 
 def lines(labels: list[str], series: dict[str, list[float | None]], *, y_max: float | None = None,

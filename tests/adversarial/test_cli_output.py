@@ -195,3 +195,58 @@ def test_console_channels_show_control_characters(tmp_path):
     text = err.getvalue()
     assert "\x1b" not in text and "\x9b" not in text and "\r" not in text
     assert "a\\x1b[31mb" in text and "c\\x9bd" in text and "e\\x0df" in text
+
+
+# -- class labels from the user's data and the model's graph ------------------------
+
+HOSTILE_CLASSES = ["[red]x[/red]", "<img src=x onerror=alert(1)>", "a\x1b[31mb"]
+
+
+@pytest.fixture(scope="module")
+def hostile_classes(tmp_path_factory):
+    """A three-class skl2onnx model whose class names (in the graph's classlabels_strings and in
+    the labels) are markup, HTML and a terminal escape; its sample, and a labels file for its logs."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.models_corpus import NUMERIC, _data, _skl, _write_csv
+
+    root = tmp_path_factory.mktemp("classes")
+    X, _, y = _data()
+    names = np.array(HOSTILE_CLASSES, dtype=object)[y]
+    _skl(LogisticRegression().fit(X, names), X, root / "model.onnx", zipmap=False)
+    _write_csv(root / "sample.csv", {**{n: X[:, j] for j, n in enumerate(NUMERIC)}, "label": names})
+    return root, names
+
+
+def test_check_prints_hostile_class_names_verbatim_in_its_tables(hostile_classes):
+    root, _ = hostile_classes
+    result = run("check", str(root / "model.onnx"), "-s", str(root / "sample.csv"), "-l", "label",
+                 "--features", "age,income,score,visits")
+    assert result.code == 0, result.stderr
+    out = result.stdout
+    assert "\x1b" not in out and out.count("[red]x[/red]") >= 2  # per-class table and confusion matrix
+    assert "<img src=x" in out and "a\\x1b[31mb" in out
+    doc = run("--json", "check", str(root / "model.onnx"), "-s", str(root / "sample.csv"), "-l", "label",
+              "--features", "age,income,score,visits").json()
+    assert doc["quality"]["classes"]["confusion"]["labels"] == sorted(HOSTILE_CLASSES)
+
+
+def test_drift_html_escapes_hostile_class_names(hostile_classes, tmp_path):
+    root, names = hostile_classes
+    logs = tmp_path / "logs"
+    assert run("predict", str(root / "model.onnx"), "-i", str(root / "sample.csv"), "-o", str(tmp_path / "p.jsonl"),
+               "--features", "age,income,score,visits", "--log-dir", str(logs)).code == 0
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"request_id": f"sample.csv:{i + 1}", "label": n}) + "\n"
+                              for i, n in enumerate(names)))
+    html = tmp_path / "r.html"
+    result = run("--json", "drift", "-r", str(logs), "-c", str(logs), "--labels", str(labels), "--html", str(html))
+    assert result.code == 0, result.stderr
+    assert result.json()["performance"]["current"]["classes"]["confusion"]["labels"] == sorted(HOSTILE_CLASSES)
+    text = html.read_text()
+    assert "<img" not in text
+    section = text[text.index("<h2>Per class</h2>"):]
+    section = section[:section.index("<h2>", 5)]
+    assert section.count("&lt;img src=x onerror=alert(1)&gt;") >= 4  # table row, axis tooltips, cell tooltips
+    assert "\x1b" not in section and "a\\x1b[31mb" in section and "[red]x[/red]" in section
