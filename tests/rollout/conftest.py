@@ -174,10 +174,10 @@ def stage_factory(tmp_path, nginx_factory):
     started: list[ServerProcess] = []
 
     def make(candidate_model: Path = MLP, *, analysis: str | None = None, green_addr: str | None = None,
-             extra: str = "") -> Stage:
+             extra: str = "", stable_model: Path = MODEL) -> Stage:
         project = tmp_path / "project"
         project.mkdir(exist_ok=True)
-        blue = start_server(MODEL, project / "blue", "--name", "bc", "--model-version", "1.0.0", "--variant", "blue")
+        blue = start_server(stable_model, project / "blue", "--name", "bc", "--model-version", "1.0.0", "--variant", "blue")
         started.append(blue)
         green = start_server(candidate_model, project / "green", "--name", "bc", "--model-version", "2.0.0",
                              "--variant", "green")
