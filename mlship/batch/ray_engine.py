@@ -156,18 +156,27 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
     )
 
 
-def _init_ray(ray: Any, options: PredictOptions) -> None:
+def start_ray(ray: Any, address: str | None, num_cpus: int | None = None) -> bool:
+    """Join the Ray cluster at `address`, or start a local one on loopback with `num_cpus`
+    (this machine's CPUs by default); True when this call started it (the caller shuts it down)."""
     import logging
 
     if ray.is_initialized():
-        return
+        return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet
-    local = {} if options.address else {"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"}
+    local = {} if address else {"num_cpus": num_cpus or os.cpu_count(), "_node_ip_address": "127.0.0.1"}
     try:
-        ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR, ignore_reinit_error=True, **local)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ServiceError(f"cannot start or reach Ray{f' at {options.address}' if options.address else ''}: {exc}") from None
+        raise ServiceError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
+    return True
+
+
+def _init_ray(ray: Any, options: PredictOptions) -> None:
+    import logging
+
+    start_ray(ray, options.address)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True  # output rows in input order, like the local engine

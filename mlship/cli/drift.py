@@ -93,24 +93,37 @@ def profile(
     strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", help="Rows read at a time (memory bound)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="ONNX model: scores data without outputs, kept in the profile [model]."),
+    engine: str = typer.Option("local", "--engine", help="local, or ray: profile the files (or Parquet row groups) in parallel Ray tasks and merge."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to join (--engine ray); default: a local Ray on loopback."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", min=1, help="CPUs of the local Ray (--engine ray) [all]."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", min=1, help="Ray tasks (--engine ray) [the cluster's CPUs]."),
 ) -> None:
     """Profile a reference once (or in pieces, then merge the pieces' profiles)."""
     from mlship.drift.detection import build_profile
     from mlship.drift.profile import Profile, is_profile_file, merge_profiles, save_profile
+    from mlship.errors import UsageError
 
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine {engine!r}: use local or ray")
     console = state(ctx).console
     model = _model(config_for(ctx), model)
-    if all(is_profile_file(d) for d in data):
-        merged = merge_profiles(data)
-    else:
-        merged = Profile()
-        for spec in data:
-            if is_profile_file(spec):
-                merged.merge(merge_profiles([spec]))
-            else:
-                merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict, model=model)[0])
+    merged, tasks = Profile(), 0
+    for spec in data:
+        if is_profile_file(spec):
+            merged.merge(merge_profiles([spec]))
+        elif engine == "ray":
+            from mlship.drift.distributed import build_profile_ray
+
+            with console.status(f"profiling {spec} in Ray tasks"):
+                part, used = build_profile_ray(spec, chunk_rows=chunk_rows, strict=strict, model=model,
+                                               address=address, num_cpus=num_cpus, partitions=partitions)
+            merged.merge(part)
+            tasks += used
+        else:
+            merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict, model=model)[0])
     save_profile(merged, output)
-    summary = {"output": str(output), "rows": merged.rows,
-               "columns": {n: c.kind for n, c in sorted(merged.columns.items())}}
+    summary = {"output": str(output), "rows": merged.rows, "engine": engine,
+               "columns": {n: c.kind for n, c in sorted(merged.columns.items())},
+               **({"tasks": tasks} if engine == "ray" else {})}
     console.result(summary, lambda out: out.print(
         f"profiled {merged.rows:,} rows, {len(merged.columns)} columns -> {output}", markup=False))

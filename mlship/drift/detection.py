@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -129,8 +129,16 @@ def _reference(options: DriftOptions, read: ReadReport, labels: dict[str, Any] |
 def _scan(spec: str, *, chunk_rows: int, strict: bool, read: ReadReport, progress: Callable[[int], None],
           perf: "Performance | None" = None, labels: dict[str, Any] | None = None) -> Profile:
     """The profile of the predictions (and their quality, given `perf`) in data or logs."""
+    return profile_frames(iter_frames(spec, chunk_rows=chunk_rows, strict=strict, report=read), progress=progress,
+                          perf=perf, labels=labels)
+
+
+def profile_frames(frames: Iterable[Frame], *, progress: Callable[[int], None] = lambda rows: None,
+                   perf: "Performance | None" = None, labels: dict[str, Any] | None = None) -> Profile:
+    """The profile of frames' prediction rows, in order (also a piece of a larger reference:
+    drift/distributed.py)."""
     profile = Profile()
-    for frame in iter_frames(spec, chunk_rows=chunk_rows, strict=strict, report=read):
+    for frame in frames:
         ok = _ok_rows(frame)
         profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
         if perf is not None:

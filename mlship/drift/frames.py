@@ -69,6 +69,14 @@ def iter_frames(spec: str | Path, *, chunk_rows: int = 50_000, strict: bool = Fa
             raise InvalidInputError(f"{path}: cannot read: {str(exc).splitlines()[0] if str(exc) else exc}") from None
 
 
+def iter_row_group_frames(path: Path, row_groups: list[int], *, chunk_rows: int = 50_000) -> Iterator[Frame]:
+    """The frames of some row groups of one Parquet file (a piece of it, profiled apart)."""
+    try:
+        yield from (_batch_frame(b) for b in iter_parquet(path, chunk_rows=chunk_rows, row_groups=row_groups))
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path}: cannot read: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
 def _records_frame(records: list[dict[str, Any]]) -> Frame:
     """Log records (inputs/outputs) or plain rows, as columns."""
     if "inputs" in records[0] or "outputs" in records[0]:

@@ -230,16 +230,17 @@ def _reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def iter_parquet(path: Path, *, chunk_rows: int = 50_000, where: LogFilter | None = None) -> Iterator[Any]:
-    """A Parquet file's record batches; inputs/outputs kept as structs (logs converted
-    from JSON Lines) are flattened to `inputs.NAME`/`outputs.NAME` columns."""
+def iter_parquet(path: Path, *, chunk_rows: int = 50_000, where: LogFilter | None = None,
+                 row_groups: list[int] | None = None) -> Iterator[Any]:
+    """A Parquet file's record batches (of `row_groups` only, when given); inputs/outputs kept
+    as structs (logs converted from JSON Lines) are flattened to `inputs.NAME`/`outputs.NAME` columns."""
     from mlship.extras import require
 
     pq = require("pyarrow.parquet")
     import pyarrow as pa
 
     # pre_buffer=False: pre-buffering holds whole column chunks and costs ~150 MB more at peak.
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows):
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=chunk_rows, row_groups=row_groups):
         if any(pa.types.is_struct(f.type) for f in batch.schema):
             batch = pa.Table.from_batches([batch]).flatten().combine_chunks().to_batches()[0]
         if where is not None:
