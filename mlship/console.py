@@ -19,7 +19,6 @@ each row (`plain_table`). Colours are off with `--plain`.
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import nullcontext
 from functools import cached_property
@@ -88,7 +87,7 @@ class Console:
         """Emit a command's result: `data` as JSON, or `render` for people."""
         self.emitted_result = True
         if self.json_output:
-            self._stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+            self._stdout.write(_dumps(data, indent=2) + "\n")
             self._stdout.flush()
         elif not self.quiet:
             render(self.out)
@@ -97,7 +96,7 @@ class Console:
         """Emit a command's result as one JSON document on stdout, whatever the output
         mode (a command's own `--json-out -`, as `drift` has)."""
         self.emitted_result = True
-        self._stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
+        self._stdout.write(_dumps(data, indent=2) + "\n")
         self._stdout.flush()
 
     def info(self, message: str) -> None:
@@ -121,7 +120,7 @@ class Console:
         self.err.print(_labelled("error:", "red", message))
         if self.json_output and not self.emitted_result:
             doc = {"error": {"message": message, "exit_code": exit_code}}
-            self._stdout.write(json.dumps(doc) + "\n")
+            self._stdout.write(_dumps(doc) + "\n")
             self._stdout.flush()
 
     def traceback(self) -> None:
@@ -247,6 +246,12 @@ def _labelled(label: str, style: str, message: str) -> Any:
     from rich.text import Text
 
     return Text.assemble((label, style), " ", visible(message))
+
+
+def _dumps(data: Any, indent: int | None = None) -> str:
+    import json  # only when a document is printed: `mlship --help` prints none
+
+    return json.dumps(data, indent=indent, default=_jsonable)
 
 
 def _jsonable(value: Any) -> Any:
