@@ -23,6 +23,17 @@ def browse(chromium: str, page: Path, tmp_path: Path, *extra: str) -> subprocess
                            *extra, page.as_uri()], capture_output=True, text=True, timeout=120)
 
 
+def rendered_page(chromium: str, html: Path, tmp_path: Path) -> str:
+    """The report's DOM after chromium rendered it, once checked self-contained (no script,
+    nothing fetched) and rendered without console messages."""
+    text = html.read_text()
+    assert "<script" not in text and not re.search(r"(src|href)=['\"]https?://", text)
+    dom = browse(chromium, html, tmp_path, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert [line for line in dom.stderr.splitlines() if ":CONSOLE" in line] == []
+    return dom.stdout
+
+
 def test_html_report_renders_in_chromium_with_its_charts(tmp_path, chromium):
     rng = np.random.default_rng(4)
     ref = tmp_path / "ref.jsonl"
@@ -75,12 +86,7 @@ def test_a_hundred_columns_stay_one_small_file_with_details_and_labelled_axes(tm
     assert result.code in (0, 4), result.stderr
     size = html.stat().st_size
     assert size < 2_000_000, size
-    text = html.read_text()
-    assert "<script" not in text and not re.search(r"(src|href)=['\"]https?://", text)
-    dom = browse(chromium, html, tmp_path, "--dump-dom")
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    assert [line for line in dom.stderr.splitlines() if ":CONSOLE" in line] == []
-    page = dom.stdout
+    page = rendered_page(chromium, html, tmp_path)
     assert "<h2>Column details</h2>" in page and page.count("<details") == 100
     # Drifted columns lead the table (num_00, num_03, ... moved by half a standard deviation).
     first = re.findall(r"<tr><td><a href=\"#col-[0-9a-f]+\">([^<]+)</a>", page)
