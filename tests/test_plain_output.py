@@ -202,11 +202,15 @@ def test_progress_without_a_terminal_is_a_line_at_a_time(tmp_path):
 def test_progress_lines_come_once_per_interval():
     said: list[str] = []
     lines = ProgressLines(said.append, "pushing to cloud", "bytes", interval=3600)
-    lines.start(1000)
+    lines.start(500_000_000)
     for _ in range(10):
-        lines.advance(100)
+        lines.advance(5_000_000)
     assert said == []  # less than an interval passed
-    assert lines.line(10.0) == "pushing to cloud: 1,000/1,000 bytes (100%), 100 bytes/s, 10 s"
+    assert lines.line(2.0) == "pushing to cloud: 50.0/500.0 MB (10%), 25.0 MB/s, 2 s, about 18 s left"
+    rows = ProgressLines(said.append, "scoring", "rows", interval=0)
+    rows.start(None)
+    rows.advance(1234)
+    assert said and said[-1].startswith("scoring: 1,234 rows, ")
 
 
 def test_a_missing_labels_column_names_every_column_of_the_sample(tmp_path):
