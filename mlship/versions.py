@@ -1,7 +1,9 @@
-"""The versions store: a record of every build and push.
+"""The versions store: a record of every build, push and deploy.
 
 `.mlship/versions.jsonl` beside mlship.yaml (or `--store`), one JSON object
-per line: builds (`event: build`) and pushes (`event: push`). The file is
+per line: builds (`event: build`), pushes (`event: push`) and what runs where
+(`event: deploy`, `stop`, `gc`: who, when, on which engine or endpoint, in
+which slot, which image digest). The file is
 rewritten whole through a temporary file and a rename, so a reader never
 sees a half-written record, and writes hold a lock (`versions.jsonl.lock`
 beside it) across the read and the rename, so concurrent builds lose none.
@@ -23,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from mlship.actor import current_user
 from mlship.errors import InvalidInputError, ServiceError, UsageError
 from mlship.fsutil import atomic_write, file_lock
 
@@ -63,6 +66,27 @@ class PushRecord(BaseModel):
     created: str = Field(default_factory=lambda: now())
 
 
+class DeployRecord(BaseModel):
+    """One change of what runs where: a version placed in a slot (deploy, or undo bringing it back),
+    a slot stopped, a kept placement removed (gc)."""
+
+    event: Literal["deploy", "stop", "gc"]
+    name: str
+    version: str
+    slot: str
+    runtime: str = Field(description="The deploy runtime (docker, sagemaker, ...).")
+    where: str = Field(description="The engine's address or the SageMaker endpoint.")
+    id: str = Field(description="The runtime's handle: a container name, a SageMaker model name.")
+    image: str | None = None
+    digest: str | None = Field(None, description="The image's digest (registry manifest, or the engine's image id).")
+    via: str | None = Field(None, description="What placed it when not `mlship deploy`: rollout start, rollout undo.")
+    user: str = Field(default_factory=lambda: current_user())
+    created: str = Field(default_factory=lambda: now())
+
+
+DEPLOY_EVENTS = ("deploy", "stop", "gc")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -86,7 +110,7 @@ class VersionStore:
                 out.append(record)
         return out
 
-    def append(self, record: BuildRecord | PushRecord) -> None:
+    def append(self, record: BuildRecord | PushRecord | DeployRecord) -> None:
         """Add one record; concurrent appends (parallel CI jobs) each keep theirs."""
         with self._locked():  # read and rename under one lock: no append is lost
             old = self.path.read_bytes() if self.path.exists() else b""
@@ -149,6 +173,36 @@ class VersionStore:
         matches = [b for b in self.versions(name) if (version is None or b["version"] == version)
                    and (kind is None or b["kind"] == kind)]
         return matches[-1] if matches else None
+
+    def deploys(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
+        """The deploy, stop and gc events of `name` (of one version), oldest first."""
+        return [r for r in self.records() if r.get("event") in DEPLOY_EVENTS and r.get("name") == name
+                and (version is None or r.get("version") == version)]
+
+    def show(self, name: str, version: str | None = None) -> dict[str, Any] | None:
+        """NAME[:VERSION] (the latest build when no version) with its pushes, where it runs (`runs`)
+        and its deploy events (`deploys`); None when neither a build nor a deploy of it is recorded."""
+        record = self.find(name, version)
+        version = record["version"] if record is not None else version
+        events = self.deploys(name, version) if version else []
+        if record is None and not events:
+            return None
+        record = record or {"name": name, "version": version, "kind": None, "pushed": []}
+        return {**record, "runs": self.running(name, version), "deploys": events}
+
+    def running(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
+        """Where `name` (one version of it) runs, as the events tell: per runtime, place and slot, the
+        last version deployed there, `running`, or `stopped` when a stop came after it."""
+        slots: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for r in self.deploys(name):
+            key = (r.get("runtime", ""), r.get("where", ""), r.get("slot", ""))
+            if r["event"] == "deploy":
+                slots[key] = {"slot": r.get("slot"), "version": r.get("version"), "runtime": r.get("runtime"),
+                              "where": r.get("where"), "id": r.get("id"), "digest": r.get("digest"),
+                              "state": "running", "since": r.get("created"), "user": r.get("user")}
+            elif r["event"] == "stop" and key in slots and slots[key]["version"] == r.get("version"):
+                slots[key].update(state="stopped", since=r.get("created"), user=r.get("user"))
+        return [s for s in slots.values() if version is None or s["version"] == version]
 
     def next_version(self, name: str) -> str:
         """The last version of `name` with its last number raised by one (0.1.0 first)."""

@@ -30,6 +30,7 @@ class _RunByDefault(TyperGroup):
 app = typer.Typer(cls=_RunByDefault, help=HELP, no_args_is_help=True)
 
 RUNTIME = typer.Option(None, "--runtime", help="The runtime [deploy.runtime].")
+FORCE = typer.Option(False, "--force", help="Even when the slot carries live traffic in a rollout.")
 
 
 @app.command("run")
@@ -39,18 +40,21 @@ def run(
     slot: str = typer.Option(..., "--slot", help="The slot to run it in (a key of rollout.router.upstreams)."),
     image: Optional[str] = typer.Option(None, "--image", help="Run this image instead of the recorded one."),
     runtime: Optional[str] = RUNTIME,
+    force: bool = FORCE,
 ) -> None:
     """Run NAME:VERSION in SLOT; exit 7 with its last log lines when it does not serve (the slot unchanged)."""
     from mlship.deploy.service import DeployRequest, deploy_version
     from mlship.errors import UsageError
+    from mlship.rollout.service import traffic_guard
 
     name, _, version = ref.partition(":")
     if not name or not version:
         raise UsageError(f"{ref!r}: expected NAME:VERSION, e.g. readmission:1.4.0")
     console = state(ctx).console
-    request = DeployRequest(name=name, version=version, slot=slot, image=image, runtime=runtime)
+    request = DeployRequest(name=name, version=version, slot=slot, image=image, runtime=runtime, force=force)
+    cfg = config_for(ctx)
     with showing_logs(ctx), console.status(f"deploying {ref} to slot {slot}"):
-        result = deploy_version(config_for(ctx), request)
+        result = deploy_version(cfg, request, traffic=traffic_guard(cfg))
     was = f" (was {result.replaced})" if result.replaced else ""
     console.result(result.model_dump(), lambda out: out.print(
         f"{name} {version} serves in slot {slot}{was} on {result.where} ({result.placement.id}, "
@@ -69,11 +73,14 @@ def status(ctx: typer.Context, name: str = typer.Argument(..., help="Model name.
 
 @app.command("stop")
 def stop(ctx: typer.Context, name: str = typer.Argument(..., help="Model name."),
-         slot: str = typer.Option(..., "--slot", help="The slot to stop."), runtime: Optional[str] = RUNTIME) -> None:
+         slot: str = typer.Option(..., "--slot", help="The slot to stop."), runtime: Optional[str] = RUNTIME,
+         force: bool = FORCE) -> None:
     """Stop what runs in SLOT (kept, not removed)."""
     from mlship.deploy.service import stop_slot
+    from mlship.rollout.service import traffic_guard
 
-    placement = stop_slot(config_for(ctx), name, slot, runtime)
+    cfg = config_for(ctx)
+    placement = stop_slot(cfg, name, slot, runtime, force=force, traffic=traffic_guard(cfg))
     text = f"stopped {placement.id} ({placement.version})" if placement else f"slot {slot} runs nothing"
     state(ctx).console.result({"stopped": placement.model_dump() if placement else None},
                               lambda out: out.print(text, markup=False))
@@ -83,13 +90,19 @@ def stop(ctx: typer.Context, name: str = typer.Argument(..., help="Model name.")
 def gc(ctx: typer.Context, name: str = typer.Argument(..., help="Model name."),
        keep: int = typer.Option(1, "--keep", min=0, help="Replaced versions to keep for undo, newest first."),
        runtime: Optional[str] = RUNTIME) -> None:
-    """Remove replaced versions kept for undo, but the KEEP newest."""
+    """Remove replaced versions kept for undo, but the KEEP newest, and the images only they used."""
     from mlship.deploy.service import collect_garbage
 
-    removed = collect_garbage(config_for(ctx), name, keep, runtime)
-    state(ctx).console.result({"removed": [p.model_dump() for p in removed]},
-                              lambda out: out.print(f"removed {len(removed)}: "
-                                                    + (", ".join(p.id for p in removed) or "nothing"), markup=False))
+    report = collect_garbage(config_for(ctx), name, keep, runtime)
+    state(ctx).console.result(report.model_dump(), lambda out: _render_gc(out, report))
+
+
+def _render_gc(out: Any, report: Any) -> None:
+    removed = ", ".join(f"{p.id} ({p.version})" for p in report.removed) or "nothing"
+    out.print(f"removed {len(report.removed)} kept on {report.where}: {removed}", markup=False)
+    if report.images:
+        out.print(f"removed {len(report.images)} image(s) no container uses: {', '.join(report.images)}",
+                  markup=False)
 
 
 def _render(out: Any, placements: list["Placement"]) -> None:

@@ -38,18 +38,37 @@ def _render_versions(out, rows: list[dict]) -> None:
 
 @app.command("show")
 def versions_show(ctx: typer.Context, ref: str = typer.Argument(..., help="NAME[:VERSION] (latest when no version).")) -> None:
-    """One build with its pushes."""
-    import json
-
+    """One build with its pushes, where it runs (slots) and its deploy events."""
     from mlship.errors import UsageError
     from mlship.versions import VersionStore
 
     cfg = config_for(ctx)
     name, _, version = ref.partition(":")
-    record = VersionStore(cfg.resolve(cfg.store)).find(name, version or None)
+    record = VersionStore(cfg.resolve(cfg.store)).show(name, version or None)
     if record is None:
-        raise UsageError(f"no recorded build of {ref}", hint="See `mlship versions list`")
-    state(ctx).console.result(record, lambda out: out.print(json.dumps(record, indent=2), markup=False))
+        raise UsageError(f"no recorded build or deploy of {ref}", hint="See `mlship versions list`")
+    state(ctx).console.result(record, lambda out: _render_show(out, record))
+
+
+def _render_show(out, record: dict) -> None:
+    import json
+
+    from rich.table import Table
+
+    from mlship.console import plain
+
+    shown = {k: v for k, v in record.items() if k not in ("runs", "deploys")}
+    out.print(json.dumps(shown, indent=2), markup=False)
+    if not record["runs"]:
+        out.print("runs nowhere (no slot's last deploy is this version)", markup=False)
+        return
+    table = Table(title="runs in", show_edge=False)
+    for col in ("slot", "state", "runtime", "where", "since", "by", "digest"):
+        table.add_column(col)
+    for r in record["runs"]:
+        table.add_row(*(plain(str(v or "")) for v in (r["slot"], r["state"], r["runtime"], r["where"], r["since"],
+                                                      r["user"], (r["digest"] or "")[:19])))
+    out.print(table)
 
 
 version_app = typer.Typer(help="Change the version in mlship.yaml (for Makefiles: mlship version bump patch).",

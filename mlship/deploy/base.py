@@ -29,6 +29,8 @@ class Placement(BaseModel):
     id: str = Field(description="The runtime's handle: a container name, a SageMaker model name.")
     created: str = ""
     address: str | None = None
+    digest: str | None = Field(None, description="The image's digest: the registry manifest's when it was pulled by "
+                               "digest, else the runtime's image id.")
 
 
 class DeployError(ServiceError):
@@ -44,8 +46,8 @@ class Runtime(abc.ABC):
 
     A plugin subclasses this and `Runtime.Settings` (its keys under `deploy.<name>` in
     mlship.yaml) and is constructed with `name=` (the model), `slots=` (slot -> the address
-    the router sends that slot's traffic to, None when it has none) and those settings as
-    keyword arguments.
+    the router sends that slot's traffic to, None when it has none), `router=` (the
+    `rollout.router` settings, None without one) and those settings as keyword arguments.
     """
 
     #: the `deploy.runtime:` name it is registered under
@@ -81,3 +83,8 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def remove(self, placement: Placement) -> None:
         """Delete a kept placement for good."""
+
+    def prune(self, removed: list[Placement]) -> list[str]:
+        """Delete what the `removed` placements left behind that nothing else uses (their images);
+        what was deleted. Nothing by default."""
+        return []

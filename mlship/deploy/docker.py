@@ -63,7 +63,8 @@ class DockerRuntime(Runtime):
                     raise ValueError(f"{mount!r}: expected SOURCE:/TARGET or SOURCE:/TARGET:ro")
             return mounts
 
-    def __init__(self, *, name: str, slots: dict[str, str | None], **settings: Any) -> None:
+    def __init__(self, *, name: str, slots: dict[str, str | None], router: dict[str, Any] | None = None,
+                 **settings: Any) -> None:
         self.model, self.slots = name, dict(slots)
         self.settings = self.Settings.model_validate(settings)
 
@@ -131,6 +132,25 @@ class DockerRuntime(Runtime):
             container = self._container(client, placement.id)
             if container is not None:
                 self._call(lambda: container.remove(force=True), f"removing {placement.id}")
+
+    def prune(self, removed: list[Placement]) -> list[str]:
+        """The images of the removed containers that no container on the engine uses (any, not only mlship's)."""
+        import docker
+
+        deleted: list[str] = []
+        with closing(self._connect()) as client:
+            used = {c.attrs.get("Image") for c in self._call(lambda: client.containers.list(all=True),
+                                                              "listing containers")}
+            for ref in dict.fromkeys(p.image for p in removed):
+                try:
+                    image = client.images.get(ref)
+                except docker.errors.APIError:
+                    continue  # removed already, or a reference the engine no longer resolves
+                if image.id in used or image.id in deleted:
+                    continue
+                self._call(lambda: client.images.remove(image.id, force=True), f"removing image {ref}")
+                deleted.append(image.id)
+        return deleted
 
     # -- replacing a slot's container ------------------------------------------
 
@@ -219,8 +239,9 @@ class DockerRuntime(Runtime):
     def _placement(self, container: Any) -> Placement:
         slot = container.labels.get(LABEL + "slot", "")
         current = container.name == self._name(slot)
-        return Placement(slot=slot, version=container.labels.get(LABEL + "version", ""),
-                         image=container.labels.get(LABEL + "image") or container.attrs["Config"]["Image"],
+        image = container.labels.get(LABEL + "image") or container.attrs["Config"]["Image"]
+        return Placement(slot=slot, version=container.labels.get(LABEL + "version", ""), image=image,
+                         digest=image.partition("@")[2] or container.attrs.get("Image"),
                          state=container.status, current=current, id=container.name,
                          created=container.attrs.get("Created", "")[:19] + "Z",
                          address=self.slots.get(slot) if current else None)

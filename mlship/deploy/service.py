@@ -9,7 +9,7 @@ then the pushed references, pinned by digest) unless the request names one.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from pydantic import BaseModel
 
@@ -17,13 +17,17 @@ from mlship.deploy.base import Placement, Runtime
 from mlship.errors import UsageError
 from mlship.names import check_name
 from mlship.plugins import load
-from mlship.versions import VersionStore
+from mlship.versions import DeployRecord, VersionStore
 
 if TYPE_CHECKING:
     from mlship.config import Config
 
 # Runtime settings that are files: relative ones are relative to mlship.yaml.
 _PATH_SETTINGS = ("ca", "cert", "key")
+
+#: (model, slot) -> what live traffic the slot carries (naming the rollout and its weights), None when none.
+#: mlship.rollout.service.traffic_guard gives one; the deploy package does not read rollout states itself.
+TrafficGuard = Callable[[str, str], "str | None"]
 
 
 class DeployRequest(BaseModel):
@@ -34,6 +38,7 @@ class DeployRequest(BaseModel):
     slot: str
     image: str | None = None
     runtime: str | None = None
+    force: bool = False
 
 
 class DeployResult(BaseModel):
@@ -47,6 +52,15 @@ class DeployResult(BaseModel):
     placement: Placement
     replaced: str | None
     seconds: float
+
+
+class GarbageReport(BaseModel):
+    """What `deploy gc` removed: kept placements, and the images only they used."""
+
+    name: str
+    where: str
+    removed: list[Placement]
+    images: list[str]
 
 
 class DeployStatus(BaseModel):
@@ -68,7 +82,8 @@ def open_runtime(cfg: "Config", name: str, runtime: str | None = None) -> Runtim
     plugin = load("runtimes", kind, "deploy.runtime")
     settings = cfg.deploy.settings(kind).model_dump(exclude_none=True)
     _resolve_paths(cfg, settings)
-    return plugin(name=name, slots=router_slots(cfg), **settings)
+    router = cfg.rollout.router.model_dump(exclude_none=True) if cfg.rollout.router is not None else None
+    return plugin(name=name, slots=router_slots(cfg), router=router, **settings)
 
 
 def router_slots(cfg: "Config") -> dict[str, str | None]:
@@ -82,14 +97,22 @@ def router_slots(cfg: "Config") -> dict[str, str | None]:
     return {slot: None for slot in getattr(router, "variants", None) or []}
 
 
-def deploy_version(cfg: "Config", request: DeployRequest) -> DeployResult:
-    """Run `request.version` in `request.slot`; DeployError (exit 7) with the slot unchanged when it does not serve."""
+def deploy_version(cfg: "Config", request: DeployRequest, traffic: TrafficGuard | None = None,
+                   via: str | None = None) -> DeployResult:
+    """Run `request.version` in `request.slot`; DeployError (exit 7) with the slot unchanged when it does not serve.
+
+    With `traffic`, a slot carrying live traffic is refused (exit 2) unless `request.force`. Recorded
+    in the versions store (`via` says what placed it when not `mlship deploy`).
+    """
     check_name(request.version, "version")
     runtime = open_runtime(cfg, request.name, request.runtime)
+    if not request.force:
+        refuse_live_slot(traffic, request.name, request.slot, f"deploying {request.version} into")
     images = [request.image] if request.image else recorded_images(cfg, request.name, request.version)
     before = _current(runtime, request.slot)
     started = time.perf_counter()
     placement = runtime.deploy(request.slot, request.version, images)
+    record_event(cfg, request.name, runtime, "deploy", placement, via)
     replaced = before.version if before and before.version != request.version else None
     return DeployResult(name=request.name, version=request.version, slot=request.slot, runtime=runtime.name,
                         where=runtime.where(), placement=placement, replaced=replaced,
@@ -123,13 +146,31 @@ def deploy_status(cfg: "Config", name: str, runtime: str | None = None) -> Deplo
     return DeployStatus(name=name, runtime=rt.name, where=rt.where(), placements=rt.placements())
 
 
-def stop_slot(cfg: "Config", name: str, slot: str, runtime: str | None = None) -> Placement | None:
-    """Stop what runs in `slot` (kept for a later start); None when the slot is empty."""
-    return open_runtime(cfg, name, runtime).stop(slot)
+def stop_slot(cfg: "Config", name: str, slot: str, runtime: str | None = None, *, force: bool = False,
+              traffic: TrafficGuard | None = None) -> Placement | None:
+    """Stop what runs in `slot` (kept for a later start); None when the slot is empty.
+
+    With `traffic`, a slot carrying live traffic is refused (exit 2) unless `force`."""
+    rt = open_runtime(cfg, name, runtime)
+    if not force:
+        refuse_live_slot(traffic, name, slot, "stopping")
+    placement = rt.stop(slot)
+    if placement is not None:
+        record_event(cfg, name, rt, "stop", placement)
+    return placement
 
 
-def collect_garbage(cfg: "Config", name: str, keep: int, runtime: str | None = None) -> list[Placement]:
-    """Remove kept (replaced) placements of `name` but the `keep` newest; the removed ones."""
+def restore_version(cfg: "Config", name: str, slot: str, version: str, via: str) -> Placement:
+    """Bring the kept `version` back into `slot` (rollout undo), recorded as a deploy."""
+    rt = open_runtime(cfg, name)
+    placement = rt.restore(slot, version)
+    record_event(cfg, name, rt, "deploy", placement, via)
+    return placement
+
+
+def collect_garbage(cfg: "Config", name: str, keep: int, runtime: str | None = None) -> GarbageReport:
+    """Remove kept (replaced) placements of `name` but the `keep` newest, then the images that only
+    the removed ones used."""
     if keep < 0:
         raise UsageError(f"--keep {keep}: must be 0 or more")
     rt = open_runtime(cfg, name, runtime)
@@ -137,7 +178,26 @@ def collect_garbage(cfg: "Config", name: str, keep: int, runtime: str | None = N
     removed = kept[keep:]
     for placement in removed:
         rt.remove(placement)
-    return removed
+        record_event(cfg, name, rt, "gc", placement)
+    images = rt.prune(removed) if removed else []
+    return GarbageReport(name=name, where=rt.where(), removed=removed, images=images)
+
+
+def refuse_live_slot(traffic: TrafficGuard | None, name: str, slot: str, doing: str) -> None:
+    """UsageError (exit 2) when `traffic` says `slot` carries live traffic."""
+    live = traffic(name, slot) if traffic is not None else None
+    if live:
+        raise UsageError(f"{doing} slot {slot} of {name}, which carries live traffic: {live}",
+                         hint="Use the slot without traffic (rollout start deploys the candidate there), "
+                              "or pass --force")
+
+
+def record_event(cfg: "Config", name: str, runtime: Runtime, event: str, placement: Placement, via: str | None = None) -> None:
+    """One deploy, stop or gc event in the versions store: who, when, where, which slot, which digest."""
+    store = VersionStore(cfg.resolve(cfg.store))
+    store.append(DeployRecord(event=event, name=name, version=placement.version, slot=placement.slot,
+                              runtime=runtime.name, where=runtime.where(), id=placement.id, image=placement.image,
+                              digest=placement.digest, via=via))
 
 
 def _current(runtime: Runtime, slot: str) -> Placement | None:

@@ -34,7 +34,8 @@ class RolloutSlots:
         from mlship.deploy.service import DeployRequest, deploy_version, router_slots
 
         if self.cfg.deploy.runtime:
-            result = deploy_version(self.cfg, DeployRequest(name=self.name, version=version, slot=slot))
+            result = deploy_version(self.cfg, DeployRequest(name=self.name, version=version, slot=slot),
+                                    via="rollout start")
             return f"deployed {version} to {slot} on {result.where}"
         address = router_slots(self.cfg).get(slot)
         served = probe.served_versions(address, self.name) if address else None
@@ -50,6 +51,6 @@ class RolloutSlots:
     def bring_back(self, slot: str, version: str) -> None:
         """Have `slot` serve `version` again (its stopped or kept container), when a runtime is configured."""
         if self.cfg.deploy.runtime:
-            from mlship.deploy.service import open_runtime
+            from mlship.deploy.service import restore_version
 
-            open_runtime(self.cfg, self.name).restore(slot, version)
+            restore_version(self.cfg, self.name, slot, version, via="rollout undo")

@@ -8,10 +8,8 @@ lock object created only if absent, state written at the version it was read at)
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
-import socket
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_serializer, model_validator
 
+from mlship.actor import current_user  # noqa: F401 - rollout modules import it from here
 from mlship.errors import InvalidInputError, RolloutPausedError, UsageError
 from mlship.rollout.reports import GateResult
 
@@ -179,16 +178,6 @@ def now_iso() -> str:
 def parse_iso(text: str) -> float:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
-
-def current_user() -> str:
-    for key in ("MLSHIP_USER", "GITLAB_USER_LOGIN", "GITHUB_ACTOR"):
-        if os.environ.get(key):
-            return os.environ[key]
-    try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry in some containers
-        user = str(os.getuid())
-    return f"{user}@{socket.gethostname()}"
 
 
 OnWait = Callable[[str], None] | None
