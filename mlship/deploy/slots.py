@@ -9,9 +9,8 @@ refused, so traffic never moves to a slot that runs something else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mlship.deploy import probe
 from mlship.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,24 +24,25 @@ class RolloutSlots:
     cfg: "Config"
     name: str
 
-    def place(self, slot: str, version: str) -> str:
-        """Make `slot` serve `version`: deploy it with the runtime, or check that it serves it already.
+    def place(self, slot: str, version: str, router: Any) -> str:
+        """Make `slot` serve `version`: deploy it with the runtime, or ask `router` (its `serves`)
+        what the slot serves.
 
         UsageError (exit 2) naming what the slot serves when it serves another version and no
         runtime is configured; DeployError (exit 7) when a deploy fails. Returns what was done, for messages.
         """
-        from mlship.deploy.service import DeployRequest, deploy_version, router_slots
+        from mlship.deploy.service import DeployRequest, deploy_version
 
         if self.cfg.deploy.runtime:
             result = deploy_version(self.cfg, DeployRequest(name=self.name, version=version, slot=slot),
                                     via="rollout start")
             return f"deployed {version} to {slot} on {result.where}"
-        address = router_slots(self.cfg).get(slot)
-        served = probe.served_versions(address, self.name) if address else None
+        answer = router.serves(slot)
         # Refused: a slot that answers with another version. A slot that does not answer (not started
         # yet, a router without addresses) is left to the gate, which counts its failed requests.
-        if served is not None and version not in served:
-            raise UsageError(f"slot {slot} ({address}) serves {', '.join(served) or 'no version'} of {self.name}, "
+        where, served = answer if answer is not None else ("", [version])
+        if version not in served:
+            raise UsageError(f"slot {slot} ({where}) serves {', '.join(served) or 'no version'} of {self.name}, "
                              f"not the candidate {version}",
                              hint=f"Run {version} there first (mlship deploy {self.name}:{version} --slot {slot}, "
                                   "or set deploy.runtime and `rollout start` deploys it)")

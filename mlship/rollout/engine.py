@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from mlship.errors import ExitCode, UsageError
 from mlship.names import check_name
-from mlship.rollout.gates import evaluate, read_window
+from mlship.rollout.gates import Window, evaluate, read_window
 from mlship.rollout.reports import GateReport
 from mlship.rollout.state import AuditEntry, PauseReason, Route, RolloutState, Side, current_user, now_iso, parse_iso
 from mlship.rollout.transaction import (Outcome, Rollout, Transition, View, outcome_of, state_code, take_view,
@@ -63,7 +63,7 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
         if slot is None or slot == stable_side.slot or slot not in slots:
             raise UsageError(f"no free slot for the candidate (slots: {', '.join(slots)}; stable on {stable_side.slot})")
         # Before any traffic moves: the candidate slot runs the candidate (deployed, or checked).
-        placed = r.slots.place(slot, candidate) if r.slots is not None else ""
+        placed = r.slots.place(slot, candidate, router) if r.slots is not None else ""
         plan = [float(s) for s in (steps or r.default_steps)]
         new = RolloutState(
             name=r.name, strategy=strategy, stable=stable_side, candidate=Side(version=candidate, slot=slot),
@@ -281,20 +281,24 @@ def _complete(new: RolloutState) -> Transition:
 
 
 def _gate(r: Rollout, state: RolloutState) -> GateReport:
-    if not r.logs:
+    until = now_iso()
+    since_s, until_s = parse_iso(state.step_started), parse_iso(until)
+    # What the router's own metrics saw (SageMaker's CloudWatch metrics, when configured).
+    observed = r.router.observed(state.candidate.slot, since_s, until_s)
+    if not r.logs and observed is None:
         raise UsageError("the analysis gate needs the prediction logs of both versions",
                          hint="Set rollout.logs in mlship.yaml or pass --logs DIR")
-    until = now_iso()
-    window = read_window(r.logs, r.name, state.stable.version, state.candidate.version, state.step_started, until)
+    window = read_window(r.logs, r.name, state.stable.version, state.candidate.version, state.step_started, until) \
+        if r.logs else Window([], [])
     analysis = r.analysis
     no_traffic = state.route.weight == 0 and not state.route.mirror
     if no_traffic:  # a blue-green preview: judge what reached it, users are not waiting on it
         analysis = analysis.model_copy(update={"min_requests": 0})
     # What users saw: requests the router sent to the candidate that it never answered (no prediction log).
-    lost = r.router.unanswered(state.candidate.slot, parse_iso(state.step_started), parse_iso(until)) or 0
+    lost = r.router.unanswered(state.candidate.slot, since_s, until_s) or 0
     return evaluate(window, analysis, shadow=state.strategy == "shadow", since=state.step_started, until=until,
                     versions={"stable": state.stable.version, "candidate": state.candidate.version},
-                    stable_serves=state.route.weight < 100 or state.route.mirror, unanswered=lost)
+                    stable_serves=state.route.weight < 100 or state.route.mirror, unanswered=lost, observed=observed)
 
 
 def _dry_run(gate: GateReport) -> Transition:

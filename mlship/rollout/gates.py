@@ -42,18 +42,24 @@ def read_window(specs: Iterable[str], name: str, stable: str, candidate: str, si
 
 
 def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: str,
-             versions: dict[str, str] | None = None, stable_serves: bool = True, unanswered: int = 0) -> GateReport:
+             versions: dict[str, str] | None = None, stable_serves: bool = True, unanswered: int = 0,
+             observed: Any = None) -> GateReport:
     """Judge the candidate's records against the thresholds in `analysis` (AnalysisConfig);
-    `unanswered` requests (the router's 502/504 for the candidate's slot) count as failed ones."""
+    `unanswered` requests (the router's 502/504 for the candidate's slot) count as failed ones, and
+    `observed` (the router's own metrics, a SlotMetrics) counts beside the logs: both may see the
+    same requests, so the larger count of requests, of errors and the higher p99 are judged."""
     cand, stable = window.candidate, window.stable
     need = analysis.min_requests
     metrics: list[Metric] = []
     n = len(cand) + unanswered
+    errors = sum(1 for r in cand if is_error(r.get("status"))) + unanswered
+    source = ""
+    if observed is not None:
+        n, errors, source = max(n, observed.requests), max(errors, observed.errors), f" ({observed.source})"
     enough = n >= need
     metrics.append(Metric(name="requests", value=n, threshold=need, result="pass" if enough else "inconclusive",
-                          detail=f"{n} candidate requests (need {need})"))
+                          detail=f"{n} candidate requests (need {need}){source}"))
     if analysis.max_error_rate is not None:
-        errors = sum(1 for r in cand if is_error(r.get("status"))) + unanswered
         rate = errors / n if n else 0.0
         limit = analysis.max_error_rate
         if enough or (n and errors > limit * need):  # already past the limit whatever the rest brings
@@ -61,15 +67,9 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
         else:
             result = "inconclusive"
         metrics.append(Metric(name="error_rate", value=round(rate, 6), threshold=limit, result=result,
-                              detail=f"{errors} of {n} failed ({rate:.2%}, limit {limit:.2%})"))
+                              detail=f"{errors} of {n} failed ({rate:.2%}, limit {limit:.2%}){source}"))
     if analysis.max_p99_latency_ms is not None:
-        lat = [r["latency_ms"] for r in cand if is_answered(r.get("status")) and "latency_ms" in r]
-        p99 = float(np.percentile(lat, 99)) if lat else None
-        limit = analysis.max_p99_latency_ms
-        result = "inconclusive" if len(lat) < max(need, 1) else ("fail" if p99 > limit else "pass")
-        metrics.append(Metric(name="p99_latency_ms", value=round(p99, 3) if p99 is not None else None,
-                              threshold=limit, result=result,
-                              detail=f"p99 {p99:.2f} ms (limit {limit:g} ms)" if p99 is not None else "no latencies"))
+        metrics.append(_latency(cand, observed, analysis.max_p99_latency_ms, need))
     if analysis.max_prediction_drift is not None:
         if stable_serves:
             metrics.append(_prediction_drift(stable, cand, analysis.max_prediction_drift, need))
@@ -94,6 +94,20 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
     overall: Result = "fail" if "fail" in results else "inconclusive" if "inconclusive" in results else "pass"
     return GateReport(result=overall, since=since, until=until, metrics=metrics, shadow=report_shadow,
                       counts={"stable": len(stable), "candidate": n})
+
+
+def _latency(cand: list[dict[str, Any]], observed: Any, limit: float, need: int) -> Metric:
+    """The candidate's p99 latency: from its prediction logs, and the router's metrics when it has them."""
+    lat = [r["latency_ms"] for r in cand if is_answered(r.get("status")) and "latency_ms" in r]
+    p99 = float(np.percentile(lat, 99)) if lat else None
+    seen, source = len(lat), ""
+    if observed is not None and observed.p99_latency_ms is not None:
+        p99, seen = max(p99 or 0.0, observed.p99_latency_ms), max(seen, observed.requests - observed.errors)
+        source = f" ({observed.source})"
+    result: Result = "inconclusive" if seen < max(need, 1) or p99 is None else ("fail" if p99 > limit else "pass")
+    return Metric(name="p99_latency_ms", value=round(p99, 3) if p99 is not None else None, threshold=limit,
+                  result=result, detail=f"p99 {p99:.2f} ms (limit {limit:g} ms){source}" if p99 is not None
+                  else "no latencies")
 
 
 def _flat_outputs(records: list[dict[str, Any]]) -> dict[str, list[Any]]:

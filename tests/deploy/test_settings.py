@@ -15,9 +15,13 @@ def config(tmp_path, text):
 
 
 @pytest.mark.parametrize("text,where", [
-    ("deploy: {runtime: dockr}", "deploy.runtime: unknown deploy runtime; installed: docker (got 'dockr')"),
-    ("deploy: {dockr: {host: x}}", "deploy.dockr: unknown deploy runtime; installed: docker"),
+    ("deploy: {runtime: dockr}", "deploy.runtime: unknown deploy runtime; installed: docker, sagemaker (got 'dockr')"),
+    ("deploy: {dockr: {host: x}}", "deploy.dockr: unknown deploy runtime; installed: docker, sagemaker"),
     ("deploy: {docker: {restart: sometimes}}", "deploy.docker.restart: Input should be"),
+    ("deploy: {sagemaker: {endpoint: e}}", "deploy.sagemaker.role_arn: Field required"),
+    ("deploy: {sagemaker: {role_arn: r, wait_s: 0}}", "deploy.sagemaker.wait_s: Input should be greater than 0"),
+    ("rollout: {router: {type: sagemaker, endpoint: e, cloudwatch: {period: 60}}}",
+     "rollout.router.cloudwatch.period: unknown key"),
     ("deploy: {docker: {hots: unix:///x}}", "deploy.docker.hots: unknown key"),
     ("deploy: {docker: {mounts: ['/a']}}", "deploy.docker.mounts: Value error, '/a': expected SOURCE:/TARGET"),
     ("deploy: {docker: {mounts: ['/a:relative']}}", "deploy.docker.mounts"),

@@ -359,6 +359,9 @@ def start_moto_server(timeout: float = 20) -> MotoServer:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
         raise ServiceUnavailable(f"moto[server] is not installed: {exc}") from exc
+    from tests.harness.moto_sagemaker import add_update_endpoint
+
+    add_update_endpoint()  # moto has no UpdateEndpoint (see moto_sagemaker.py)
     # Port 0: the kernel picks the port while binding, so there is no race.
     # (With a taken port, ThreadedMotoServer.start() would wait forever.)
     server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)

@@ -38,7 +38,7 @@ def test_the_built_in_plugins_are_registered_like_any_other():
     assert installed("targets") == ["az", "file", "gs", "registry", "s3"]
     assert installed("routers") == ["file", "nginx", "sagemaker"]
     assert installed("builders") == ["docker", "oci"]
-    assert installed("runtimes") == ["docker"]
+    assert installed("runtimes") == ["docker", "sagemaker"]
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))

@@ -24,9 +24,10 @@ def sagemaker(s3_server, tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
     sm = s3_server.client("sagemaker")
     tag = uuid.uuid4().hex[:8]
-    for model in ("m1", "m2"):
+    for model, version in (("m1", "1.0.0"), ("m2", "2.0.0")):  # the versions `start` checks the variants run
         sm.create_model(ModelName=f"{model}-{tag}", ExecutionRoleArn="arn:aws:iam::123456789012:role/sm",
-                        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bc:1"})
+                        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/bc:1"},
+                        Tags=[{"Key": "mlship:version", "Value": version}])
     variants = [{"VariantName": name, "ModelName": f"{model}-{tag}", "InitialInstanceCount": 1,
                  "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
                 for name, model, weight in (("blue", "m1", 1.0), ("green", "m2", 0.0))]

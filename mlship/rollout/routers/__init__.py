@@ -5,11 +5,23 @@ are declared there like any other)."""
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mlship.errors import UsageError
 from mlship.plugins import PluginSettings, load
 from mlship.rollout.state import Route
+
+
+@dataclass(frozen=True)
+class SlotMetrics:
+    """What the router's own metrics say about the requests a slot got in a window (SageMaker's
+    CloudWatch metrics): the gate counts them beside the prediction logs."""
+
+    source: str
+    requests: int
+    errors: int
+    p99_latency_ms: float | None = None
 
 
 class Router(abc.ABC):
@@ -43,6 +55,23 @@ class Router(abc.ABC):
         """Requests routed to `slot` in [since, until) (epoch seconds) that it did not answer (a 502 or
         504 from the router itself); None when the router cannot tell."""
         return None
+
+    def observed(self, slot: str, since: float, until: float) -> SlotMetrics | None:
+        """The requests, errors and latency the router's own metrics saw for `slot` in [since, until)
+        (epoch seconds); None when it has none (or they are not configured)."""
+        return None
+
+    def serves(self, slot: str) -> tuple[str, list[str]] | None:
+        """Where `slot` is (for messages) and the versions of the model it serves; None when it
+        cannot tell (nothing answers). By default: `/v2/models/NAME` at the slot's upstream address."""
+        from mlship.deploy.probe import served_versions
+
+        address = (getattr(self, "upstreams", None) or {}).get(slot)
+        model = getattr(self, "model", None)
+        if not address or not model:
+            return None
+        served = served_versions(address, model)
+        return (address, served) if served is not None else None
 
     def clear(self, stable: str) -> None:
         """All traffic to `stable`, no split, no mirror."""

@@ -4,6 +4,9 @@ Weights move with `update_endpoint_weights_and_capacities`; the live state
 comes from `describe_endpoint` (waiting until the endpoint is InService).
 Shadows go through a shadow production variant (`update_endpoint` with a new
 endpoint config that names the candidate in ShadowProductionVariants).
+With `cloudwatch:` set, the gate also reads each variant's Invocations,
+Invocation5XXErrors and ModelLatency from CloudWatch (AWS/SageMaker), so a
+candidate failing requests fails the gate without prediction logs.
 Credentials follow boto3's chain.
 """
 
@@ -15,10 +18,19 @@ from typing import Any
 from pydantic import Field
 
 from mlship.errors import RouterRefusedError, ServiceError, UsageError
-from mlship.rollout.routers import Router, check_slots
+from mlship.plugins import PluginSettings
+from mlship.rollout.routers import Router, SlotMetrics, check_slots
 from mlship.rollout.state import Route
 
 WAIT_S = 1800.0
+NAMESPACE = "AWS/SageMaker"
+
+
+class CloudWatchSettings(PluginSettings):
+    """Where the gate reads the endpoint's per-variant metrics."""
+
+    endpoint_url: str | None = Field(None, description="Custom CloudWatch API endpoint (tests, private links).")
+    period_s: int = Field(60, ge=1, description="The metrics' period (60 for SageMaker's standard metrics).")
 
 
 class SageMakerRouter(Router):
@@ -33,9 +45,12 @@ class SageMakerRouter(Router):
         endpoint_url: str | None = Field(None, description="Custom API endpoint (tests, private links).")
         profile: str | None = Field(None, description="Named profile from the AWS config files.")
         wait_s: float = Field(WAIT_S, gt=0, description="How long to wait for the endpoint to be InService.")
+        cloudwatch: CloudWatchSettings | None = Field(None, description="Gate on each variant's Invocations, "
+                                                      "Invocation5XXErrors and ModelLatency from CloudWatch.")
 
     def __init__(self, *, name: str, endpoint: str, region: str | None = None, endpoint_url: str | None = None,
-                 profile: str | None = None, wait_s: float = WAIT_S, **_: Any) -> None:
+                 profile: str | None = None, wait_s: float = WAIT_S, cloudwatch: dict[str, Any] | None = None,
+                 **_: Any) -> None:
         from mlship.extras import require
 
         boto3 = require("boto3")
@@ -45,6 +60,8 @@ class SageMakerRouter(Router):
         session = boto3.session.Session(profile_name=profile, region_name=region)
         self.client = session.client("sagemaker", endpoint_url=endpoint_url,
                                      config=Config(retries={"max_attempts": 4, "mode": "standard"}))
+        self.cloudwatch = CloudWatchSettings.model_validate(cloudwatch) if cloudwatch is not None else None
+        self._session = session
 
     def _describe(self) -> dict[str, Any]:
         try:
@@ -106,6 +123,55 @@ class SageMakerRouter(Router):
         if wb == 0:
             return Route(stable=a)
         return Route(stable=a, candidate=b, weight=round(100 * wb / total, 2))
+
+    def serves(self, slot: str) -> tuple[str, list[str]] | None:
+        """The version the variant's model carries (its `mlship:version` tag, set by the sagemaker runtime)."""
+        try:
+            doc = self.client.describe_endpoint(EndpointName=self.endpoint)
+            config = self.client.describe_endpoint_config(EndpointConfigName=doc["EndpointConfigName"])
+            variant = next((v for v in config["ProductionVariants"] if v["VariantName"] == slot), None)
+            if variant is None:
+                return None
+            model = self.client.describe_model(ModelName=variant["ModelName"])
+            tags = self.client.list_tags(ResourceArn=model["ModelArn"]).get("Tags", [])
+        except Exception as exc:
+            raise ServiceError(f"SageMaker endpoint {self.endpoint}: reading variant {slot}'s model: "
+                               f"{_reason(exc)}") from None
+        version = next((t["Value"] for t in tags if t["Key"] == "mlship:version"), None)
+        where = f"SageMaker model {variant['ModelName']} on endpoint {self.endpoint}" + \
+            ("" if version else ", no mlship:version tag")
+        return where, [version] if version else []
+
+    def observed(self, slot: str, since: float, until: float) -> SlotMetrics | None:
+        """The variant's Invocations, Invocation5XXErrors and ModelLatency (p99, or the maximum where
+        CloudWatch has no percentiles for it) in [since, until), when `cloudwatch:` is set."""
+        if self.cloudwatch is None:
+            return None
+        from datetime import datetime, timezone
+
+        cw = self._session.client("cloudwatch", endpoint_url=self.cloudwatch.endpoint_url)
+        period = self.cloudwatch.period_s
+        query = {"Namespace": NAMESPACE, "Dimensions": [{"Name": "EndpointName", "Value": self.endpoint},
+                                                         {"Name": "VariantName", "Value": slot}],
+                 "StartTime": datetime.fromtimestamp(since, timezone.utc),
+                 "EndTime": datetime.fromtimestamp(max(until, since + 1), timezone.utc),
+                 "Period": period * max(1, -(-int(until - since) // period))}
+
+        def points(metric: str, **stats: Any) -> list[dict[str, Any]]:
+            try:
+                return cw.get_metric_statistics(MetricName=metric, **query, **stats)["Datapoints"]
+            except Exception as exc:
+                raise ServiceError(f"CloudWatch {NAMESPACE} {metric} of {self.endpoint}/{slot}: "
+                                   f"{_reason(exc)}") from None
+
+        requests = sum(p.get("Sum", 0) for p in points("Invocations", Statistics=["Sum"]))
+        errors = sum(p.get("Sum", 0) for p in points("Invocation5XXErrors", Statistics=["Sum"]))
+        latency = [p["ExtendedStatistics"]["p99"] for p in points("ModelLatency", ExtendedStatistics=["p99"])
+                   if "p99" in p.get("ExtendedStatistics", {})]
+        if not latency:
+            latency = [p["Maximum"] for p in points("ModelLatency", Statistics=["Maximum"]) if "Maximum" in p]
+        return SlotMetrics(source=f"CloudWatch {self.endpoint}/{slot}", requests=int(requests), errors=int(errors),
+                           p99_latency_ms=max(latency) / 1000.0 if latency else None)  # ModelLatency is in µs
 
     def apply(self, route: Route) -> None:
         doc = self._wait_in_service()

@@ -1,0 +1,215 @@
+"""Benchmark: how fast `rollout start` puts a candidate in front of users, and what `deploy` costs the live slot.
+
+The breast-cancer example is built twice (1.0.0 and 1.1.0) with the docker builder from
+the local Python base image, on a private Docker engine (host network), behind Debian's
+nginx with mlship's router config; 1.0.0 serves on blue.
+
+1. Time to first routed request: from running `mlship rollout start breast-cancer
+   --candidate 1.1.0` (a new process; the docker runtime deploys 1.1.0 into green, waits
+   until it is ready and reports 1.1.0, then routes 10% to it) until a request sent
+   through nginx is answered by green. Clients poll nginx all along with many client
+   ids (X-Client-ID), so the first one routed to green after the reload is seen.
+   Target: at most 5 s. Between runs the rollout is aborted and green's containers removed,
+   so every run starts a fresh container.
+2. Failed requests while `mlship deploy breast-cancer:V --slot green` replaces green's
+   container (alternating 1.0.0 and 1.1.0), green receiving no traffic: a steady loop of
+   predictions through nginx (new connection each, about 50 per second) on the live slot
+   blue. Target: 0 failed.
+
+    python tests/benchmarks/bench_deploy.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import closing
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from mlship.rollout.routers.nginx import NginxRouter  # noqa: E402
+from mlship.rollout.state import Route  # noqa: E402
+from tests.harness.images import BASE_TAG  # noqa: E402
+from tests.harness.ports import free_port  # noqa: E402
+from tests.harness.services import start_docker_engine, start_nginx  # noqa: E402
+from tests.support import MODEL  # noqa: E402
+
+NAME = "breast-cancer"
+PAYLOAD = json.dumps({"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": [0.5] * 30}]}).encode()
+
+
+def mlship(config: Path, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "mlship", "-c", str(config), *args], env=env, capture_output=True,
+                          text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise SystemExit(f"mlship {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def predict(port: int, client: str, timeout: float = 10) -> tuple[int, str | None]:
+    """Status and answering slot of one prediction through nginx (a new connection)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", f"/v2/models/{NAME}/infer", body=PAYLOAD,
+                     headers={"Content-Type": "application/json", "X-Client-ID": client, "Connection": "close"})
+        reply = conn.getresponse()
+        reply.read()
+        return reply.status, reply.getheader("X-Mlship-Slot")
+    finally:
+        conn.close()
+
+
+def first_green(port: int, started: float, stop: threading.Event, seen: dict) -> None:
+    """Poll nginx with rotating client ids until green answers 200; the time since `started`."""
+    i = 0
+    while not stop.is_set():
+        i += 1
+        try:
+            status, slot = predict(port, f"user-{i % 400}", timeout=5)
+        except OSError:
+            continue
+        if status == 200 and slot == "green":
+            seen["s"] = time.perf_counter() - started
+            return
+
+
+class Loop:
+    """A steady request loop through nginx (a new connection per request), counting what failed."""
+
+    def __init__(self, port: int, per_s: float = 50) -> None:
+        self.port, self.gap = port, 1 / per_s
+        self.ok, self.failed, self.errors, self.slots = 0, 0, [], {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                status, slot = predict(self.port, f"user-{i % 400}")
+                self.slots[slot] = self.slots.get(slot, 0) + 1
+                if status == 200:
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    self.errors.append(f"HTTP {status} from {slot}")
+            except OSError as exc:
+                self.failed += 1
+                self.errors.append(repr(exc))
+            time.sleep(self.gap)
+
+
+def remove_green(engine) -> None:
+    with closing(engine.client()) as client:
+        for c in client.containers.list(all=True, filters={"label": f"io.mlship.deploy.name={NAME}"}):
+            if c.labels.get("io.mlship.deploy.slot") == "green":
+                c.remove(force=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    engine = start_docker_engine()
+    nginx = None
+    try:
+        env = {**os.environ, **engine.env()}
+        base = subprocess.run(["bash", str(ROOT / "tests" / "images" / "make-base.sh"), BASE_TAG], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert base.returncode == 0, base.stderr[-2000:]
+        blue, green, listen = free_port(), free_port(), free_port()
+        conf = work / "nginx" / f"{NAME}.conf"
+        conf.parent.mkdir()
+        upstreams = {"blue": f"127.0.0.1:{blue}", "green": f"127.0.0.1:{green}"}
+        conf.write_text(NginxRouter(name=NAME, config=str(conf), listen=f"127.0.0.1:{listen}",
+                                    upstreams=upstreams).render(Route(stable="blue"))[0])
+        nginx = start_nginx(f"    include {conf};\n")
+        shutil.copy(MODEL, work / "model.onnx")
+        config = work / "mlship.yaml"
+
+        def write(version: str) -> None:
+            config.write_text(
+                f"name: {NAME}\nversion: {version}\nmodel: model.onnx\n"
+                f"build:\n  image: {{builder: docker, base: '{BASE_TAG}'}}\n"
+                f"rollout:\n  router: {{type: nginx, config: {conf}, listen: '127.0.0.1:{listen}', "
+                f"main_config: {nginx.conf_path}, prefix: {nginx.prefix}, "
+                f"upstreams: {{blue: '127.0.0.1:{blue}', green: '127.0.0.1:{green}'}}}}\n"
+                f"  steps: [10, 50, 100]\n"
+                f"deploy:\n  runtime: docker\n  docker: {{host: '{engine.host}', ready_timeout_s: 120}}\n")
+
+        for version in ("1.0.0", "1.1.0"):
+            write(version)
+            started = time.perf_counter()
+            mlship(config, env, "build", "--image")
+            print(f"built {NAME}:{version} in {time.perf_counter() - started:.0f} s", flush=True)
+        mlship(config, env, "deploy", f"{NAME}:1.0.0", "--slot", "blue")
+
+        # 1. rollout start -> first request green answers through nginx
+        to_first, command_s = [], []
+        for run in range(args.runs):
+            remove_green(engine)
+            stop, seen = threading.Event(), {}
+            started = time.perf_counter()
+            poller = threading.Thread(target=first_green, args=(listen, started, stop, seen), daemon=True)
+            poller.start()
+            mlship(config, env, "rollout", "start", NAME, "--candidate", "1.1.0", "--stable", "1.0.0")
+            command_s.append(time.perf_counter() - started)
+            poller.join(timeout=60)
+            stop.set()
+            to_first.append(seen.get("s", float("nan")))
+            print(f"run {run + 1}: rollout start took {command_s[-1]:.2f} s, first request answered by green "
+                  f"after {to_first[-1]:.2f} s", flush=True)
+            mlship(config, env, "rollout", "abort", NAME, check=False)  # exit 6: traffic back on blue
+
+        # 2. deploy replaces green (no traffic) under a steady loop on blue
+        loop = Loop(listen)
+        loop.thread.start()
+        time.sleep(2)
+        replace_s = []
+        for i in range(args.runs):
+            version = ("1.0.0", "1.1.0")[i % 2]
+            started = time.perf_counter()
+            mlship(config, env, "deploy", f"{NAME}:{version}", "--slot", "green")
+            replace_s.append(time.perf_counter() - started)
+        time.sleep(2)
+        loop.stop.set()
+        loop.thread.join()
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        with closing(engine.client()) as client:
+            for c in client.containers.list(all=True, filters={"label": f"io.mlship.deploy.name={NAME}"}):
+                c.remove(force=True)
+        engine.stop()
+    figures = {
+        "runs": args.runs,
+        "start_to_first_green_request_s": {"median": statistics.median(to_first), "min": min(to_first),
+                                           "max": max(to_first)},
+        "rollout_start_command_s": {"median": statistics.median(command_s), "min": min(command_s),
+                                    "max": max(command_s)},
+        "replacements": len(replace_s), "replace_s_median": statistics.median(replace_s),
+        "loop_requests": loop.ok + loop.failed, "loop_failed": loop.failed, "loop_slots": loop.slots,
+        "loop_errors": loop.errors[:5],
+    }
+    print(f"rollout start -> first request answered by the candidate: median {figures['start_to_first_green_request_s']['median']:.2f} s "
+          f"(min {min(to_first):.2f}, max {max(to_first):.2f}; target <= 5 s)")
+    print(f"{len(replace_s)} replacements of green's container ({statistics.median(replace_s):.1f} s median each): "
+          f"{loop.failed} of {loop.ok + loop.failed} requests on blue failed (target 0)")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
