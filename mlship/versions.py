@@ -193,9 +193,9 @@ class VersionStore:
     def running(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
         """Where `name` (one version of it) runs, as the events tell: per runtime, place and slot, the
         last version deployed there, `running`, or `stopped` when a stop came after it."""
-        slots: dict[tuple[str, str, str], dict[str, Any]] = {}
+        slots: dict[tuple[str, ...], dict[str, Any]] = {}
         for r in self.deploys(name):
-            key = (r.get("runtime", ""), r.get("where", ""), r.get("slot", ""))
+            key = tuple(str(r.get(k, "")) for k in ("runtime", "where", "slot"))  # a damaged record stays hashable
             if r["event"] == "deploy":
                 slots[key] = {"slot": r.get("slot"), "version": r.get("version"), "runtime": r.get("runtime"),
                               "where": r.get("where"), "id": r.get("id"), "digest": r.get("digest"),

@@ -61,9 +61,15 @@ class SageMakerRuntime(Runtime):
             raise UsageError("deploy.sagemaker.endpoint: no endpoint given",
                              hint="Set it, or use a sagemaker rollout.router whose endpoint it takes")
         self.model, self.endpoint = name, self.settings.endpoint
-        session = boto3.session.Session(profile_name=self.settings.profile, region_name=self.settings.region)
-        self.client = session.client("sagemaker", endpoint_url=self.settings.endpoint_url,
-                                     config=Config(retries={"max_attempts": 4, "mode": "standard"}))
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            session = boto3.session.Session(profile_name=self.settings.profile, region_name=self.settings.region)
+            self.client = session.client("sagemaker", endpoint_url=self.settings.endpoint_url,
+                                         config=Config(retries={"max_attempts": 4, "mode": "standard"}))
+        except BotoCoreError as exc:  # no region, an unknown profile
+            raise UsageError(f"deploy.sagemaker: {exc}", hint="Set deploy.sagemaker.region and profile (or "
+                             "AWS_DEFAULT_REGION, AWS_PROFILE)") from None
         self._session = session
 
     # -- the interface ---------------------------------------------------------

@@ -65,3 +65,22 @@ def test_a_damaged_access_log_is_read_for_what_it_holds(tmp_path):
     log.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape"))
     assert unanswered(log, "green", 100.0, 101.0) == 2
     assert unanswered(tmp_path / "missing.jsonl", "green", 0, 1) is None
+
+
+def test_hostile_deploy_records_are_shown_escaped_and_damaged_ones_do_not_crash_versions_show(tmp_path):
+    # The versions store is a shared file (CI jobs append to it): its deploy events are untrusted text.
+    (tmp_path / "mlship.yaml").write_text("name: bc\n")
+    store = tmp_path / ".mlship" / "versions.jsonl"
+    store.parent.mkdir()
+    hostile = {"event": "deploy", "name": "bc", "version": "1.0.0", "slot": "green", "runtime": "docker",
+               "where": "[bold red]owned[/] \x1b]0;pwned\x07", "id": "x", "digest": "sha256:1", "user": "[link]u",
+               "created": "2026-11-30T00:00:00Z"}
+    damaged = {"event": "deploy", "name": "bc", "version": "1.0.0", "slot": ["not", "a", "slot"], "where": {"a": 1}}
+    store.write_text(json.dumps(hostile) + "\n" + json.dumps(damaged) + "\n" +
+                     json.dumps({"event": "stop", "name": "bc"}) + "\n")
+    shown = run("-c", str(tmp_path / "mlship.yaml"), "versions", "show", "bc:1.0.0")
+    assert shown.code == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
+    assert "[bold" in shown.stdout and "owned" in shown.stdout  # shown (wrapped in the table), not interpreted
+    doc = run("-c", str(tmp_path / "mlship.yaml"), "--json", "versions", "show", "bc:1.0.0").json()
+    assert len(doc["runs"]) == 2 and len(doc["deploys"]) == 2

@@ -227,3 +227,16 @@ def test_without_metrics_in_the_window_the_gate_waits(endpoint):
     step = ep.cli("rollout", "step", ep.name)
     assert step.code == 5, step.stdout + step.stderr  # paused: 0 candidate requests, not passed
     assert ep.variants()["green"][1] == 10.0
+
+
+def test_a_runtime_without_an_endpoint_or_region_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    config = tmp_path / "mlship.yaml"
+    config.write_text(f"name: bc\ndeploy:\n  runtime: sagemaker\n  sagemaker: {{role_arn: '{ROLE}'}}\n")
+    result = run("-c", str(config), "deploy", "status", "bc")
+    assert result.code == 2 and "deploy.sagemaker.endpoint: no endpoint given" in result.stderr
+    config.write_text(f"name: bc\ndeploy:\n  runtime: sagemaker\n  sagemaker: {{role_arn: '{ROLE}', endpoint: e}}\n")
+    result = run("-c", str(config), "deploy", "status", "bc")
+    assert result.code == 2 and "deploy.sagemaker:" in result.stderr and "region" in result.stderr
