@@ -193,3 +193,17 @@ def test_text_classes_name_the_probability_columns_from_the_graph(tmp_path):
     assert {c["label"]: c["roc_auc"] for c in quality["classes"]["classes"]} == pytest.approx(expected, abs=1e-6)
     assert quality["metrics"]["roc_auc"] == pytest.approx(
         sk.roc_auc_score(names, estimator.predict_proba(X), multi_class="ovr"), abs=1e-4)
+
+
+def test_a_binary_zipmap_classifier_gets_its_roc_auc(tmp_path):
+    """skl2onnx's default binary export (label and ZipMap probabilities): the larger class's score."""
+    from tests.models_corpus import sklearn_plain
+
+    corpus = sklearn_plain(tmp_path)
+    label, maps = _ort(corpus.model, corpus.sample)
+    truth = _truth(corpus.sample)
+    result = check(corpus.model, corpus.sample)
+    assert result.code == 0, result.stderr
+    quality = result.json()["quality"]
+    assert quality["classes"] is None  # two labels: no per-class breakdown
+    assert quality["metrics"]["roc_auc"] == pytest.approx(sk.roc_auc_score(truth, [m[1] for m in maps]), abs=1e-6)
