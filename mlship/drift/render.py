@@ -94,6 +94,9 @@ def render_terminal(report: DriftReport, out: Any) -> None:
         metrics = perf.metrics(TERMINAL_METRICS)
         out.print("performance: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
                   + f" on {perf.rows:,} labelled rows")
+        if perf.classes:
+            out.print("  per class (F1): " + ", ".join(f"{c.label} {c.f1:.4f}" for c in perf.classes.classes),
+                      markup=False)
     ops = report.operations.overall
     if ops.latency_ms is not None:
         lat = ops.latency_ms
@@ -129,6 +132,10 @@ def render_markdown(report: DriftReport) -> str:
     perf = report.performance.current
     if perf:
         lines += ["", "**Performance:** " + ", ".join(f"{k} {v:.4f}" for k, v in perf.metrics(METRICS).items())]
+        if perf.classes:
+            lines += ["", "| class | precision | recall | F1 | ROC AUC | support |", "|---|---|---|---|---|---|"]
+            lines += [f"| `{_cell(c.label)}` | {c.precision:.4f} | {c.recall:.4f} | {c.f1:.4f} | "
+                      f"{'' if c.roc_auc is None else f'{c.roc_auc:.4f}'} | {c.support:,} |" for c in perf.classes.classes]
     return "\n".join(lines) + "\n"
 
 

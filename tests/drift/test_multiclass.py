@@ -78,3 +78,17 @@ def test_the_html_report_shows_the_confusion_matrix_in_chromium(logged, chromium
     shot = tmp_path / "classes.png"
     capture = browse(chromium, html, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
     assert capture.returncode == 0 and shot.stat().st_size > 20_000
+
+
+def test_terminal_and_markdown_summaries_list_the_classes(logged):
+    doc, _, _, _, _, root = logged
+    classes = doc["performance"]["current"]["classes"]["classes"]
+    md = root / "summary.md"
+    result = run("drift", "-r", str(root / "logs"), "-c", str(root / "logs"), "--labels", str(root / "labels.csv"),
+                 "--markdown", str(md))
+    assert result.code == 0, result.stderr
+    assert "  per class (F1): " + ", ".join(f"{c['label']} {c['f1']:.4f}" for c in classes) in result.stdout
+    text = md.read_text()
+    table = text[text.index("| class | precision | recall | F1 | ROC AUC | support |"):].splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in table] == ["`0`", "`1`", "`2`"]
+    assert f"| `1` | {classes[1]['precision']:.4f} | {classes[1]['recall']:.4f} | {classes[1]['f1']:.4f} |" in text
