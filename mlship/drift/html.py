@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 from mlship.console import visible
-from mlship.drift.render import METRICS, effect_text, missing_text, overall, quality_text, state, verdict
+from mlship.drift.render import METRICS, effect_text, missing_text, overall, quality_text, rule_text, state, verdict
 from mlship.drift.report import ColumnDrift, ColumnSummary, DriftReport
 from mlship.metrics import ClassBreakdown
 
@@ -47,7 +47,7 @@ def render_html(report: DriftReport) -> str:
              "<p class='muted'>Made by mlship. Thresholds: "
              + escape(", ".join(f"{k} {v:g}" for k, v in report.thresholds.model_dump().items()))
              + "</p></body></html>"]
-    return "".join(parts)
+    return visible("".join(parts))  # control characters from the data (names, categories) shown as \xNN
 
 
 def _table(report: DriftReport) -> str:
@@ -56,10 +56,10 @@ def _table(report: DriftReport) -> str:
         mark = state(c)
         tag = f"<span class='tag {mark.replace('/', '')}'>{mark}</span>"
         rows.append(f"<tr><td><a href='#col-{_anchor(c.name)}'>{escape(c.name)}</a></td><td>{escape(c.kind or '')}</td><td>{tag}</td>"
-                    f"<td class='num'>{escape(effect_text(c))}</td><td class='num'>{missing_text(c)}</td>"
-                    f"<td>{escape('; '.join(c.reasons))}</td></tr>")
+                    f"<td class='num'>{escape(effect_text(c))}</td><td>{escape(rule_text(c))}</td>"
+                    f"<td class='num'>{missing_text(c)}</td><td>{escape('; '.join(c.reasons))}</td></tr>")
     return ("<h2>Columns</h2><table><thead><tr><th>column</th><th>kind</th><th>drift</th><th>effect size</th>"
-            "<th>missing</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            "<th>judged by</th><th>missing</th><th>why</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
 def _quality(report: DriftReport) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlship.console import visible
 from mlship.drift.report import ColumnDrift, DriftReport
 from mlship.drift.verdict import dataset_text
 
@@ -32,6 +33,31 @@ def effect_text(column: ColumnDrift) -> str:
     if s is not None and s.js is not None:
         return f"JS {s.js:.3f}, χ² {s.chi2:.1f}, unseen {s.unseen_share:.1%}"
     return ""
+
+
+def rule_text(column: ColumnDrift) -> str:
+    """The test and threshold the column was judged with, in a few characters."""
+    m = column.method
+    if m is None:
+        return ""
+    if m.statistic == "wasserstein_norm":
+        rule = f"KS: WD ≥ {m.threshold:g}σ" + (f" or PSI ≥ {m.also.split()[-1]}" if m.also else "")
+    else:
+        rule = f"χ²: JS ≥ {m.threshold:g} or unseen ≥ {float(m.also.split()[-1]):.0%}" if m.also else \
+            f"χ²: JS ≥ {m.threshold:g}"
+    return f"{rule} ({'exact' if m.exact else 'sketched'})"
+
+
+def methods_text(report: DriftReport) -> str:
+    """How the judged columns were judged, in one line (what the terminal prints under the table)."""
+    groups: dict[str, int] = {}
+    for c in report.columns:
+        if c.method is not None and c.judged:
+            groups[rule_text(c)] = groups.get(rule_text(c), 0) + 1
+    if not groups:
+        return ""
+    return "judged by: " + "; ".join(f"{rule} for {n} column{'s' if n > 1 else ''}" for rule, n in groups.items()) \
+        + f"; each only when its adjusted p < {report.thresholds.p_value:g}"
 
 
 def state(column: ColumnDrift) -> str:
@@ -72,6 +98,8 @@ def render_terminal(report: DriftReport, out: Any) -> None:
         table.add_row(plain(c.name), plain(c.kind or ""), marks[state(c)], effect_text(c), missing_text(c),
                       f"{p_adj:.2g}" if p_adj is not None else "", plain("; ".join(c.reasons)))
     out.print(table)
+    if methods_text(report):
+        out.print(methods_text(report), markup=False)
     for c in report.columns:  # the table wraps narrow cells; a type change is worth a whole line
         for reason in c.reasons:
             if reason.startswith("type changed"):
@@ -115,16 +143,16 @@ def render_markdown(report: DriftReport) -> str:
     lines = [f"## Drift report: {'⚠️ ' if report.verdict.drift else '✅ '}{verdict(report)}", "",
              f"Reference `{report.reference.source}` ({report.reference.rows:,} rows), "
              f"current `{report.current.source}` ({report.current.rows:,} rows).", "",
-             "| column | kind | drift | effect size | missing | why |", "|---|---|---|---|---|---|"]
+             "| column | kind | drift | effect size | judged by | missing | why |", "|---|---|---|---|---|---|---|"]
     for c in report.columns:
         mark = {"drift": "**drift**"}.get(state(c), state(c))
-        lines.append(f"| `{_cell(c.name)}` | {c.kind or ''} | {mark} | {effect_text(c)} | {missing_text(c)} | "
-                     f"{_cell('; '.join(c.reasons))} |")
+        lines.append(f"| `{_cell(c.name)}` | {c.kind or ''} | {mark} | {effect_text(c)} | {rule_text(c)} | "
+                     f"{missing_text(c)} | {_cell('; '.join(c.reasons))} |")
     if report.windows:
         lines += ["", "| window | rows | drifted share | drifted columns |", "|---|---|---|---|"]
         for w in report.windows:
             share = "too small" if w.insufficient else f"{w.drifted_share:.0%}"
-            lines.append(f"| {w.label} | {w.rows:,} | {share} | {', '.join(w.drifted_columns)} |")
+            lines.append(f"| {w.label} | {w.rows:,} | {share} | {_cell(', '.join(w.drifted_columns))} |")
     if report.quality.violations:
         lines += ["", f"**Data quality:** {quality_text(report)}", "", "| check | column | finding |", "|---|---|---|"]
         lines += [f"| {v.constraint_check_type} | `{_cell(v.feature_name)}` | {_cell(v.description)} |"
@@ -141,4 +169,4 @@ def render_markdown(report: DriftReport) -> str:
 
 def _cell(text: str) -> str:
     """Text from data (names, values in reasons) inside one Markdown table cell."""
-    return " ".join(text.replace("|", "\\|").split())  # GFM reads \| as a pipe, even in code spans
+    return " ".join(visible(text).replace("|", "\\|").split())  # GFM reads \| as a pipe, even in code spans

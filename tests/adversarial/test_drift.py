@@ -10,6 +10,7 @@ import base64
 import copy
 import json
 import math
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_a_type_change_is_a_drift_finding_in_every_output(tmp_path, type_cases, 
     assert "type changed" in " ".join(result.stdout.split())
     assert "type changed" in out["md"].read_text() and "type changed" in out["html"].read_text()
     (row,) = [line for line in out["md"].read_text().splitlines() if line.startswith("| `x` |")]
-    assert row.replace("\\|", "").count("|") == 7  # text from the data stays inside its cell
+    assert row.replace("\\|", "").count("|") == 8  # seven cells: text from the data stays inside its cell
     assert "<i>" not in out["html"].read_text()
     if case == "windows":
         assert report["windows"] and all("x" in w["drifted_columns"] for w in report["windows"])
@@ -456,3 +457,36 @@ def test_valid_profiles_still_load_and_merge(tmp_path, profile_doc, small):
         assert run("profile", str(path), str(path), "-o", str(tmp_path / f"{name}2.json")).code == 0
     result = run("drift", "-r", str(tmp_path / "exact.json"), "-c", str(small[1]), "--fail-on", "column:none")
     assert result.code == 0, result.stderr
+
+
+# -- hostile names in the data-quality and column-detail sections ----------------------------
+
+HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "a'b\"c", "[red]x[/red]", "p|q", "e\x1b[31mf", "ü" * 300]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_column_and_category_names_stay_text_in_every_section(tmp_path, name):
+    """A column name and a category (from the data) reach the quality table, the column details,
+    anchors, rotated axis labels and Markdown cells as text, never as markup."""
+    rng = np.random.default_rng(3)
+    with (tmp_path / "ref.jsonl").open("w") as fh:
+        for v in rng.normal(0, 1, 300):
+            fh.write(json.dumps({name: float(v), "gone " + name: 1.0, "cat": "plain"}) + "\n")
+    with (tmp_path / "cur.jsonl").open("w") as fh:
+        for v in rng.normal(3, 1, 300):
+            fh.write(json.dumps({name: float(v), "extra " + name: 2.0, "cat": name}) + "\n")
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    result = run("drift", "-r", str(tmp_path / "ref.jsonl"), "-c", str(tmp_path / "cur.jsonl"), "--html", str(html),
+                 "--markdown", str(md), "--fail-on", "quality")
+    assert result.code == 4, result.stderr
+    page = html.read_text()
+    assert "<img" not in page and "onerror=alert(1)>" not in page.replace("&gt;", "")
+    assert "\x1b" not in page.replace("\\x1b", "")
+    for check in ("missing_column_check", "extra_column_check", "baseline_drift_check", "categorical_values_check"):
+        assert check in page, check
+    assert set(re.findall(r"id='col-([^']*)'", page)) <= set(re.findall(r"href='#col-([^']*)'", page))
+    assert all(re.fullmatch(r"[0-9a-f]+", a) for a in re.findall(r"id='col-([^']*)'", page))
+    assert "\x1b" not in md.read_text()
+    for line in md.read_text().splitlines():
+        if line.startswith("| ") and "_check" in line:
+            assert line.count(" | ") == 2, line  # check, column, finding: three cells, a | in a name escaped

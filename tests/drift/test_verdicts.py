@@ -49,6 +49,9 @@ def test_with_windows_the_headline_counts_drifted_windows_and_the_exit_code_foll
     text = run("drift", "-r", str(ref), "-c", str(logs), "--window", "1d")
     assert "DRIFT in 2 of 8 windows, since 2026-11-06" in text.stdout and "all windows together: no dataset" \
         in text.stdout
+    # The statistic and threshold each column was judged with are printed, not only stored.
+    assert "judged by: KS: WD ≥ 0.1σ or PSI ≥ 0.2 (sketched) for " in text.stdout
+    assert "χ²: JS ≥ 0.1 or unseen ≥ 5% (exact) for " in text.stdout
 
 
 def test_drift_that_ended_is_dated_and_a_clean_week_says_so(tmp_path):
