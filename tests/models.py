@@ -19,6 +19,17 @@ def sample_matrix() -> tuple[np.ndarray, np.ndarray, list[str]]:
     return data[:, :-1].astype(np.float32), data[:, -1].astype(np.int64), header[:-1]
 
 
+def serving_session(path: Path | str):
+    """An onnxruntime session set up as `mlship serve` sets up its own (one
+    intra-op thread): a tree ensemble's sums then run in the same order, so
+    answers can be compared bit for bit."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def logistic_classifier(path: Path) -> Path:
     """A different classifier on the same signature as the example model."""
     from sklearn.linear_model import LogisticRegression

@@ -22,11 +22,14 @@ class Runner:
     same way (same providers, thread settings and error messages).
     `features` names the columns of 2-D inputs over the model's metadata;
     `providers` the execution providers, best first (CPU when not given), and
-    `self.providers` reports what the session runs on.
+    `self.providers` reports what the session runs on. `spinning=False` lets
+    onnxruntime's idle pool threads sleep instead of spinning: a server's
+    event loop and its other workers need that CPU.
     """
 
     def __init__(self, model: ModelFile, *, threads: int | None = None,
-                 features: DeclaredFeatures | None = None, providers: ProviderRequest | None = None) -> None:
+                 features: DeclaredFeatures | None = None, providers: ProviderRequest | None = None,
+                 spinning: bool = True) -> None:
         import onnxruntime as ort
 
         self.model = model
@@ -37,6 +40,8 @@ class Runner:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         available = list(ort.get_available_providers())
         wanted, missing = session_providers(providers, available)
         try:

@@ -7,10 +7,12 @@ the split into rows happens in the writer's thread, off the hot path.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from mlship import jsonfast
 from mlship.predlog.schema import utc_timestamp
 
 
@@ -51,6 +53,57 @@ class LogEntry:
                 record["cached"] = True
             records.append(record)
         return records
+
+
+    def lines(self) -> list[bytes]:
+        """The records as JSON Lines (the writer's path): the same records as
+        `records()`, with each row's named numeric inputs written by one
+        array encode instead of a dict per row."""
+        if self.request_ids is not None:
+            return [jsonfast.dumps(r) + b"\n" for r in self.records()]
+        rows = self.rows
+        head = jsonfast.dumps({"ts": _timestamp(self.when), **self.base})[:-1]  # without its closing brace
+        inputs = [jsonfast.dumps(i) for i in self.instances] if self.instances is not None \
+            else _input_json(self.feeds, self.features, rows)
+        outputs = [jsonfast.dumps(o) for o in row_outputs(self.outputs, rows)] if self.outputs is not None \
+            else [b"{}"] * rows
+        cached = b',"cached":true' if self.cached else b""
+        return [b'%s,"inputs":%s,"outputs":%s%s%s}\n' % (head, inputs[i] if inputs else b"{}", outputs[i],
+                                                         b',"row":%d' % i if rows > 1 else b"", cached)
+                for i in range(rows)]
+
+
+_last_ts: tuple[int, str] = (-1, "")
+
+
+def _timestamp(when: float) -> str:
+    """utc_timestamp, once per millisecond (records of one write share it)."""
+    global _last_ts
+    ms = int(when * 1000)
+    if _last_ts[0] != ms:
+        _last_ts = (ms, utc_timestamp(when))
+    return _last_ts[1]
+
+
+def _input_json(feeds: dict[str, np.ndarray] | None, features: dict[str, list[str]] | None,
+                rows: int) -> list[bytes]:
+    """Each row's inputs as a JSON object; one numeric 2-D input with named
+    columns (the usual tabular model) as `{"name": value, ...}` from its row's
+    array encoding (NumPy's shortest float32 text, as elsewhere in the log)."""
+    if feeds and len(feeds) == 1 and rows:
+        name, value = next(iter(feeds.items()))
+        names = (features or {}).get(name)
+        if names and value.dtype.kind in "fiu" and value.size == rows * len(names):
+            keys = _keys(tuple(names))
+            matrix = value.reshape(rows, len(names))
+            return [b"{%s}" % b",".join(map(bytes.__add__, keys, jsonfast.dumps(matrix[i])[1:-1].split(b",")))
+                    for i in range(rows)]
+    return [jsonfast.dumps(r) for r in input_rows(feeds, features)]
+
+
+@lru_cache(maxsize=64)
+def _keys(names: tuple[str, ...]) -> list[bytes]:
+    return [jsonfast.dumps(n) + b":" for n in names]
 
 
 def input_rows(feeds: dict[str, np.ndarray] | None, features: dict[str, list[str]] | None) -> list[dict[str, Any]]:

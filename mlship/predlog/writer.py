@@ -3,7 +3,10 @@
 `LogWriter.submit` never blocks: records (or entries that expand into
 records, so per-row work happens off the request path too) go into a
 bounded queue, and a background thread writes them as JSON Lines. When the queue is full the
-record is dropped and counted. Files rotate by size and by age; each line is
+record is dropped and counted. A submit does not wake the writer (a wake-up
+per record would make it compete with the server's event loop for the GIL on
+every request): it takes what has queued every `interval_s`, or as soon as
+the queue is half full. Files rotate by size and by age; each line is
 written whole, so a reader never sees half a record in a closed file.
 `close` drains the queue: every accepted record reaches the disk.
 """
@@ -11,16 +14,13 @@ written whole, so a reader never sees half a record in a closed file.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Iterator, Protocol
 
 from mlship import jsonfast
-
-_STOP = object()
-
 
 class Entry(Protocol):
     """Something that becomes log records in the writer thread."""
@@ -40,6 +40,7 @@ class LogWriter:
         max_age_s: float = 3600.0,
         queue_size: int = 10_000,
         block: bool = False,
+        interval_s: float = 0.05,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,12 @@ class LogWriter:
         self.max_bytes = max_bytes
         self.max_age_s = max_age_s
         self.block = block  # batch scoring waits for the writer; serving never does
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self.interval_s = interval_s
+        self._wake_at = max(1, queue_size // 2)
+        self._queue: deque[Any] = deque()  # append and popleft are atomic: no lock on the request path
+        self._wake = threading.Event()
+        self._stopping = False
         self._lock = threading.Lock()
         self.accepted = 0
         self.dropped = 0
@@ -62,25 +68,26 @@ class LogWriter:
 
     def submit(self, item: dict[str, Any] | Entry, rows: int = 1) -> bool:
         """Queue a record, or an entry of `rows` records; when the queue is
-        full it is dropped (and counted) instead of waiting."""
-        try:
-            self._queue.put(item, block=self.block)
-        except queue.Full:
-            with self._lock:
-                self.dropped += rows
-            return False
+        full it is dropped (and counted) instead of waiting (`block`: waits)."""
+        if len(self._queue) >= self.queue_size:
+            if not self.block:
+                with self._lock:
+                    self.dropped += rows
+                return False
+            while len(self._queue) >= self.queue_size and self._thread.is_alive():
+                self._wake.set()
+                time.sleep(0.001)
+        self._queue.append(item)
         with self._lock:
             self.accepted += rows
+        if self.block or len(self._queue) >= self._wake_at:
+            self._wake.set()  # half full (or batch scoring's few large entries): write now, drop nothing
         return True
 
     def close(self, timeout: float | None = None) -> None:
         """Write everything accepted so far, then close the file."""
-        while self._thread.is_alive():
-            try:
-                self._queue.put(_STOP, timeout=0.5)
-                break
-            except queue.Full:
-                continue
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout)
 
     @property
@@ -89,31 +96,27 @@ class LogWriter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item]
-            # Take what else is waiting so one write serves many records.
-            while len(batch) < 1024:
+            stop = self._stopping  # read before draining: what was queued before close is written
+            while self._queue:
+                # Take what is waiting so one write serves many records, in
+                # slices: between them the GIL goes back to the event loop.
+                items = [self._queue.popleft() for _ in range(min(len(self._queue), 64))]
                 try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stop = any(r is _STOP for r in batch)
-            items = [r for r in batch if r is not _STOP]
-            try:
-                self._write(items)
-            except Exception:  # a bad record or a full disk must not stop logging for good
-                with self._lock:
-                    self.failed += sum(getattr(i, "rows", 1) for i in items)
+                    self._write(items)
+                except Exception:  # a bad record or a full disk must not stop logging for good
+                    with self._lock:
+                        self.failed += sum(getattr(i, "rows", 1) for i in items)
+                time.sleep(0)
             if stop:
                 self._close_file()
                 return
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
 
     def _write(self, items: list[Any]) -> None:
-        records = [r for item in items for r in (item.records() if hasattr(item, "records") else [item])]
         chunk: list[bytes] = []
         size = 0
-        for record in records:
-            line = jsonfast.dumps(record) + b"\n"
+        for line in _lines(items):
             if chunk and self._file_bytes + size + len(line) > self.max_bytes:
                 self._flush(chunk, size)  # fill this file up to its limit, then rotate
                 chunk, size = [], 0
@@ -151,3 +154,14 @@ class LogWriter:
             self._file.close()
             self._file = None
             self._file_bytes = 0
+
+
+def _lines(items: list[Any]) -> Iterator[bytes]:
+    """JSON Lines of records and entries (an entry may write its own lines)."""
+    for item in items:
+        if hasattr(item, "lines"):
+            yield from item.lines()
+        elif hasattr(item, "records"):
+            yield from (jsonfast.dumps(r) + b"\n" for r in item.records())
+        else:
+            yield jsonfast.dumps(item) + b"\n"

@@ -2,13 +2,16 @@
 KServe v1, /predict (mlship's and MLflow's formats), /metrics.
 
 Plain ASGI (no web framework) keeps the per-request cost low; routes are a
-handful of fixed paths.
+handful of fixed paths. Everything that depends only on the model (routes,
+response headers, the feed plan, the answers' fixed parts) is made once in
+`ServeApp.__init__`; a request pays for its parse, its arrays and its bytes.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -29,7 +32,7 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 class BinaryAnswer:
     """A JSON header followed by binary tensor data (binary tensor extension)."""
 
-    header: dict[str, Any]
+    header: bytes
     tail: bytes
 
 
@@ -40,6 +43,21 @@ class ServeApp:
         self.service = service
         self.prefix = f"/v2/models/{service.name}"
         self.inflight = 0
+        service.metrics.inflight_now = lambda: self.inflight
+        self.plan = protocol.FeedPlan(service.signature, service.settings.allow_missing)
+        self.answer = protocol.InferAnswer(service.name, service.version)
+        self._variant = (b"x-mlship-variant", service.variant.encode())
+        # Request ids: unique per process (random prefix) and cheap (a counter),
+        # the 32 hex digits of a uuid4 without a system call per request.
+        self._id_prefix, self._ids = os.urandom(8).hex(), itertools.count(1)
+        infer = f"{self.prefix}/infer"
+        self._hot = {  # the prediction routes, found without parsing the path
+            ("POST", infer): ("infer", self._infer),
+            ("POST", f"{self.prefix}/versions/{service.version}/infer"): ("infer", self._infer),
+            ("POST", "/predict"): ("predict", self._predict),
+            ("POST", "/invocations"): ("predict", self._predict),
+            ("POST", f"/v1/models/{service.name}:predict"): ("predict", self._v1_predict),
+        }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -59,22 +77,27 @@ class ServeApp:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
         endpoint, status, payload, content_type = "other", 500, b"", b"application/json"
         extra_headers: list[tuple[bytes, bytes]] = []
         self.inflight += 1
-        self.service.metrics.inflight.set(*self.service.metrics.base, value=self.inflight)
+        scope["mlship.headers"] = headers = dict(reversed(scope["headers"]))  # the first of a repeated header
+        request_id = f"{self._id_prefix}{next(self._ids):016x}"
         try:
             # The id goes back in a response header: refused (400) unless it is safe there.
-            request_id = protocol.checked_id(_header(scope, b"x-request-id"), "X-Request-ID header") or request_id
-            endpoint, handler = self._route(scope["method"], scope["path"])
+            sent_id = headers.get(b"x-request-id")
+            if sent_id:
+                request_id = protocol.checked_id(sent_id.decode("latin-1"), "X-Request-ID header") or request_id
+            endpoint, handler = self._hot.get((scope["method"], scope["path"])) \
+                or self._route(scope["method"], scope["path"])
             status, body = await handler(scope, receive, request_id, started)
             request_id = scope.get("mlship.request_id", request_id)  # an infer body's "id" when no header gave one
-            if isinstance(body, str):
+            if type(body) is bytes:
+                payload = body
+            elif isinstance(body, str):
                 payload, content_type = body.encode(), b"text/plain; version=0.0.4; charset=utf-8"
             elif isinstance(body, BinaryAnswer):
-                payload, content_type = jsonfast.dumps(body.header), b"application/octet-stream"
-                extra_headers.append((b"inference-header-content-length", str(len(payload)).encode()))
+                payload, content_type = body.header, b"application/octet-stream"
+                extra_headers.append((b"inference-header-content-length", b"%d" % len(payload)))
                 payload += body.tail
             else:
                 payload = jsonfast.dumps(body)
@@ -84,12 +107,11 @@ class ServeApp:
             status, payload = 500, jsonfast.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
         finally:
             self.inflight -= 1
-            self.service.metrics.inflight.set(*self.service.metrics.base, value=self.inflight)
         headers = [
             (b"content-type", content_type),
-            (b"content-length", str(len(payload)).encode()),
+            (b"content-length", b"%d" % len(payload)),
             (b"x-request-id", request_id.encode()),
-            (b"x-mlship-variant", self.service.variant.encode()),
+            self._variant,
             *extra_headers,
         ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -201,19 +223,11 @@ class ServeApp:
             body.get("id") if isinstance(body, dict) else None, "'id'"))
         if body_id is not None and not _header(scope, b"x-request-id"):
             request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
-        allow = service.settings.allow_missing
         feeds, wanted = self._decode(request_id, started, lambda: (
-            protocol.decode_inputs(body, service.signature, allow_missing=allow, binary=tail),
-            protocol.requested_outputs(body, service.output_names)))
+            self.plan.decode(body, tail), protocol.requested_outputs(body, service.output_names)))
         outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
-        encoded, data = protocol.encode_outputs(outputs, wanted)
-        answer = {
-            "model_name": service.name,
-            "model_version": service.version,
-            "id": body_id if body_id is not None else request_id,
-            "outputs": encoded,
-        }
+        answer, data = self.answer.encode(body_id if body_id is not None else request_id, outputs, wanted)
         return 200, BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
 
     async def _predict(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
@@ -298,7 +312,6 @@ def _parse_json(raw: bytes) -> Any:
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+    """A request header (the first when repeated), from the dict `_http` made once."""
+    value = scope["mlship.headers"].get(name)
+    return value.decode("latin-1") if value is not None else None

@@ -1,11 +1,17 @@
 """Micro-batching: concurrent requests share one onnxruntime run.
 
-One drain task per model runs batches one after another on a worker thread.
-While a batch runs, new requests queue up; the next batch takes all of them
-(up to `max_batch` rows) that have the same trailing shapes and dtypes, so
-batching costs a lone request nothing. `max_wait_ms` > 0 additionally holds a
-small batch open that long for more requests. Each caller gets exactly its
-own rows back, split by offsets.
+Requests queue up; a batch takes all of them (up to `max_batch` rows) that
+have the same trailing shapes and dtypes, so batching costs a lone request
+nothing. Each caller gets exactly its own rows back, split by offsets.
+
+Where a batch runs depends on the model's measured run time. A fast model
+(runs under `inline_max_ms`, the usual tabular model) runs on the event loop
+itself, in a callback scheduled after the requests that arrived together
+have queued: a hand-off to a thread and back costs more than such a run, and
+everything the loop read in one turn becomes one batch. A slower model runs
+on a worker thread, one batch after another, so the loop keeps reading
+requests (and answering health checks) meanwhile. `max_wait_ms` > 0 holds a
+small batch open that long for more requests (always on the thread path).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class MicroBatcher:
         max_wait_ms: float = 0.0,
         batchable: bool = True,
         on_batch: Callable[[int], None] = lambda rows: None,
+        inline_max_ms: float = 1.0,
     ) -> None:
         self._run = run
         self.max_batch = max_batch
@@ -53,6 +60,11 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._drainer: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlship-runner")
+        self.inline_max_s = inline_max_ms / 1000.0
+        # Moving average of one run's duration: decides inline or thread. The
+        # first runs go to the thread, so an unknown model never blocks the loop long.
+        self._run_s = self.inline_max_s
+        self._inline_scheduled = False
 
     async def submit(self, feeds: Feeds) -> Outputs:
         """Run `feeds` (possibly together with others); outputs for these rows only."""
@@ -61,11 +73,32 @@ class MicroBatcher:
         key = tuple((n, v.dtype.str, v.shape[1:]) for n, v in sorted(feeds.items()))
         item = _Pending(feeds, rows, key, loop.create_future())
         self._pending.append(item)
-        if self._wakeup is not None:
-            self._wakeup.set()
-        if self._drainer is None or self._drainer.done():
+        if self._drainer is not None and not self._drainer.done():
+            if self._wakeup is not None:
+                self._wakeup.set()
+        elif self.max_wait_s == 0 and self._run_s < self.inline_max_s:
+            if not self._inline_scheduled:
+                self._inline_scheduled = True
+                loop.call_soon(self._drain_inline)
+        elif not self._inline_scheduled:
             self._drainer = loop.create_task(self._drain())
         return await item.future
+
+    def _drain_inline(self) -> None:
+        """One batch of what is pending, run here on the loop (a fast model)."""
+        self._inline_scheduled = False
+        if not self._pending:
+            return
+        batch = self._take()
+        try:
+            results = self._timed(self._run, batch[0].feeds) if len(batch) == 1 else self._run_many(batch)
+        except Exception as exc:
+            self._fail(batch, exc)
+        else:
+            self._finish(batch, results if len(batch) > 1 else [results])
+        if self._pending:  # more than max_batch rows, or another shape: next turn
+            self._inline_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain_inline)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -77,18 +110,35 @@ class MicroBatcher:
             batch = self._take()
             try:
                 if len(batch) == 1:
-                    results = [await loop.run_in_executor(self._executor, self._run, batch[0].feeds)]
+                    results = [await loop.run_in_executor(self._executor, self._timed, self._run, batch[0].feeds)]
                 else:
                     results = await loop.run_in_executor(self._executor, self._run_many, batch)
-            except Exception as exc:  # give every caller the error, keep serving
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+            except Exception as exc:
+                self._fail(batch, exc)
                 continue
-            self._on_batch(sum(item.rows for item in batch))
-            for item, result in zip(batch, results):
-                if not item.future.done():
-                    item.future.set_result(result)
+            self._finish(batch, results)
+
+    def _timed(self, run: Callable[[Feeds], Outputs], feeds: Feeds) -> Outputs:
+        # CPU time of this thread: on the worker thread, waiting for the GIL
+        # would count as run time in wall-clock time and keep a fast model there.
+        started = time.thread_time()
+        try:
+            return run(feeds)
+        finally:
+            self._run_s = 0.8 * self._run_s + 0.2 * (time.thread_time() - started)
+
+    def _finish(self, batch: list[_Pending], results: list[Outputs]) -> None:
+        self._on_batch(sum(item.rows for item in batch))
+        for item, result in zip(batch, results):
+            if not item.future.done():
+                item.future.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: Exception) -> None:
+        """Every caller of the batch gets the error; serving goes on."""
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(exc)
 
     async def _hold_open(self) -> None:
         """Wait up to max_wait for more rows when the batch is not full."""
@@ -129,14 +179,14 @@ class MicroBatcher:
     def _run_many(self, batch: list[_Pending]) -> list[Outputs]:
         names = batch[0].feeds.keys()
         merged = {n: np.concatenate([item.feeds[n] for item in batch]) for n in names}
-        outputs = self._run(merged)
+        outputs = self._timed(self._run, merged)
         total = sum(item.rows for item in batch)
         offsets = np.cumsum([0] + [item.rows for item in batch])
         results: list[Outputs] = [{} for _ in batch]
         for name, value in outputs.items():
             if not (isinstance(value, np.ndarray) and value.ndim and value.shape[0] == total):
                 # An output without a batch axis cannot be split: run one by one.
-                return [self._run(item.feeds) for item in batch]
+                return [self._timed(self._run, item.feeds) for item in batch]
             for i in range(len(batch)):
                 results[i][name] = value[offsets[i]:offsets[i + 1]]
         return results

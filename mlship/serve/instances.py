@@ -44,6 +44,65 @@ def decode_instances(instances: list[Any], signature: Signature, *, allow_missin
                      where: str = "instances") -> Feeds:
     """Feeds from objects of `feature: value`; row N of an error is
     `where`[N-1]."""
+    plan = protocol.plan_for(RowPlan, signature, allow_missing)
+    if plan.fast:
+        feeds = plan.decode(instances)
+        if feeds is not None:
+            return feeds
+    return _decode_instances(instances, signature, allow_missing=allow_missing, where=where)
+
+
+class RowPlan:
+    """The short way from objects of numbers to feeds, for the usual tabular
+    model (one float input whose columns are the named features).
+
+    It takes only what it can decode exactly as the full path does: rows
+    with exactly the model's features, every value a JSON number. Anything
+    else (a missing or unknown feature, null, text, a bool) goes the full
+    way, which answers it or names what is wrong. At start it decodes a
+    made-up row both ways and is used only when they agree."""
+
+    def __init__(self, signature: Signature, allow_missing: bool) -> None:
+        self.names = feature_names(signature)
+        spec = signature.inputs[0]
+        self.input, self.dtype = spec.name, np.dtype(spec.dtype or "float32")
+        self.fast = False
+        if len(signature.inputs) == 1 and spec.dtype in ("float32", "float64") and self.names:
+            probe = [{n: 0.5 + i for i, n in enumerate(self.names)}, {n: -float(i) for i, n in enumerate(self.names)}]
+            try:
+                want = _decode_instances(probe, signature, allow_missing=allow_missing, where="probe")
+            except RequestError:
+                return
+            self.fast = True
+            got = self.decode(probe)
+            self.fast = got is not None and set(got) == set(want) and all(
+                got[n].dtype == want[n].dtype and np.array_equal(got[n], want[n]) for n in want)
+
+    def decode(self, instances: list[Any]) -> Feeds | None:
+        """Feeds, or None when these rows need the full path."""
+        names, count = self.names, len(self.names)
+        rows = []
+        for instance in instances:
+            if type(instance) is not dict or len(instance) != count:
+                return None
+            try:
+                rows.append([instance[n] for n in names])
+            except KeyError:
+                return None
+        kinds = {type(v) for row in rows for v in row}
+        if not kinds <= _NUMBERS:
+            return None
+        if int in kinds and not all(-_EXACT < v < _EXACT for row in rows for v in row if type(v) is int):
+            return None
+        return {self.input: np.array(rows, dtype=self.dtype)}
+
+
+_NUMBERS = {float, int}
+_EXACT = 2**53  # integers a float64 holds exactly, as the full path's columns do
+
+
+def _decode_instances(instances: list[Any], signature: Signature, *, allow_missing: bool = False,
+                      where: str = "instances") -> Feeds:
     names = feature_names(signature)
     known = set(names)
     for i, instance in enumerate(instances):

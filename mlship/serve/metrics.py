@@ -2,12 +2,15 @@
 
 A small registry of counters and histograms keyed by label values; the
 server is one event loop, and the log writer's counts are read at scrape
-time, so no locking is needed here.
+time, so no locking is needed here. The request path only bumps plain
+counters (`observe_request`, `count_rows`, `observe_batch`); labels, bucket
+sums and text are made when /metrics is scraped.
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import defaultdict
 from typing import Callable
 
@@ -45,13 +48,8 @@ class Histogram:
         self.sums: dict[tuple[str, ...], float] = defaultdict(float)
 
     def observe(self, value: float, *label_values: str) -> None:
-        counts = self.counts.setdefault(label_values, [0] * (len(self.buckets) + 1))
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                counts[i] += 1
-                break
-        else:
-            counts[-1] += 1
+        counts = self.counts.get(label_values) or self.counts.setdefault(label_values, [0] * (len(self.buckets) + 1))
+        counts[bisect_left(self.buckets, value)] += 1  # the first bound >= value; past the last: +Inf
         self.sums[label_values] += value
 
     def render(self) -> list[str]:
@@ -85,14 +83,33 @@ class ServeMetrics:
                                labels, BATCH_BUCKETS)
         self.rows = Counter("mlship_predictions_total", "Rows predicted.", labels + ("cached",))
         self.inflight = Gauge("mlship_inflight_requests", "Requests being served now.", labels)
-        self.inflight.set(*self.base, value=0)
+        self.inflight_now: Callable[[], int] = lambda: 0
         self.log_counts: Callable[[], dict[str, int]] = lambda: {}
+        self._requests: dict[tuple[str, int], int] = {}
+        self._rows = [0, 0]  # not cached, cached
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
-        self.requests.inc(*self.base, endpoint, str(status))
+        key = (endpoint, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
         self.latency.observe(seconds, *self.base, endpoint)
 
+    def count_rows(self, rows: int, cached: bool) -> None:
+        self._rows[cached] += rows
+
+    def observe_batch(self, rows: int) -> None:
+        self.batch.observe(rows, *self.base)
+
+    def _fold(self) -> None:
+        """Move the request path's plain counters into the labelled metrics."""
+        for (endpoint, status), count in list(self._requests.items()):
+            self.requests.values[(*self.base, endpoint, str(status))] = count
+        for cached, count in (("false", self._rows[0]), ("true", self._rows[1])):
+            if count:
+                self.rows.values[(*self.base, cached)] = count
+        self.inflight.set(*self.base, value=self.inflight_now())
+
     def render(self) -> str:
+        self._fold()
         log = Counter("mlship_log_records_total", "Prediction-log records by outcome (written, dropped, failed).",
                       self.BASE + ("outcome",))
         for outcome, count in self.log_counts().items():

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mlship import jsonfast
 from mlship.model.feeds import input_dtype, missing_mask, missing_reason
 from mlship.model.signature import Signature, TensorSpec
 from mlship.serve.binary import BinaryTail, output_bytes, tensor_from_bytes
@@ -58,55 +59,97 @@ def checked_id(value: Any, field: str) -> str | None:
 def decode_inputs(body: Any, signature: Signature, *, allow_missing: bool = False,
                   binary: memoryview | None = None) -> dict[str, np.ndarray]:
     """Validate an infer request's `inputs` against the signature and build
-    feeds; missing values follow mlship.model.feeds' rule.
+    feeds; missing values follow mlship.model.feeds' rule (see FeedPlan)."""
+    return plan_for(FeedPlan, signature, allow_missing).decode(body, binary)
+
+
+_PLANS: dict[tuple[type, int, bool], tuple[Signature, Any]] = {}
+
+
+def plan_for(kind: type, signature: Signature, allow_missing: bool) -> Any:
+    """`kind(signature, allow_missing)`, made once per served signature (a
+    server has one; the signature is kept, so its id stays its own)."""
+    key = (kind, id(signature), allow_missing)
+    cached = _PLANS.get(key)
+    if cached is None:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        cached = _PLANS[key] = (signature, kind(signature, allow_missing))
+    return cached[1]
+
+
+class _InputPlan:
+    """One input's checks, worked out from its spec once."""
+
+    def __init__(self, spec: TensorSpec, feature_names: list[str] | None, allow_missing: bool) -> None:
+        self.spec, self.name, self.feature_names = spec, spec.name, feature_names
+        self.datatype = DATATYPES.get(spec.dtype or "")
+        self.dtype = input_dtype(spec)
+        self.float = self.dtype.kind == "f"
+        # NaN (null, "NaN") in a float input: refused unless the model takes missing values
+        self.refuse_nan = self.float and missing_reason(self.dtype, allow_missing) is not None
+        self.fixed = None if spec.shape is None else [d if isinstance(d, int) and d > 0 else None for d in spec.shape]
+
+
+class FeedPlan:
+    """Decoding infer requests for one model: the per-input checks are
+    worked out once, so a request costs its parse, one array and the checks.
 
     `binary` is the body after its JSON header (binary tensor extension):
     inputs with `parameters.binary_data_size` read from it, in order, and it
     must be used up exactly."""
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
-        raise RequestError(400, "request body must be a JSON object with an 'inputs' list")
-    specs = {s.name: s for s in signature.inputs}
-    tail = BinaryTail(binary if binary is not None else memoryview(b""))
-    feeds: dict[str, np.ndarray] = {}
-    for i, tensor in enumerate(body["inputs"]):
-        if not isinstance(tensor, dict):
-            raise RequestError(400, f"inputs[{i}] must be an object with name, shape, datatype and data")
-        name = tensor.get("name")
-        if name not in specs:
-            raise RequestError(400, f"unknown input {name!r}; the model takes {', '.join(specs)}")
-        if name in feeds:
-            raise RequestError(400, f"input {name!r} appears twice")
-        names = signature.feature_names if len(specs) == 1 else None
-        feeds[name] = _decode_tensor(tensor, specs[name], allow_missing, names, tail)
-    tail.check_used()
-    missing = [n for n in specs if n not in feeds]
-    if missing:
-        raise RequestError(400, f"missing input{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
-    return feeds
 
+    def __init__(self, signature: Signature, allow_missing: bool = False) -> None:
+        self.allow_missing = allow_missing
+        names = signature.feature_names if len(signature.inputs) == 1 else None
+        self.inputs = {s.name: _InputPlan(s, names, allow_missing) for s in signature.inputs}
+        self.listed = ", ".join(self.inputs)
 
-def _decode_tensor(tensor: dict[str, Any], spec: TensorSpec, allow_missing: bool,
-                   feature_names: list[str] | None, tail: BinaryTail) -> np.ndarray:
-    name = spec.name
-    shape, datatype = tensor.get("shape"), tensor.get("datatype")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise RequestError(400, f"input {name!r}: 'shape' must be a list of non-negative integers")
-    expected = DATATYPES.get(spec.dtype or "")
-    if datatype != expected:
-        raise RequestError(400, f"input {name!r}: datatype {datatype!r} does not match the model's {expected}")
-    dtype = input_dtype(spec)
-    parameters = tensor.get("parameters")
-    if isinstance(parameters, dict) and "binary_data_size" in parameters:
-        if tensor.get("data") is not None:
-            raise RequestError(400, f"input {name!r}: has both 'data' and binary_data_size; send one")
-        chunk = tail.take(name, parameters["binary_data_size"])
-        array = tensor_from_bytes(name, chunk, shape, datatype, dtype)
-    else:
-        array = _json_tensor(name, tensor.get("data"), shape, datatype, dtype, allow_missing, feature_names)
-    _check_shape(name, array.shape, spec)
-    if dtype.kind == "f":  # null and "NaN" are NaN by now
-        _refuse_missing(name, np.isnan(array).ravel(), shape, dtype, allow_missing, feature_names)
-    return array
+    def decode(self, body: Any, binary: memoryview | None = None) -> dict[str, np.ndarray]:
+        if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+            raise RequestError(400, "request body must be a JSON object with an 'inputs' list")
+        tail = BinaryTail(binary if binary is not None else memoryview(b""))
+        feeds: dict[str, np.ndarray] = {}
+        for i, tensor in enumerate(body["inputs"]):
+            if not isinstance(tensor, dict):
+                raise RequestError(400, f"inputs[{i}] must be an object with name, shape, datatype and data")
+            name = tensor.get("name")
+            plan = self.inputs.get(name) if isinstance(name, str) else None
+            if plan is None:
+                raise RequestError(400, f"unknown input {name!r}; the model takes {self.listed}")
+            if name in feeds:
+                raise RequestError(400, f"input {name!r} appears twice")
+            feeds[name] = self._tensor(tensor, plan, tail)
+        tail.check_used()
+        if len(feeds) != len(self.inputs):
+            missing = [n for n in self.inputs if n not in feeds]
+            raise RequestError(400, f"missing input{'s' if len(missing) > 1 else ''} "
+                                    f"{', '.join(map(repr, missing))}")
+        return feeds
+
+    def _tensor(self, tensor: dict[str, Any], plan: _InputPlan, tail: BinaryTail) -> np.ndarray:
+        name = plan.name
+        shape, datatype = tensor.get("shape"), tensor.get("datatype")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise RequestError(400, f"input {name!r}: 'shape' must be a list of non-negative integers")
+        if datatype != plan.datatype:
+            raise RequestError(400, f"input {name!r}: datatype {datatype!r} does not match the model's "
+                                    f"{plan.datatype}")
+        parameters = tensor.get("parameters")
+        if isinstance(parameters, dict) and "binary_data_size" in parameters:
+            if tensor.get("data") is not None:
+                raise RequestError(400, f"input {name!r}: has both 'data' and binary_data_size; send one")
+            chunk = tail.take(name, parameters["binary_data_size"])
+            array = tensor_from_bytes(name, chunk, shape, datatype, plan.dtype)
+        else:
+            array = _json_tensor(name, tensor.get("data"), shape, datatype, plan.dtype, self.allow_missing,
+                                 plan.feature_names)
+        if plan.fixed is not None:
+            _check_shape(name, array.shape, plan)
+        if plan.refuse_nan and np.isnan(array).any():  # null and "NaN" are NaN by now
+            _refuse_missing(name, np.isnan(array).ravel(), shape, plan.dtype, self.allow_missing,
+                            plan.feature_names)
+        return array
 
 
 def _json_tensor(name: str, data: Any, shape: list[int], datatype: str, dtype: np.dtype, allow_missing: bool,
@@ -153,37 +196,50 @@ def _refuse_missing(name: str, mask: np.ndarray, shape: list[int], dtype: np.dty
     raise RequestError(400, f"{place}: {reason}")
 
 
-def _check_shape(name: str, shape: tuple[int, ...], spec: TensorSpec) -> None:
-    if spec.shape is None:
-        return
-    if len(shape) != len(spec.shape):
-        raise RequestError(400, f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape_text()}")
-    for got, want in zip(shape, spec.shape):
-        if isinstance(want, int) and want > 0 and got != want:
-            raise RequestError(400, f"input {name!r}: shape {list(shape)} does not fit the model's {spec.shape_text()}")
+def _check_shape(name: str, shape: tuple[int, ...], plan: _InputPlan) -> None:
+    fixed = plan.fixed
+    if len(shape) != len(fixed) or any(want is not None and got != want for got, want in zip(shape, fixed)):
+        raise RequestError(400, f"input {name!r}: shape {list(shape)} does not fit the model's "
+                                f"{plan.spec.shape_text()}")
 
 
-def encode_outputs(outputs: dict[str, Any], wanted: dict[str, bool] | None = None) -> tuple[list[dict[str, Any]], bytes]:
-    """Model outputs as protocol tensors, and the binary tail of those asked
-    for as binary (`wanted`: name -> binary; all as JSON when None).
+class InferAnswer:
+    """Infer answers written straight to bytes: what never changes for a
+    model (its name and version, each output's name and datatype) is
+    encoded once; a request adds its id, shapes and data.
 
-    JSON data is flat and row-major; a binary output carries
+    `{model_name, model_version, id, outputs}`; JSON data is flat and
+    row-major; an output asked for as binary carries
     `parameters.binary_data_size` instead, its bytes in the tail in order."""
-    encoded, tail = [], []
-    for name, value in outputs.items():
-        if wanted is not None and name not in wanted:
-            continue
-        array = np.asarray(value)
-        kind = "string" if array.dtype.kind in "OUS" else array.dtype.name
-        datatype = DATATYPES.get(kind, "BYTES")
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if wanted is not None and wanted[name]:
-            tail.append(output_bytes(array, datatype))
-            tensor["parameters"] = {"binary_data_size": len(tail[-1])}
-        else:
-            tensor["data"] = array.astype(str).ravel().tolist() if kind == "string" else array.ravel()
-        encoded.append(tensor)
-    return encoded, b"".join(tail)
+
+    def __init__(self, name: str, version: str) -> None:
+        self.head = b'{"model_name":' + jsonfast.dumps(name) + b',"model_version":' + jsonfast.dumps(version) + \
+            b',"id":'
+        self._tensors: dict[tuple[str, str], tuple[bytes, str, bool]] = {}
+
+    def encode(self, request_id: str, outputs: dict[str, Any], wanted: dict[str, bool] | None) -> tuple[bytes, bytes]:
+        """The JSON answer (or binary header) and the binary tail."""
+        parts, tail = [], []
+        for name, value in outputs.items():
+            if wanted is not None and name not in wanted:
+                continue
+            array = value if isinstance(value, np.ndarray) else np.asarray(value)
+            head, datatype, text = self._tensors.get((name, array.dtype.str)) or self._tensor(name, array)
+            shape = jsonfast.dumps(list(array.shape))
+            if wanted is not None and wanted[name]:
+                tail.append(output_bytes(array, datatype))
+                parts.append(b"%s%s,\"parameters\":{\"binary_data_size\":%d}}" % (head, shape, len(tail[-1])))
+            else:
+                data = array.astype(str).ravel().tolist() if text else array.ravel()
+                parts.append(b"%s%s,\"data\":%s}" % (head, shape, jsonfast.dumps(data)))
+        return b"%s%s,\"outputs\":[%s]}" % (self.head, jsonfast.dumps(request_id), b",".join(parts)), b"".join(tail)
+
+    def _tensor(self, name: str, array: np.ndarray) -> tuple[bytes, str, bool]:
+        text = array.dtype.kind in "OUS"
+        datatype = DATATYPES.get("string" if text else array.dtype.name, "BYTES")
+        head = b'{"name":' + jsonfast.dumps(name) + b',"datatype":' + jsonfast.dumps(datatype) + b',"shape":'
+        self._tensors[name, array.dtype.str] = (head, datatype, text)
+        return head, datatype, text
 
 
 def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool] | None:

@@ -26,7 +26,10 @@ class ModelService:
         self.settings = settings
         self.name, self.version, self.variant = settings.name, settings.version, settings.variant
         model = load_model(settings.model_path)
-        self.runner = Runner(model, threads=settings.threads, features=settings.features, providers=settings.providers)
+        # One intra-op thread unless asked: concurrent requests are batched, workers
+        # scale across cores, and a one-thread run never waits for pool threads.
+        self.runner = Runner(model, threads=settings.threads or 1, features=settings.features,
+                             providers=settings.providers, spinning=False)
         self.signature: Signature = self.runner.signature
         self.output_names = self.runner.output_names
         self.metrics = ServeMetrics(self.name, self.version, self.variant, model.sha256)
@@ -35,7 +38,7 @@ class ModelService:
             max_batch=settings.max_batch,
             max_wait_ms=settings.max_wait_ms,
             batchable=is_batchable(self.signature),
-            on_batch=lambda rows: self.metrics.batch.observe(rows, *self.metrics.base),
+            on_batch=self.metrics.observe_batch,
         )
         self.cache = LRUCache(settings.cache_size) if settings.cache_size else None
         self.log = None
@@ -53,12 +56,12 @@ class ModelService:
             key = feeds_key(feeds)
             hit = self.cache.get(key)
             if hit is not None:
-                self.metrics.rows.inc(*self.metrics.base, "true", amount=rows)
+                self.metrics.count_rows(rows, cached=True)
                 return hit, True
         outputs = await self.batcher.submit(feeds)
         if self.cache is not None:
             self.cache.put(key, outputs)
-        self.metrics.rows.inc(*self.metrics.base, "false", amount=rows)
+        self.metrics.count_rows(rows, cached=False)
         return outputs, False
 
     def log_predictions(self, request_id: str, started: float, *, feeds: dict[str, np.ndarray] | None = None,

@@ -1,17 +1,38 @@
-"""Benchmark: `mlship serve` against MLflow's server and raw onnxruntime.
+"""Benchmark: `mlship serve` against its own HTTP ceiling and the peers.
 
-Requests/s and p50/p99 latency at concurrency 1, 16 and 64 on the
-breast-cancer example, one row per request, rotating over the 171 sample
-rows. Load comes from wrk (Debian package `wrk`) over keep-alive loopback
-connections; raw onnxruntime is timed in-process with as many threads.
+The ceiling is a bare uvicorn + httptools + uvloop ASGI app (below) that
+reads the body and answers a fixed 90-byte JSON: what the HTTP stack alone
+carries on this machine. Beside it, in the same run:
 
-Targets (issue 3, 2 cores): >= 3x MLflow's requests/s at concurrency 64, and
-p50 <= 2 ms at concurrency 1.
+- `mlship serve` on /v2 JSON, /v2 binary tensors and /predict, with the
+  prediction log on and off (metrics are always on), and with --workers 2;
+- MLflow's `mlflow models serve` (onnx flavour) and a BentoML service with its
+  defaults (`bentoml.onnx`), each in its own virtual environment.
 
-    python tests/benchmarks/bench_serve.py [--duration 10] [--mlflow-venv DIR]
+One row per request (the breast-cancer example, rotating over its 171 sample
+rows), wrk over keep-alive loopback connections at concurrency 1, 16 and 64.
+Every server runs for the whole benchmark, and the measurements alternate
+(per round and concurrency: the bare app, then each other case), so a load
+change on the shared machine hits all of them alike. Reported: median and
+spread (min-max) of each figure over the rounds, and each case's ratio to
+the bare app's figure of the same round and concurrency.
 
-MLflow goes in its own virtual environment (not mlship's):
+Also: the time from process start to the first ready health check, and the
+resident memory of every process of each server.
+
+Targets (issue 23; ratios to the bare app): /v2 JSON and /predict at c=64
+>= 60% of its req/s with logging and metrics on, >= 70% with logging off;
+p99 at c=64 <= 2x its p99; /v2 binary >= /v2 JSON; p50 at c=1 <= 1.5x its
+p50. Issue 21: >= 3x BentoML's req/s at c=64 with p99 no worse; start to
+ready <= 1 s.
+
+    python tests/benchmarks/bench_serve.py [--duration 5] [--rounds 3] [--only REGEX]
+
+Needs `apt-get install wrk`. The peers go in their own virtual environments:
     python3 -m venv /work/peers/mlflow-venv && /work/peers/mlflow-venv/bin/pip install mlflow onnx onnxruntime
+    python3 -m venv /work/peers/bentoml-venv && /work/peers/bentoml-venv/bin/pip install bentoml onnx onnxruntime
+Profile a running server with py-spy (`pip install py-spy`):
+    py-spy record -o profile.svg --pid PID --duration 10 --nonblocking
 """
 
 from __future__ import annotations
@@ -22,42 +43,97 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.harness.ports import free_port, wait_until  # noqa: E402
-from tests.harness.services import http_request  # noqa: E402
-from tests.models import sample_matrix  # noqa: E402
-
 MODEL = ROOT / "examples" / "breast-cancer" / "model.onnx"
 LEVELS = (1, 16, 64)
 
+# -- the ceiling: a bare ASGI app ------------------------------------------------
 
-def wrk_script(bodies: list[str], path: Path) -> Path:
-    entries = ",\n".join("[==[" + b + "]==]" for b in bodies)  # long brackets: JSON has "]]"
-    path.write_text(
-        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
-        f"local bodies = {{\n{entries}\n}}\nlocal i = 0\n"
-        "request = function()\n  i = i % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[i])\nend\n"
-    )
+BARE_BODY = b'{"model_name":"breast-cancer","model_version":"1","outputs":[{"name":"label","data":[1]}]}'
+assert len(BARE_BODY) == 90
+_BARE_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"90")]
+
+
+async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Read the whole body, answer the same 90 bytes: the HTTP stack's own cost."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": _BARE_HEADERS})
+    await send({"type": "http.response.body", "body": BARE_BODY})
+
+
+def bare_command(port: int, workers: int = 1) -> list[str]:
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import uvicorn; "
+            f"uvicorn.run('tests.benchmarks.bench_serve:bare_app', host='127.0.0.1', port={port}, "
+            f"http='httptools', loop='uvloop', lifespan='off', access_log=False, log_level='warning', "
+            f"workers={workers})")
+    return [sys.executable, "-c", code]
+
+
+# -- request bodies ------------------------------------------------------------------
+
+
+def lua_string(data: bytes) -> str:
+    """A Lua string literal of any bytes (decimal escapes; long brackets would fold CR LF)."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in data) + '"'
+
+
+def wrk_script(bodies: list[bytes], path: Path, headers: dict[str, str] | None = None) -> Path:
+    """A wrk script that POSTs the bodies in turn."""
+    lines = ['wrk.method = "POST"']
+    for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        lines.append(f'wrk.headers["{key}"] = "{value}"')
+    lines.append("local bodies = {\n" + ",\n".join(lua_string(b) for b in bodies) + "\n}")
+    lines.append("local i = 0\nrequest = function()\n  i = i % #bodies + 1\n"
+                 "  return wrk.format(nil, nil, nil, bodies[i])\nend")
+    path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def bodies(X: Any, names: list[str], work: Path) -> dict[str, Path]:
+    """wrk scripts per request kind."""
+    import numpy as np
+
+    scripts = {
+        "v2": wrk_script([json.dumps({"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                                  "data": row.tolist()}]}).encode() for row in X], work / "v2.lua"),
+        "predict": wrk_script([json.dumps({"instances": [dict(zip(names, row.tolist()))]}).encode() for row in X],
+                              work / "predict.lua"),
+        "mlflow": wrk_script([json.dumps({"inputs": {"X": [row.tolist()]}}).encode() for row in X],
+                             work / "mlflow.lua"),
+        "bentoml": wrk_script([json.dumps({"X": [row.tolist()]}).encode() for row in X], work / "bentoml.lua"),
+    }
+    header = json.dumps({"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 120}}],
+                         "parameters": {"binary_data_output": True}}).encode()
+    binary = [header + np.ascontiguousarray(row, dtype="<f4").tobytes() for row in X]
+    scripts["v2-binary"] = wrk_script(binary, work / "v2-binary.lua",
+                                      {"Content-Type": "application/octet-stream",
+                                       "Inference-Header-Content-Length": str(len(header))})
+    return scripts
+
+
+# -- load -------------------------------------------------------------------------
 
 
 def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
     threads = min(connections, 2)
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"non-2xx answers from {url}:\n{out}")
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"errors from {url}:\n{out}")
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50_ms": _ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
             "p99_ms": _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))}
@@ -68,104 +144,323 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def raw_onnxruntime(X: np.ndarray, connections: int, seconds: float) -> dict[str, float]:
-    """session.run on one row per call from `connections` threads: the upper bound."""
-    import onnxruntime as ort
+# -- servers ------------------------------------------------------------------------
 
-    session = ort.InferenceSession(str(MODEL), providers=["CPUExecutionProvider"])
-    rows = [X[i:i + 1] for i in range(len(X))]
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    stop = time.perf_counter() + seconds
 
-    def worker(k: int) -> None:
-        i = k
-        while time.perf_counter() < stop:
-            start = time.perf_counter()
-            session.run(None, {"X": rows[i % len(rows)]})
-            latencies[k].append(time.perf_counter() - start)
-            i += 1
+def http_status(url: str) -> int | None:
+    import http.client
+    from urllib.parse import urlsplit
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(connections)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    all_ms = np.concatenate([np.array(lat) for lat in latencies]) * 1000
-    return {"rps": len(all_ms) / elapsed, "p50_ms": float(np.percentile(all_ms, 50)),
-            "p99_ms": float(np.percentile(all_ms, 99))}
+    parts = urlsplit(url)
+    try:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+        conn.request("GET", parts.path)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+    except OSError:
+        return None
 
 
 class Server:
-    def __init__(self, cmd: list[str], ready_url: str, env: dict[str, str] | None = None) -> None:
-        self.log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env, start_new_session=True)
-        wait_until(lambda: http_request("GET", ready_url, timeout=2).status in (200, 405), 120, cmd[0],
-                   log=self.log.name, process=self.process)
+    """A server process (group) started now; `ready_s` is start to first ready health check."""
+
+    def __init__(self, name: str, cmd: list[str], ready_url: str, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-serve-", suffix=".log", delete=False)
+        started = time.perf_counter()
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env, cwd=cwd,
+                                        start_new_session=True)
+        deadline = started + 180
+        while http_status(ready_url) != 200:
+            if self.process.poll() is not None or time.perf_counter() > deadline:
+                self.stop()
+                raise RuntimeError(f"{name} did not start; see {self.log.name}")
+            time.sleep(0.005)
+        self.ready_s = time.perf_counter() - started
+
+    def rss_mb(self) -> list[float]:
+        """Resident memory of each process in the group (MB), largest first."""
+        sizes = []
+        for pid in group_pids(self.process.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            match = re.search(r"VmRSS:\s+(\d+) kB", status)
+            if match:
+                sizes.append(int(match.group(1)) / 1024)
+        return sorted(sizes, reverse=True)
 
     def stop(self) -> None:
-        # The process group we started (MLflow runs uvicorn as a child).
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(60)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # the group we started (peers run children)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def group_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mlship_command(port: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "mlship", "serve", str(MODEL), "--port", str(port), *args]
+
+
+def mlflow_command(venv: Path, work: Path, port: int) -> tuple[list[str], dict[str, str]] | None:
+    if not (venv / "bin" / "mlflow").exists():
+        print(f"MLflow not found in {venv}: see this script's docstring", file=sys.stderr)
+        return None
+    model_dir = work / "mlflow-model"
+    if not model_dir.exists():
+        subprocess.run([str(venv / "bin" / "python"), "-c",
+                        f"import onnx, mlflow.onnx; mlflow.onnx.save_model(onnx.load({str(MODEL)!r}), "
+                        f"{str(model_dir)!r})"], check=True, capture_output=True)
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "DO_NOT_TRACK": "1",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return ([str(venv / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", str(port)], env)
+
+
+BENTO_SERVICE = '''\
+import bentoml
+import numpy as np
+
+
+@bentoml.service
+class BreastCancer:
+    """The example model through bentoml.onnx, BentoML's defaults otherwise."""
+
+    bento_model = bentoml.models.BentoModel("breast_cancer:latest")
+
+    def __init__(self) -> None:
+        self.session = bentoml.onnx.load_model(self.bento_model)
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    @bentoml.api
+    def predict(self, X: np.ndarray) -> dict:
+        values = self.session.run(self.outputs, {"X": X.astype(np.float32)})
+        return {name: value.tolist() for name, value in zip(self.outputs, values)}
+'''
+
+
+def bentoml_command(venv: Path, work: Path, port: int) -> tuple[list[str], dict[str, str]] | None:
+    if not (venv / "bin" / "bentoml").exists():
+        print(f"BentoML not found in {venv}: see this script's docstring", file=sys.stderr)
+        return None
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "BENTOML_HOME": str(work / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True", "DO_NOT_TRACK": "1"}
+    env.pop("PYTHONPATH", None)
+    service = work / "bento_service.py"
+    if not service.exists():
+        service.write_text(BENTO_SERVICE)
+        subprocess.run([str(venv / "bin" / "python"), "-c",
+                        f"import onnx, bentoml; bentoml.onnx.save_model('breast_cancer', onnx.load({str(MODEL)!r}))"],
+                       check=True, capture_output=True, env=env)
+    return ([str(venv / "bin" / "bentoml"), "serve", "bento_service:BreastCancer", "--host", "127.0.0.1",
+             "--port", str(port)], env)
+
+
+# -- the run ------------------------------------------------------------------------
+
+
+def start_all(args: argparse.Namespace, work: Path) -> tuple[dict[str, Server], list[tuple[str, str, str, str]]]:
+    """Every server, and the cases: (label, server, path, script)."""
+    servers: dict[str, Server] = {}
+    cases = []
+
+    def start(name: str, cmd: list[str], ready: str, env: dict[str, str] | None = None) -> str | None:
+        if not re.search(args.only, name):
+            return None
+        servers[name] = Server(name, cmd, ready, env=env, cwd=work)
+        return name
+
+    port = free_port()
+    if start("bare", bare_command(port), f"http://127.0.0.1:{port}/"):
+        cases.append(("bare ASGI app", "bare", f"http://127.0.0.1:{port}/", "v2"))
+    infer = "/v2/models/breast-cancer/infer"
+    for name, extra in (("mlship log", ["--log-dir", str(work / "logs")]), ("mlship nolog", [])):
+        port = free_port()
+        if start(name, mlship_command(port, *extra), f"http://127.0.0.1:{port}/v2/health/ready"):
+            for path, script, label in ((infer, "v2", "/v2 JSON"), (infer, "v2-binary", "/v2 binary"),
+                                        ("/predict", "predict", "/predict")):
+                cases.append((f"{name}: {label}", name, f"http://127.0.0.1:{port}{path}", script))
+    if args.workers:
+        port = free_port()
+        if start("bare 2 workers", bare_command(port, 2), f"http://127.0.0.1:{port}/"):
+            cases.append(("bare ASGI app, 2 workers", "bare 2 workers", f"http://127.0.0.1:{port}/", "v2"))
+        port = free_port()
+        if start("mlship log 2 workers", mlship_command(port, "--workers", "2", "--log-dir", str(work / "logs2")),
+                 f"http://127.0.0.1:{port}/v2/health/ready"):
+            cases.append(("mlship log, 2 workers: /v2 JSON", "mlship log 2 workers",
+                          f"http://127.0.0.1:{port}{infer}", "v2"))
+    port = free_port()
+    mlflow = mlflow_command(Path(args.mlflow_venv), work, port)
+    if mlflow and start("MLflow", mlflow[0], f"http://127.0.0.1:{port}/ping", env=mlflow[1]):
+        cases.append(("MLflow models serve", "MLflow", f"http://127.0.0.1:{port}/invocations", "mlflow"))
+    port = free_port()
+    bento = bentoml_command(Path(args.bentoml_venv), work, port)
+    if bento and start("BentoML", bento[0], f"http://127.0.0.1:{port}/readyz", env=bento[1]):
+        cases.append(("BentoML service", "BentoML", f"http://127.0.0.1:{port}/predict", "bentoml"))
+    return servers, cases
+
+
+def startup_times(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
+    """Start to first ready health check, alternating the servers, `rounds` times each."""
+    times: dict[str, list[float]] = {}
+    for _ in range(args.rounds):
+        port = free_port()
+        runs = [("mlship serve", mlship_command(port), f"http://127.0.0.1:{port}/v2/health/ready", None)]
+        port = free_port()
+        mlflow = mlflow_command(Path(args.mlflow_venv), work, port)
+        if mlflow:
+            runs.append(("MLflow models serve", mlflow[0], f"http://127.0.0.1:{port}/ping", mlflow[1]))
+        port = free_port()
+        bento = bentoml_command(Path(args.bentoml_venv), work, port)
+        if bento:
+            runs.append(("BentoML service", bento[0], f"http://127.0.0.1:{port}/readyz", bento[1]))
+        for name, cmd, ready, env in runs:
+            server = Server(name, cmd, ready, env=env, cwd=work)
+            times.setdefault(name, []).append(server.ready_s)
+            server.stop()
+    return times
+
+
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median and spread)")
+    parser.add_argument("--levels", default="1,16,64", help="concurrency levels")
+    parser.add_argument("--only", default=".", help="start only servers whose name matches this regex")
+    parser.add_argument("--no-workers", dest="workers", action="store_false", help="skip the 2-worker cases")
+    parser.add_argument("--no-startup", dest="startup", action="store_false", help="skip start-up timing")
     parser.add_argument("--mlflow-venv", default="/work/peers/mlflow-venv")
+    parser.add_argument("--bentoml-venv", default="/work/peers/bentoml-venv")
+    parser.add_argument("--json-out", help="write the raw figures here")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk")
+    from tests.models import sample_matrix
+    from mlship.model.features import request_fields
+    from mlship.model.runner import Runner
+
     X, _, _ = sample_matrix()
+    names = request_fields(Runner.from_path(MODEL).signature)
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    oip = wrk_script([json.dumps({"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
-                                              "data": row.tolist()}]}) for row in X], work / "oip.lua")
-    mlflow_body = wrk_script([json.dumps({"inputs": {"X": [row.tolist()]}}) for row in X], work / "mlflow.lua")
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    scripts = bodies(X, names, work)
+    levels = [int(c) for c in args.levels.split(",")]
 
-    results["onnxruntime in-process"] = {c: raw_onnxruntime(X, c, args.duration) for c in LEVELS}
-
-    port = free_port()
-    mlship = Server([sys.executable, "-m", "mlship", "serve", str(MODEL), "--port", str(port),
-                     "--log-dir", str(work / "logs")], f"http://127.0.0.1:{port}/v2/health/ready")
+    startup = startup_times(args, work) if args.startup else {}
+    servers, cases = start_all(args, work)
+    runs: dict[str, dict[int, list[dict[str, float]]]] = {label: {c: [] for c in levels} for label, *_ in cases}
+    rss: dict[str, list[float]] = {}
     try:
-        url = f"http://127.0.0.1:{port}/v2/models/breast-cancer/infer"
-        results["mlship serve"] = {c: run_wrk(url, oip, c, args.duration) for c in LEVELS}
+        for r in range(args.rounds):
+            for c in levels:
+                for label, _, url, script in cases:
+                    runs[label][c].append(run_wrk(url, scripts[script], c, args.duration))
+                    print(f"round {r + 1} c={c:<3d} {label:36s} {runs[label][c][-1]}", file=sys.stderr)
+        rss = {name: server.rss_mb() for name, server in servers.items()}
     finally:
-        mlship.stop()
+        for server in servers.values():
+            server.stop()
+    report(runs, levels, servers, rss, startup)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"runs": runs, "rss_mb": rss, "startup_s": startup,
+                                                   "ready_s": {n: s.ready_s for n, s in servers.items()}}))
 
-    venv = Path(args.mlflow_venv)
-    if (venv / "bin" / "mlflow").exists():
-        model_dir = work / "mlflow-model"
-        subprocess.run([str(venv / "bin" / "python"), "-c",
-                        f"import onnx, mlflow.onnx; mlflow.onnx.save_model(onnx.load({str(MODEL)!r}), "
-                        f"{str(model_dir)!r})"], check=True, capture_output=True)
-        port = free_port()
-        env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "DO_NOT_TRACK": "1",
-               "MLFLOW_DISABLE_TELEMETRY": "true"}
-        mlflow = Server([str(venv / "bin" / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager",
-                         "local", "-h", "127.0.0.1", "-p", str(port)], f"http://127.0.0.1:{port}/ping", env=env)
-        try:
-            url = f"http://127.0.0.1:{port}/invocations"
-            results["MLflow models serve"] = {c: run_wrk(url, mlflow_body, c, args.duration) for c in LEVELS}
-        finally:
-            mlflow.stop()
-    else:
-        print(f"MLflow not found in {venv}: see this script's docstring", file=sys.stderr)
 
-    print(f"{'server':26s} {'conc':>4s} {'req/s':>10s} {'p50 ms':>8s} {'p99 ms':>8s}")
-    for name, by_level in results.items():
-        for c, r in by_level.items():
-            print(f"{name:26s} {c:4d} {r['rps']:10.0f} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f}")
-    ours = results["mlship serve"]
-    if "MLflow models serve" in results:
-        ratio = ours[64]["rps"] / results["MLflow models serve"][64]["rps"]
-        print(f"mlship / MLflow req/s at 64: {ratio:.1f}x (target >= 3x): {'met' if ratio >= 3 else 'MISSED'}")
-    print(f"mlship p50 at 1: {ours[1]['p50_ms']:.3f} ms (target <= 2 ms): "
-          f"{'met' if ours[1]['p50_ms'] <= 2 else 'MISSED'}")
-    print(json.dumps({k: {str(c): {m: round(v, 3) for m, v in r.items()} for c, r in by.items()}
-                      for k, by in results.items()}))
+def report(runs: dict[str, dict[int, list[dict[str, float]]]], levels: list[int], servers: dict[str, Server],
+           rss: dict[str, list[float]], startup: dict[str, list[float]]) -> None:
+    bare = runs.get("bare ASGI app")
+    print(f"\n{'case':38s} {'c':>3s} {'req/s median (spread)':>24s} {'p50 ms':>18s} {'p99 ms':>18s} "
+          f"{'req/s : bare':>20s} {'p50 : bare':>10s} {'p99 : bare':>10s}")
+    ratios: dict[tuple[str, int], dict[str, float]] = {}
+    for label, by_level in runs.items():
+        for c in levels:
+            rounds = by_level[c]
+            line = (f"{label:38s} {c:3d} {summary([x['rps'] for x in rounds]):>24s} "
+                    f"{summary([x['p50_ms'] for x in rounds]):>18s} {summary([x['p99_ms'] for x in rounds]):>18s}")
+            if bare:
+                per_round = {m: [x[m] / b[m] for x, b in zip(rounds, bare[c])] for m in ("rps", "p50_ms", "p99_ms")}
+                ratios[label, c] = {m: statistics.median(v) for m, v in per_round.items()}
+                line += (f" {summary([100 * v for v in per_round['rps']]) + '%':>20s} "
+                         f"{ratios[label, c]['p50_ms']:9.2f}x {ratios[label, c]['p99_ms']:9.2f}x")
+            print(line)
+    if rss:
+        print("\nresident memory per process (MB): "
+              + "; ".join(f"{n}: {', '.join(f'{v:.0f}' for v in sizes)}" for n, sizes in rss.items()))
+    if startup:
+        print("start to first ready health check (s, median (spread)): "
+              + "; ".join(f"{n}: {summary(v)}" for n, v in startup.items()))
+    targets(runs, ratios, levels, startup)
+
+
+def targets(runs: dict[str, Any], ratios: dict[tuple[str, int], dict[str, float]], levels: list[int],
+            startup: dict[str, list[float]]) -> None:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    def check(text: str, value: float, ok: bool) -> None:
+        print(f"  {text}: {value:.2f} -> {verdict(ok)}")
+
+    print("\ntargets (ratios of medians of per-round ratios):")
+    if 64 in levels:
+        for mode, floor in (("log", 0.60), ("nolog", 0.70)):
+            for endpoint in ("/v2 JSON", "/predict"):
+                got = ratios.get((f"mlship {mode}: {endpoint}", 64))
+                if got:
+                    check(f"{mode:5s} {endpoint} req/s at c=64 >= {floor:.0%} of bare", got["rps"], got["rps"] >= floor)
+                    check(f"{mode:5s} {endpoint} p99 at c=64 <= 2x bare", got["p99_ms"], got["p99_ms"] <= 2)
+        for mode in ("log", "nolog"):
+            json_, binary = runs.get(f"mlship {mode}: /v2 JSON"), runs.get(f"mlship {mode}: /v2 binary")
+            if json_ and binary:
+                value = statistics.median(b["rps"] / j["rps"] for b, j in zip(binary[64], json_[64]))
+                check(f"{mode:5s} /v2 binary : /v2 JSON req/s at c=64 >= 1", value, value >= 1)
+        one, two = runs.get("mlship log: /v2 JSON"), runs.get("mlship log, 2 workers: /v2 JSON")
+        if one and two:
+            value = statistics.median(t["rps"] / o["rps"] for t, o in zip(two[64], one[64]))
+            print(f"  scaling 1 -> 2 workers, /v2 JSON at c=64 (2 shared cores): {value:.2f}x")
+        for peer in ("BentoML service", "MLflow models serve"):
+            if peer in runs and "mlship log: /v2 JSON" in runs:
+                ours, theirs = runs["mlship log: /v2 JSON"][64], runs[peer][64]
+                value = statistics.median(o["rps"] / t["rps"] for o, t in zip(ours, theirs))
+                p99 = statistics.median(o["p99_ms"] / t["p99_ms"] for o, t in zip(ours, theirs))
+                check(f"mlship /v2 JSON : {peer} req/s at c=64 >= 3x", value, value >= 3)
+                check(f"mlship /v2 JSON : {peer} p99 at c=64 <= 1x", p99, p99 <= 1)
+    if 1 in levels:
+        for mode in ("log", "nolog"):
+            for endpoint in ("/v2 JSON", "/v2 binary", "/predict"):
+                got = ratios.get((f"mlship {mode}: {endpoint}", 1))
+                if got:
+                    check(f"{mode:5s} {endpoint} p50 at c=1 <= 1.5x bare", got["p50_ms"], got["p50_ms"] <= 1.5)
+    if "mlship serve" in startup:
+        value = statistics.median(startup["mlship serve"])
+        check("mlship serve start to ready <= 1 s", value, value <= 1)
 
 
 if __name__ == "__main__":

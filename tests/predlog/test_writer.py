@@ -9,6 +9,7 @@ import pytest
 from mlship.errors import InvalidInputError
 from mlship.predlog.reader import read_records
 from mlship.predlog.writer import LogWriter
+from tests.harness.ports import wait_until
 
 
 def record(i: int) -> dict:
@@ -23,8 +24,8 @@ def test_full_queue_drops_and_counts_then_close_writes_every_accepted_record(tmp
     original = writer._write
     monkeypatch.setattr(writer, "_write", lambda items: (gate.wait(), original(items)))
     results = [writer.submit(record(i)) for i in range(20)]
-    # The thread holds one item while blocked; the queue holds 3 more.
-    assert results.count(False) >= 16 and writer.dropped == results.count(False)
+    # The thread holds what it took (at most a full queue) while blocked; the queue holds 3 more.
+    assert results.count(False) >= 14 and writer.dropped == results.count(False)
     gate.set()
     writer.close()
     assert writer.written == writer.accepted == results.count(True)
@@ -42,10 +43,11 @@ def test_rotation_by_size_keeps_whole_lines(tmp_path):
 
 
 def test_rotation_by_age(tmp_path):
-    writer = LogWriter(tmp_path, max_age_s=0.000001)
+    writer = LogWriter(tmp_path, max_age_s=0.000001, interval_s=0.01)
     for i in range(3):
         writer.submit(record(i))
-        writer.close() if i == 2 else __import__("time").sleep(0.05)
+        wait_until(lambda: writer.written == i + 1, 30, f"record {i} written")  # one write each
+    writer.close()
     assert len(writer.files) == 3
 
 

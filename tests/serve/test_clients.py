@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from tests import models
@@ -24,7 +23,7 @@ httpclient = pytest.importorskip("tritonclient.http")
 @pytest.fixture(scope="module")
 def reference():
     X, _, names = models.sample_matrix()
-    label, probs = ort.InferenceSession(str(MODEL)).run(None, {"X": X[:20]})
+    label, probs = models.serving_session(MODEL).run(None, {"X": X[:20]})
     return X[:20], names, label, probs
 
 
@@ -120,7 +119,7 @@ def test_kserve_v1_instances_as_lists_and_objects(example_server, reference):
 
 def test_kserve_v1_one_output_gives_bare_values(tmp_path):
     path, X, _ = models.linear_regressor(tmp_path / "reg.onnx")
-    expected = ort.InferenceSession(str(path)).run(None, {"X": X[:4]})[0]
+    expected = models.serving_session(path).run(None, {"X": X[:4]})[0]
     server = start_server(path, tmp_path, "--name", "reg", log=False)
     try:
         response = server.post("/v1/models/reg:predict", {"instances": X[:4].tolist()})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from tests import models
@@ -16,7 +15,7 @@ from tests.support import MODEL
 @pytest.fixture(scope="module")
 def reference():
     X, y, names = models.sample_matrix()
-    label, probs = ort.InferenceSession(str(MODEL)).run(None, {"X": X})
+    label, probs = models.serving_session(MODEL).run(None, {"X": X})
     return X, names, label, probs
 
 
@@ -59,7 +58,7 @@ def test_infer_equals_onnxruntime_exactly(example_server, reference):
 
 def test_infer_row_by_row_and_nested_data(example_server, reference):
     X = reference[0]
-    session = ort.InferenceSession(str(MODEL))
+    session = models.serving_session(MODEL)
     for i in (0, 7, 170):
         label, probs = session.run(None, {"X": X[i:i + 1]})
         body = {"id": f"row-{i}", "inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
@@ -81,7 +80,7 @@ def test_infer_returns_only_requested_outputs(example_server, reference):
 def test_predict_maps_named_features(example_server, reference):
     X, names, _, _ = reference
     # The same rows in one run: tree ensembles may sum in another order for another batch size.
-    label, probs = ort.InferenceSession(str(MODEL)).run(None, {"X": X[:20]})
+    label, probs = models.serving_session(MODEL).run(None, {"X": X[:20]})
     instances = [dict(zip(names, map(float, row))) for row in X[:20]]
     response = example_server.post("/predict", {"instances": instances})
     assert response.status == 200, response.body
@@ -130,7 +129,7 @@ def test_multi_input_model_through_both_endpoints(mixed_model, tmp_path):
         age = np.array([[30], [41], [7]], dtype=np.int64)
         city = np.array([["Oslo"], ["Rome"], ["Lima"]], dtype=object)
         score = np.array([[0.5], [1.25], [-2.0]], dtype=np.float32)
-        expected = ort.InferenceSession(str(mixed_model)).run(None, {"age": age, "city": city, "score": score})
+        expected = models.serving_session(mixed_model).run(None, {"age": age, "city": city, "score": score})
         body = {"inputs": [
             {"name": "age", "shape": [3, 1], "datatype": "INT64", "data": age.ravel().tolist()},
             {"name": "city", "shape": [3, 1], "datatype": "BYTES", "data": city.ravel().tolist()},
