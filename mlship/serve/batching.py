@@ -110,22 +110,26 @@ class MicroBatcher:
             batch = self._take()
             try:
                 if len(batch) == 1:
-                    results = [await loop.run_in_executor(self._executor, self._timed, self._run, batch[0].feeds)]
+                    results = [await loop.run_in_executor(self._executor, self._timed, self._run, batch[0].feeds,
+                                                          time.thread_time)]
                 else:
-                    results = await loop.run_in_executor(self._executor, self._run_many, batch)
+                    results = await loop.run_in_executor(self._executor, self._run_many, batch, time.thread_time)
             except Exception as exc:
                 self._fail(batch, exc)
                 continue
             self._finish(batch, results)
 
-    def _timed(self, run: Callable[[Feeds], Outputs], feeds: Feeds) -> Outputs:
-        # CPU time of this thread: on the worker thread, waiting for the GIL
-        # would count as run time in wall-clock time and keep a fast model there.
-        started = time.thread_time()
+    def _timed(self, run: Callable[[Feeds], Outputs], feeds: Feeds,
+               clock: Callable[[], float] = time.perf_counter) -> Outputs:
+        # On the loop, wall-clock time is what the loop waits. On the worker
+        # thread, its CPU time: waiting for the GIL would count as run time in
+        # wall-clock time and keep a fast model there (thread_time is a system
+        # call, so the loop does not pay for it).
+        started = clock()
         try:
             return run(feeds)
         finally:
-            self._run_s = 0.8 * self._run_s + 0.2 * (time.thread_time() - started)
+            self._run_s = 0.8 * self._run_s + 0.2 * (clock() - started)
 
     def _finish(self, batch: list[_Pending], results: list[Outputs]) -> None:
         self._on_batch(sum(item.rows for item in batch))
@@ -176,17 +180,17 @@ class MicroBatcher:
         self._pending.extendleft(reversed(keep))
         return batch
 
-    def _run_many(self, batch: list[_Pending]) -> list[Outputs]:
+    def _run_many(self, batch: list[_Pending], clock: Callable[[], float] = time.perf_counter) -> list[Outputs]:
         names = batch[0].feeds.keys()
         merged = {n: np.concatenate([item.feeds[n] for item in batch]) for n in names}
-        outputs = self._timed(self._run, merged)
+        outputs = self._timed(self._run, merged, clock)
         total = sum(item.rows for item in batch)
         offsets = np.cumsum([0] + [item.rows for item in batch])
         results: list[Outputs] = [{} for _ in batch]
         for name, value in outputs.items():
             if not (isinstance(value, np.ndarray) and value.ndim and value.shape[0] == total):
                 # An output without a batch axis cannot be split: run one by one.
-                return [self._timed(self._run, item.feeds) for item in batch]
+                return [self._timed(self._run, item.feeds, clock) for item in batch]
             for i in range(len(batch)):
                 results[i][name] = value[offsets[i]:offsets[i + 1]]
         return results

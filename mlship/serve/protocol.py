@@ -78,6 +78,9 @@ def plan_for(kind: type, signature: Signature, allow_missing: bool) -> Any:
     return cached[1]
 
 
+_INT = {int}
+
+
 class _InputPlan:
     """One input's checks, worked out from its spec once."""
 
@@ -89,6 +92,7 @@ class _InputPlan:
         # NaN (null, "NaN") in a float input: refused unless the model takes missing values
         self.refuse_nan = self.float and missing_reason(self.dtype, allow_missing) is not None
         self.fixed = None if spec.shape is None else [d if isinstance(d, int) and d > 0 else None for d in spec.shape]
+        self.fixed_dims = [(i, d) for i, d in enumerate(self.fixed or []) if d is not None]
 
 
 class FeedPlan:
@@ -130,7 +134,7 @@ class FeedPlan:
     def _tensor(self, tensor: dict[str, Any], plan: _InputPlan, tail: BinaryTail) -> np.ndarray:
         name = plan.name
         shape, datatype = tensor.get("shape"), tensor.get("datatype")
-        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        if type(shape) is not list or (shape and ({*map(type, shape)} != _INT or min(shape) < 0)):
             raise RequestError(400, f"input {name!r}: 'shape' must be a list of non-negative integers")
         if datatype != plan.datatype:
             raise RequestError(400, f"input {name!r}: datatype {datatype!r} does not match the model's "
@@ -144,8 +148,10 @@ class FeedPlan:
         else:
             array = _json_tensor(name, tensor.get("data"), shape, datatype, plan.dtype, self.allow_missing,
                                  plan.feature_names)
-        if plan.fixed is not None:
-            _check_shape(name, array.shape, plan)
+        if plan.fixed is not None and (array.ndim != len(plan.fixed) or any(
+                array.shape[i] != want for i, want in plan.fixed_dims)):
+            raise RequestError(400, f"input {name!r}: shape {list(array.shape)} does not fit the model's "
+                                    f"{plan.spec.shape_text()}")
         if plan.refuse_nan and np.isnan(array).any():  # null and "NaN" are NaN by now
             _refuse_missing(name, np.isnan(array).ravel(), shape, plan.dtype, self.allow_missing,
                             plan.feature_names)
@@ -194,13 +200,6 @@ def _refuse_missing(name: str, mask: np.ndarray, shape: list[int], dtype: np.dty
     elif len(where) > 1:
         place += f", index {where}"
     raise RequestError(400, f"{place}: {reason}")
-
-
-def _check_shape(name: str, shape: tuple[int, ...], plan: _InputPlan) -> None:
-    fixed = plan.fixed
-    if len(shape) != len(fixed) or any(want is not None and got != want for got, want in zip(shape, fixed)):
-        raise RequestError(400, f"input {name!r}: shape {list(shape)} does not fit the model's "
-                                f"{plan.spec.shape_text()}")
 
 
 class InferAnswer:

@@ -84,6 +84,7 @@ def _uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
         "loop": _best("uvloop", "asyncio"),
         "timeout_graceful_shutdown": 30,
         "server_header": False,
+        "proxy_headers": False,  # no client address is used: spare every request the middleware
     }
 
 

@@ -128,15 +128,20 @@ def bodies(X: Any, names: list[str], work: Path) -> dict[str, Path]:
 # -- load -------------------------------------------------------------------------
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
+def run_wrk(url: str, script: Path, connections: int, seconds: int, server: "Server") -> dict[str, float]:
+    """req/s, p50 and p99 from wrk, and the server's CPU time per request
+    (all its processes): the cost that a loaded machine does not hide."""
     threads = min(connections, 2)
+    cpu = server.cpu_s()
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"errors from {url}:\n{out}")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50_ms": _ms(re.search(r"\s50%\s+([\d.]+\w+)", out).group(1)),
-            "p99_ms": _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1))}
+            "p99_ms": _ms(re.search(r"\s99%\s+([\d.]+\w+)", out).group(1)),
+            "cpu_us": (server.cpu_s() - cpu) / max(requests, 1) * 1e6}
 
 
 def _ms(text: str) -> float:
@@ -179,6 +184,18 @@ class Server:
                 raise RuntimeError(f"{name} did not start; see {self.log.name}")
             time.sleep(0.005)
         self.ready_s = time.perf_counter() - started
+        self.ready_cpu_s = self.cpu_s()  # what start-up costs, whatever else loads the machine
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) used so far by the group's processes."""
+        total = 0
+        for pid in group_pids(self.process.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> list[float]:
         """Resident memory of each process in the group (MB), largest first."""
@@ -195,24 +212,36 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            strays = [pid for pid in group_pids(self.process.pid) if pid != self.process.pid]
             os.killpg(self.process.pid, signal.SIGTERM)  # the group we started (peers run children)
             try:
                 self.process.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+            for pid in strays:  # descendants we started that left the group, if they outlived it
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
 
 
-def group_pids(pgid: int) -> list[int]:
-    pids = []
+def group_pids(root: int) -> list[int]:
+    """The process and all its descendants (BentoML's workers leave its process group)."""
+    children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if os.getpgid(int(entry.name)) == pgid:
-                    pids.append(int(entry.name))
-            except OSError:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
                 continue
-    return pids
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
 
 
 def free_port() -> int:
@@ -342,12 +371,16 @@ def startup_times(args: argparse.Namespace, work: Path) -> dict[str, list[float]
         for name, cmd, ready, env in runs:
             server = Server(name, cmd, ready, env=env, cwd=work)
             times.setdefault(name, []).append(server.ready_s)
+            times.setdefault(f"{name} (CPU s)", []).append(server.ready_cpu_s)
             server.stop()
     return times
 
 
 def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
+    """Median (min-max)."""
+    def fmt(v: float) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:.3g}"
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}-{fmt(max(values))})"
 
 
 def main() -> None:
@@ -381,8 +414,8 @@ def main() -> None:
     try:
         for r in range(args.rounds):
             for c in levels:
-                for label, _, url, script in cases:
-                    runs[label][c].append(run_wrk(url, scripts[script], c, args.duration))
+                for label, name, url, script in cases:
+                    runs[label][c].append(run_wrk(url, scripts[script], c, args.duration, servers[name]))
                     print(f"round {r + 1} c={c:<3d} {label:36s} {runs[label][c][-1]}", file=sys.stderr)
         rss = {name: server.rss_mb() for name, server in servers.items()}
     finally:
@@ -398,18 +431,21 @@ def report(runs: dict[str, dict[int, list[dict[str, float]]]], levels: list[int]
            rss: dict[str, list[float]], startup: dict[str, list[float]]) -> None:
     bare = runs.get("bare ASGI app")
     print(f"\n{'case':38s} {'c':>3s} {'req/s median (spread)':>24s} {'p50 ms':>18s} {'p99 ms':>18s} "
-          f"{'req/s : bare':>20s} {'p50 : bare':>10s} {'p99 : bare':>10s}")
+          f"{'CPU us/req':>16s} {'req/s : bare':>20s} {'p50 : bare':>10s} {'p99 : bare':>10s} {'CPU : bare':>10s}")
     ratios: dict[tuple[str, int], dict[str, float]] = {}
     for label, by_level in runs.items():
         for c in levels:
             rounds = by_level[c]
             line = (f"{label:38s} {c:3d} {summary([x['rps'] for x in rounds]):>24s} "
-                    f"{summary([x['p50_ms'] for x in rounds]):>18s} {summary([x['p99_ms'] for x in rounds]):>18s}")
+                    f"{summary([x['p50_ms'] for x in rounds]):>18s} {summary([x['p99_ms'] for x in rounds]):>18s} "
+                    f"{summary([x['cpu_us'] for x in rounds]):>16s}")
             if bare:
-                per_round = {m: [x[m] / b[m] for x, b in zip(rounds, bare[c])] for m in ("rps", "p50_ms", "p99_ms")}
+                per_round = {m: [x[m] / b[m] for x, b in zip(rounds, bare[c])]
+                             for m in ("rps", "p50_ms", "p99_ms", "cpu_us")}
                 ratios[label, c] = {m: statistics.median(v) for m, v in per_round.items()}
                 line += (f" {summary([100 * v for v in per_round['rps']]) + '%':>20s} "
-                         f"{ratios[label, c]['p50_ms']:9.2f}x {ratios[label, c]['p99_ms']:9.2f}x")
+                         f"{ratios[label, c]['p50_ms']:9.2f}x {ratios[label, c]['p99_ms']:9.2f}x "
+                         f"{ratios[label, c]['cpu_us']:9.2f}x")
             print(line)
     if rss:
         print("\nresident memory per process (MB): "
@@ -436,6 +472,8 @@ def targets(runs: dict[str, Any], ratios: dict[tuple[str, int], dict[str, float]
                 if got:
                     check(f"{mode:5s} {endpoint} req/s at c=64 >= {floor:.0%} of bare", got["rps"], got["rps"] >= floor)
                     check(f"{mode:5s} {endpoint} p99 at c=64 <= 2x bare", got["p99_ms"], got["p99_ms"] <= 2)
+                    print(f"  {mode:5s} {endpoint} bare's CPU per request : ours at c=64 (the req/s ratio on a "
+                          f"core of its own): {1 / got['cpu_us']:.2f}")
         for mode in ("log", "nolog"):
             json_, binary = runs.get(f"mlship {mode}: /v2 JSON"), runs.get(f"mlship {mode}: /v2 binary")
             if json_ and binary:

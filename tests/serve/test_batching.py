@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import numpy as np
 
@@ -68,3 +70,43 @@ def test_output_without_batch_axis_falls_back_to_single_runs():
     batcher = MicroBatcher(lambda f: {"total": np.array(f["x"].sum())}, max_wait_ms=20)
     results = run_all(batcher, [{"x": np.ones((2, 1))}, {"x": np.ones((3, 1))}])
     assert [float(r["total"]) for r in results] == [2.0, 3.0]
+
+
+def test_a_fast_model_runs_on_the_loop_in_one_batch_of_what_arrived_together():
+    calls = []
+
+    def run(feeds):
+        calls.append((len(feeds["x"]), threading.current_thread().name))
+        return {"y": feeds["x"] + 1}
+
+    batcher = MicroBatcher(run, max_batch=100)  # no max_wait: nothing is held open
+    first = run_all(batcher, [{"x": np.zeros((1, 2))}])  # an unknown model starts on the worker thread
+    assert first[0]["y"].tolist() == [[1.0, 1.0]] and calls[0][1].startswith("mlship-runner")
+    requests = [{"x": np.full((k, 2), k, dtype=np.float64)} for k in (1, 2, 3)]
+    results = run_all(batcher, requests)
+    assert [r["y"][:, 0].tolist() for r in results] == [[2.0], [3.0, 3.0], [4.0, 4.0, 4.0]]
+    assert calls[1:] == [(6, threading.current_thread().name)]  # one run, on the loop's thread
+
+
+def test_a_slow_model_stays_on_the_worker_thread_and_errors_reach_callers_on_the_loop_too():
+    threads = []
+
+    def slow(feeds):
+        threads.append(threading.current_thread().name)
+        deadline = time.thread_time() + 0.005  # 5 ms of CPU: over the 1 ms the loop may spend
+        while time.thread_time() < deadline:
+            pass
+        return {"y": feeds["x"]}
+
+    batcher = MicroBatcher(slow, inline_max_ms=1.0)
+    for _ in range(3):
+        run_all(batcher, [{"x": np.zeros((1, 1))}])
+    assert all(name.startswith("mlship-runner") for name in threads)
+
+    def failing(feeds):
+        raise ValueError("boom")
+
+    fast = MicroBatcher(failing, inline_max_ms=1000.0)
+    fast._run_s = 0.0  # known to be fast: on the loop from the first request
+    results = run_all(fast, [{"x": np.zeros((1, 1))}, {"x": np.zeros((1, 1))}])
+    assert all(isinstance(r, ValueError) for r in results)
