@@ -29,7 +29,7 @@ def serve(
     max_wait_ms: float = typer.Option(0.0, "--max-wait-ms", help="Hold a batch open this long for more requests."),
     cache_size: int = typer.Option(0, "--cache-size", help="LRU cache of this many answers (0: off)."),
     max_body_bytes: int = typer.Option(10 * 1024 * 1024, "--max-body-bytes", help="Largest request body accepted."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads per worker (default 1)."),
     allow_missing: Optional[bool] = typer.Option(
         None, "--allow-missing/--refuse-missing",
         help="Pass missing values (null, NaN) to float inputs as NaN, or answer 400 [missing_values in mlship.yaml: refuse]."),

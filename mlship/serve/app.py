@@ -289,7 +289,13 @@ class ServeApp:
         declared = _header(scope, b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
-        chunks, size = [], 0
+        message = await receive()
+        if not message.get("more_body"):  # the usual small body: one message
+            body = message.get("body", b"")
+            if len(body) > limit:
+                raise RequestError(413, f"request body is over the limit of {limit} bytes")
+            return body
+        chunks, size = [message.get("body", b"")], len(message.get("body", b""))
         while True:
             message = await receive()
             chunk = message.get("body", b"")

@@ -148,14 +148,21 @@ class FeedPlan:
         else:
             array = _json_tensor(name, tensor.get("data"), shape, datatype, plan.dtype, self.allow_missing,
                                  plan.feature_names)
-        if plan.fixed is not None and (array.ndim != len(plan.fixed) or any(
-                array.shape[i] != want for i, want in plan.fixed_dims)):
-            raise RequestError(400, f"input {name!r}: shape {list(array.shape)} does not fit the model's "
-                                    f"{plan.spec.shape_text()}")
+        if plan.fixed is not None:
+            if array.ndim != len(plan.fixed):
+                _refuse_shape(name, array, plan)
+            for i, want in plan.fixed_dims:
+                if array.shape[i] != want:
+                    _refuse_shape(name, array, plan)
         if plan.refuse_nan and np.isnan(array).any():  # null and "NaN" are NaN by now
             _refuse_missing(name, np.isnan(array).ravel(), shape, plan.dtype, self.allow_missing,
                             plan.feature_names)
         return array
+
+
+def _refuse_shape(name: str, array: np.ndarray, plan: _InputPlan) -> None:
+    raise RequestError(400, f"input {name!r}: shape {list(array.shape)} does not fit the model's "
+                            f"{plan.spec.shape_text()}")
 
 
 def _json_tensor(name: str, data: Any, shape: list[int], datatype: str, dtype: np.dtype, allow_missing: bool,
@@ -214,7 +221,8 @@ class InferAnswer:
     def __init__(self, name: str, version: str) -> None:
         self.head = b'{"model_name":' + jsonfast.dumps(name) + b',"model_version":' + jsonfast.dumps(version) + \
             b',"id":'
-        self._tensors: dict[tuple[str, str], tuple[bytes, str, bool]] = {}
+        self._tensors: dict[tuple[str, np.dtype], tuple[bytes, str, bool]] = {}
+        self._shapes: dict[tuple[int, ...], bytes] = {}
 
     def encode(self, request_id: str, outputs: dict[str, Any], wanted: dict[str, bool] | None) -> tuple[bytes, bytes]:
         """The JSON answer (or binary header) and the binary tail."""
@@ -223,21 +231,28 @@ class InferAnswer:
             if wanted is not None and name not in wanted:
                 continue
             array = value if isinstance(value, np.ndarray) else np.asarray(value)
-            head, datatype, text = self._tensors.get((name, array.dtype.str)) or self._tensor(name, array)
-            shape = jsonfast.dumps(list(array.shape))
+            head, datatype, text = self._tensors.get((name, array.dtype)) or self._tensor(name, array)
+            shape = self._shapes.get(array.shape) or self._shape(array.shape)
             if wanted is not None and wanted[name]:
                 tail.append(output_bytes(array, datatype))
-                parts.append(b"%s%s,\"parameters\":{\"binary_data_size\":%d}}" % (head, shape, len(tail[-1])))
+                parts.append(b"".join((head, shape, b',"parameters":{"binary_data_size":%d}}' % len(tail[-1]))))
             else:
                 data = array.astype(str).ravel().tolist() if text else array.ravel()
-                parts.append(b"%s%s,\"data\":%s}" % (head, shape, jsonfast.dumps(data)))
-        return b"%s%s,\"outputs\":[%s]}" % (self.head, jsonfast.dumps(request_id), b",".join(parts)), b"".join(tail)
+                parts.append(b"".join((head, shape, b',"data":', jsonfast.dumps(data), b"}")))
+        return b"".join((self.head, jsonfast.dumps(request_id), b',"outputs":[', b",".join(parts), b"]}")), \
+            b"".join(tail)
+
+    def _shape(self, shape: tuple[int, ...]) -> bytes:
+        if len(self._shapes) > 1024:  # shapes come from requests: keep the cache small
+            self._shapes.clear()
+        encoded = self._shapes[shape] = jsonfast.dumps(list(shape))
+        return encoded
 
     def _tensor(self, name: str, array: np.ndarray) -> tuple[bytes, str, bool]:
         text = array.dtype.kind in "OUS"
         datatype = DATATYPES.get("string" if text else array.dtype.name, "BYTES")
         head = b'{"name":' + jsonfast.dumps(name) + b',"datatype":' + jsonfast.dumps(datatype) + b',"shape":'
-        self._tensors[name, array.dtype.str] = (head, datatype, text)
+        self._tensors[name, array.dtype] = (head, datatype, text)
         return head, datatype, text
 
 

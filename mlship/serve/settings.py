@@ -20,7 +20,7 @@ class ServeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1)
-    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads.")
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads per worker (default 1).")
     max_batch: int = Field(64, ge=1)
     max_wait_ms: float = Field(0.0, ge=0)
     cache_size: int = Field(0, ge=0)
