@@ -21,6 +21,8 @@ from mlship.drift.profile import Profile, is_profile_file, load_profile
 from mlship.drift.report import (DriftReport, OperationsReport, OperationsSummary, PerformanceReport,
                                  PerformanceSummary, ReadSummary, Source, VariantOperations, WindowDrift)
 from mlship.drift.roles import column_times
+from mlship.drift.samples import PREDICTION_COLUMNS as _PRED, SCORE_COLUMNS as _SCORE, Collector
+from mlship.drift.together import beyond_columns
 from mlship.drift.scoring import add_model_outputs, needs_scoring
 from mlship.drift.settings import DriftOptions
 from mlship.drift.sketch import NumericSketch
@@ -56,8 +58,10 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     """The drift report (schema mlship.drift/v1) of the current data against the reference."""
     read = ReadReport()
     labels = _load_labels(options.labels) if options.labels else None
-    reference, ref_perf = _reference(options, read, labels, progress)
-    overall, windows, by_version = _current(options, read, labels, progress, time_column(reference, options))
+    rows_ref, rows_cur = Collector(options, feature_cap=100_000, feature_cap_all=100_000), Collector(options)
+    reference, ref_perf = _reference(options, read, labels, progress, rows_ref)
+    overall, windows, by_version = _current(options, read, labels, progress, time_column(reference, options),
+                                            rows_cur)
     if overall.profile.rows == 0:
         raise InvalidInputError(f"{options.current}: no rows to compare")
     scored = options.model is not None and not is_profile_file(options.reference) \
@@ -66,12 +70,14 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
         add_model_outputs(reference, options.reference, options.model, chunk_rows=options.chunk_rows)
     columns = ordered(compare(reference, overall.profile, options))
     drifted, share, any_judged = share_drifted(columns)
-    dataset_drift = any_judged and share >= options.drift_share
-    judged = sum(1 for c in columns if c.judged)
     window_list = [_window_summary(key, group, reference, options) for key, group in windows]
+    together = beyond_columns(rows_ref, rows_cur, columns, window_list, [key for (key, _, _), _ in windows],
+                              options)
+    dataset_drift = any_judged and share >= options.drift_share or together.dataset_drift
+    judged = sum(1 for c in columns if c.judged)
     return DriftReport(
-        verdict=headline(dataset_text(dataset_drift, len(drifted), judged, share, options.drift_share),
-                         dataset_drift, window_list),
+        verdict=headline(dataset_text(dataset_drift, len(drifted), judged, share, options.drift_share,
+                                      together.flagged_by), dataset_drift, window_list),
         reference=Source(source=options.reference, rows=reference.rows,
                          **({"scored_with": str(options.model)} if scored else {})),
         current=Source(source=options.current, rows=overall.profile.rows),
@@ -89,6 +95,7 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
             by_version_variant=[VariantOperations(version=v, variant=var, **ops.summary())
                                 for (v, var), ops in sorted(by_version.items())]),
         read=ReadSummary(bad_lines=read.bad_lines, examples=read.examples, files=len(read.files)),
+        **together.fields(),
     )
 
 
@@ -115,40 +122,45 @@ def _performance(perf: "Performance", *, classes: bool = False) -> PerformanceSu
 
 
 def _reference(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | None,
-               progress: Callable[[int], None]) -> tuple[Profile, "Performance"]:
+               progress: Callable[[int], None], rows: Collector | None = None) -> tuple[Profile, "Performance"]:
     perf = Performance()
     if is_profile_file(options.reference):
         return load_profile(Path(options.reference)), perf
     profile = _scan(options.reference, chunk_rows=options.chunk_rows, strict=options.strict, read=read,
-                    progress=progress, perf=perf, labels=labels)
+                    progress=progress, perf=perf, labels=labels, rows=rows)
     if profile.rows == 0:
         raise InvalidInputError(f"{options.reference}: no rows in the reference")
     return profile, perf
 
 
 def _scan(spec: str, *, chunk_rows: int, strict: bool, read: ReadReport, progress: Callable[[int], None],
-          perf: "Performance | None" = None, labels: dict[str, Any] | None = None) -> Profile:
-    """The profile of the predictions (and their quality, given `perf`) in data or logs."""
+          perf: "Performance | None" = None, labels: dict[str, Any] | None = None,
+          rows: Collector | None = None) -> Profile:
+    """The profile of the predictions (and their quality, given `perf`; their rows, given `rows`)
+    in data or logs."""
     return profile_frames(iter_frames(spec, chunk_rows=chunk_rows, strict=strict, report=read), progress=progress,
-                          perf=perf, labels=labels)
+                          perf=perf, labels=labels, rows=rows)
 
 
 def profile_frames(frames: Iterable[Frame], *, progress: Callable[[int], None] = lambda rows: None,
-                   perf: "Performance | None" = None, labels: dict[str, Any] | None = None) -> Profile:
+                   perf: "Performance | None" = None, labels: dict[str, Any] | None = None,
+                   rows: Collector | None = None) -> Profile:
     """The profile of frames' prediction rows, in order (also a piece of a larger reference:
-    drift/distributed.py)."""
+    drift/distributed.py); their rows kept in `rows`, given."""
     profile = Profile()
     for frame in frames:
         ok = _ok_rows(frame)
         profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
         if perf is not None:
             perf.add(frame, ok, labels)
+        if rows is not None:
+            rows.add(frame.columns, frame.meta, ok, None, labels)
         progress(frame.rows)
     return profile
 
 
 def _current(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | None,
-             progress: Callable[[int], None], time_col: str | None):
+             progress: Callable[[int], None], time_col: str | None, rows: Collector):
     size, unit = parse_window(options.window)
     overall, windows = _Group(), {}
     by_version: dict[tuple[str, str], Operations] = {}
@@ -161,8 +173,9 @@ def _current(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | N
         overall.perf.add(frame, ok, labels)
         overall.ops.add(frame, np.ones(frame.rows, dtype=bool))
         _by_version(frame, by_version)
-        if size:
-            keys = _window_keys(frame, size, unit, seen, options)
+        keys = _window_keys(frame, size, unit, seen, options) if size else None
+        rows.add(frame.columns, frame.meta, ok, keys, labels)
+        if keys is not None:
             for key in np.unique(keys[~np.isnan(keys)]):
                 mask = keys == key
                 group = windows.setdefault(float(key), _Group())
@@ -263,8 +276,6 @@ def _load_labels(path: Path) -> dict[str, Any]:
 
 # -- performance and operations ----------------------------------------------------
 
-_PRED = ("outputs.label", "outputs.prediction", "outputs.predicted_label", "outputs.class", "outputs.output_label")
-_SCORE = ("outputs.probabilities_1", "outputs.probability_1", "outputs.probability", "outputs.score")
 _REGRESSION = ("outputs.variable", "outputs.prediction", "outputs.output", "outputs.value")
 # Class probabilities: a list output (NAME_0 … NAME_{k-1}, column j the class j) or ZipMap's {class: p}.
 _PROBS = ("outputs.probabilities", "outputs.output_probability", "outputs.probability", "outputs.scores")

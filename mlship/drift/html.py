@@ -7,6 +7,7 @@ from html import escape
 from mlship.console import visible
 from mlship.drift.render import METRICS, effect_text, missing_text, overall, quality_text, rule_text, state, verdict
 from mlship.drift.report import ColumnDrift, ColumnSummary, DriftReport
+from mlship.drift.together_view import html_sections
 from mlship.metrics import ClassBreakdown
 
 REF, CUR = "#4c78a8", "#f58518"
@@ -42,7 +43,7 @@ def render_html(report: DriftReport) -> str:
              f"<div class='verdict {'drift' if report.verdict.drift else 'ok'}'>{escape(verdict(report))}</div>",
              (f"<div class='muted'>all windows together: {escape(overall(report))}</div>"
               if report.verdict.scope == "windows" else ""),
-             _table(report), _quality(report), _histograms(report), _windows(report), _performance(report), _operations(report),
+             _table(report), _quality(report), _histograms(report), _windows(report), html_sections(report), _performance(report), _operations(report),
              _details(report),
              "<p class='muted'>Made by mlship. Thresholds: "
              + escape(", ".join(f"{k} {v:g}" for k, v in report.thresholds.model_dump().items()))

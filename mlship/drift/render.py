@@ -7,6 +7,7 @@ from typing import Any
 from mlship.console import visible
 from mlship.drift.report import ColumnDrift, DriftReport
 from mlship.drift.verdict import dataset_text
+from mlship.drift.together_view import markdown_lines, terminal_lines
 
 # The metrics each report shows, in this order (those the task has).
 TERMINAL_METRICS = ("accuracy", "f1", "roc_auc", "mae", "rmse")
@@ -21,8 +22,9 @@ def verdict(report: DriftReport) -> str:
 def overall(report: DriftReport) -> str:
     """The verdict over the whole current data (a second line under a windows headline)."""
     judged = sum(1 for c in report.columns if c.judged)
+    flagged = report.multivariate.flagged_by if report.multivariate and report.multivariate.verdict else []
     return dataset_text(report.dataset_drift, len(report.drifted_columns), judged, report.drifted_share,
-                        report.thresholds.drift_share)
+                        report.thresholds.drift_share, flagged)
 
 
 def effect_text(column: ColumnDrift) -> str:
@@ -130,6 +132,8 @@ def render_terminal(report: DriftReport, out: Any) -> None:
         lat = ops.latency_ms
         out.print(f"operations: {ops.requests:,} requests, error rate {ops.error_rate:.2%}, latency p50 "
                   f"{lat.p50:.2f} / p95 {lat.p95:.2f} / p99 {lat.p99:.2f} ms")
+    for line in terminal_lines(report):
+        out.print(line, markup=False)
     if report.read.bad_lines:
         out.print(Text.assemble((f"skipped {report.read.bad_lines} malformed lines", "yellow"),
                                 ", e.g. " + report.read.examples[0]))
@@ -164,6 +168,7 @@ def render_markdown(report: DriftReport) -> str:
             lines += ["", "| class | precision | recall | F1 | ROC AUC | support |", "|---|---|---|---|---|---|"]
             lines += [f"| `{_cell(c.label)}` | {c.precision:.4f} | {c.recall:.4f} | {c.f1:.4f} | "
                       f"{'' if c.roc_auc is None else f'{c.roc_auc:.4f}'} | {c.support:,} |" for c in perf.classes.classes]
+    lines += markdown_lines(report)
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlship.drift.cbpe import EstimatedPerformance
+from mlship.drift.multivariate import MultivariateDrift
 from mlship.metrics import ClassBreakdown
 
 SCHEMA = "mlship.drift/v1"
@@ -256,6 +258,7 @@ class WindowDrift(_Part):
     drifted_share: Optional[float]
     drifted_columns: list[str]
     effects: Optional[dict[str, float]] = None
+    multivariate: Optional[list[str]] = Field(None, description="The multivariate checks that flagged the window.")
 
 
 class PerformanceReport(_Part):
@@ -327,6 +330,9 @@ class DriftReport(_Part):
     performance: PerformanceReport
     operations: OperationsReport
     read: ReadSummary
+    multivariate: Optional[MultivariateDrift] = Field(None, description="Checks of the features together.")
+    estimated_performance: Optional[EstimatedPerformance] = Field(
+        None, description="Classification metrics estimated without labels (CBPE), per window.")
 
     def document(self) -> dict[str, Any]:
         """The JSON document: every field the analysis set, optional ones only where found."""

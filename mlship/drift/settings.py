@@ -29,6 +29,40 @@ class ColumnSettings(BaseModel):
         "of drift; a time column can drive --window; feature judges a column inferred to be either.")
 
 
+class MultivariateSettings(BaseModel):
+    """Checks of the features together: a change in their relations that no single column shows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    checks: list[Literal["reconstruction", "classifier"]] = Field(
+        ["reconstruction", "classifier"], description="reconstruction: PCA fitted on the reference, the "
+        "reconstruction error per window against a band from the reference's own chunks; classifier: the "
+        "cross-validated ROC AUC of a model telling reference rows from current ones. [] turns both off.")
+    verdict: bool = Field(True, description="A check that flags the data (or a window) means dataset drift "
+                          "there, whatever the share of drifted columns.")
+    variance: float = Field(0.65, gt=0, lt=1, description="Share of the reference's variance the PCA keeps.")
+    band: float = Field(3.0, gt=0, description="Reconstruction band: the reference chunks' mean ± this many "
+                        "standard deviations.")
+    auc: float = Field(0.55, gt=0.5, lt=1, description="Domain-classifier ROC AUC above which the data drifted "
+                       "(raised for small windows, see the report's threshold per window).")
+    sample_rows: int = Field(2000, ge=100, description="Rows per side the domain classifier trains on.")
+
+
+class PerformanceSettings(BaseModel):
+    """Which columns of data files are the model's score, prediction, label and row id (logs name them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    estimate: bool = Field(True, description="Estimate classification metrics without labels (CBPE) when the "
+                           "current data holds probabilities and the reference holds labels.")
+    score: Optional[str] = Field(None, description="Column with the positive class's probability (logs: "
+                                 "outputs.probabilities_1 and the like).")
+    prediction: Optional[str] = Field(None, description="Column with the predicted class (0/1); without it, "
+                                      "score >= 0.5.")
+    label: Optional[str] = Field(None, description="Column with the ground truth (logs: the record's label).")
+    id: Optional[str] = Field(None, description="Column that --labels' request_id matches (logs: request_id).")
+
+
 class DriftSettings(BaseModel):
     """Drift and performance checks on prediction logs."""
 
@@ -37,6 +71,8 @@ class DriftSettings(BaseModel):
     reference: Optional[str] = Field(None, description="Training data or a saved profile.")
     drift_share: float = Field(0.5, gt=0, le=1, description="Share of drifted columns that means dataset drift.")
     columns: dict[str, ColumnSettings] = Field(default_factory=dict)
+    multivariate: MultivariateSettings = Field(default_factory=MultivariateSettings)
+    performance: PerformanceSettings = Field(default_factory=PerformanceSettings)
 
     def overridden(self, **flags: object) -> "DriftSettings":
         """These settings with the flags that were given (not None) taking precedence."""

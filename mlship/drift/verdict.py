@@ -15,8 +15,12 @@ def ordered(columns: list[ColumnDrift]) -> list[ColumnDrift]:
     return sorted(columns, key=lambda c: (not c.drifted, not c.judged, -(c.effect or 0.0), c.name))
 
 
-def dataset_text(drift: bool, drifted: int, judged: int, share: float, drift_share: float) -> str:
-    """The verdict over the whole current data."""
+def dataset_text(drift: bool, drifted: int, judged: int, share: float, drift_share: float,
+                 together: list[str] | tuple[str, ...] = ()) -> str:
+    """The verdict over the whole current data (`together`: the multivariate checks that flagged it)."""
+    if drift and share < drift_share and together:
+        return (f"DATASET DRIFT: the features together drifted ({', '.join(together)}); "
+                f"{drifted} of {judged} columns drifted on their own ({share:.0%})")
     if drift:
         return f"DATASET DRIFT: {drifted} of {judged} columns drifted ({share:.0%} >= {drift_share:.0%})"
     return f"no dataset drift: {drifted} of {judged} columns drifted ({share:.0%})"

@@ -1,0 +1,261 @@
+"""Multivariate drift: changes in how the features move together, which no single
+column's statistics show (a correlation that flips sign keeps every marginal).
+
+Two checks, each with its threshold in the report:
+
+- data reconstruction (as NannyML's DataReconstructionDriftCalculator): the
+  features (numbers standardised, categories frequency-encoded) are projected
+  by a PCA fitted on the reference that keeps `variance` of it, and mapped
+  back; the mean reconstruction error of a window is judged against a band
+  from the reference's own chunks (their mean ± `band` standard deviations,
+  the standard deviation scaled to the window's row count);
+- domain classifier: a small gradient-boosting model learns to tell reference
+  rows from the window's (`sample_rows` per side, 3-fold cross-validated); a
+  ROC AUC above `auc` (raised for small samples to 0.5 + 4 standard errors)
+  means the two can be told apart.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlship.drift.samples import ALL, RowSample, chunk_rows, floats
+from mlship.drift.settings import MultivariateSettings
+
+FOLDS = 3
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReconstructionWindow(_Part):
+    """One window's (or all current rows') mean reconstruction error against the band."""
+
+    label: str
+    rows: int = Field(description="Rows the error was averaged over (a uniform sample of the window).")
+    error: float
+    lower: float
+    upper: float
+    drifted: bool
+
+
+class Reconstruction(_Part):
+    """The data-reconstruction check: PCA fitted on the reference."""
+
+    columns: list[str]
+    components: int
+    explained_variance: float = Field(description="Share of the reference's variance the components keep.")
+    reference_error: float = Field(description="Mean reconstruction error of the reference's chunks.")
+    reference_std: float = Field(description="Standard deviation of the chunks' mean errors.")
+    chunk_rows: int
+    chunks: int
+    band: float = Field(description="Standard deviations either side of the reference error.")
+    overall: ReconstructionWindow
+    windows: list[Optional[ReconstructionWindow]] = Field(description="Per window, in order (null: too small).")
+
+
+class ClassifierWindow(_Part):
+    """One window's (or all current rows') domain-classifier ROC AUC against its threshold."""
+
+    label: str
+    rows: int = Field(description="Current rows the classifier saw (beside as many reference rows at most).")
+    reference_rows: int
+    auc: float
+    threshold: float
+    drifted: bool
+
+
+class DomainClassifier(_Part):
+    """The domain-classifier check: reference rows against current ones."""
+
+    columns: list[str]
+    model: str
+    folds: int
+    overall: ClassifierWindow
+    windows: list[Optional[ClassifierWindow]]
+
+
+class MultivariateDrift(_Part):
+    """Both checks, and whether they count in the dataset verdict (monitoring.multivariate.verdict)."""
+
+    drifted: bool
+    flagged_by: list[str] = Field(description="The checks that flagged all current rows.")
+    verdict: bool = Field(description="Whether a flag here means dataset drift (overall and per window).")
+    reconstruction: Optional[Reconstruction] = None
+    classifier: Optional[DomainClassifier] = None
+    note: Optional[str] = Field(None, description="Why a check did not run.")
+
+    def window_flags(self, index: int) -> list[str]:
+        """The checks that flagged window `index`."""
+        found = []
+        for name, check in (("reconstruction", self.reconstruction), ("classifier", self.classifier)):
+            entry = check.windows[index] if check is not None and index < len(check.windows) else None
+            if entry is not None and entry.drifted:
+                found.append(name)
+        return found
+
+
+def multivariate_drift(reference: RowSample, current: RowSample, features: dict[str, str],
+                       windows: list[tuple[float, str, bool]], settings: MultivariateSettings,
+                       min_rows: int) -> MultivariateDrift | None:
+    """Both checks on the features (name -> numeric/categorical), overall and for each window
+    (key, label, too small to judge); None when no check is asked for."""
+    if not settings.checks:
+        return None
+    ref_rows = reference.rows()
+    names = [n for n in features if n in ref_rows and n in current.rows()]
+    note = _unfit(names, reference.count(), min_rows) if ref_rows else \
+        "multivariate checks need the reference's rows (a saved profile holds none)"
+    if note:
+        return MultivariateDrift(drifted=False, flagged_by=[], verdict=settings.verdict, note=note)
+    encoder = _Encoder(ref_rows, {n: features[n] for n in names})
+    parts: dict[str, _Part] = {}
+    if "reconstruction" in settings.checks:
+        parts["reconstruction"] = _reconstruction(encoder, ref_rows, current, windows, settings)
+    if "classifier" in settings.checks:
+        parts["classifier"] = _classifier(encoder, ref_rows, current, windows, settings)
+    flagged = [name for name, part in parts.items() if part.overall.drifted]
+    return MultivariateDrift(drifted=bool(flagged), flagged_by=flagged, verdict=settings.verdict, **parts)
+
+
+def _unfit(names: list[str], reference_rows: int, min_rows: int) -> str | None:
+    if len(names) < 2:
+        return f"multivariate checks need two features or more on both sides, found {len(names)}"
+    if reference_rows < 2 * min_rows:
+        return f"multivariate checks need {2 * min_rows} reference rows, found {reference_rows}"
+    return None
+
+
+# -- encoding ------------------------------------------------------------------------
+
+
+class _Encoder:
+    """Features as numbers: reference means fill missing numbers; categories become their
+    reference frequency (for the PCA, as NannyML) or their index (for the trees)."""
+
+    def __init__(self, ref: dict[str, np.ndarray], kinds: dict[str, str]) -> None:
+        self.kinds = kinds
+        self.means: dict[str, float] = {}
+        self.shares: dict[str, dict[str, float]] = {}
+        self.codes: dict[str, dict[str, int]] = {}
+        for name, kind in kinds.items():
+            if kind == "numeric":
+                values = floats(ref[name])
+                self.means[name] = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
+            else:
+                cats, counts = np.unique(_texts(ref[name]), return_counts=True)
+                self.shares[name] = dict(zip(cats.tolist(), (counts / counts.sum()).tolist()))
+                self.codes[name] = {c: i for i, c in enumerate(cats.tolist())}
+        self.columns = list(kinds)
+
+    def dense(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Missing numbers as the reference mean, categories as reference shares (unseen: 0)."""
+        out = []
+        for name in self.columns:
+            if self.kinds[name] == "numeric":
+                values = floats(rows[name])
+                out.append(np.where(np.isfinite(values), values, self.means[name]))
+            else:
+                shares = self.shares[name]
+                out.append(np.array([shares.get(v, 0.0) for v in _texts(rows[name]).tolist()]))
+        return np.column_stack(out)
+
+    def trees(self, rows: dict[str, np.ndarray]) -> np.ndarray:
+        """Numbers as they are (missing stays NaN), categories as reference indexes (unseen: -1)."""
+        out = []
+        for name in self.columns:
+            if self.kinds[name] == "numeric":
+                out.append(floats(rows[name]))
+            else:
+                codes = self.codes[name]
+                out.append(np.array([codes.get(v, -1) for v in _texts(rows[name]).tolist()], dtype=np.float64))
+        return np.column_stack(out)
+
+
+
+def _texts(values: np.ndarray) -> np.ndarray:
+    return np.array(["\0missing" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+                     for v in values.tolist()], dtype=object)
+
+
+# -- data reconstruction --------------------------------------------------------------
+
+
+def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current: RowSample,
+                    windows: list[tuple[float, str, bool]], settings: MultivariateSettings) -> Reconstruction:
+    from sklearn.decomposition import PCA
+
+    ref = encoder.dense(ref_rows)
+    center, scale = ref.mean(axis=0), ref.std(axis=0)
+    scale[scale == 0] = 1.0
+    pca = PCA(n_components=settings.variance, svd_solver="full").fit((ref - center) / scale)
+
+    def errors(matrix: np.ndarray) -> np.ndarray:
+        z = (matrix - center) / scale
+        return np.linalg.norm(z - pca.inverse_transform(pca.transform(z)), axis=1)
+
+    ref_errors = errors(ref)
+    chunk = chunk_rows(current, windows, len(ref_errors))
+    means = ref_errors[: len(ref_errors) // chunk * chunk].reshape(-1, chunk).mean(axis=1)
+    mu, sd = float(means.mean()), float(means.std(ddof=1))
+
+    def judge(key: float, label: str) -> ReconstructionWindow:
+        err = errors(encoder.dense(current.rows(key)))
+        half = settings.band * sd * math.sqrt(chunk / len(err))
+        value = float(err.mean())
+        return ReconstructionWindow(label=label, rows=len(err), error=value, lower=mu - half, upper=mu + half,
+                                    drifted=not (mu - half <= value <= mu + half))
+
+    return Reconstruction(columns=encoder.columns, components=int(pca.n_components_),
+                          explained_variance=float(pca.explained_variance_ratio_.sum()), reference_error=mu,
+                          reference_std=sd, chunk_rows=chunk, chunks=len(means), band=settings.band,
+                          overall=judge(ALL, "all"),
+                          windows=[None if small else judge(key, label) for key, label, small in windows])
+
+
+# -- domain classifier -------------------------------------------------------------------
+
+
+def _classifier(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current: RowSample,
+                windows: list[tuple[float, str, bool]], settings: MultivariateSettings) -> DomainClassifier:
+    rng = np.random.default_rng(0)
+    ref = encoder.trees(ref_rows)
+    ref = ref[rng.permutation(len(ref))[: settings.sample_rows]]
+
+    def judge(key: float, label: str) -> ClassifierWindow:
+        cur = encoder.trees(current.rows(key))
+        cur = cur[rng.permutation(len(cur))[: settings.sample_rows]]
+        auc = _cv_auc(ref, cur)
+        threshold = max(settings.auc, 0.5 + 4 * _auc_se(len(ref), len(cur)))
+        return ClassifierWindow(label=label, rows=len(cur), reference_rows=len(ref), auc=auc, threshold=threshold,
+                                drifted=auc > threshold)
+
+    return DomainClassifier(columns=encoder.columns, model="HistGradientBoostingClassifier", folds=FOLDS,
+                            overall=judge(ALL, "all"),
+                            windows=[None if small else judge(key, label) for key, label, small in windows])
+
+
+def _cv_auc(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Cross-validated ROC AUC of telling `cur` rows (1) from `ref` rows (0)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from threadpoolctl import threadpool_limits
+
+    x = np.vstack([ref, cur])
+    y = np.r_[np.zeros(len(ref)), np.ones(len(cur))]
+    model = HistGradientBoostingClassifier(max_iter=60, max_leaf_nodes=15, early_stopping=False, random_state=0)
+    folds = StratifiedKFold(FOLDS, shuffle=True, random_state=0)
+    with threadpool_limits(1):  # OpenMP threads that spin-wait crawl on a busy machine
+        probabilities = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, probabilities))
+
+
+def _auc_se(n_ref: int, n_cur: int) -> float:
+    """The standard error of a ROC AUC of 0.5 (Hanley and McNeil) for these sample sizes."""
+    return math.sqrt((n_ref + n_cur + 1) / (12 * n_ref * n_cur))
