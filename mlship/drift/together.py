@@ -65,8 +65,8 @@ def beyond_columns(reference: Collector, current: Collector, columns: list[Any],
 
 
 def features(columns: list[Any], options: DriftOptions) -> dict[str, str]:
-    """The judged input features (name -> kind): not outputs, identifiers, times, ignored columns,
+    """The judged input features (name -> kind, by name): not outputs, identifiers, times, ignored columns,
     nor the columns performance settings name (score, prediction, label, id)."""
     named = set(options.performance.model_dump(exclude={"estimate"}).values())
-    return {c.name: c.kind for c in columns
+    return {c.name: c.kind for c in sorted(columns, key=lambda c: c.name)
             if c.role == "feature" and c.judged and c.kind in ("numeric", "categorical") and c.name not in named}
