@@ -204,9 +204,13 @@ def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current:
     means = ref_errors[: len(ref_errors) // chunk * chunk].reshape(-1, chunk).mean(axis=1)
     mu, sd = float(means.mean()), float(means.std(ddof=1))
 
+    row_sd = float(ref_errors.std(ddof=1))
+
     def judge(key: float, label: str) -> ReconstructionWindow:
         err = errors(encoder.dense(current.rows(key)))
-        half = settings.band * sd * math.sqrt(chunk / len(err))
+        # The chunks' spread, scaled to the window; never narrower than independent rows allow (a
+        # spread from a few chunks is itself uncertain, and a band too narrow alarms on nothing).
+        half = settings.band * max(sd * math.sqrt(chunk / len(err)), row_sd / math.sqrt(len(err)))
         value = float(err.mean())
         return ReconstructionWindow(label=label, rows=len(err), error=value, lower=mu - half, upper=mu + half,
                                     drifted=not (mu - half <= value <= mu + half))

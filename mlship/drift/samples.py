@@ -89,7 +89,7 @@ def _concat(old: np.ndarray | None, n_old: int, new: np.ndarray | None, mask: np
 
 
 def chunk_rows(current: "RowSample", windows: list[tuple[float, str, bool]], reference_rows: int,
-               min_chunks: int = 5) -> int:
+               min_chunks: int = 10) -> int:
     """Rows per reference chunk for bands: a typical window's (or all current rows'), small enough
     that the reference gives `min_chunks` chunks; bands scale from it to each window's row count."""
     sizes = [current.count(key) for key, _, small in windows if not small] or [current.count()]
