@@ -163,6 +163,8 @@ def start_ray(ray: Any, address: str | None, num_cpus: int | None = None) -> boo
 
     if ray.is_initialized():
         return False
+    if address and address != "auto":
+        _check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet
     local = {} if address else {"num_cpus": num_cpus or os.cpu_count(), "_node_ip_address": "127.0.0.1"}
     try:
@@ -171,6 +173,26 @@ def start_ray(ray: Any, address: str | None, num_cpus: int | None = None) -> boo
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise ServiceError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
     return True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast (exit 7) when nothing listens at a cluster's HOST:PORT: ray.init would retry
+    for minutes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise UsageError(f"--address {address!r}: use HOST:PORT (or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ServiceError(f"cannot reach Ray at {address}: {exc.strerror or exc}",
+                           hint="Start the cluster (ray start --head) or fix --address") from None
 
 
 def _init_ray(ray: Any, options: PredictOptions) -> None:

@@ -89,3 +89,21 @@ def test_ray_profile_reports_bad_input_as_the_local_engine_does(tmp_path):
     assert result.code == 3, result.stderr
     assert "b.jsonl" in result.stderr and not (tmp_path / "p.json").exists()
     assert run("profile", str(logs), "-o", str(tmp_path / "p.json"), "--engine", "spark").code == 2
+
+
+def test_an_unreachable_cluster_exits_7_at_once(tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as sock:  # a port that was just free: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "a.jsonl").write_text('{"x": 1}\n')
+    started = time.monotonic()
+    result = run("profile", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "p.json"), "--engine", "ray",
+                 "--address", f"127.0.0.1:{port}")
+    assert result.code == 7, result.stderr
+    assert f"cannot reach Ray at 127.0.0.1:{port}" in result.stderr and not (tmp_path / "p.json").exists()
+    assert time.monotonic() - started < 60  # not ray.init's minutes of retries
+    assert run("profile", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "p.json"), "--engine", "ray",
+               "--address", "no-port-here").code == 2
