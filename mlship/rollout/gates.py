@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
-
 from mlship.predlog.schema import is_answered, is_error
 from mlship.rollout.reports import GateReport, Metric, OutputDelta, Percentiles, Result, ShadowReport
 
@@ -98,6 +96,7 @@ def evaluate(window: Window, analysis: Any, *, shadow: bool, since: str, until: 
 
 def _latency(cand: list[dict[str, Any]], observed: Any, limit: float, need: int) -> Metric:
     """The candidate's p99 latency: from its prediction logs, and the router's metrics when it has them."""
+    import numpy as np  # lazily: `rollout start` and `status` never need it
     lat = [r["latency_ms"] for r in cand if is_answered(r.get("status")) and "latency_ms" in r]
     p99 = float(np.percentile(lat, 99)) if lat else None
     seen, source = len(lat), ""
@@ -124,6 +123,7 @@ def _flat_outputs(records: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 def _prediction_drift(stable: list[dict[str, Any]], cand: list[dict[str, Any]], limit: float, need: int) -> Metric:
     """The largest PSI between the two versions' output distributions (the drift module's statistics)."""
+    import numpy as np  # lazily: `rollout start` and `status` never need it
     from mlship.drift.profile import ColumnProfile
     from mlship.drift.stats import numeric_stats, psi
 
@@ -157,6 +157,7 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], *, 
                    atol: float = 1e-6) -> ShadowReport:
     """Agreement of the two versions on the same requests, joined by request id (and row): the
     same labels for classifiers; for regressors, float outputs within rtol and atol of stable's."""
+    import numpy as np  # lazily: `rollout start` and `status` never need it
     from mlship.metrics import outputs_close
 
     ok = {(r["request_id"], r.get("row")): r for r in stable if is_answered(r.get("status"))}
@@ -198,6 +199,7 @@ def compare_shadow(stable: list[dict[str, Any]], cand: list[dict[str, Any]], *, 
 
 def _has_discrete(outputs: dict[str, Any]) -> bool:
     """True when some output is a label (whole numbers, text, booleans)."""
+    import numpy as np  # lazily: `rollout start` and `status` never need it
     for value in outputs.values():
         arr = np.asarray(value)
         if arr.dtype.kind in "iubUSO":
@@ -206,6 +208,7 @@ def _has_discrete(outputs: dict[str, Any]) -> bool:
 
 
 def _percentiles(values: list[float]) -> Percentiles:
+    import numpy as np  # lazily: `rollout start` and `status` never need it
     if not values:
         return Percentiles()
     p50, p99 = np.percentile(values, [50, 99])

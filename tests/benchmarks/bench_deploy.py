@@ -10,7 +10,11 @@ nginx with mlship's router config; 1.0.0 serves on blue.
    through nginx is answered by green. Clients poll nginx all along with many client
    ids (X-Client-ID), so the first one routed to green after the reload is seen.
    Target: at most 5 s. Between runs the rollout is aborted and green's containers removed,
-   so every run starts a fresh container.
+   so every run starts a fresh container. The profile of each run: when the engine
+   created the container, when green first answered /v2/health/ready (polled directly),
+   when nginx first routed a request to it. Alternating with these runs, the peer: the
+   same image started by hand (`docker run` through the SDK, host network, the same
+   port) until /v2/health/ready answers, the floor any tool starting this image meets.
 2. Failed requests while `mlship deploy breast-cancer:V --slot green` replaces green's
    container (alternating 1.0.0 and 1.1.0), green receiving no traffic: a steady loop of
    predictions through nginx (new connection each, about 50 per second) on the live slot
@@ -82,6 +86,7 @@ def first_green(port: int, started: float, stop: threading.Event, seen: dict) ->
         if status == 200 and slot == "green":
             seen["s"] = time.perf_counter() - started
             return
+        time.sleep(0.02)  # about 50 requests a second: traffic, not a load test competing for the 2 cores
 
 
 class Loop:
@@ -109,6 +114,55 @@ class Loop:
                 self.failed += 1
                 self.errors.append(repr(exc))
             time.sleep(self.gap)
+
+
+def ready_at(port: int, started: float, stop: threading.Event, seen: dict, key: str = "ready_s") -> None:
+    """Poll http://127.0.0.1:PORT/v2/health/ready until it answers 200; the time since `started`."""
+    while not stop.is_set():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/v2/health/ready", headers={"Connection": "close"})
+            reply = conn.getresponse()
+            reply.read()
+            if reply.status == 200:
+                seen[key] = time.perf_counter() - started
+                return
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.05)
+
+
+def by_hand(engine, image: str, port: int, listen: int) -> float:
+    """The peer: `docker run` of the image on green's port (host network) until it is ready; seconds.
+    The same requests go through nginx meanwhile (all to blue) as during mlship's runs."""
+    seen, stop = {}, threading.Event()
+    traffic = threading.Thread(target=first_green, args=(listen, time.perf_counter(), stop, {}), daemon=True)
+    traffic.start()
+    with closing(engine.client()) as client:
+        started = time.perf_counter()
+        container = client.containers.run(image, detach=True, network_mode="host", name="bench-by-hand",
+                                          environment={"MLSHIP_SERVE_HOST": "127.0.0.1",
+                                                       "MLSHIP_SERVE_PORT": str(port)})
+        try:
+            ready_at(port, started, stop, seen)
+        finally:
+            stop.set()
+            container.remove(force=True)
+    traffic.join()
+    return seen["ready_s"]
+
+
+def created_s(engine, started_wall: float) -> float:
+    """When the engine created green's container, seconds after `started_wall` (time.time())."""
+    from datetime import datetime
+
+    with closing(engine.client()) as client:
+        container = client.containers.get(f"mlship-{NAME}-green")
+        created = container.attrs["Created"]
+    stamp = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+    return stamp - started_wall
 
 
 def remove_green(engine) -> None:
@@ -157,22 +211,33 @@ def main() -> None:
             print(f"built {NAME}:{version} in {time.perf_counter() - started:.0f} s", flush=True)
         mlship(config, env, "deploy", f"{NAME}:1.0.0", "--slot", "blue")
 
-        # 1. rollout start -> first request green answers through nginx
-        to_first, command_s = [], []
+        # 1. rollout start -> first request green answers through nginx; the peer alternating
+        to_first, command_s, profile, peer = [], [], [], []
+        image = json.loads(mlship(config, env, "--json", "versions", "show", f"{NAME}:1.1.0").stdout)["artifact"]
         for run in range(args.runs):
             remove_green(engine)
             stop, seen = threading.Event(), {}
-            started = time.perf_counter()
-            poller = threading.Thread(target=first_green, args=(listen, started, stop, seen), daemon=True)
-            poller.start()
+            started, started_wall = time.perf_counter(), time.time()
+            pollers = [threading.Thread(target=first_green, args=(listen, started, stop, seen), daemon=True),
+                       threading.Thread(target=ready_at, args=(green, started, stop, seen), daemon=True)]
+            for poller in pollers:
+                poller.start()
             mlship(config, env, "rollout", "start", NAME, "--candidate", "1.1.0", "--stable", "1.0.0")
             command_s.append(time.perf_counter() - started)
-            poller.join(timeout=60)
+            for poller in pollers:
+                poller.join(timeout=60)
             stop.set()
             to_first.append(seen.get("s", float("nan")))
-            print(f"run {run + 1}: rollout start took {command_s[-1]:.2f} s, first request answered by green "
-                  f"after {to_first[-1]:.2f} s", flush=True)
+            profile.append({"created_s": round(created_s(engine, started_wall), 2),
+                            "ready_s": round(seen.get("ready_s", float("nan")), 2),
+                            "routed_s": round(to_first[-1], 2), "command_s": round(command_s[-1], 2)})
+            print(f"run {run + 1}: rollout start took {command_s[-1]:.2f} s; container created at "
+                  f"{profile[-1]['created_s']:.2f} s, ready at {profile[-1]['ready_s']:.2f} s, first request "
+                  f"answered by green through nginx at {to_first[-1]:.2f} s", flush=True)
             mlship(config, env, "rollout", "abort", NAME, check=False)  # exit 6: traffic back on blue
+            remove_green(engine)
+            peer.append(by_hand(engine, image, green, listen))
+            print(f"peer {run + 1}: docker run by hand, ready after {peer[-1]:.2f} s", flush=True)
 
         # 2. deploy replaces green (no traffic) under a steady loop on blue
         loop = Loop(listen)
@@ -200,12 +265,15 @@ def main() -> None:
                                            "max": max(to_first)},
         "rollout_start_command_s": {"median": statistics.median(command_s), "min": min(command_s),
                                     "max": max(command_s)},
+        "peer_docker_run_ready_s": {"median": statistics.median(peer), "min": min(peer), "max": max(peer)},
+        "profile": profile,
         "replacements": len(replace_s), "replace_s_median": statistics.median(replace_s),
         "loop_requests": loop.ok + loop.failed, "loop_failed": loop.failed, "loop_slots": loop.slots,
         "loop_errors": loop.errors[:5],
     }
     print(f"rollout start -> first request answered by the candidate: median {figures['start_to_first_green_request_s']['median']:.2f} s "
-          f"(min {min(to_first):.2f}, max {max(to_first):.2f}; target <= 5 s)")
+          f"(min {min(to_first):.2f}, max {max(to_first):.2f}; target <= 5 s); the same image by hand "
+          f"(docker run until ready): median {statistics.median(peer):.2f} s (min {min(peer):.2f}, max {max(peer):.2f})")
     print(f"{len(replace_s)} replacements of green's container ({statistics.median(replace_s):.1f} s median each): "
           f"{loop.failed} of {loop.ok + loop.failed} requests on blue failed (target 0)")
     print(json.dumps(figures))
