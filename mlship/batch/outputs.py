@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlship import jsonfast
+from mlship.data.arrow import arrow_array, arrow_column
 from mlship.errors import InvalidInputError, UsageError
 from mlship.extras import require
 from mlship.fsutil import atomic_write
@@ -106,7 +107,7 @@ class Assembler:
         part = self.part_path(index)
         tmp = part.with_name(part.name + ".tmp")
         if self.fmt == "parquet":
-            table = require("pyarrow").table({k: _arrow_ready(v) for k, v in columns.items()})
+            table = require("pyarrow").Table.from_arrays([arrow_array(v) for v in columns.values()], names=list(columns))
             ipc = require("pyarrow.ipc")
             with ipc.new_file(str(tmp), table.schema) as sink:
                 sink.write_table(table)
@@ -166,8 +167,10 @@ class Assembler:
     def _append_table(self, table: Any) -> None:
         if self._parquet is None:
             pa = require("pyarrow")
-            # Dictionary encoding costs ~3x the time on float columns and makes them larger.
-            dictionary = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+            # Dictionary encoding costs ~3x the time on float columns and on unique values
+            # (ids), and makes them larger: only columns that repeat their values get it.
+            dictionary = [f.name for f in table.schema
+                          if not pa.types.is_floating(f.type) and _repeats(table.column(f.name))]
             self._parquet = require("pyarrow.parquet").ParquetWriter(self.partial, table.schema,
                                                                      use_dictionary=dictionary)
         try:
@@ -191,6 +194,16 @@ class Assembler:
         self.rows += body.count(b"\n")
 
 
+def _repeats(column: Any) -> bool:
+    """Whether a column's first values hold at most half as many distinct values as rows."""
+    values = arrow_column(column[:10_000])
+    try:
+        distinct = len(set(values.tolist())) if values.dtype.kind == "O" or values.ndim > 1 else len(np.unique(values))
+    except TypeError:  # unhashable values (lists)
+        return True
+    return distinct <= len(values) // 2
+
+
 def _text_rows(fmt: str, columns: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
     """(header, body) of CSV or JSON Lines for one chunk."""
     if fmt == "jsonl":
@@ -205,10 +218,6 @@ def _text_rows(fmt: str, columns: dict[str, np.ndarray]) -> tuple[bytes, bytes]:
     buffer.truncate()
     writer.writerows(zip(*(_csv_values(v) for v in columns.values())))
     return header, buffer.getvalue().encode()
-
-
-def _arrow_ready(values: np.ndarray) -> Any:
-    return values.tolist() if values.dtype.kind == "O" else values
 
 
 def _csv_values(values: np.ndarray) -> list[Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlship.data.arrow import arrow_column
 from mlship.data.plain_csv import read_csv
 from mlship.data.tables import FORMATS, NPY_COLUMN, Table, check_header, column_from_values, csv_rows, iter_json_records
 from mlship.errors import InvalidInputError
@@ -152,20 +153,6 @@ def _arrow_table(path: Path, data, start: int, sample: bool) -> Table:
     if sample:
         return Table(path, {name: _sample_column(data.column(i), path, name) for i, name in enumerate(names)}, start)
     return Table(path, {name: arrow_column(data.column(i)) for i, name in enumerate(names)}, start)
-
-
-def arrow_column(array) -> np.ndarray:
-    """A pyarrow array as a column: numbers stay numbers (nulls NaN), lists 2-D, the rest text."""
-    import pyarrow as pa
-
-    kind = array.type
-    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
-        if array.null_count == 0 and not pa.types.is_boolean(kind):
-            return array.to_numpy(zero_copy_only=False)
-        return array.to_numpy(zero_copy_only=False).astype(np.float64)  # nulls -> NaN
-    if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
-        return column_from_values(array.to_pylist(), "", "")
-    return np.array(array.to_pylist(), dtype=object)
 
 
 def _sample_column(array, path: Path, name: str) -> np.ndarray:

@@ -42,8 +42,7 @@ def feeds_from_table(table: Table, signature: Signature, *, allow_missing: bool 
         elif columns is None:
             absent.append(spec)
         else:
-            stacked = np.column_stack([_as_number(table, n, spec, allow_missing) for n in columns])
-            feeds[spec.name] = _convert(table, spec.name, stacked, spec, allow_missing)
+            feeds[spec.name] = _shaped(table, spec, _stacked(table, columns, spec, allow_missing))
     if absent:
         raise missing_columns_error(table.path, signature, absent, list(table.columns))
     return feeds
@@ -70,22 +69,45 @@ def missing_columns_error(where: object, signature: Signature, absent: list[Tens
     )
 
 
-def _as_number(table: Table, name: str, spec: TensorSpec, allow_missing: bool) -> np.ndarray:
+def _stacked(table: Table, names: list[str], spec: TensorSpec, allow_missing: bool) -> np.ndarray:
+    """One number column per feature, as one [rows, k] matrix of the input's dtype.
+
+    Each column is checked, then cast while it is copied into place: one copy
+    of the data, not one per column and another for the stack."""
+    dtype = input_dtype(spec)
+    if dtype.kind not in "iufb":
+        return np.column_stack([_cast(_number_column(table, n, dtype, allow_missing), dtype) for n in names])
+    matrix = np.empty((table.n_rows, len(names)), dtype)
+    for j, name in enumerate(names):
+        column = _number_column(table, name, dtype, allow_missing)
+        matrix[:, j] = column if column.dtype.kind in "iufb" else column.astype(np.float64)
+    return matrix
+
+
+def _number_column(table: Table, name: str, dtype: np.dtype, allow_missing: bool) -> np.ndarray:
     column = table.column(name)
     if column.ndim != 1:
         raise InvalidInputError(f"{table.path}: column '{name}' holds lists; expected one number per row")
-    return _convert(table, name, column, spec.model_copy(update={"shape": None}), allow_missing)
+    _refuse_bad_rows(table, name, column, dtype, allow_missing)
+    return column
 
 
 def _convert(table: Table, name: str, column: np.ndarray, spec: TensorSpec, allow_missing: bool) -> np.ndarray:
     """Cast to the input's dtype and shape, naming the first bad row on failure."""
     dtype = input_dtype(spec)
     _refuse_bad_rows(table, name, column, dtype, allow_missing)
+    return _shaped(table, spec, _cast(column, dtype))
+
+
+def _cast(column: np.ndarray, dtype: np.dtype) -> np.ndarray:
     if dtype.kind in "iufb":
-        column = column.astype(dtype, copy=False) if column.dtype.kind in "iuf" else \
+        return column.astype(dtype, copy=False) if column.dtype.kind in "iuf" else \
             column.astype(np.float64).astype(dtype)
-    else:
-        column = column.astype(str).astype(object)
+    return column.astype(str).astype(object)
+
+
+def _shaped(table: Table, spec: TensorSpec, column: np.ndarray) -> np.ndarray:
+    """`column` in the input's shape, or an error naming the axis that does not fit."""
     shape = spec.shape
     if shape is not None and len(shape) == 2 and column.ndim == 1:
         column = column.reshape(-1, 1)
@@ -161,7 +183,7 @@ def bad_rows(column: np.ndarray, dtype: np.dtype, *, allow_missing: bool = False
         return [(int(i), None, reason) for i in np.flatnonzero(missing_mask(rows, text=False).any(axis=1))]
     if column.dtype.kind == "f":
         reason = missing_reason(dtype, allow_missing)
-        if reason is None:
+        if reason is None or not np.isnan(column).any():  # the usual case, without a pass per row
             return []
         return [(int(i), None, reason) for i in np.flatnonzero(np.isnan(rows).any(axis=1))]
     bad = []

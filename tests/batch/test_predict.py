@@ -297,3 +297,21 @@ def test_jsonl_keep_column_missing_or_changing_type(tmp_path):
 def test_predict_options_out_of_range_exit_2(tmp_path, args):
     result = run("predict", str(MODEL), "-i", str(SAMPLE), "-o", str(tmp_path / "o.csv"), *args)
     assert result.code == 2 and "invalid option" in result.stderr
+
+
+def test_parquet_to_parquet_imports_no_pandas_and_encodes_by_column(tmp_path, sample):
+    """pandas costs ~0.5 s of every run (issue 21): numbers go through buffers. The
+    output dictionary-encodes columns that repeat (label), not unique ids."""
+    X, y, names = sample
+    inputs = write_inputs(tmp_path, X, y, names)
+    output = tmp_path / "pred.parquet"
+    code = ("import sys\nfrom mlship.cli import main\n"
+            f"code = main(['-q', 'predict', {str(MODEL)!r}, '-i', {str(inputs['parquet'])!r}, '-o', {str(output)!r}, "
+            "'--keep-columns', 'id', '--batch-size', '50'])\n"
+            "print(code, 'pandas' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["0", "False"], proc.stderr
+    chunk = pq.ParquetFile(output).metadata.row_group(0)
+    encodings = {chunk.column(i).path_in_schema: chunk.column(i).encodings for i in range(chunk.num_columns)}
+    assert "RLE_DICTIONARY" in encodings["label"] and "RLE_DICTIONARY" not in encodings["id"]
+    assert pq.read_table(output).column("id").to_pylist() == list(range(1000, 1171))

@@ -1,0 +1,71 @@
+"""Columns between pyarrow and NumPy through their buffers.
+
+pyarrow's own conversions (`Array.to_numpy`, `pa.array`, `pa.table`) import
+pandas when it is installed, ~0.5 s per process that batch scoring and drift
+would spend before their first row; fixed-width numbers and booleans need no
+more than their buffers, so these go without it. Anything else (text, lists,
+dates) takes pyarrow's general path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlship.data.tables import column_from_values
+
+
+def arrow_column(array: Any) -> np.ndarray:
+    """A pyarrow array as a column: numbers stay numbers (nulls NaN, booleans
+    0/1 as float64), lists 2-D, the rest text. Numbers without nulls are a
+    read-only view of the array's buffer; with nulls, one copy."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
+    kind = array.type
+    if pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_boolean(kind):
+        values = _numbers(array)
+        if array.null_count == 0 and not pa.types.is_boolean(kind):
+            return values
+        values = values.astype(np.float64)
+        if array.null_count:
+            values[~_bits(array.buffers()[0], array.offset, len(array))] = np.nan
+        return values
+    if pa.types.is_list(kind) or pa.types.is_fixed_size_list(kind):
+        return column_from_values(array.to_pylist(), "", "")
+    return np.array(array.to_pylist(), dtype=object)
+
+
+def arrow_array(values: np.ndarray) -> Any:
+    """A 1-D NumPy column as a pyarrow array: numbers and booleans from their
+    buffer (copied only when strided), other values through pyarrow's inference."""
+    import pyarrow as pa
+
+    if values.dtype.kind == "b":
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)])
+    if values.dtype.kind in "iuf" and values.ndim == 1 and values.dtype.byteorder in "=|":
+        values = np.ascontiguousarray(values)
+        return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)])
+    return pa.array(values.tolist() if values.dtype.kind == "O" else values)
+
+
+def _numbers(array: Any) -> np.ndarray:
+    """The values buffer of a fixed-width number or boolean array (null slots hold any value)."""
+    data = array.buffers()[1]
+    if array.type.bit_width == 1:
+        return _bits(data, array.offset, len(array))
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    if data is None:  # every value null
+        return np.zeros(len(array), dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def _bits(buffer: Any, offset: int, length: int) -> np.ndarray:
+    """A validity or boolean bitmap (least significant bit first) as booleans."""
+    if buffer is None:
+        return np.ones(length, dtype=bool)
+    bits = np.unpackbits(np.frombuffer(buffer, dtype=np.uint8), bitorder="little")
+    return bits[offset:offset + length].astype(bool)
