@@ -440,7 +440,9 @@ def write_week(model: Path, directory: Path, per_day: int = 1500, seed: int = 5)
             lines.append(json.dumps({
                 "ts": utc_timestamp(start + i * 86400 / per_day), "request_id": uuid.uuid4().hex,
                 "model": "readmission", "version": "1.1.0", "variant": "green",
-                "inputs": {f: float(X[i, j]) for j, f in enumerate(FEATURES)},
+                # the values as a client sends them (the CSV's), not the model's float32 copies: 2.4 is
+                # not 2.4000000953674316, which a domain classifier would tell from the reference
+                "inputs": {f: float(cols[f][i]) for f in FEATURES},
                 "outputs": {"label": int(labels[i]), "probabilities": [round(float(p), 6) for p in probs[i]]},
                 "latency_ms": round(float(rng.gamma(2, 0.2)), 3), "status": 200, "error": None}))
         (directory / f"predictions-day{day + 1}.jsonl").write_text("\n".join(lines) + "\n")

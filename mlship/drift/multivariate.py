@@ -179,7 +179,10 @@ class _Encoder:
 
 
 def _texts(values: np.ndarray) -> np.ndarray:
-    return np.array(["\0missing" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    """Category values as text, as profiles count them: a whole number is one category whether
+    it came as 2 (a CSV's integers) or 2.0 (a log's JSON numbers)."""
+    return np.array(["\0missing" if v is None or (isinstance(v, float) and math.isnan(v))
+                     else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
                      for v in values.tolist()], dtype=object)
 
 
