@@ -136,6 +136,92 @@ def two_matrices(root: Path) -> CorpusModel:
     return CorpusModel(root / "model.onnx", sample, features={"a": NUMERIC[:2], "b": NUMERIC[2:]}, task="regression")
 
 
+def _booster_data(task: str) -> tuple[np.ndarray, np.ndarray]:
+    X, binary, _ = _data()
+    return X, (binary if task == "classification" else (2 * X[:, 0] - X[:, 3]).astype(np.float32))
+
+
+def _onnxmltools_sample(root: Path, convert, estimator, task: str) -> CorpusModel:
+    """onnxmltools' default export: `input [None, 4]` float, the converter's own opsets."""
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    X, y = _booster_data(task)
+    model = convert(estimator.fit(X, y), initial_types=[("input", FloatTensorType([None, X.shape[1]]))])
+    onnx.save_model(model, root / "model.onnx")
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, y), features=NUMERIC, task=task)
+
+
+def lightgbm_model(root: Path, task: str) -> CorpusModel:
+    """LightGBM through onnxmltools: the classifier's label is declared [1] (it is [N]) and its
+    probabilities are a ZipMap (a list of maps); the regressor's `variable` is [N, 1]."""
+    import lightgbm
+    from onnxmltools import convert_lightgbm
+
+    kind = lightgbm.LGBMClassifier if task == "classification" else lightgbm.LGBMRegressor
+    return _onnxmltools_sample(root, convert_lightgbm, kind(n_estimators=20, verbose=-1), task)
+
+
+def xgboost_model(root: Path, task: str) -> CorpusModel:
+    """XGBoost through onnxmltools: a graph that imports only the ai.onnx.ml domain."""
+    import xgboost
+    from onnxmltools import convert_xgboost
+
+    kind = xgboost.XGBClassifier if task == "classification" else xgboost.XGBRegressor
+    return _onnxmltools_sample(root, convert_xgboost, kind(n_estimators=20, max_depth=3), task)
+
+
+def _torch_mlp(seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    X, y, _ = _data()
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2), torch.nn.Softmax(dim=1))
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
+    inputs, targets = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(60):
+        optimiser.zero_grad()
+        torch.nn.functional.nll_loss(torch.log(net(inputs) + 1e-7), targets).backward()
+        optimiser.step()
+    return net.eval(), X, y
+
+
+def torch_mlp(root: Path) -> CorpusModel:
+    """`torch.onnx.export` with its default (dynamo) exporter and a dynamic batch axis: opset 18+,
+    the weights in an external `model.onnx.data` file beside the model."""
+    import torch
+
+    net, X, y = _torch_mlp()
+    with _quiet():
+        torch.onnx.export(net, (torch.zeros(2, 4),), str(root / "model.onnx"), input_names=["features"],
+                          output_names=["probabilities"], dynamic_axes={"features": {0: "batch"}})
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, y), features=NUMERIC)
+
+
+def torch_mlp_legacy(root: Path) -> CorpusModel:
+    """The TorchScript exporter (`dynamo=False`) with the names torch makes up: input
+    `onnx::Gemm_0`, output `8`; only the input's batch axis is dynamic."""
+    import torch
+
+    net, X, y = _torch_mlp()
+    with _quiet():
+        torch.onnx.export(net, (torch.zeros(2, 4),), str(root / "model.onnx"),
+                          dynamic_axes={"onnx::Gemm_0": {0: "batch"}}, dynamo=False)
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, y), features=NUMERIC)
+
+
+def _quiet():
+    """torch's exporters print progress and deprecation warnings: keep test output readable."""
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    return stack
+
+
 CORPUS = [
     Entry("sklearn-plain", sklearn_plain, ["skl2onnx"]),
     Entry("sklearn-regressor", sklearn_regressor, ["skl2onnx"]),
@@ -143,4 +229,10 @@ CORPUS = [
     Entry("sklearn-multiclass-plain", lambda root: sklearn_multiclass(root, zipmap=False), ["skl2onnx"]),
     Entry("sklearn-pipeline", sklearn_pipeline, ["skl2onnx", "pandas"]),
     Entry("two-matrices", two_matrices),
+    Entry("lightgbm-classifier", lambda root: lightgbm_model(root, "classification"), ["onnxmltools", "lightgbm"]),
+    Entry("lightgbm-regressor", lambda root: lightgbm_model(root, "regression"), ["onnxmltools", "lightgbm"]),
+    Entry("xgboost-classifier", lambda root: xgboost_model(root, "classification"), ["onnxmltools", "xgboost"]),
+    Entry("xgboost-regressor", lambda root: xgboost_model(root, "regression"), ["onnxmltools", "xgboost"]),
+    Entry("torch-mlp", torch_mlp, ["torch", "onnxscript"]),
+    Entry("torch-mlp-legacy", torch_mlp_legacy, ["torch"]),
 ]

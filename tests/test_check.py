@@ -244,3 +244,17 @@ def test_missing_optional_dependency_names_the_extra(tmp_path, monkeypatch):
     result = run("check", str(MODEL), "--sample", str(sample))
     assert result.code == 2
     assert "pip install 'mlship[parquet]'" in result.stderr and "pyarrow" in result.stderr
+
+
+@pytest.mark.parametrize("shape, task", [([None, 2], "classification"), (["batch", 3], "classification"),
+                                         ([None, 1], "regression"), ([None], "regression"),
+                                         ([None, "k"], "regression"), (None, "regression")])
+def test_class_scores_without_a_label_output_are_a_classifier(shape, task):
+    """A network exported from torch answers class scores only (float [N, k]); k >= 2 known
+    columns is a classifier, one value per row (or an unknown width) a regressor."""
+    from mlship.model.quality import infer_task
+    from mlship.model.signature import Signature, TensorSpec
+
+    out = TensorSpec(name="probabilities", dtype="float32", shape=shape, type="tensor(float)")
+    x = TensorSpec(name="x", dtype="float32", shape=[None, 4], type="tensor(float)")
+    assert infer_task(Signature(inputs=[x], outputs=[out])) == task

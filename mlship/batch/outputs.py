@@ -57,13 +57,14 @@ def check_output(path: Path, flag: str = "--output", *, predictions: bool = True
 
 
 def prediction_columns(outputs: dict[str, Any], keep: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Kept input columns, then each output; [N, k] outputs become name_0..name_{k-1}.
+    """Kept input columns, then each output; [N, k] outputs become name_0..name_{k-1}, and a
+    sequence of maps (a ZipMap's {class: probability} per row) name_CLASS per class.
 
     A kept column named like an output column is written as input_NAME."""
     produced: dict[str, np.ndarray] = {}
     for name, value in outputs.items():
-        if not isinstance(value, np.ndarray):  # sequences of maps (ZipMap): JSON text
-            produced[name] = np.array([jsonfast.dumps(v).decode() for v in value], dtype=object)
+        if not isinstance(value, np.ndarray):
+            produced.update(_map_columns(name, value))
             continue
         flat = value.reshape(len(value), -1) if value.ndim > 1 else value
         if flat.ndim == 1 or flat.shape[1] == 1:
@@ -73,6 +74,17 @@ def prediction_columns(outputs: dict[str, Any], keep: dict[str, np.ndarray]) -> 
                 produced[f"{name}_{j}"] = flat[:, j]
     kept = {(f"input_{k}" if k in produced else k): v for k, v in keep.items()}
     return {**kept, **produced}
+
+
+def _map_columns(name: str, maps: list[Any]) -> dict[str, np.ndarray]:
+    """One column per class of a sequence of maps, in the first map's order (a ZipMap keeps the
+    model's class order); anything else a model returns as a sequence becomes JSON text."""
+    if not maps or not all(isinstance(m, dict) for m in maps):
+        return {name: np.array([jsonfast.dumps(v).decode() for v in maps], dtype=object)}
+    classes = list(maps[0])
+    if any(m.keys() != maps[0].keys() for m in maps):
+        raise InvalidInputError(f"output {name!r}: its maps do not all have the classes {classes}")
+    return {f"{name}_{c}": np.array([m[c] for m in maps]) for c in classes}
 
 
 class Assembler:

@@ -42,8 +42,9 @@ def drift(
     settings = cfg.monitoring.overridden(  # flag > env > file > default
         reference=reference or (str(cfg.resolve(cfg.monitoring.reference)) if cfg.monitoring.reference else None),
         drift_share=drift_share)
+    model = _model(cfg, model)
     options = run.drift_options(settings, current=current, window=window, min_rows=min_rows or None, labels=labels,
-                                model=_model(cfg, model), strict=strict, chunk_rows=chunk_rows)
+                                model=model, features=_features(cfg, model), strict=strict, chunk_rows=chunk_rows)
     request = run.DriftRequest(options=options, json_out=json_out, html=html, markdown=markdown,
                                fail_on=fail_on or None, on_drift=on_drift, webhook=webhook)
     for warning in run.prepare(request):
@@ -73,6 +74,11 @@ def _refuse_stray(stray: Optional[List[str]], *, json_given: bool) -> None:
 def _model(cfg, flag: Optional[Path]) -> Optional[Path]:
     """--model, else mlship.yaml's model: (flag > env > file)."""
     return flag or (cfg.resolve(cfg.model) if cfg.model else None)
+
+
+def _features(cfg, model: Optional[Path]):
+    """mlship.yaml's features: when `model` is the project's model (they name its columns only)."""
+    return cfg.for_model(model)[0].declared_features() if model else None
 
 
 def _show(console, report, *, to_stdout: bool) -> None:
@@ -106,7 +112,9 @@ def profile(
     if engine not in ("local", "ray"):
         raise UsageError(f"--engine {engine!r}: use local or ray")
     console = state(ctx).console
-    model = _model(config_for(ctx), model)
+    cfg = config_for(ctx)
+    model = _model(cfg, model)
+    features = _features(cfg, model)
     merged, tasks = Profile(), 0
     for spec in data:
         if is_profile_file(spec):
@@ -116,11 +124,13 @@ def profile(
 
             with console.status(f"profiling {spec} in Ray tasks"):
                 part, used = build_profile_ray(spec, chunk_rows=chunk_rows, strict=strict, model=model,
-                                               address=address, num_cpus=num_cpus, partitions=partitions)
+                                               features=features, address=address, num_cpus=num_cpus,
+                                               partitions=partitions)
             merged.merge(part)
             tasks += used
         else:
-            merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict, model=model)[0])
+            merged.merge(build_profile(spec, chunk_rows=chunk_rows, strict=strict, model=model,
+                                       features=features)[0])
     save_profile(merged, output)
     summary = {"output": str(output), "rows": merged.rows, "engine": engine,
                "columns": {n: c.kind for n, c in sorted(merged.columns.items())},

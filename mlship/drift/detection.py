@@ -41,6 +41,7 @@ from mlship.metrics import (
     label_order,
     label_text,
 )
+from mlship.model.features import DeclaredFeatures
 
 
 @dataclass
@@ -67,7 +68,8 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     scored = options.model is not None and not is_profile_file(options.reference) \
         and needs_scoring(reference, overall.profile)
     if scored:
-        add_model_outputs(reference, options.reference, options.model, chunk_rows=options.chunk_rows)
+        add_model_outputs(reference, options.reference, options.model, chunk_rows=options.chunk_rows,
+                          features=options.features)
     columns = ordered(compare(reference, overall.profile, options))
     drifted, share, any_judged = share_drifted(columns)
     window_list = [_window_summary(key, group, reference, options) for key, group in windows]
@@ -100,6 +102,7 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
 
 
 def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False, model: Path | None = None,
+                  features: DeclaredFeatures | None = None,
                   progress: Callable[[int], None] = lambda rows: None) -> tuple[Profile, ReadReport]:
     """`mlship profile`: one pass over data or logs in chunks (prediction rows only); with
     `model`, data without outputs is scored so the profile holds them too."""
@@ -108,7 +111,7 @@ def build_profile(spec: str, *, chunk_rows: int = 50_000, strict: bool = False, 
     if profile.rows == 0:
         raise InvalidInputError(f"{spec}: no rows to profile")
     if model is not None and needs_scoring(profile):
-        add_model_outputs(profile, spec, model, chunk_rows=chunk_rows)
+        add_model_outputs(profile, spec, model, chunk_rows=chunk_rows, features=features)
     return profile, read
 
 

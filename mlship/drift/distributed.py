@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from mlship.drift.profile import Profile
 from mlship.errors import InvalidInputError, MlshipError
+from mlship.model.features import DeclaredFeatures
 from mlship.predlog.reader import ReadReport
 
 
@@ -101,7 +102,7 @@ def profile_with_ray(spec: str, *, chunk_rows: int = 50_000, strict: bool = Fals
 
 
 def build_profile_ray(spec: str, *, chunk_rows: int = 50_000, strict: bool = False, model: Path | None = None,
-                      address: str | None = None, num_cpus: int | None = None,
+                      features: DeclaredFeatures | None = None, address: str | None = None, num_cpus: int | None = None,
                       partitions: int | None = None) -> tuple[Profile, int]:
     """`mlship profile --engine ray`: the merged profile and the number of tasks; with `model`,
     data without outputs is then scored once (the batch engine) as `build_profile` does."""
@@ -110,7 +111,7 @@ def build_profile_ray(spec: str, *, chunk_rows: int = 50_000, strict: bool = Fal
     profile, _, tasks = profile_with_ray(spec, chunk_rows=chunk_rows, strict=strict, address=address,
                                          num_cpus=num_cpus, partitions=partitions)
     if model is not None and needs_scoring(profile):
-        add_model_outputs(profile, spec, model, chunk_rows=chunk_rows)
+        add_model_outputs(profile, spec, model, chunk_rows=chunk_rows, features=features)
     return profile, tasks
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mlship.drift.profile import Profile
+from mlship.model.features import DeclaredFeatures
 
 OUTPUT_PREFIX = "outputs."
 
@@ -31,16 +32,19 @@ def needs_scoring(reference: Profile, current: Profile | None = None) -> bool:
     return bool(output_columns(current) - output_columns(reference))
 
 
-def add_model_outputs(reference: Profile, spec: str, model: str | Path, *, chunk_rows: int) -> None:
-    """Score the data `spec` with `model` (batch engine, local) and add the outputs' column
-    profiles to `reference` as `outputs.NAME` (rows the model refused count as missing)."""
+def add_model_outputs(reference: Profile, spec: str, model: str | Path, *, chunk_rows: int,
+                      features: DeclaredFeatures | None = None) -> None:
+    """Score the data `spec` with `model` (batch engine, local; `features` name the columns of
+    its 2-D inputs) and add the outputs' column profiles to `reference` as `outputs.NAME`
+    (rows the model refused count as missing)."""
     from mlship.batch.job import PredictOptions
     from mlship.batch.run import run_predict
 
     with tempfile.TemporaryDirectory(prefix="mlship-drift-") as tmp:
         scored = Path(tmp) / "reference-outputs.parquet"
         options = PredictOptions(model=Path(model), input=spec, output=scored, batch_size=chunk_rows,
-                                 on_error="skip", rejects=Path(tmp) / "rejects.jsonl", parallel=1)
+                                 on_error="skip", rejects=Path(tmp) / "rejects.jsonl", parallel=1,
+                                 features=features)
         run_predict(options)
         outputs = _outputs_profile(scored, chunk_rows)
     for name, column in outputs.columns.items():

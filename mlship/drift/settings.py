@@ -13,6 +13,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlship.model.features import DeclaredFeatures
+
 MIN_ROWS = 200  # fewer values than this: too small to judge (the README documents it)
 
 
@@ -90,5 +92,7 @@ class DriftOptions(DriftSettings):
     labels: Optional[Path] = Field(None, description="Ground truth (request_id, label) joined to the logs.")
     model: Optional[Path] = Field(None, description="The ONNX model: scores a reference that lacks the logged "
                                   "outputs, so output drift is judged.")
+    features: Optional[DeclaredFeatures] = Field(None, description="Column names of the model's 2-D inputs "
+                                                 "(mlship.yaml's features:), to score the reference.")
     strict: bool = Field(False, description="A malformed log line is an error, not skipped.")
     chunk_rows: int = Field(50_000, ge=1, description="Rows read at a time (memory bound).")

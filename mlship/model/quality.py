@@ -29,13 +29,17 @@ __all__ = ["HIGHER_IS_BETTER", "LOWER_IS_BETTER", "Task", "class_labels", "class
 
 
 def infer_task(signature: Signature) -> Task:
-    """A model with an integer or string output is a classifier."""
+    """A model with an integer or string output, or a map per row, is a classifier; so is one
+    whose first float output gives two or more values per row (class scores, as a network
+    exported from torch gives them). One float value per row is a regressor."""
     for spec in signature.outputs:
         if spec.dtype and (spec.dtype.startswith(("int", "uint")) or spec.dtype == "string"):
             return "classification"
         if spec.type.startswith("seq(map"):
             return "classification"
-    return "regression"
+    floats = [s.shape or [] for s in signature.outputs if s.is_tensor and (s.dtype or "").startswith("float")]
+    scores = bool(floats) and len(floats[0]) == 2 and isinstance(floats[0][1], int) and floats[0][1] >= 2
+    return "classification" if scores else "regression"
 
 
 def predictions(outputs: dict[str, Any], signature: Signature, task: Task) -> tuple[np.ndarray, np.ndarray | None]:

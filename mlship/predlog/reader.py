@@ -269,12 +269,17 @@ def _filter_batch(batch: Any, where: LogFilter) -> Any:
 
 
 def flatten_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
-    """A record's outputs as columns: `outputs.NAME`, and `outputs.NAME_j` for each item of a list."""
+    """A record's outputs as columns: `outputs.NAME`, `outputs.NAME_j` for each item of a list,
+    and `outputs.NAME_CLASS` for each class of a map (a ZipMap's probabilities), as predict
+    writes them."""
     row: dict[str, Any] = {}
     for name, value in outputs.items():
         if isinstance(value, list) and value and not isinstance(value[0], (list, dict)):
             for j, item in enumerate(value):
                 row[f"outputs.{name}_{j}"] = item
+        elif isinstance(value, dict) and value:
+            for key, item in value.items():
+                row[f"outputs.{name}_{key}"] = item
         else:
             row[f"outputs.{name}"] = value
     return row

@@ -315,3 +315,27 @@ def test_parquet_to_parquet_imports_no_pandas_and_encodes_by_column(tmp_path, sa
     encodings = {chunk.column(i).path_in_schema: chunk.column(i).encodings for i in range(chunk.num_columns)}
     assert "RLE_DICTIONARY" in encodings["label"] and "RLE_DICTIONARY" not in encodings["id"]
     assert pq.read_table(output).column("id").to_pylist() == list(range(1000, 1171))
+
+
+@pytest.mark.parametrize("out", ["parquet", "csv", "jsonl"])
+def test_a_zipmap_output_is_one_column_per_class_as_drift_reads_the_logs(tmp_path, out):
+    """skl2onnx's default classifier answers a {class: probability} map per row: predict writes
+    NAME_CLASS columns (not JSON text), the names drift gives the logged maps, so a reference
+    scored by predict and the logs compare column for column."""
+    from mlship.drift.frames import iter_frames
+    from tests.models_corpus import NUMERIC, sklearn_multiclass
+
+    made = sklearn_multiclass(tmp_path, zipmap=True)
+    rows = [line.split(",") for line in made.sample.read_text().splitlines()[1:]]
+    X = np.array([[float(v) for v in r[:4]] for r in rows], dtype=np.float32)
+    maps = ort.InferenceSession(str(made.model)).run(None, {"X": X})[1]
+    result = run("predict", str(made.model), "-i", str(made.sample), "-o", str(tmp_path / f"p.{out}"),
+                 "--features", ",".join(NUMERIC), "--log-dir", str(tmp_path / "logs"))
+    assert result.code == 0, result.stderr
+    written = read_output(tmp_path / f"p.{out}")
+    assert list(written) == ["output_label", "output_probability_0", "output_probability_1", "output_probability_2"]
+    for c in range(3):
+        assert np.allclose(np.array(written[f"output_probability_{c}"], dtype=np.float64), [m[c] for m in maps])
+    logged = next(iter_frames(tmp_path / "logs")).columns
+    assert {f"outputs.{n}" for n in written} <= set(logged)
+    assert np.allclose(logged["outputs.output_probability_2"].astype(np.float64), [m[2] for m in maps])

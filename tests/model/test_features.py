@@ -203,3 +203,25 @@ def test_project_settings_stay_with_the_project_model(plain, tmp_path):
     assert flagged.code == 0 and all(c["name"] != "project settings" for c in flagged.json()["checks"])
     predicted = run("--config", config, "predict", str(other), "-i", str(root / "s.csv"), "-o", str(tmp_path / "o.csv"))
     assert predicted.code == 3 and "features not used: they name the columns of" in predicted.stderr
+
+
+def test_drift_and_profile_score_the_reference_with_the_projects_features(plain, tmp_path):
+    """Prediction drift scores the reference with the project's model: `features:` name its columns
+    there too (before, the reference's named columns could not feed `X` and drift exited 3)."""
+    root, X, _ = plain
+    (tmp_path / "mlship.yaml").write_text(f"name: plain\nmodel: {root / 'm.onnx'}\nfeatures: [{', '.join(COLUMNS)}]\n")
+    config = str(tmp_path / "mlship.yaml")
+    logged = run("--config", config, "predict", "-i", str(root / "s.csv"), "-o", str(tmp_path / "p.parquet"),
+                 "--log-dir", str(tmp_path / "logs"))
+    assert logged.code == 0, logged.stderr
+    result = run("--config", config, "drift", "--reference", str(root / "s.csv"), "--current", str(tmp_path / "logs"),
+                 "--min-rows", "10", "--json-out", "-")
+    assert result.code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["reference"]["scored_with"] == str(root / "m.onnx") and doc["drifted_columns"] == []
+    outputs = {c["name"]: c for c in doc["columns"] if c["name"].startswith("outputs.")}
+    assert set(outputs) == {"outputs.label", "outputs.probabilities_0", "outputs.probabilities_1"}
+    assert [c["reference_summary"]["count"] for c in outputs.values() if "reference_summary" in c] == [80, 80]
+    profiled = run("--config", config, "profile", str(root / "s.csv"), "-o", str(tmp_path / "ref.json"), "--json")
+    assert profiled.code == 0, profiled.stderr
+    assert {"outputs.label", "outputs.probabilities_1"} <= set(profiled.json()["columns"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlship.errors import InvalidInputError
-from mlship.predlog.reader import LogFilter, ReadReport, read_log
+from mlship.predlog.reader import LogFilter, ReadReport, flatten_outputs, read_log
 from mlship.predlog.schema import answered_mask, error_mask, is_answered, is_error
 
 
@@ -59,3 +59,10 @@ def test_one_definition_of_an_error():
     assert error_mask(column).tolist() == [False, False, True, False]
     assert answered_mask(column).tolist() == [True, False, False, True]
     assert answered_mask(np.array([200, None, 500], dtype=object)).tolist() == [True, True, False]
+
+
+def test_outputs_flatten_lists_by_index_and_maps_by_class():
+    outputs = {"label": "b", "probabilities": [0.25, 0.75], "zipmap": {"a": 0.1, "b": 0.9}, "empty": {}}
+    assert flatten_outputs(outputs) == {"outputs.label": "b", "outputs.probabilities_0": 0.25,
+                                        "outputs.probabilities_1": 0.75, "outputs.zipmap_a": 0.1,
+                                        "outputs.zipmap_b": 0.9, "outputs.empty": {}}
