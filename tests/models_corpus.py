@@ -175,7 +175,8 @@ def _torch_mlp(seed: int = 0):
 
     torch.manual_seed(seed)
     X, y, _ = _data()
-    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2), torch.nn.Softmax(dim=1))
+    # 64 hidden units: enough weight bytes that the dynamo exporter writes them to model.onnx.data
+    net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2), torch.nn.Softmax(dim=1))
     optimiser = torch.optim.Adam(net.parameters(), lr=0.05)
     inputs, targets = torch.from_numpy(X), torch.from_numpy(y)
     for _ in range(60):
@@ -194,6 +195,7 @@ def torch_mlp(root: Path) -> CorpusModel:
     with _quiet():
         torch.onnx.export(net, (torch.zeros(2, 4),), str(root / "model.onnx"), input_names=["features"],
                           output_names=["probabilities"], dynamic_axes={"features": {0: "batch"}})
+    assert (root / "model.onnx.data").stat().st_size > 0  # the weights are external data, as users get them
     return CorpusModel(root / "model.onnx", _matrix_sample(root, X, y), features=NUMERIC)
 
 

@@ -20,7 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlship.errors import InvalidInputError
+from mlship.errors import InvalidInputError, UsageError
+from mlship.model.features import DeclaredFeatures, apply_features
+from mlship.model.signature import Signature
 from mlship.names import check_name
 
 MANIFEST = "manifest.json"
@@ -57,6 +59,15 @@ class BundleManifest(BaseModel):
     min_onnxruntime: str | None = None
     source_model_sha256: str | None = None
     quantization: dict[str, Any] | None = None
+    features: dict[str, list[str]] | None = Field(
+        None, description="Column names of the model's 2-D inputs (the project's `features:`), so `serve BUNDLE` "
+        "and `edge run` take named columns as the project did.")
+
+    def declared_features(self) -> DeclaredFeatures | None:
+        """`features` as the runner takes them; None when the bundle names no columns."""
+        if not self.features:
+            return None
+        return DeclaredFeatures(columns=self.features, source=f"bundle {self.name}-{self.version}: features")
 
     def to_json(self) -> bytes:
         """manifest.json's bytes: sorted keys, one-space indent (part of the bundle's deterministic bytes)."""
@@ -143,7 +154,24 @@ def parse_manifest(raw: bytes, where: str) -> BundleManifest:
     model = check_relative_path(manifest["model"], "model path", place)
     if model not in seen:
         raise InvalidInputError(f"{place}: the model {model} is not listed in 'files'")
-    return _typed(manifest, files, place)
+    typed = _typed(manifest, files, place)
+    _check_features(typed, place)
+    return typed
+
+
+def _check_features(manifest: BundleManifest, place: str) -> None:
+    """Declared columns must fit the inputs the manifest describes: a bundle's error is invalid
+    input (exit 3), not the usage error the same names in mlship.yaml would be."""
+    declared = manifest.declared_features()
+    if declared is None:
+        return
+    if manifest.signature is None:
+        raise InvalidInputError(f"{place}: features without the signature whose inputs they name")
+    try:
+        apply_features(Signature.model_validate(manifest.signature), declared)
+    except (UsageError, ValidationError, IndexError) as exc:
+        detail = exc.message if isinstance(exc, UsageError) else "its signature cannot be read"
+        raise InvalidInputError(f"{place}: features do not fit the model: {detail}"[:400]) from None
 
 
 def _typed(manifest: dict[str, Any], files: list[FileEntry], place: str) -> BundleManifest:

@@ -13,7 +13,6 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from pydantic import BaseModel
 
 from mlship.bundles.manifest import MANIFEST, SIGNATURE, BundleManifest, FileEntry
 from mlship.errors import CheckFailedError, UsageError
-from mlship.model.features import DeclaredFeatures
+from mlship.model.features import DeclaredFeatures, apply_features
 from mlship.fsutil import atomic_write
 
 
@@ -67,7 +66,7 @@ def build_bundle(options: BundleOptions) -> BundleResult:
     with tempfile.TemporaryDirectory(prefix="mlship-bundle-") as tmp:
         work = Path(tmp)
         model_path = work / "model.onnx"
-        shutil.copyfile(options.model, model_path)
+        model_path.write_bytes(source.single_file())  # external data (torch's model.onnx.data) inline
         quantization: dict[str, Any] | None = None
         if options.quantize:
             quantization = _quantize(options, model_path)
@@ -86,6 +85,7 @@ def build_bundle(options: BundleOptions) -> BundleResult:
             opsets=source.opsets, ir_version=source.proto.ir_version,
             min_onnxruntime=".".join(ort.__version__.split(".")[:2]),
             source_model_sha256=source.sha256, quantization=quantization,
+            features=apply_features(signature_of(source.proto), options.features).features if options.features else None,
         )
         files[MANIFEST] = manifest.to_json()
         if options.signing_key:

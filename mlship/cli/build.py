@@ -70,7 +70,8 @@ def build(
                            tag=tag or cfg.build.image.tag or f"{repository}:{version}",
                            platform=cfg.build.image.platform, python=cfg.build.image.python,
                            template=cfg.resolve(cfg.build.image.template), no_cache=no_cache,
-                           output=output, push=push_to, missing_values=cfg.missing_values)
+                           output=output, push=push_to, missing_values=cfg.missing_values,
+                           features=cfg.for_model(model_path)[0].features)
     _build_image(ctx, BuildRequest(options=options, builder=cfg.build.image.builder, store=store, force=force))
 
 

@@ -105,7 +105,7 @@ def run(
 
     model, manifest = current_manifest(directory)
     settings = ServeSettings(model_path=model, name=manifest.name, version=manifest.version, variant="edge",
-                             host=host, port=port, log_dir=log_dir,
+                             host=host, port=port, log_dir=log_dir, features=manifest.declared_features(),
                              providers=provider_request(config_for(ctx), provider, provider_fallback))
     console = state(ctx).console
 

@@ -280,7 +280,8 @@ def _load_labels(path: Path) -> dict[str, Any]:
 # -- performance and operations ----------------------------------------------------
 
 _REGRESSION = ("outputs.variable", "outputs.prediction", "outputs.output", "outputs.value")
-# Class probabilities: a list output (NAME_0 … NAME_{k-1}, column j the class j) or ZipMap's {class: p}.
+# Class probabilities: a list output (NAME_0 … NAME_{k-1}, column j the class j) or ZipMap's {class: p}
+# (NAME_CLASS per class, as predlog's flatten_outputs and predict write it).
 _PROBS = ("outputs.probabilities", "outputs.output_probability", "outputs.probability", "outputs.scores")
 
 
@@ -344,22 +345,16 @@ class Performance:
 
 
 def _class_scores(frame: Frame, have: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
-    """(scores [n, k], class labels) of the rows in `have`, from a list or ZipMap probability output."""
+    """(scores [n, k], class labels) of the rows in `have`, from a list or ZipMap probability
+    output: its NAME_CLASS columns (CLASS the index of a list, the key of a map)."""
     for name in _PROBS:
-        if f"{name}_0" in frame.columns:
-            parts = []
-            while f"{name}_{len(parts)}" in frame.columns:
-                parts.append(frame.columns[f"{name}_{len(parts)}"][have])
-            return _floats(np.column_stack(parts)), [str(j) for j in range(len(parts))]
-        values = frame.columns.get(name)
-        if values is not None and values.dtype == object:
-            rows = values[have].tolist()
-            first = next((r for r in rows if isinstance(r, dict)), None)
-            if first is None:
-                continue
-            keys = sorted(first, key=lambda k: label_order(label_text(k)))
-            matrix = [[r.get(k) if isinstance(r, dict) else None for k in keys] for r in rows]
-            return _floats(np.array(matrix, dtype=object)), [label_text(k) for k in keys]
+        prefix = f"{name}_"
+        classes = sorted((c[len(prefix):] for c in frame.columns if c.startswith(prefix)), key=label_order)
+        if classes:
+            parts = [frame.columns[prefix + c][have] for c in classes]
+            if any(p.dtype == object for p in parts):  # a missing or text score among numbers
+                parts = [p.astype(object) for p in parts]
+            return _floats(np.column_stack(parts)), classes
     return None
 
 

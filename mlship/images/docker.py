@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tempfile
 import time
@@ -34,6 +33,7 @@ class ImageOptions(BaseModel):
     output: Path | None = None
     push: str | None = None
     missing_values: Literal["refuse", "allow"] = "refuse"  # baked into the image's mlship.yaml
+    features: list[str] | dict[str, list[str]] | None = None  # the project's `features:`, baked in too
 
 
 class ImageResult(BaseModel):
@@ -69,7 +69,7 @@ def build_image(options: ImageOptions, log: Callable[[str], None] = lambda line:
         pins = wheels.download_wheels(context / "wheels", platform=options.platform, python=options.python)
         own = wheels.mlship_wheel(context / "wheels")
         (context / "model").mkdir()
-        shutil.copyfile(options.model, context / "model" / "model.onnx")
+        (context / "model" / "model.onnx").write_bytes(model.single_file())  # external data inline
         (context / "config").mkdir()
         (context / "config" / "mlship.yaml").write_text(serving_config(options))
         (context / "Dockerfile").write_text(render_dockerfile(options, pins, own.name, labels))
@@ -95,8 +95,9 @@ def render_dockerfile(options: ImageOptions, pins: list[str], mlship_wheel: str,
 def serving_config(options: ImageOptions) -> str:
     """The mlship.yaml baked in next to the model."""
     text = f"name: {json.dumps(options.name)}\nversion: {json.dumps(options.version)}\nmodel: model.onnx\n"
-    # Only a declared `allow` is written, so images of every other project keep their bytes.
-    return text + ("missing_values: allow\n" if options.missing_values == "allow" else "")
+    # Only what a project declares is written, so images of every other project keep their bytes.
+    text += "missing_values: allow\n" if options.missing_values == "allow" else ""
+    return text + (f"features: {json.dumps(options.features)}\n" if options.features else "")
 
 
 def image_labels(options: ImageOptions, sha256: str, created: str | None = None) -> dict[str, str]:

@@ -88,7 +88,7 @@ def build_oci_image(options: ImageOptions, log: Callable[[str], None] = lambda l
     labels = image_labels(options, model.sha256, created=created)
     with tempfile.TemporaryDirectory(prefix="mlship-oci-") as tmp:
         work = Path(tmp)
-        layers = [deps, write_layer([Entry("opt/model/model.onnx", data=options.model.read_bytes())],
+        layers = [deps, write_layer([Entry("opt/model/model.onnx", data=model.single_file())],
                                     work / "model.tar.gz"),
                   write_layer([Entry("opt/model/mlship.yaml", data=serving_config(options).encode())],
                               work / "config.tar.gz")]

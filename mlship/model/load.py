@@ -37,6 +37,20 @@ class ModelFile:
     proto: "onnx.ModelProto"
     sha256: str
     size: int
+    external_data: bool = False  # some tensors were read from other files beside the model
+
+    def single_file(self) -> bytes:
+        """The model as one file: its own bytes, or, when it keeps tensors in other files (as
+        torch.onnx.export writes model.onnx.data), the model with that data inline, so a copy
+        made elsewhere (a bundle, an image) needs no other file. Past protobuf's 2 GB a model
+        cannot be one file: InvalidInputError."""
+        if not self.external_data:
+            return self.path.read_bytes()
+        try:
+            return self.proto.SerializeToString()
+        except ValueError as exc:
+            raise InvalidInputError(f"{self.path}: with its external data the model is too large for one file "
+                                    f"({_first_line(exc)})") from None
 
     @property
     def opsets(self) -> dict[str, int]:
@@ -107,7 +121,8 @@ def load_model(path: str | Path) -> ModelFile:
     try:
         # External data is read only once every location was checked (inside the model's directory).
         proto = onnx.load_model(str(path), load_external_data=False)
-        if check_external_data(proto, path):
+        external = check_external_data(proto, path)
+        if external:
             from onnx.external_data_helper import load_external_data_for_model
 
             load_external_data_for_model(proto, str(path.parent))
@@ -125,7 +140,7 @@ def load_model(path: str | Path) -> ModelFile:
             f"{path} is not a complete ONNX model: it has no graph outputs (truncated?)",
             hint="Export or download it again",
         )
-    return ModelFile(path=path, proto=proto, sha256=sha256_file(path), size=size)
+    return ModelFile(path=path, proto=proto, sha256=sha256_file(path), size=size, external_data=external)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -45,7 +45,8 @@ def resolve_source(target: Path | None, config: Config, *, name: str | None, ver
         bundle = unpack_bundle(target)
         return ModelSource(path=bundle.model_path, name=name or bundle.manifest.name,
                            version=version or bundle.manifest.version,
-                           allow_missing=config.missing_values == "allow", unpacked=bundle.directory)
+                           allow_missing=config.missing_values == "allow", unpacked=bundle.directory,
+                           features=bundle.manifest.declared_features())
     from mlship.model.load import default_model_name
 
     default_name = default_model_name(target)

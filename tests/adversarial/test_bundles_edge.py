@@ -356,6 +356,10 @@ def _manifest_without(key):
     return manifest
 
 
+_SIGNATURE = {"inputs": [{"name": "X", "dtype": "float32", "shape": [None, 30], "type": "tensor(float)"}],
+              "outputs": [{"name": "label", "dtype": "int64", "shape": [None], "type": "tensor(int64)"}]}
+
+
 def _manifest_with(**changes):
     return {**good_manifest(), **changes}
 
@@ -381,6 +385,13 @@ BAD_MANIFESTS = {
     "schema v9": _manifest_with(schema="mlship.bundle/v9"),
     "truncated": json.dumps(good_manifest()).encode()[:40], "not utf-8": b"\xff\xfe{\x00",
     "empty": b"", "deep nesting": b"[" * 100_000 + b"]" * 100_000,
+    # Column names for the model's inputs (a project's `features:`) must fit the inputs the manifest describes.
+    "features list": _manifest_with(signature=_SIGNATURE, features=[f"c{j}" for j in range(30)]),
+    "features count": _manifest_with(signature=_SIGNATURE, features={"X": ["a", "b"]}),
+    "features input": _manifest_with(signature=_SIGNATURE, features={"Y": [f"c{j}" for j in range(30)]}),
+    "features twice": _manifest_with(signature=_SIGNATURE, features={"X": ["c"] * 30}),
+    "features no signature": _manifest_with(features={"X": [f"c{j}" for j in range(30)]}),
+    "features bad signature": _manifest_with(signature={"inputs": 3}, features={"X": ["a"]}),
 }
 
 

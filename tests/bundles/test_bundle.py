@@ -7,6 +7,7 @@ import json
 import tarfile
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
@@ -155,3 +156,44 @@ def test_ort_format_bundle_loads(tmp_path):
     X = np.loadtxt(SAMPLE, delimiter=",", skiprows=1)[:4, :-1].astype(np.float32)
     assert ort.InferenceSession(str(unpacked.model_path)).run(None, {"X": X})[0].shape == (4,)
     assert EXAMPLE.exists()
+
+
+def test_a_projects_feature_names_and_external_data_travel_in_the_bundle(tmp_path):
+    """A converter's export without column names, `features:` in mlship.yaml: the bundle keeps the
+    names (manifest `features`), so `serve BUNDLE` takes /predict objects as the project did; a
+    model with external data (torch's model.onnx.data) is bundled with its data inline."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.models_corpus import NUMERIC, _data, _matrix_sample
+    from tests.serve.server_process import start_server
+
+    X_all, _, _ = _data()
+    weights = numpy_helper.from_array(np.array([[2.0], [-1.0], [0.5], [0.25]], dtype=np.float32), "W")
+    graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["variable"])], "linear",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("variable", TensorProto.FLOAT, ["N", 1])], [weights])
+    model = tmp_path / "model.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model,
+                    save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+    assert (tmp_path / "model.onnx.data").stat().st_size == 16  # W lives beside the model
+    sample = _matrix_sample(tmp_path, X_all, X_all[:, 0])
+    (tmp_path / "mlship.yaml").write_text(f"name: reg\nmodel: model.onnx\nfeatures: {json.dumps(NUMERIC)}\n")
+    result = run("--config", str(tmp_path / "mlship.yaml"), "--json", "build", "--edge", "--model-version", "1.0.0",
+                 "--output-dir", str(tmp_path / "dist"))
+    assert result.code == 0, result.stderr
+    assert result.json()["manifest"]["features"] == {"X": NUMERIC}
+    bundle_path = tmp_path / "dist" / "reg-1.0.0.mlbundle"
+    with tarfile.open(bundle_path) as tar:
+        assert sorted(tar.getnames()) == ["manifest.json", "model.onnx"]
+    rows = [line.split(",") for line in sample.read_text().splitlines()[1:6]]
+    X = np.array([[float(v) for v in r[:4]] for r in rows], dtype=np.float32)
+    want = ort.InferenceSession(str(model)).run(None, {"X": X})[0]
+    server = start_server(bundle_path, tmp_path / "serve")
+    try:
+        answer = server.post("/predict", {"instances": [dict(zip(NUMERIC, map(float, x))) for x in X]})
+        assert answer.status == 200, answer.body
+        got = [p["variable"] if isinstance(p, dict) else p for p in json.loads(answer.body)["predictions"]]
+        assert np.allclose(np.array(got, dtype=np.float32).ravel(), want.ravel(), atol=1e-6)
+    finally:
+        assert server.terminate() == 0
+    assert list(server.log_records()[0]["inputs"]) == NUMERIC

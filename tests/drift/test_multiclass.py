@@ -92,3 +92,27 @@ def test_terminal_and_markdown_summaries_list_the_classes(logged):
     table = text[text.index("| class | precision | recall | F1 | ROC AUC | support |"):].splitlines()[2:]
     assert [r.split("|")[1].strip() for r in table] == ["`0`", "`1`", "`2`"]
     assert f"| `1` | {classes[1]['precision']:.4f} | {classes[1]['recall']:.4f} | {classes[1]['f1']:.4f} |" in text
+
+
+def test_a_zipmap_with_text_classes_scores_each_class(tmp_path):
+    """A ZipMap keyed by class names is logged as outputs.NAME_CLASS columns: the one-vs-rest AUC
+    still finds every class's probability."""
+    rng = np.random.default_rng(5)
+    classes = ["bird", "cat", "dog"]
+    truth = rng.integers(0, 3, 300)
+    probs = rng.dirichlet(np.ones(3), 300)
+    probs[np.arange(300), truth] += 0.5
+    probs /= probs.sum(axis=1, keepdims=True)
+    records = [{"ts": "2026-11-01T00:00:00.000Z", "request_id": f"r{i}", "model": "m", "version": "1",
+                "variant": "stable", "inputs": {"x": float(i)}, "status": 200, "error": None, "latency_ms": 1.0,
+                "outputs": {"output_label": classes[int(np.argmax(p))],
+                            "output_probability": dict(zip(classes, map(float, p)))}} for i, p in enumerate(probs)]
+    (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "labels.csv").write_text("request_id,label\n" + "".join(f"r{i},{classes[t]}\n" for i, t in enumerate(truth)))
+    result = run("--json", "drift", "-r", str(tmp_path / "log.jsonl"), "-c", str(tmp_path / "log.jsonl"),
+                 "--labels", str(tmp_path / "labels.csv"))
+    assert result.code == 0, result.stderr
+    current = result.json()["performance"]["current"]
+    want = np.mean([sk.roc_auc_score(truth == c, np.rint(probs[:, c] * 1000)) for c in range(3)])
+    assert current["roc_auc"] == pytest.approx(want, abs=1e-6)
+    assert [c["label"] for c in current["classes"]["classes"]] == classes

@@ -225,3 +225,23 @@ def test_drift_and_profile_score_the_reference_with_the_projects_features(plain,
     profiled = run("--config", config, "profile", str(root / "s.csv"), "-o", str(tmp_path / "ref.json"), "--json")
     assert profiled.code == 0, profiled.stderr
     assert {"outputs.label", "outputs.probabilities_1"} <= set(profiled.json()["columns"])
+
+
+def test_the_image_config_bakes_in_the_projects_features(plain, tmp_path):
+    """`build --image` writes mlship.yaml beside the model in the image: with the project's
+    `features:`, the container's /predict takes the same named objects."""
+    from mlship.images.docker import ImageOptions, serving_config
+
+    root, X, _ = plain
+    options = ImageOptions(model=root / "m.onnx", name="plain", version="1.0.0", base="b", tag="t", features=COLUMNS)
+    baked = tmp_path / "opt-model"
+    baked.mkdir()
+    (baked / "model.onnx").write_bytes((root / "m.onnx").read_bytes())
+    (baked / "mlship.yaml").write_text(serving_config(options))
+    assert load_config(baked / "mlship.yaml", environ={}).features == COLUMNS
+    server = start_server(baked, tmp_path, log=False)  # as the image's entrypoint serves /opt/model
+    try:
+        answer = server.post("/predict", {"instances": [dict(zip(COLUMNS, map(float, X[0])))]})
+        assert answer.status == 200, answer.body
+    finally:
+        assert server.terminate() == 0
