@@ -89,6 +89,17 @@ def sklearn_regressor(root: Path) -> CorpusModel:
     return CorpusModel(root / "model.onnx", _matrix_sample(root, X, target), features=NUMERIC, task="regression")
 
 
+def sklearn_float64(root: Path) -> CorpusModel:
+    """A regressor exported from float64 data (numpy's default): `X [N, 4]` double in, double out."""
+    from sklearn.linear_model import Ridge
+
+    X, _, _ = _data()
+    X = X.astype(np.float64)
+    target = 2 * X[:, 0] - X[:, 3] + 0.5
+    _skl(Ridge(alpha=0.1).fit(X, target), X, root / "model.onnx")
+    return CorpusModel(root / "model.onnx", _matrix_sample(root, X, target), features=NUMERIC, task="regression")
+
+
 def sklearn_multiclass(root: Path, *, zipmap: bool) -> CorpusModel:
     """Three classes, with skl2onnx's ZipMap output (a list of maps) or a plain probability matrix."""
     from sklearn.ensemble import RandomForestClassifier
@@ -230,6 +241,7 @@ CORPUS = [
     Entry("sklearn-multiclass-zipmap", lambda root: sklearn_multiclass(root, zipmap=True), ["skl2onnx"]),
     Entry("sklearn-multiclass-plain", lambda root: sklearn_multiclass(root, zipmap=False), ["skl2onnx"]),
     Entry("sklearn-pipeline", sklearn_pipeline, ["skl2onnx", "pandas"]),
+    Entry("sklearn-float64", sklearn_float64, ["skl2onnx"]),
     Entry("two-matrices", two_matrices),
     Entry("lightgbm-classifier", lambda root: lightgbm_model(root, "classification"), ["onnxmltools", "lightgbm"]),
     Entry("lightgbm-regressor", lambda root: lightgbm_model(root, "regression"), ["onnxmltools", "lightgbm"]),

@@ -111,6 +111,20 @@ def assert_outputs_match(got: dict[str, Any], expected: dict[str, Any], rows: sl
 # -- init, check, predict -----------------------------------------------------------
 
 
+def test_a_float64_classifier_export_that_onnx_refuses_exits_3(tmp_path):
+    """skl2onnx exports a classifier fitted on float64 data with a ZipMap over doubles, which
+    ZipMap does not take: not a model onnxruntime can open. check says so in one line."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tests.models_corpus import _data, _skl
+
+    X, y, _ = _data()
+    _skl(LogisticRegression().fit(X.astype(np.float64), y), X.astype(np.float64), tmp_path / "m.onnx")
+    result = run("check", str(tmp_path / "m.onnx"))
+    assert result.code == 3 and result.stderr.count("\n") == 1
+    assert "fails the ONNX checker" in result.stderr and "ZipMap" in result.stderr
+
+
 def test_init_writes_the_features_from_the_header(project):
     from mlship.config import load_config
 
