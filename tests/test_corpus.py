@@ -197,9 +197,13 @@ def test_serve_predict_takes_objects_with_named_columns(project, served):
     assert_outputs_match({n: [p[n] for p in predictions] for n in project.expected}, project.expected)
 
 
+def _datatype(value: np.ndarray) -> str:
+    """The Open Inference Protocol's name for a feed's dtype."""
+    return "BYTES" if value.dtype == object else {"float32": "FP32", "float64": "FP64", "int64": "INT64"}[value.dtype.name]
+
+
 def test_serve_v2_json(project, served):
-    inputs = [{"name": name, "shape": list(value.shape), "datatype": "BYTES" if value.dtype == object else
-               {"float32": "FP32", "float64": "FP64", "int64": "INT64"}[value.dtype.name], "data": value.ravel().tolist()}
+    inputs = [{"name": name, "shape": list(value.shape), "datatype": _datatype(value), "data": value.ravel().tolist()}
               for name, value in project.feeds.items()]
     response = served.post(f"/v2/models/{NAME}/infer", {"id": "v2-json", "inputs": inputs})
     assert response.status == 200, response.body
@@ -219,9 +223,7 @@ def test_serve_v2_binary_through_tritonclient(project, served):
         assert [i["name"] for i in metadata["inputs"]] == list(project.feeds)
         inputs = []
         for name, value in project.feeds.items():
-            datatype = "BYTES" if value.dtype == object else {"float32": "FP32", "float64": "FP64",
-                                                              "int64": "INT64"}[value.dtype.name]
-            inputs.append(httpclient.InferInput(name, list(value.shape), datatype))
+            inputs.append(httpclient.InferInput(name, list(value.shape), _datatype(value)))
             inputs[-1].set_data_from_numpy(value)  # binary, the client's default
         result = client.infer(NAME, inputs, request_id="triton")
         tensors = {n: v for n, v in project.expected.items() if not isinstance(v, list)}
