@@ -15,7 +15,9 @@ import numpy as np
 from mlship.drift.comparison import compare, share_drifted
 from mlship.drift.profile import Profile
 from mlship.drift.quality import assess
+from mlship.drift.samples import Collector
 from mlship.drift.settings import DriftOptions
+from mlship.drift.together import beyond_columns
 from mlship.drift.verdict import ordered
 
 CITIES = np.array(["Oslo", "Lima", "Pune", "Kyiv", "Baku", "Rome", "Quito", "Accra"], dtype=object)
@@ -44,12 +46,15 @@ def columns(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def profile(data: dict[str, np.ndarray], n: int) -> Profile:
-    """The profile drift makes, fed in chunks as drift reads files."""
+def profile(data: dict[str, np.ndarray], n: int, rows: Collector) -> Profile:
+    """The profile drift makes, fed in chunks as drift reads files; `rows` keeps the row
+    sample the multivariate checks use, as run_drift's does."""
     prof = Profile()
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
-        prof.add_frame({k: v[start:stop] for k, v in data.items()}, stop - start)
+        chunk = {k: v[start:stop] for k, v in data.items()}
+        prof.add_frame(chunk, stop - start)
+        rows.add(chunk, {}, np.ones(stop - start, dtype=bool), None, None)
     return prof
 
 
@@ -57,24 +62,29 @@ def profile(data: dict[str, np.ndarray], n: int) -> Profile:
 class AAResult:
     seed: int
     drifted: list[str]
-    dataset_drift: bool
+    share_drift: bool  # the drifted share of columns reached drift_share
+    dataset_drift: bool  # the report's verdict: the share, or a multivariate check that counts
+    multivariate: list[str] | None  # the multivariate checks that flagged the current data (None: not run)
     violations: list[str]
     max_effect: dict[str, float]  # statistic -> largest value over the columns
     min_p_adj: float
 
 
-def aa(seed: int, n: int, shift: dict[str, float] | None = None) -> AAResult:
+def aa(seed: int, n: int, shift: dict[str, float] | None = None, multivariate: bool = True) -> AAResult:
     """Reference and current drawn from the same distributions with one seed, judged as drift
-    judges; `shift` adds to current columns (an A/B control: the same pipeline does see drift)."""
+    judges; `shift` adds to current columns (an A/B control: the same pipeline does see drift);
+    `multivariate=False` leaves out the multivariate checks (their sample is still kept)."""
     rng = np.random.default_rng(seed)
-    reference = profile(columns(rng, n), n)
+    options = DriftOptions(reference="A", current="A'")
+    rows_ref, rows_cur = Collector(options, feature_cap=100_000, feature_cap_all=100_000), Collector(options)
+    reference = profile(columns(rng, n), n, rows_ref)
     cur = columns(rng, n)
     for name, delta in (shift or {}).items():
         cur[name] = cur[name] + delta
-    current = profile(cur, n)
-    options = DriftOptions(reference="A", current="A'")
+    current = profile(cur, n, rows_cur)
     cols = ordered(compare(reference, current, options))
     drifted, share, judged = share_drifted(cols)
+    together = beyond_columns(rows_ref, rows_cur, cols, [], [], options) if multivariate else None
     quality = assess(reference, current, cols)
     effects: dict[str, float] = {}
     for c in cols:
@@ -83,6 +93,10 @@ def aa(seed: int, n: int, shift: dict[str, float] | None = None) -> AAResult:
             if value is not None:
                 effects[stat] = max(effects.get(stat, 0.0), value)
     p_adj = [c.stats.p_adj for c in cols if c.stats and c.stats.p_adj is not None]
-    return AAResult(seed=seed, drifted=drifted, dataset_drift=judged and share >= options.drift_share,
+    mv = together.multivariate if together is not None else None
+    share_drift = judged and share >= options.drift_share
+    return AAResult(seed=seed, drifted=drifted, share_drift=share_drift,
+                    dataset_drift=share_drift or (together is not None and together.dataset_drift),
+                    multivariate=None if mv is None else (mv.flagged_by if mv.drifted else []),
                     violations=[f"{v.feature_name}:{v.constraint_check_type}" for v in quality.violations],
                     max_effect=effects, min_p_adj=min(p_adj))

