@@ -2,7 +2,8 @@
 
 NAME-VERSION.mlbundle is a gzipped tar of model.onnx (or model.ort),
 manifest.json (schema mlship.bundle/v1), manifest.sig (Ed25519, when a key
-is given) and reference.profile.json (when configured). Entries are sorted,
+is given), reference.profile.json (when configured) and smoke.json (the
+sample's first rows, for the device's health check: mlship/bundles/smoke.py). Entries are sorted,
 with fixed times, owners and modes, and gzip carries no name or time: the
 same inputs give the same bytes.
 """
@@ -21,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from mlship.bundles.manifest import MANIFEST, SIGNATURE, BundleManifest, FileEntry
+from mlship.bundles.smoke import SMOKE, smoke_sample
 from mlship.errors import CheckFailedError, UsageError
 from mlship.model.features import DeclaredFeatures, apply_features
 from mlship.fsutil import atomic_write
@@ -76,6 +78,10 @@ def build_bundle(options: BundleOptions) -> BundleResult:
         files = {model_file.name: model_file.read_bytes()}
         if options.profile:
             files["reference.profile.json"] = options.profile.read_bytes()
+        if options.sample:
+            smoke = _smoke(options, source)
+            if smoke is not None:
+                files[SMOKE] = smoke
         import onnxruntime as ort
 
         manifest = BundleManifest(
@@ -97,6 +103,20 @@ def build_bundle(options: BundleOptions) -> BundleResult:
     atomic_write(out, data)
     return BundleResult(path=str(out), sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data),
                         model_sha256=source.sha256, manifest=manifest.model_dump(mode="json"))
+
+
+def _smoke(options: BundleOptions, source: Any) -> bytes | None:
+    """smoke.json for the device's health check: the sample's first rows as the model's inputs; None when
+    the sample does not fit the model's inputs (the device then checks with a generated row)."""
+    from mlship.errors import MlshipError
+    from mlship.model.features import apply_features
+    from mlship.model.signature import signature_of
+
+    try:
+        return smoke_sample(options.sample, apply_features(signature_of(source.proto), None),
+                            allow_missing=options.allow_missing)
+    except MlshipError:
+        return None
 
 
 def _created(model: Path) -> str:

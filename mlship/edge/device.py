@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mlship.bundles.manifest import BundleManifest, FileEntry, check_file_entries, load_json, verify_directory
 from mlship.bundles.read import unpack_bundle
@@ -31,37 +31,93 @@ from mlship.model.load import sha256_file
 from mlship.names import check_name, is_valid_name
 from mlship.targets.base import Target
 
+if TYPE_CHECKING:
+    from mlship.edge.health import HealthCheck
+
 
 def current_version(directory: Path) -> str | None:
     link = directory / "current"
     return os.readlink(link).split("/")[-1] if link.is_symlink() else None
 
 
-def sync(target: Target, name: str, channel: str, directory: Path, public_key: Path | None = None) -> dict[str, Any]:
-    """Bring DIR to the channel's version; nothing is downloaded when it is already there and verifies."""
+def sync(target: Target, name: str, channel: str, directory: Path, public_key: Path | None = None,
+         health: "HealthCheck | None" = None, retry: bool = False) -> dict[str, Any]:
+    """Bring DIR to the channel's version; nothing is downloaded when it is already there and verifies.
+
+    With `health`, a switch is committed only once the new version passes its check; otherwise
+    `current` and `previous` go back to what they were and the version is held back (DIR/state.json)
+    until the channel names another one (or `retry`)."""
     check_name(name, "name")
     check_name(channel, "channel")
     version, fetch = _release(target, name, channel, directory)
     directory.mkdir(parents=True, exist_ok=True)
     before = current_version(directory)
+    held = _held_back(directory, version, retry)
+    if held is not None:
+        return {"version": before, "previous": _target_of(directory / "previous"), "changed": False,
+                "downloaded": 0, "held_back": held}
     final = directory / "versions" / version
     repaired = False
     if os.path.lexists(final):
         try:
-            _check_identity(verify_directory(final, str(final), public_key), name, version, str(final))
+            manifest = verify_directory(final, str(final), public_key)
+            _check_identity(manifest, name, version, str(final))
         except InvalidInputError:
             repaired = True  # tampered, half-removed, or unsigned from an earlier sync without a key
         else:
             if before == version:
                 return {"version": version, "changed": False, "downloaded": 0}
-            _switch(directory, version)
-            return {"version": version, "previous": before, "changed": True, "downloaded": 0}
-    downloaded = _install(target, name, version, fetch, final, public_key)
-    _switch(directory, version)
-    result = {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
+            return _commit(directory, version, before, manifest.model, health, 0)
+    downloaded, model = _install(target, name, version, fetch, final, public_key)
+    result = _commit(directory, version, before, model, health, downloaded)
     if repaired:
         result["repaired"] = True
     return result
+
+
+def _held_back(directory: Path, version: str, retry: bool) -> dict[str, Any] | None:
+    """The failed check that holds `version` back; a remembered failure of another version is forgotten
+    (the channel moved), and so is this one with `retry`."""
+    from mlship.edge.state import load_state, save_state
+
+    state = load_state(directory)
+    if state is None or state.failed is None:
+        return None
+    if state.failed.version == version and not retry:
+        return state.failed.model_dump()
+    save_state(directory, state.model_copy(update={"failed": None}))
+    return None
+
+
+def _commit(directory: Path, version: str, before: str | None, model: str, health: "HealthCheck | None",
+            downloaded: int) -> dict[str, Any]:
+    """Switch to `version`, run its health check, and switch back when it fails."""
+    from mlship.edge.health import run_health
+    from mlship.edge.state import device_state, save_state
+
+    previous = _target_of(directory / "previous")
+    _switch(directory, version)
+    result: dict[str, Any] = {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
+    if health is None:
+        return result
+    verdict = run_health(health, directory, version, model)
+    state = device_state(directory)
+    result["health"] = verdict.model_dump()
+    if verdict.ok:
+        save_state(directory, state.model_copy(update={"health": verdict, "failed": None}))
+        return result
+    _restore(directory, "current", before)
+    _restore(directory, "previous", previous)
+    save_state(directory, state.model_copy(update={"failed": verdict}))
+    return {**result, "version": before, "previous": previous, "changed": False, "held_back": verdict.model_dump(),
+            "rolled_back": True}
+
+
+def _restore(directory: Path, link: str, version: str | None) -> None:
+    if version is not None:
+        _point(directory, link, version)
+    elif os.path.lexists(directory / link):
+        os.unlink(directory / link)  # there was none: a device that never ran a healthy version runs nothing
 
 
 def _release(target: Target, name: str, channel: str, directory: Path) -> tuple[str, Callable[[Path], str]]:
@@ -132,8 +188,8 @@ def _check_identity(manifest: BundleManifest, name: str, version: str, where: st
 
 
 def _install(target: Target, name: str, version: str, fetch: Callable[[Path], str], final: Path,
-             public_key: Path | None) -> int:
-    """Download, check and unpack into `final` (replacing a copy that failed verification)."""
+             public_key: Path | None) -> tuple[int, str]:
+    """Download, check and unpack into `final` (replacing a copy that failed verification); its size and model."""
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=final.parent))
     try:
@@ -145,7 +201,7 @@ def _install(target: Target, name: str, version: str, fetch: Callable[[Path], st
             # Only now, with a verified replacement ready: the rejected copy goes into staging (removed below).
             os.rename(final, staging / "rejected")
         (staging / "unpacked").rename(final)  # whole, verified, or not there at all
-        return archive.stat().st_size
+        return archive.stat().st_size, unpacked.manifest.model
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

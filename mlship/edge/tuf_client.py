@@ -66,14 +66,16 @@ def _fetcher(target: "Target") -> Any:
     from tuf.ngclient import FetcherInterface
 
     class TargetFetcher(FetcherInterface):
-        """Reads the Updater's URLs from the target; a missing key is a 404, as TUF expects."""
+        """Streams the Updater's URLs from the target; a missing key is a 404, as TUF expects."""
 
         def _fetch(self, url: str) -> Iterator[bytes]:
+            # Streamed: the Updater stops at the signed length (or its bound for metadata) and the
+            # rest is never read, however large or endless the object is.
             key = target.check_key(url.removeprefix(SCHEME))
-            data = target.read(key)
-            if data is None:
+            chunks = target.stream(key)
+            if chunks is None:
                 raise DownloadHTTPError(f"{key} not found", 404)
-            return iter([data])
+            return chunks
 
     return TargetFetcher()
 

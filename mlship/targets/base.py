@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Iterator, Optional
 
 from pydantic import Field
 
@@ -63,6 +63,18 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def write(self, key: str, data: bytes) -> None:
         """Replace `key` atomically."""
+
+    def stream(self, key: str) -> Iterator[bytes] | None:
+        """The bytes under `key` in chunks, or None when there is none; a reader that stops early
+        (a length bound reached) reads no further. This default, for plugins written before it
+        existed, reads the whole object at once: a plugin should override it."""
+        data = self.read(key)
+        return None if data is None else iter([data])
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under `prefix` (a folder, ending in /), sorted."""
+        raise UsageError(f"{self.describe()}: {self.name} targets cannot list keys (under {prefix})",
+                         hint="Use a file://, s3://, gs:// or az:// target")
 
     def update(self, key: str, change: Change) -> bytes | None:
         """Replace `key` with `change(old)` so that no concurrent update is lost; what the key holds after.

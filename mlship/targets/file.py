@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from pydantic import Field
@@ -93,6 +93,24 @@ class FileTarget(Target):
         except OSError as exc:
             raise ServiceError(f"{self.url}: cannot read {key}: {exc.strerror or exc}") from None
 
+    def stream(self, key: str) -> Iterator[bytes] | None:
+        try:
+            fh = self._path(key).open("rb")  # opened now: a missing key is None, not a failure later
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ServiceError(f"{self.url}: cannot read {key}: {exc.strerror or exc}") from None
+        return _chunks(fh, f"{self.url}: cannot read {key}")
+
+    def list_keys(self, prefix: str) -> list[str]:
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        root = self.root.resolve()
+        return sorted(p.resolve().relative_to(root).as_posix() for p in folder.rglob("*")
+                      if p.is_file() and not p.is_symlink() and not p.name.startswith(".")
+                      and p.resolve().is_relative_to(root))
+
     def write(self, key: str, data: bytes) -> None:
         try:
             atomic_write(self._path(key), data)
@@ -112,6 +130,19 @@ class FileTarget(Target):
                 return super().update(key, change)  # the plain read-change-write, now under the lock
         except OSError as exc:  # the lock file could not be made (read-only target, a file in the way)
             raise ServiceError(f"{self.url}: cannot lock {key}: {exc.strerror or exc}") from None
+
+
+def _chunks(fh: Any, failing: str, size: int = 256 << 10) -> Iterator[bytes]:
+    """The file's bytes in chunks; closed when the reader stops (a bound reached) or the end is read."""
+    with fh:
+        while True:
+            try:
+                block = fh.read(size)
+            except OSError as exc:
+                raise ServiceError(f"{failing}: {exc.strerror or exc}") from None
+            if not block:
+                return
+            yield block
 
 
 def _umask() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Iterator, Literal, Optional
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -119,6 +119,34 @@ class S3Target(ConditionalTarget):
             self.client.download_file(self.bucket, s3_key, str(dest), Callback=progress)
         except Exception as exc:
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
+
+    def stream(self, key: str) -> Iterator[bytes] | None:
+        s3_key = self._key(key)
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=s3_key)["Body"]
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
+        return self._chunks(body, key)
+
+    def _chunks(self, body: Any, key: str) -> Iterator[bytes]:
+        """The object's bytes as they arrive; the connection is closed when the reader stops early."""
+        try:
+            yield from body.iter_chunks(256 << 10)
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
+        finally:
+            body.close()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._key(prefix.rstrip("/")) + "/"
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
+            return sorted(item["Key"][skip:] for page in pages for item in page.get("Contents", []))
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: cannot list {prefix}: {_reason(exc)}") from None
 
     def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         """The bytes under `key` and their ETag, or (None, None)."""
