@@ -109,3 +109,15 @@ def invalid_graph(path: Path) -> Path:
     model.ir_version = 8
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def nan_outputs(path: Path) -> Path:
+    """X / (X - X) on the example's 30 inputs: a valid model that answers only NaN and infinity,
+    a release that passes every signature check and fails the device's health check."""
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 30])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 30])
+    nodes = [helper.make_node("Sub", ["X", "X"], ["zero"]), helper.make_node("Div", ["X", "zero"], ["Y"])]
+    model = helper.make_model(helper.make_graph(nodes, "nan", [x], [y]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, path)
+    return path

@@ -16,7 +16,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -101,6 +101,31 @@ class AzureTarget(ConditionalTarget):
                 blob.download_blob(max_concurrency=self.concurrency, progress_hook=_increments(progress)).readinto(out)
         except Exception as exc:
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
+
+    def stream(self, key: str) -> Iterator[bytes] | None:
+        blob = self._blob(key)
+        try:
+            download = blob.download_blob()  # the first range now: a missing blob is None, not a failure later
+        except Exception as exc:
+            if _code(exc) == "BlobNotFound":
+                return None
+            raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
+        return self._chunks(download, key)
+
+    def _chunks(self, download: Any, key: str) -> Iterator[bytes]:
+        try:
+            yield from download.chunks()
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        self.check_key(prefix.rstrip("/"))
+        base = f"{self.prefix}/{prefix.rstrip('/')}/" if self.prefix else f"{prefix.rstrip('/')}/"
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            return sorted(item.name[skip:] for item in self.container.list_blobs(name_starts_with=base))
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: cannot list {prefix}: {_reason(exc)}") from None
 
     def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         blob = self._blob(key)

@@ -76,6 +76,15 @@ class GcsTarget(ConditionalTarget):
         except Exception as exc:
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
 
+    def list_keys(self, prefix: str) -> list[str]:
+        self.check_key(prefix.rstrip("/"))
+        base = f"{self.prefix}/{prefix.rstrip('/')}/" if self.prefix else f"{prefix.rstrip('/')}/"
+        skip = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            return sorted(blob.name[skip:] for blob in self.bucket.list_blobs(prefix=base))
+        except Exception as exc:
+            raise ServiceError(f"{self.url}: cannot list {prefix}: {_reason(exc)}") from None
+
     def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         blob = self._blob(key)
         try:

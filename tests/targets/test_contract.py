@@ -76,6 +76,25 @@ def test_upload_then_download_gives_the_same_bytes(artifacts, tmp_path):
     assert dest.read_bytes() == source.read_bytes()
 
 
+def test_stream_gives_the_bytes_in_chunks_and_none_for_a_missing_key(artifacts, tmp_path):
+    """Readers with a length bound (TUF on the device) stream, so they can stop early."""
+    data = bytes(range(256)) * 4096 + b"end"  # 1 MiB and a bit: more than one chunk on every kind
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    artifacts.upload("bc/1.0.0/big.bin", source, lambda n: None)
+    assert artifacts.stream("bc/1.0.0/missing.bin") is None
+    assert b"".join(artifacts.stream("bc/1.0.0/big.bin")) == data
+    first = next(artifacts.stream("bc/1.0.0/big.bin"))
+    assert 0 < len(first) and data.startswith(first)
+
+
+def test_list_keys_names_every_key_under_a_folder(artifacts):
+    for key in ("bc/devices/a/status.json", "bc/devices/b/status.json", "bc/devicesX/c.json", "bc/index.json"):
+        artifacts.write(key, b"{}")
+    assert artifacts.list_keys("bc/devices/") == ["bc/devices/a/status.json", "bc/devices/b/status.json"]
+    assert artifacts.list_keys("bc/none/") == []
+
+
 def test_update_creates_keeps_and_changes(artifacts):
     assert artifacts.update("bc/channels/stable.json", lambda old: None) is None  # nothing there, nothing written
     assert artifacts.update("bc/channels/stable.json", lambda old: b"1") == b"1"
