@@ -60,7 +60,8 @@ def _synced(name: str, channel: str, result: dict, upload_logs: Optional[Path]) 
     elif result["changed"]:
         line = f"{name}@{channel}: {result['version']}" + (
             f" (replaced a local copy that failed verification, {result['downloaded']:,} bytes)"
-            if result.get("repaired") else f" (switched from {result.get('previous')}, {result['downloaded']:,} bytes)")
+            if result.get("repaired") else f" (switched from {result['previous']}, {result['downloaded']:,} bytes)"
+            if result.get("previous") else f" (installed, {result['downloaded']:,} bytes)")
         if result.get("health"):
             line += f"; health: {result['health']['check']}, {result['health']['seconds']:.1f} s"
     else:

@@ -26,12 +26,16 @@ def render_fleet(out: Any, report: FleetReport) -> None:
                    f"{len(report.stale)} stale (no sync for {_age(report.stale_after_s)}), "
                    f"{len(report.failures)} failing"))
     if report.devices:
-        table = Table("device", "version", "previous", "channel", "last sync", "health", "problem")
+        table = Table()
+        for column in ("device", "version", "previous", "channel", "last sync", "health"):
+            table.add_column(column, no_wrap=True)  # ids stay whole, for copying
+        table.add_column("problem", overflow="fold")
         for d in report.devices:
             problem = (f"held back {d.held_back}" if d.held_back else "") or (d.last_error or "")
             table.add_row(*(Text(str(v)) for v in (
                 d.device, d.version or "-", d.previous or "-", d.channel,
-                f"{_age(d.age_s)} ago" + (" (stale)" if d.stale else ""), d.health or "-", problem or "-")))
+                f"{_age(d.age_s)} ago" + (" (stale)" if d.stale else ""), (d.health or "-").split(":")[0],
+                problem or (d.health if d.health and d.health != "ok" else "-"))))
         out.print(table)
     for bad in report.unreadable:
         out.print(Text(f"unreadable: {bad['key']}: {bad['reason']}"))

@@ -53,6 +53,7 @@ def health_check(command: str | None, timeout: float) -> HealthCheck:
 
 def run_health(check: HealthCheck, directory: Path, version: str, model: str) -> HealthResult:
     """Run the check on DIR/versions/VERSION; its verdict, with the last line it printed."""
+    directory = directory.absolute()  # the check runs in the version's directory
     folder = directory / "versions" / version
     argv = check.command or [sys.executable, "-m", "mlship.edge.smoke", str(folder)]
     what = f"command: {Path(check.command[0]).name}" if check.command else "smoke"

@@ -33,6 +33,7 @@ def sync_device(request: SyncRequest) -> dict[str, Any]:
     paths and keys are checked before anything is read or written."""
     from mlship.edge.device import sync, upload_logs
     from mlship.edge.health import health_check
+    from mlship.edge.state import device_state
     from mlship.errors import MlshipError
     from mlship.names import check_name
     from mlship.targets.base import open_target
@@ -42,6 +43,8 @@ def sync_device(request: SyncRequest) -> dict[str, Any]:
     device = check_name(request.device, "device") if request.device is not None else None
     health = health_check(request.health_cmd, request.health_timeout)
     target = open_target(request.source, request.configured)
+    kept = device_state(request.directory, device).device  # kept in DIR from the first sync on
+    device = device or kept
     try:
         if request.root is not None:
             _provision(request.directory, request.root)
@@ -54,8 +57,7 @@ def sync_device(request: SyncRequest) -> dict[str, Any]:
     if request.report:
         result["status"] = _report(target, request, device, None)
     if request.upload_logs is not None:
-        result["uploaded_logs"] = upload_logs(target, request.name, request.upload_logs,
-                                              device or _device_id(request.directory))
+        result["uploaded_logs"] = upload_logs(target, request.name, request.upload_logs, device)
     return result
 
 
@@ -67,13 +69,7 @@ def _provision(directory: Path, root: Path) -> None:
         init_root(directory, root)
 
 
-def _device_id(directory: Path, device: str | None = None) -> str:
-    from mlship.edge.state import device_state
-
-    return device or device_state(directory).device
-
-
-def _report(target: Any, request: SyncRequest, device: str | None, error: str | None, quiet: bool = False) -> dict:
+def _report(target: Any, request: SyncRequest, device: str, error: str | None, quiet: bool = False) -> dict:
     """Write the device's true state to NAME/devices/ID/status.json; where it went, or why it could not.
     After a failed sync (`quiet`) a failure to report is dropped: the sync's own error is the one to show."""
     from mlship.edge.state import device_state
@@ -81,9 +77,7 @@ def _report(target: Any, request: SyncRequest, device: str | None, error: str | 
     from mlship.errors import MlshipError
 
     try:
-        state = device_state(request.directory, device)
-        if device is not None:
-            state = state.model_copy(update={"device": device})
+        state = device_state(request.directory, device).model_copy(update={"device": device})
         status = device_status(request.directory, request.name, request.channel, state, error)
         report_status(target, status)
         return {"written": True, "key": status_key(request.name, status.device)}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mlship.errors import InvalidInputError
+from mlship.errors import InvalidInputError, UsageError
 from mlship.fsutil import atomic_write
 from mlship.names import check_name, is_valid_name
 
@@ -54,6 +54,8 @@ def load_state(directory: Path) -> DeviceState | None:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the device state: {exc.strerror or exc}") from None
     try:
         state = DeviceState.model_validate(json.loads(raw))
     except (ValueError, ValidationError) as exc:
@@ -64,7 +66,11 @@ def load_state(directory: Path) -> DeviceState | None:
 
 
 def save_state(directory: Path, state: DeviceState) -> None:
-    atomic_write(directory / STATE, json.dumps(state.model_dump(), indent=1, sort_keys=True).encode())
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write(directory / STATE, json.dumps(state.model_dump(), indent=1, sort_keys=True).encode())
+    except OSError as exc:
+        raise UsageError(f"{directory / STATE}: cannot keep the device state: {exc.strerror or exc}") from None
 
 
 def device_state(directory: Path, device: str | None = None) -> DeviceState:
@@ -73,7 +79,6 @@ def device_state(directory: Path, device: str | None = None) -> DeviceState:
     state = load_state(directory)
     if state is None:
         state = DeviceState(device=check_name(device, "device") if device else generated_id())
-        directory.mkdir(parents=True, exist_ok=True)
         save_state(directory, state)
     return state
 
