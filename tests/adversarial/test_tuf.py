@@ -213,3 +213,60 @@ def test_a_root_signed_by_revoked_root_keys_after_rotation_is_refused(fleet, tmp
         root.sign(load_key(str(fleet.keys / key))[1], append=True)
     fleet.put("3.root.json", root.to_bytes())
     fleet.refused("bad signature")
+
+
+def test_a_valid_update_whose_health_check_fails_is_rolled_back_and_the_status_says_so(fleet, tmp_path):
+    """3.0.0 is validly signed and verifies, but its model answers NaN: the device switches back to
+    1.0.0, reports it, and does not install 3.0.0 again while the channel names it."""
+    from tests import models
+    from tests.edge.tuf_release import build
+
+    nan = build(tmp_path / "dist", "3.0.0", fleet.keys, models.nan_outputs(tmp_path / "nan.onnx"))
+    release(fleet.config, fleet.url, nan, "3.0.0")
+    result = run("--json", "edge", "sync", "--from", fleet.url, "--name", NAME, "--dir", str(fleet.device))
+    refused(result, 4, "3.0.0 failed its health check", "NaN or infinite", "rolled back to 1.0.0")
+    assert os.readlink(fleet.device / "current") == "versions/1.0.0" and result.json()["rolled_back"]
+    device = json.loads((fleet.device / "state.json").read_text())["device"]
+    status = json.loads(fleet.target.read(f"{NAME}/devices/{device}/status.json"))
+    assert status["version"] == "1.0.0" and status["held_back"]["version"] == "3.0.0"
+    assert not status["held_back"]["ok"] and status["last_error"] is None
+    before = fleet.installed()
+    again = run("--json", "edge", "sync", "--from", fleet.url, "--name", NAME, "--dir", str(fleet.device))
+    refused(again, 4, "not installed again")
+    assert again.json()["downloaded"] == 0 and fleet.installed() == before
+
+
+def test_an_endless_bundle_download_stops_at_its_signed_length(tmp_path, keys, bundles):
+    """The target serves the bundle from a pipe that never ends: the device reads up to the signed
+    length (plus a chunk in flight), refuses, and closes it; the writer sees its reader go."""
+    import threading
+
+    fleet = Fleet(tmp_path, keys, bundles, f"file://{tmp_path / 'store'}")
+    release(fleet.config, fleet.url, bundles["2.0.0"], "2.0.0")
+    stored = tmp_path / "store" / NAME / "2.0.0" / "bc-2.0.0.mlbundle"
+    signed = stored.stat().st_size
+    stored.unlink()
+    os.mkfifo(stored)
+    written, cap = [0], 256 << 20  # the cap only ends the test if the device read without a bound
+
+    def endless() -> None:
+        block = b"\0" * (64 << 10)
+        with open(stored, "wb") as pipe:
+            try:
+                while written[0] < cap:
+                    pipe.write(block)
+                    written[0] += len(block)
+            except BrokenPipeError:
+                return
+
+    writer = threading.Thread(target=endless, daemon=True)
+    writer.start()
+    before = fleet.installed()
+    refused(fleet.sync(), 3, "length over the signed bound")
+    import gc
+
+    gc.collect()  # the refused download's stream, if anything still holds it
+    writer.join(timeout=120)
+    assert not writer.is_alive()
+    assert written[0] < signed + (4 << 20), (written[0], signed)  # the bound, a chunk, the pipe's buffer
+    assert fleet.installed() == before and os.readlink(fleet.device / "current") == "versions/1.0.0"
