@@ -66,6 +66,11 @@ def sync(target: Target, name: str, channel: str, directory: Path, public_key: P
             repaired = True  # tampered, half-removed, or unsigned from an earlier sync without a key
         else:
             if before == version:
+                if health is not None and not _checked(directory, version):
+                    # switched to, but its check never finished (a kill, or an mlship without checks)
+                    previous = _target_of(directory / "previous")
+                    result = {"version": version, "previous": previous, "changed": False, "downloaded": 0}
+                    return _check(directory, version, manifest.model, health, result, previous, None)
                 return {"version": version, "changed": False, "downloaded": 0}
             return _commit(directory, version, before, manifest.model, health, 0)
     downloaded, model = _install(target, name, version, fetch, final, public_key)
@@ -92,25 +97,40 @@ def _held_back(directory: Path, version: str, retry: bool) -> dict[str, Any] | N
 def _commit(directory: Path, version: str, before: str | None, model: str, health: "HealthCheck | None",
             downloaded: int) -> dict[str, Any]:
     """Switch to `version`, run its health check, and switch back when it fails."""
-    from mlship.edge.health import run_health
-    from mlship.edge.state import device_state, save_state
-
     previous = _target_of(directory / "previous")
     _switch(directory, version)
     result: dict[str, Any] = {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
     if health is None:
         return result
+    if before == version:  # a damaged copy of the current version, replaced: back means the one before
+        return _check(directory, version, model, health, result, previous, None)
+    return _check(directory, version, model, health, result, before, previous)
+
+
+def _check(directory: Path, version: str, model: str, health: "HealthCheck", result: dict[str, Any],
+           back: str | None, back_previous: str | None) -> dict[str, Any]:
+    """Run `version`'s health check; on failure point `current` at `back` and `previous` at `back_previous`."""
+    from mlship.edge.health import run_health
+    from mlship.edge.state import device_state, save_state
+
     verdict = run_health(health, directory, version, model)
     state = device_state(directory)
     result["health"] = verdict.model_dump()
     if verdict.ok:
         save_state(directory, state.model_copy(update={"health": verdict, "failed": None}))
         return result
-    _restore(directory, "current", before)
-    _restore(directory, "previous", previous)
+    _restore(directory, "current", back)
+    _restore(directory, "previous", back_previous)
     save_state(directory, state.model_copy(update={"failed": verdict}))
-    return {**result, "version": before, "previous": previous, "changed": False, "held_back": verdict.model_dump(),
-            "rolled_back": True}
+    return {**result, "version": back, "previous": back_previous, "changed": False,
+            "held_back": verdict.model_dump(), "rolled_back": True}
+
+
+def _checked(directory: Path, version: str) -> bool:
+    from mlship.edge.state import load_state
+
+    state = load_state(directory)
+    return state is not None and state.health is not None and state.health.version == version and state.health.ok
 
 
 def _restore(directory: Path, link: str, version: str | None) -> None:

@@ -140,3 +140,19 @@ def test_bad_health_options_exit_2_before_anything_changes(on_one, tmp_path, arg
     before_store, before_device = snapshot(store), snapshot(device)
     refused(sync(store, device, *args), 2, needle)
     assert snapshot(store) == before_store and snapshot(device) == before_device
+
+
+def test_a_switch_whose_check_never_finished_is_checked_on_the_next_sync(on_one, tmp_path):
+    """Killed between the switch and the end of the check: `current` names an unchecked version, so the
+    next sync checks it (nothing to download) and, when it fails, goes back to `previous`."""
+    store, device = on_one
+    release(tmp_path, f"file://{store}", "2.0.0")
+    assert sync(store, device).code == 0
+    state = json.loads((device / "state.json").read_text())
+    (device / "state.json").write_text(json.dumps({**state, "health": None}))  # as a kill mid-check leaves it
+    result = sync(store, device, "--health-cmd", f"{sys.executable} -c 'raise SystemExit(1)'")
+    refused(result, 4, "2.0.0 failed its health check", "rolled back to 1.0.0")
+    assert os.readlink(device / "current") == "versions/1.0.0" and result.json()["downloaded"] == 0
+    assert status(store, device)["held_back"]["version"] == "2.0.0"
+    checked = sync(store, device, "--health-cmd", f"{sys.executable} -c pass")  # 2.0.0 stays held back
+    refused(checked, 4, "not installed again; still on 1.0.0")
