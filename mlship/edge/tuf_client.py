@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -97,9 +96,12 @@ class Release:
             if info is None:
                 raise UsageError(f"{target.describe()}: {name} has no signed channel {channel}")
             self.version, self.bundle = _custom(info, self.where)
-            with tempfile.TemporaryDirectory() as tmp:
-                pointer = Path(self.updater.download_target(info, str(Path(tmp) / "channel.json")))
-                signed_version = json.loads(pointer.read_bytes()).get("version")
+            # Kept beside the trusted metadata: an unchanged channel costs no download (only timestamp.json).
+            cached = trusted_dir(directory) / "channels" / f"{check_name(channel, 'channel')}.json"
+            cached.parent.mkdir(exist_ok=True)
+            pointer = Path(self.updater.find_cached_target(info, str(cached))
+                           or self.updater.download_target(info, str(cached)))
+            signed_version = json.loads(pointer.read_bytes()).get("version")
             if signed_version != self.version:
                 raise InvalidInputError(f"{self.where}: the channel pointer says {signed_version!r}, its target "
                                         f"says {self.version}")

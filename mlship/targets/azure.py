@@ -25,7 +25,7 @@ from mlship.errors import ServiceError, UsageError
 from mlship.extras import require
 from mlship.model.load import sha256_file
 from mlship.targets.base import Progress
-from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, split_url
+from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, listing, split_url
 
 BLOCK_SIZE = 8 * 1024 * 1024
 AZURE_HOST = ".blob.core.windows.net"
@@ -119,13 +119,8 @@ class AzureTarget(ConditionalTarget):
             raise ServiceError(f"{self.url}: cannot read {key}: {_reason(exc)}") from None
 
     def list_keys(self, prefix: str) -> list[str]:
-        self.check_key(prefix.rstrip("/"))
-        base = f"{self.prefix}/{prefix.rstrip('/')}/" if self.prefix else f"{prefix.rstrip('/')}/"
-        skip = len(self.prefix) + 1 if self.prefix else 0
-        try:
-            return sorted(item.name[skip:] for item in self.container.list_blobs(name_starts_with=base))
-        except Exception as exc:
-            raise ServiceError(f"{self.url}: cannot list {prefix}: {_reason(exc)}") from None
+        return listing(self, self.prefix, prefix,
+                       lambda base: (b.name for b in self.container.list_blobs(name_starts_with=base)))
 
     def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         blob = self._blob(key)

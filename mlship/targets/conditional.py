@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import random
 import time
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 from mlship.errors import ServiceError
 from mlship.targets.base import Change, Target
@@ -78,3 +78,15 @@ def first_line(exc: BaseException) -> str:
     """The first line of an SDK exception's message, secrets removed, at most 300 characters."""
     lines = str(exc).strip().splitlines()
     return redact(lines[0])[:300] if lines else type(exc).__name__
+
+
+def listing(target: Target, store_prefix: str, prefix: str, names: Callable[[str], Iterable[str]]) -> list[str]:
+    """`Target.list_keys` on a store under `store_prefix`: `names(FOLDER)` lists the stored names under
+    the store's folder; they come back as keys, sorted."""
+    folder = target.check_key(prefix.rstrip("/"))
+    base = f"{store_prefix}/{folder}/" if store_prefix else f"{folder}/"
+    skip = len(store_prefix) + 1 if store_prefix else 0
+    try:
+        return sorted(name[skip:] for name in names(base))
+    except Exception as exc:
+        raise ServiceError(f"{target.describe()}: cannot list {prefix}: {first_line(exc)}") from None

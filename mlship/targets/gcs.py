@@ -18,8 +18,8 @@ from pydantic import Field, field_validator
 from mlship.errors import ServiceError
 from mlship.extras import require
 from mlship.targets.base import Progress
+from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, listing, split_url
 from mlship.targets.hashing import HashingReader
-from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, split_url
 
 # The SDK's own default; each chunk is held in memory while it is sent. Smaller chunks cost a round
 # trip each: 16 MiB made a 500 MB push 2.4x slower than the SDK's plain upload on the emulator.
@@ -77,13 +77,7 @@ class GcsTarget(ConditionalTarget):
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
 
     def list_keys(self, prefix: str) -> list[str]:
-        self.check_key(prefix.rstrip("/"))
-        base = f"{self.prefix}/{prefix.rstrip('/')}/" if self.prefix else f"{prefix.rstrip('/')}/"
-        skip = len(self.prefix) + 1 if self.prefix else 0
-        try:
-            return sorted(blob.name[skip:] for blob in self.bucket.list_blobs(prefix=base))
-        except Exception as exc:
-            raise ServiceError(f"{self.url}: cannot list {prefix}: {_reason(exc)}") from None
+        return listing(self, self.prefix, prefix, lambda base: (b.name for b in self.bucket.list_blobs(prefix=base)))
 
     def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         blob = self._blob(key)

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from mlship.errors import ServiceError
 from mlship.extras import require
 from mlship.targets.base import Progress
-from mlship.targets.conditional import ConditionalTarget, Conflict
+from mlship.targets.conditional import ConditionalTarget, Conflict, listing
 from mlship.targets.hashing import HashingReader
 
 PART_SIZE = 16 * 1024 * 1024
@@ -140,13 +140,9 @@ class S3Target(ConditionalTarget):
             body.close()
 
     def list_keys(self, prefix: str) -> list[str]:
-        base = self._key(prefix.rstrip("/")) + "/"
-        skip = len(self.prefix) + 1 if self.prefix else 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base)
-            return sorted(item["Key"][skip:] for page in pages for item in page.get("Contents", []))
-        except Exception as exc:
-            raise ServiceError(f"{self.url}: cannot list {prefix}: {_reason(exc)}") from None
+        pages = self.client.get_paginator("list_objects_v2")
+        return listing(self, self.prefix, prefix, lambda base: (
+            item["Key"] for page in pages.paginate(Bucket=self.bucket, Prefix=base) for item in page.get("Contents", [])))
 
     def get_versioned(self, key: str) -> tuple[Optional[bytes], Optional[str]]:
         """The bytes under `key` and their ETag, or (None, None)."""
