@@ -101,3 +101,21 @@ def test_a_role_key_from_an_environment_variable_signs(tmp_path, keys, bundles, 
     monkeypatch.delenv("CI_TIMESTAMP_KEY")
     result = run("--config", str(config), "edge", "refresh", NAME, "--to", target)
     assert result.code == 2 and "CI_TIMESTAMP_KEY is not set" in result.stderr, result.stderr
+
+
+def test_edge_init_keeps_the_device_id_its_status_and_logs_use(tmp_path, keys, bundles):
+    from tests.adversarial.test_bundles_edge import refused
+
+    url = f"file://{tmp_path / 'store'}"
+    config = write_config(tmp_path, keys)
+    release(config, url, bundles["1.0.0"], "1.0.0")
+    root = tmp_path / "1.root.json"
+    root.write_bytes(open_target(url, {}).read(f"{NAME}/tuf/1.root.json"))
+    refused(run("edge", "init", "--dir", str(tmp_path / "bad"), "--root", str(root), "--device-id", "../x"), 2,
+            "device id '../x'")
+    assert not (tmp_path / "bad").exists()
+    init = run("--json", "edge", "init", "--dir", str(tmp_path / "dev"), "--root", str(root), "--device-id", "kiosk-7")
+    assert init.code == 0 and init.json()["device"] == "kiosk-7"
+    assert run("edge", "sync", "--from", url, "--name", NAME, "--dir", str(tmp_path / "dev")).code == 0
+    status = json.loads((tmp_path / "store" / NAME / "devices" / "kiosk-7" / "status.json").read_text())
+    assert status["device"] == "kiosk-7" and status["version"] == "1.0.0" and status["health"]["ok"]
