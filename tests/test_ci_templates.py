@@ -152,6 +152,17 @@ def test_init_ci_with_a_target_passes_config_show_and_a_dry_run(tmp_path, monkey
         results = json.loads(dry.stdout)["results"]
         assert [(r["target"], r["status"]) for r in results] == [(f"file://{store}", "would push")], results
     assert not store.exists()  # a dry run uploads nothing
+    # The rollout job: without a router it names the setting to add; with one, its start passes a dry run.
+    start = next(c for c in calls if c[:2] == ["rollout", "start"])
+    unrouted = run(*start, "--stable", "1.6.0", "--dry-run")
+    assert unrouted.code == 2 and "rollout.router" in unrouted.stderr
+    config = tmp_path / "mlship.yaml"
+    config.write_text(config.read_text().replace("\nrollout:\n", "\nrollout:\n  router: {type: file, path: route.json, "
+                                                 "upstreams: {blue: 'http://127.0.0.1:1', green: 'http://127.0.0.1:2'}}\n"))
+    dry = run("--json", *start, "--stable", "1.6.0", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert dry.json()["rollout"]["candidate"]["version"] == "1.7.0" and dry.json()["changed"] is False
+    assert not (tmp_path / "route.json").exists() and not (tmp_path / ".mlship" / "rollouts").exists()
 
 
 @pytest.mark.parametrize("kind,path", CI_KINDS)

@@ -29,6 +29,7 @@ def start(
     steps: Optional[str] = typer.Option(None, "--steps", help="Candidate traffic per step, e.g. 5,25,50,100 [rollout.steps]."),
     pause: Optional[str] = typer.Option(None, "--pause", help="Least time between steps, e.g. 10m [rollout.pause]."),
     slot: Optional[str] = typer.Option(None, "--slot", help="Slot the candidate runs in [the one stable is not on]."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check the config, router and versions and say what start would do; change nothing."),
 ) -> None:
     """Start rolling out CANDIDATE: canary at the first step, blue-green preview, or shadow mirroring."""
     from mlship.cli.deploy import showing_logs
@@ -44,7 +45,8 @@ def start(
     with showing_logs(ctx):  # a candidate deployed by `start` that did not serve: its last log lines
         outcome = engine.start(r, strategy=strategy, candidate=candidate, stable=stable,
                                steps=parse_steps(steps) if steps else None,
-                               pause_s=parse_duration(pause) if pause else None, candidate_slot=slot)
+                               pause_s=parse_duration(pause) if pause else None, candidate_slot=slot,
+                               dry_run=dry_run)
     finish(ctx, outcome)
 
 

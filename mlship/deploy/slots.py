@@ -24,6 +24,11 @@ class RolloutSlots:
     cfg: "Config"
     name: str
 
+    @property
+    def deploys(self) -> bool:
+        """Whether placing a version deploys it (a runtime is configured) or only asks the slot."""
+        return bool(self.cfg.deploy.runtime)
+
     def place(self, slot: str, version: str, router: Any) -> str:
         """Make `slot` serve `version`: deploy it with the runtime, or ask `router` (its `serves`)
         what the slot serves.

@@ -29,7 +29,10 @@ MAX_GATES = 50
 
 
 def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = None, steps: list[float] | None = None,
-          pause_s: float | None = None, candidate_slot: str | None = None) -> Outcome:
+          pause_s: float | None = None, candidate_slot: str | None = None, dry_run: bool = False) -> Outcome:
+    """Start a rollout; with `dry_run`, check everything that needs no change (versions, the
+    router's slots and live route, the strategy, steps) and say what `start` would do:
+    nothing is deployed, locked, routed or written."""
     # Versions end up in the state, the audit log, messages and logs' filters: one rule, checked
     # before anything is locked, written or routed.
     check_name(candidate, "candidate version")
@@ -63,7 +66,12 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
         if slot is None or slot == stable_side.slot or slot not in slots:
             raise UsageError(f"no free slot for the candidate (slots: {', '.join(slots)}; stable on {stable_side.slot})")
         # Before any traffic moves: the candidate slot runs the candidate (deployed, or checked).
-        placed = r.slots.place(slot, candidate, router) if r.slots is not None else ""
+        if r.slots is None:
+            placed = ""
+        elif dry_run and r.slots.deploys:
+            placed = f"would deploy {candidate} to {slot}"
+        else:  # without a runtime, asking the slot what it serves changes nothing: a dry run asks too
+            placed = r.slots.place(slot, candidate, router)
         plan = [float(s) for s in (steps or r.default_steps)]
         new = RolloutState(
             name=r.name, strategy=strategy, stable=stable_side, candidate=Side(version=candidate, slot=slot),
@@ -83,6 +91,12 @@ def start(r: Rollout, *, strategy: str, candidate: str, stable: str | None = Non
             text = f"shadow of {candidate} started: {slot} gets a copy of every request"
         return Transition.to(new, f"{placed}; {text}" if placed else text)
 
+    if dry_run:
+        state = r.store.load(r.name)
+        t = act(state)
+        if t.new is None:
+            return outcome_of(state, f"dry run: {t.message}", code=t.code)
+        return Outcome(t.new, f"dry run, nothing changed: {t.message}")
     return transact(r, "start", act, creating=True)
 
 

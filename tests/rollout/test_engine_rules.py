@@ -218,3 +218,27 @@ def test_shadow_tolerance_comes_from_rollout_analysis(tmp_path):
     assert report.shadow.disagreements == 3 and report.result == "fail"
     loose = AnalysisConfig(min_requests=1, max_error_rate=None, max_disagreement=0.3, rtol=1e-3, atol=0.0)
     assert evaluate(Window(stable, cand), loose, shadow=True, since="a", until="b").result == "pass"
+
+
+def test_start_dry_run_says_what_start_would_do_and_changes_nothing(project):
+    dry = ro(project, "start", "bc", "--candidate", "2", "--stable", "1", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    doc = dry.json()
+    assert doc["changed"] is False and doc["message"].startswith("dry run, nothing changed: canary of 2 started")
+    assert doc["rollout"]["candidate"] == {"version": "2", "slot": "green"} and doc["rollout"]["route"]["weight"] == 10
+    assert not (project / ".mlship").exists() and not (project / "route.json").exists()
+    # What start would refuse, the dry run refuses the same way (exit 2), still writing nothing.
+    for args, words in ((["--candidate", "2"], "no stable version known"),
+                        (["--candidate", "1", "--stable", "1"], "is the stable version already"),
+                        (["--candidate", "2", "--stable", "1", "--slot", "red"], "no free slot")):
+        refused = ro(project, "start", "bc", *args, "--dry-run")
+        assert refused.code == 2 and words in refused.stderr, refused.stderr
+    assert not (project / ".mlship").exists() and not (project / "route.json").exists()
+    # Against a rollout in progress: the same verdict as start, and the rollout is untouched.
+    assert ro(project, "start", "bc", "--candidate", "2", "--stable", "1").code == 0
+    before = state(project)
+    busy = ro(project, "start", "bc", "--candidate", "3", "--dry-run")
+    assert busy.code == 2 and "already rolling out 2" in busy.stderr
+    again = ro(project, "start", "bc", "--candidate", "2", "--dry-run")
+    assert again.code == 0 and again.json()["message"] == "dry run: canary of 2 already started"
+    assert state(project) == before
