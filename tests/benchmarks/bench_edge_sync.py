@@ -7,7 +7,8 @@ it needs). A counting wrapper around the target (the one `edge sync` opens) coun
 read request, the bytes the device actually consumed, and the device's own writes (its
 status report). Runs alternate TUF and unsigned so load on the machine hits both alike.
 Times are in-process `sync_device` calls (no CLI start-up); a new version's time includes
-its health check, a process of its own, reported apart.
+its health check, a process of its own, reported apart. Runs move the channel alternately to
+2.0.0 (the MLP, 154 KB bundle) and 1.0.0 (the GBT, 8.6 KB): bundle bytes are listed per size.
 
     python tests/benchmarks/bench_edge_sync.py [--runs 5]
 """
@@ -38,7 +39,7 @@ class Counting:
     """A target that counts what passes through it: read requests per key and the bytes consumed."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner, self.requests, self.bytes, self.writes = inner, Counter(), 0, Counter()
+        self.inner, self.requests, self.bytes, self.writes = inner, Counter(), Counter(), Counter()
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.inner, attr)
@@ -46,23 +47,23 @@ class Counting:
     def read(self, key: str) -> bytes | None:
         self.requests[key] += 1
         data = self.inner.read(key)
-        self.bytes += len(data or b"")
+        self.bytes[key] += len(data or b"")
         return data
 
     def stream(self, key: str) -> Iterator[bytes] | None:
         self.requests[key] += 1
         chunks = self.inner.stream(key)
-        return None if chunks is None else self._counted(chunks)
+        return None if chunks is None else self._counted(key, chunks)
 
-    def _counted(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    def _counted(self, key: str, chunks: Iterator[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
-            self.bytes += len(chunk)
+            self.bytes[key] += len(chunk)
             yield chunk
 
     def download(self, key: str, dest: Path, progress: Any) -> None:
         self.requests[key] += 1
         self.inner.download(key, dest, progress)
-        self.bytes += dest.stat().st_size
+        self.bytes[key] += dest.stat().st_size
 
     def write(self, key: str, data: bytes) -> None:
         self.writes[key] += 1
@@ -90,7 +91,9 @@ def measured(url: str, device: Path) -> dict[str, Any]:
         base.open_target = real
     target = opened[0]
     short = {key.removeprefix(f"{NAME}/"): n for key, n in sorted(target.requests.items())}
-    return {"seconds": seconds, "requests": sum(target.requests.values()), "bytes": target.bytes, "keys": short,
+    bundle = sum(n for key, n in target.bytes.items() if key.endswith(".mlbundle"))
+    return {"seconds": seconds, "requests": sum(target.requests.values()), "bundle_bytes": bundle,
+            "other_bytes": sum(target.bytes.values()) - bundle, "keys": short,
             "writes": sum(target.writes.values()), "version": result["version"], "changed": result["changed"],
             "health_s": (result.get("health") or {}).get("seconds", 0.0)}
 
@@ -158,12 +161,14 @@ def main() -> None:
                            "spread_ms": [round(min(times), 1), round(max(times), 1)],
                            "health_ms": round(statistics.median(s["health_s"] for s in samples) * 1000, 1),
                            "requests": statistics.median(s["requests"] for s in samples),
-                           "bytes": statistics.median(s["bytes"] for s in samples),
+                           "other_bytes": statistics.median(s["other_bytes"] for s in samples),
+                           "bundle_bytes": sorted({s["bundle_bytes"] for s in samples}),
                            "writes": samples[-1]["writes"], "keys": samples[-1]["keys"]})
         for row in report:
             print(f"{row['target']:4s} {row['device']:5s} {row['case']:11s} median {row['median_ms']:7.1f} ms "
                   f"(min {row['spread_ms'][0]}, max {row['spread_ms'][1]}; health {row['health_ms']} ms) "
-                  f"{row['requests']:>4} requests {row['bytes']:>9,} bytes read, {row['writes']} written; "
+                  f"{row['requests']:>4} requests, {row['other_bytes']:>6,} bytes of metadata/pointers and "
+                  f"{'/'.join(f'{b:,}' for b in row['bundle_bytes'])} of bundle read, {row['writes']} written; "
                   f"keys {row['keys']}")
         print(json.dumps(report))
     finally:
