@@ -9,6 +9,7 @@ response headers, the feed plan, the answers' fixed parts) is made once in
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import time
@@ -69,6 +70,11 @@ class ServeApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # What start-up made (modules, the model, the plans) lives as long as the
+                # process: the collector need not walk it again on every full collection,
+                # a pause every request in flight would wait for.
+                gc.collect()
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.service.close()  # in-flight requests are done by now: flush the log
