@@ -10,7 +10,7 @@ Times are in-process `sync_device` calls (no CLI start-up); a new version's time
 its health check, a process of its own, reported apart. Runs move the channel alternately to
 2.0.0 (the MLP, 154 KB bundle) and 1.0.0 (the GBT, 8.6 KB): bundle bytes are listed per size.
 
-    python tests/benchmarks/bench_edge_sync.py [--runs 5]
+    python tests/benchmarks/bench_edge_sync.py [--runs 6]
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def promote(config: Path, url: str, version: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=6)
     args = parser.parse_args()
     from mlship.targets.base import open_target
     from tests.harness.services import start_moto_server
@@ -146,11 +146,12 @@ def main() -> None:
                 for tuf, folder in fresh.items():
                     measured(url, folder)  # on the channel's current version
                 moved_to = "2.0.0" if k % 2 == 0 else "1.0.0"  # alternate, so each run moves the channel
-                for tuf in (True, False):
+                order = (True, False) if k % 2 == 0 else (False, True)  # and which device goes first
+                for tuf in order:
                     rows.setdefault((kind, "tuf" if tuf else "plain", "unchanged"), []).append(
                         measured(url, fresh[tuf]))
                 promote(config, url, moved_to)
-                for tuf in (True, False):
+                for tuf in order:
                     rows.setdefault((kind, "tuf" if tuf else "plain", "new version"), []).append(
                         measured(url, fresh[tuf]))
         report = []
