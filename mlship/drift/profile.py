@@ -8,14 +8,16 @@ Profiles of pieces merge into the profile of the whole.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlship.drift.roles import RoleSignals
+from mlship.drift.roles import TIME_SAMPLE, RoleSignals
 from mlship.drift.sketch import NumericSketch
 from mlship.errors import InvalidInputError
 from mlship.fsutil import atomic_write
@@ -71,6 +73,8 @@ class ColumnProfile:
         if values.dtype.kind == "f":
             self._numbers(values.astype(np.float64, copy=False))
             return
+        if self._texts(values):
+            return
         numbers, texts = [], []
         for v in values.tolist():
             if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -91,6 +95,30 @@ class ColumnProfile:
             self.signals.add_texts(keys.tolist(), counts.tolist(), self.categories, texts)
             self._count_categories(dict(zip(keys.tolist(), counts.tolist())))
 
+    def _texts(self, values: np.ndarray) -> bool:
+        """A column of text and missing values only (the usual categorical column), counted
+        in one pass in C; False, touching nothing, when it holds anything else."""
+        items = values.tolist()
+        try:
+            counts = Counter(items)
+        except TypeError:  # unhashable values (lists, objects): the general path
+            return False
+        if not all(type(k) is str or k is None for k in counts):
+            return False
+        self.missing += counts.pop(None, 0)
+        merged: dict[str, int] = {}
+        for key, n in counts.items():
+            key = key.lower() if key.lower() in ("true", "false") else key
+            merged[key] = merged.get(key, 0) + n
+        if not merged:
+            return True
+        keys = sorted(merged)
+        self.non_numeric += sum(merged.values())
+        sample = list(itertools.islice((v for v in items if v is not None), TIME_SAMPLE))
+        self.signals.add_texts(keys, [merged[k] for k in keys], self.categories, sample)
+        self._count_categories({k: merged[k] for k in keys})
+        return True
+
     def _numbers(self, values: np.ndarray) -> None:
         finite = np.isfinite(values)
         self.missing += int((~finite).sum())
@@ -101,7 +129,7 @@ class ColumnProfile:
             if not np.all(values == np.floor(values)):
                 self.codes = None
                 return
-            keys, counts = np.unique(values, return_counts=True)
+            keys, counts = whole_counts(values)
             if len(keys) > CATEGORY_CAP:
                 self.codes = None
                 return
@@ -159,6 +187,16 @@ class ColumnProfile:
         col.frozen_edges = doc.get("psi_edges")  # bins as frozen when the profile was made
         col.signals = RoleSignals.from_json(doc.get("signals"))
         return col
+
+
+def whole_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_counts=True) of whole numbers, by counting when their span is narrow."""
+    lo, hi = values.min(), values.max()
+    if hi - lo > 4 * len(values) + 1024:
+        return np.unique(values, return_counts=True)
+    counts = np.bincount((values - lo).astype(np.int64))
+    at = np.flatnonzero(counts)
+    return at + lo, counts[at]
 
 
 class Profile:

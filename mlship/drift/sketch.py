@@ -31,8 +31,8 @@ class NumericSketch:
         self.min = math.inf
         self.max = -math.inf
         self.exact: list[float] | None = []
-        self.pos: dict[int, int] = {}
-        self.neg: dict[int, int] = {}
+        self.pos = _Buckets()
+        self.neg = _Buckets()
         self.zero = 0
 
     def add(self, values: np.ndarray) -> None:
@@ -60,9 +60,8 @@ class NumericSketch:
         if other.exact is not None:
             self._to_buckets(np.asarray(other.exact, dtype=np.float64))
         else:
-            for store, theirs in ((self.pos, other.pos), (self.neg, other.neg)):
-                for k, c in theirs.items():
-                    store[k] = store.get(k, 0) + c
+            self.pos.add(*other.pos.items())
+            self.neg.add(*other.neg.items())
             self.zero += other.zero
 
     @property
@@ -73,11 +72,10 @@ class NumericSketch:
         """(sorted values, weights): the exact values, or bucket representatives."""
         if self.exact is not None:
             return np.sort(np.asarray(self.exact, dtype=np.float64)), np.ones(len(self.exact))
-        neg_k = np.array(sorted(self.neg, reverse=True), dtype=np.int64)
-        pos_k = np.array(sorted(self.pos), dtype=np.int64)
-        values = np.concatenate([-_representative(neg_k), [0.0] if self.zero else [], _representative(pos_k)])
-        weights = np.concatenate([[self.neg[k] for k in neg_k.tolist()], [self.zero] if self.zero else [],
-                                  [self.pos[k] for k in pos_k.tolist()]]).astype(np.float64)
+        neg_k, neg_c = self.neg.items()
+        pos_k, pos_c = self.pos.items()
+        values = np.concatenate([-_representative(neg_k[::-1]), [0.0] if self.zero else [], _representative(pos_k)])
+        weights = np.concatenate([neg_c[::-1], [self.zero] if self.zero else [], pos_c]).astype(np.float64)
         return values, weights
 
     def bucketed_weighted(self) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +95,7 @@ class NumericSketch:
         if self.exact is not None:
             doc["exact"] = self.exact
         else:
-            doc["buckets"] = {"pos": _pairs(self.pos), "neg": _pairs(self.neg), "zero": self.zero}
+            doc["buckets"] = {"pos": self.pos.pairs(), "neg": self.neg.pairs(), "zero": self.zero}
         return doc
 
     @classmethod
@@ -110,8 +108,8 @@ class NumericSketch:
             sketch.exact = list(doc["exact"])
         else:
             sketch.exact = None
-            sketch.pos = {int(k): int(c) for k, c in doc["buckets"]["pos"]}
-            sketch.neg = {int(k): int(c) for k, c in doc["buckets"]["neg"]}
+            sketch.pos = _Buckets.from_pairs(doc["buckets"]["pos"])
+            sketch.neg = _Buckets.from_pairs(doc["buckets"]["neg"])
             sketch.zero = int(doc["buckets"]["zero"])
         return sketch
 
@@ -130,11 +128,8 @@ class NumericSketch:
         small = np.abs(values) < MIN_ABS
         self.zero += int(small.sum())
         for store, part in ((self.pos, values[values >= MIN_ABS]), (self.neg, -values[values <= -MIN_ABS])):
-            if not len(part):
-                continue
-            keys, counts = np.unique(np.ceil(np.log(part) / LOG_GAMMA).astype(np.int64), return_counts=True)
-            for k, c in zip(keys.tolist(), counts.tolist()):
-                store[k] = store.get(k, 0) + c
+            if len(part):
+                store.add(np.ceil(np.log(part) / LOG_GAMMA).astype(np.int64))
 
 
 def _representative(keys: np.ndarray) -> np.ndarray:
@@ -142,8 +137,66 @@ def _representative(keys: np.ndarray) -> np.ndarray:
     return 2.0 * np.power(GAMMA, keys.astype(np.float64)) / (GAMMA + 1.0)
 
 
-def _pairs(store: dict[int, int]) -> list[list[int]]:
-    return [[k, store[k]] for k in sorted(store)]
+class _Buckets:
+    """Counts per bucket key: an array over the keys' span while that is narrow (a
+    chunk's keys counted by np.bincount, no Python loop per key), a dict beyond it."""
+
+    DENSE_SPAN = 1 << 16  # keys; values over ~10^57 orders of magnitude go sparse
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.dense = np.zeros(0, dtype=np.int64)
+        self.sparse: dict[int, int] | None = None
+
+    def add(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
+        """Count `keys` (int64), once each or `counts` times."""
+        if not len(keys):
+            return
+        lo, hi = int(keys.min()), int(keys.max()) + 1
+        if self.sparse is None:
+            if len(self.dense):
+                lo, hi = min(lo, self.offset), max(hi, self.offset + len(self.dense))
+            if hi - lo <= self.DENSE_SPAN:
+                self._widen(lo, hi)
+                if counts is None:
+                    self.dense += np.bincount(keys - lo, minlength=hi - lo)
+                else:
+                    np.add.at(self.dense, keys - lo, counts)
+                return
+            old_keys, old_counts = self.items()
+            self.sparse = dict(zip(old_keys.tolist(), old_counts.tolist()))
+        if counts is None:
+            keys, counts = np.unique(keys, return_counts=True)
+        for k, c in zip(keys.tolist(), np.asarray(counts).tolist()):
+            self.sparse[k] = self.sparse.get(k, 0) + c
+
+    def items(self) -> tuple[np.ndarray, np.ndarray]:
+        """(keys ascending, their counts), buckets with a count only."""
+        if self.sparse is not None:
+            keys = np.array(sorted(self.sparse), dtype=np.int64)
+            return keys, np.array([self.sparse[k] for k in keys.tolist()], dtype=np.int64)
+        at = np.flatnonzero(self.dense)
+        return at.astype(np.int64) + self.offset, self.dense[at]
+
+    def pairs(self) -> list[list[int]]:
+        keys, counts = self.items()
+        return [[k, c] for k, c in zip(keys.tolist(), counts.tolist())]
+
+    @classmethod
+    def from_pairs(cls, pairs: list[list[int]]) -> "_Buckets":
+        buckets = cls()
+        if pairs:
+            keys, counts = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+            buckets.add(keys, counts)
+        return buckets
+
+    def _widen(self, lo: int, hi: int) -> None:
+        if len(self.dense) and lo == self.offset and hi == self.offset + len(self.dense):
+            return
+        dense = np.zeros(hi - lo, dtype=np.int64)
+        if len(self.dense):
+            dense[self.offset - lo:self.offset - lo + len(self.dense)] = self.dense
+        self.offset, self.dense = lo, dense
 
 
 DISTINCT_K = 512  # hashes kept: distinct counts within about 5% (1/sqrt(K))

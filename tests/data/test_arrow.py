@@ -60,3 +60,15 @@ def test_reading_and_writing_numbers_imports_no_pandas():
             "print('pandas' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("array", [
+    pa.array(["b", "a", None, "b"]).dictionary_encode(),
+    pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1], pa.int32()), pa.array(["x", "y"])).slice(1, 3),
+    pa.DictionaryArray.from_arrays(pa.array([0, 1, 1], pa.int8()), pa.array([2.5, 7.0])),
+    pa.DictionaryArray.from_arrays(pa.array([None, None], pa.int32()), pa.array([], pa.string())),
+])
+def test_dictionary_arrays_decode_to_their_values(array):
+    got = arrow_column(array)
+    want = array.to_pylist()
+    assert [None if isinstance(v, float) and v != v else v for v in got.tolist()] == want
