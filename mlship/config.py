@@ -21,15 +21,17 @@ from mlship.drift.settings import DriftSettings
 from mlship.errors import ConfigError
 from mlship.plugins import plugin_section
 from mlship.tuf.settings import SigningSettings
+from mlship.yamlload import YamlBombError, load_yaml
 
 CONFIG_FILE = "mlship.yaml"
 ENV_PREFIX = "MLSHIP_"
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors."""
+    """Base of every config model: unknown keys are errors, and so are .inf and .nan (an infinite
+    rtol, tolerance or latency bound would turn its gate off without a word)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 # -- check ---------------------------------------------------------------------
@@ -54,7 +56,7 @@ class CheckConfig(Strict):
     def _known_metrics(cls, value: Any) -> Any:
         from mlship.metrics import parse_metric_limits
 
-        return parse_metric_limits(value, "metric") if isinstance(value, dict) else value
+        return parse_metric_limits(value, "") if isinstance(value, dict) else value
 
 
 # -- runtime -------------------------------------------------------------------
@@ -65,10 +67,21 @@ class RuntimeConfig(Strict):
 
     providers: list[Literal["cpu", "cuda", "tensorrt", "openvino", "coreml"]] = Field(
         default_factory=lambda: ["cpu"], min_length=1,
-        description="Execution providers, best first, e.g. [cuda, cpu]; under --provider. One that onnxruntime "
+        description="Execution providers, best first, e.g. [cuda, cpu] or cuda,cpu (any case); under --provider. One that onnxruntime "
         "does not offer here is an error (exit 2) unless provider_fallback is true.")
     provider_fallback: bool = Field(False, description="Drop unavailable providers and run on CPU, saying so "
                                     "(--provider-fallback), instead of failing.")
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _as_the_flag_reads_them(cls, value: Any) -> Any:
+        """`cuda,cpu` (MLSHIP_RUNTIME__PROVIDERS=cuda,cpu) and `[CUDA, cpu, cpu]` read as --provider reads
+        them: split on commas, any case, each once (onnxruntime warns on a repeated provider)."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return value
+        return list(dict.fromkeys(name.strip().lower() for v in value for name in v.split(",") if name.strip()))
 
 
 # -- build ---------------------------------------------------------------------
@@ -100,7 +113,7 @@ class EdgeBuildConfig(Strict):
     def _known_metrics(cls, value: Any) -> Any:
         from mlship.metrics import parse_metric_limits
 
-        return parse_metric_limits(value, "metric") if isinstance(value, dict) else value
+        return parse_metric_limits(value, "") if isinstance(value, dict) else value
     signing_key: str | None = Field(None, description="Ed25519 private key used to sign the manifest.")
 
 
@@ -343,7 +356,9 @@ def load_config(
 
 def _read_yaml(file: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = load_yaml(file.read_text(encoding="utf-8"))
+    except YamlBombError as exc:
+        raise ConfigError(f"{file}: invalid YAML: {exc}", hint="Write the values out instead of nesting aliases") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark else str(file)
@@ -378,7 +393,7 @@ def _env_values(environ: Mapping[str, str]) -> dict[tuple, tuple[Any, str]]:
 def _parse_scalar(raw: str) -> Any:
     """Environment values are YAML scalars or flow collections ("0.5", "[5, 50]")."""
     try:
-        return yaml.safe_load(raw)
+        return load_yaml(raw)
     except (yaml.YAMLError, ValueError, RecursionError):  # not YAML, or a value YAML cannot build: the text
         return raw
 
@@ -400,11 +415,12 @@ def _config_error(exc: ValidationError, file: Path | None, sources: dict[tuple, 
     dotted = ".".join(loc) or "(top level)"
     origin = next((src for key, src in sources.items() if loc[: len(key)] == key), None)
     where = origin or (str(file) if file else "config")
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = "unknown key"
     elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-        message += f" (got {err['input']!r})"
+        shown = repr(err["input"])
+        message += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return ConfigError(
         f"{where}: {dotted}: {message}{more}",

@@ -53,8 +53,8 @@ class Console:
         self.plain_output = plain_output
         self.progress_interval = progress_interval  # seconds between progress lines without a terminal
         self._stdin = stdin or sys.stdin
-        self._stdout = stdout or sys.stdout
-        self._stderr = stderr or sys.stderr
+        self._stdout = stdout or _encodable(sys.stdout)
+        self._stderr = stderr or _encodable(sys.stderr)
         self.emitted_result = False
 
     # rich.console costs ~20 ms to import: only pay for it when printing.
@@ -112,12 +112,12 @@ class Console:
     def warn(self, message: str) -> None:
         """A warning (stderr, plain text); hidden by --quiet."""
         if not self.quiet:
-            self.err.print(_labelled("warning:", "yellow", message))
+            self.err.print(_labelled("warning:", "yellow", one_line(message)))
 
     def error(self, message: str, *, exit_code: int) -> None:
         """Report a failure: one line on stderr, plus a JSON error document
         on stdout in --json mode when no result was printed."""
-        self.err.print(_labelled("error:", "red", message))
+        self.err.print(_labelled("error:", "red", one_line(message)))
         if self.json_output and not self.emitted_result:
             doc = {"error": {"message": message, "exit_code": exit_code}}
             self._stdout.write(_dumps(doc) + "\n")
@@ -162,6 +162,37 @@ def visible(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: line breaks inside it (from a path, a name, a library's message) shown as \\n."""
+    return text.strip("\n").replace("\n", "\\n")  # CR and other controls: \\xNN by `visible`
+
+
+def _encodable(stream: IO[str]) -> IO[str]:
+    """A real stream whose encoding cannot show every character (LANG=C on an old system, a
+    PYTHONIOENCODING=latin-1 job) writes what it cannot encode as \\uXXXX instead of failing midway."""
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("_", "-")
+    if encoding not in ("utf-8", "utf8", "utf-16", "utf-32") and getattr(stream, "errors", "") == "strict" \
+            and hasattr(stream, "reconfigure"):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (ValueError, OSError):  # a stream that has been read or written in an incompatible way
+            pass
+    return stream
+
+
+def _environ() -> dict[str, str]:
+    """os.environ for rich, without a COLUMNS or LINES that is not a positive number (rich
+    took COLUMNS=0 as a width of 0 and printed nothing at all)."""
+    import os
+
+    env = dict(os.environ)
+    for name in ("COLUMNS", "LINES"):
+        value = env.get(name)
+        if value is not None and not (value.isdigit() and 0 < int(value) < 100_000):
+            del env[name]
+    return env
+
+
 def _rich_console(file: IO[str], plain_output: bool = False) -> "RichConsole":
     """A rich console whose strings never carry terminal control sequences:
     every str it renders (lines, table cells) passes through `visible`; without
@@ -178,7 +209,7 @@ def _rich_console(file: IO[str], plain_output: bool = False) -> "RichConsole":
             super().print(*objects, **kwargs)
 
     extra: dict[str, Any] = {"color_system": None} if plain_output else {}
-    return _Console(file=file, highlight=False, soft_wrap=True, emoji=False, **extra)
+    return _Console(file=file, highlight=False, soft_wrap=True, emoji=False, _environ=_environ(), **extra)
 
 
 def _is_table(value: object) -> bool:
@@ -219,19 +250,23 @@ def plain_table(table: Any, console: "RichConsole") -> Any:
         split = [row[i].split("\n") for i in range(len(row))]
         for k in range(height):
             out.append(line([split[i][k] if k < len(split[i]) else "" for i in range(len(row))]))
-        out.extend(f"    {headers[i] + ': ' if headers[i] else ''}{row[i]}" for i in detached if row[i])
+        out.extend(f"    {headers[i] + ': ' if headers[i] else ''}{row[i]}".replace("\n", "\n      ")
+                   for i in detached if row[i])
     if table.caption:
         out.append(_cell_text(table.caption, console))
     return Text("\n".join(out))
 
 
 def _cell_text(cell: Any, console: "RichConsole") -> str:
-    """What a cell shows, as plain text (markup read as rich would, control characters visible)."""
+    """What a cell shows, as plain text (markup read as rich would, control characters visible;
+    a tab as \\t, since the terminal would widen it past the column)."""
     if isinstance(cell, str):
-        return console.render_str(cell).plain
-    if hasattr(cell, "plain"):
-        return visible(cell.plain)
-    return visible(str(cell))
+        text = console.render_str(cell).plain
+    elif hasattr(cell, "plain"):
+        text = visible(cell.plain)
+    else:
+        text = visible(str(cell))
+    return text.replace("\t", "\\t")
 
 
 def plain(value: object, style: str = "") -> Any:

@@ -52,18 +52,21 @@ def outputs_close(candidate: Any, reference: Any, *, rtol: float, atol: float) -
 
 def parse_metric_limits(values: dict[str, Any], where: str) -> dict[str, float]:
     """{METRIC: DELTA} checked: a known metric and a finite DELTA >= 0; a ValueError names the bad one."""
-    limits = {}
+    limits: dict[str, float] = {}
+    prefix = f"{where}: " if where else ""
     for name, raw in values.items():
         key = str(name).strip().lower()
         if key not in HIGHER_IS_BETTER | LOWER_IS_BETTER:
             known = ", ".join(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))
-            raise ValueError(f"{where}: unknown metric '{name}' (use one of: {known})")
+            raise ValueError(f"{prefix}unknown metric {str(name)[:60]!r} (use one of: {known})")
         try:
-            delta = float(raw)
-        except (TypeError, ValueError):
+            delta = math.nan if isinstance(raw, bool) else float(raw)  # `true` is no delta
+        except (TypeError, ValueError, OverflowError):
             delta = math.nan
         if not math.isfinite(delta) or delta < 0:
-            raise ValueError(f"{where}: {name}={raw}: the delta must be a number >= 0")
+            raise ValueError(f"{prefix}{key}={str(raw)[:40]}: the delta must be a finite number >= 0")
+        if key in limits and limits[key] != delta:
+            raise ValueError(f"{prefix}{key} is given twice ({limits[key]:g} and {delta:g}): give it once")
         limits[key] = delta
     return limits
 

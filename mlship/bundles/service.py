@@ -57,6 +57,7 @@ def build_edge_bundle(request: BundleRequest) -> BundleBuild:
     options = request.options
     check_name(options.name, "name")  # they name the output file: checked before any directory is made
     check_name(options.version, "version")
+    _check_gate_inputs(options)
     if request.reference and is_profile_file(request.reference):
         options = options.model_copy(update={"profile": request.reference})
     store = VersionStore(request.store)
@@ -65,13 +66,39 @@ def build_edge_bundle(request: BundleRequest) -> BundleBuild:
     known = store.recorded_build(options.name, options.version, "bundle", inputs, model_sha256, force=request.force)
     out = options.output_dir / f"{options.name}-{options.version}.mlbundle"
     if known and known.get("result") and out.is_file() and f"sha256:{sha256_file(out)}" == known["artifact"]:
-        return BundleBuild(bundle=BundleResult(**known["result"]), store=store.path, unchanged=True)
+        recorded = BundleResult(**known["result"])
+        _regate(options, recorded)
+        return BundleBuild(bundle=recorded, store=store.path, unchanged=True)
     result = _write_beside(options, out, force=request.force)
     store.record(BuildRecord(name=options.name, version=options.version, kind="bundle",
                              model_sha256=result.model_sha256, artifact=f"sha256:{result.sha256}", tag=result.path,
                              inputs_sha256=inputs, size_bytes=result.size_bytes, builder="mlship",
                              result=result.model_dump(mode="json")), force=request.force)
     return BundleBuild(bundle=result, store=store.path)
+
+
+def _check_gate_inputs(options: BundleOptions) -> None:
+    """A --max-metric-drop that could never be judged is a usage error, not a silent pass."""
+    from mlship.errors import UsageError
+
+    if not options.max_metric_drop:
+        return
+    if not options.quantize:
+        raise UsageError("--max-metric-drop (build.edge.max_metric_drop) compares int8 with fp32, and this build "
+                         "does not quantize", hint="Add --quantize int8, or drop the bound")
+    if not options.sample:
+        raise UsageError("--max-metric-drop (build.edge.max_metric_drop) judges int8 on the sample, and none is set",
+                         hint="Set `sample:` in mlship.yaml")
+
+
+def _regate(options: BundleOptions, recorded: BundleResult) -> None:
+    """An unchanged bundle is judged again with this run's bounds: they are no input of the bytes,
+    so a stricter --max-metric-drop than the first build's must still fail (exit 4)."""
+    from mlship.bundles.write import gate_quantization
+
+    quantization = recorded.manifest.get("quantization") or {}
+    if quantization.get("applied") and "metric_drop" in quantization:
+        gate_quantization(options, quantization)
 
 
 def bundle_inputs(options: BundleOptions) -> str:

@@ -171,11 +171,11 @@ def _quantize(options: BundleOptions, model_path: Path) -> dict[str, Any]:
     report["size_reduction"] = round(1 - report["size"] / report["size_fp32"], 4)
     if options.sample:
         report.update(_compare(options, fp32, model_path))
-        _gate(options, report)
+        gate_quantization(options, report)
     return report
 
 
-def _gate(options: BundleOptions, report: dict[str, Any]) -> None:
+def gate_quantization(options: BundleOptions, report: dict[str, Any]) -> None:
     """Exit 4 past --max-accuracy-drop (classifiers) or a --max-metric-drop bound (any task)."""
     drop = report.get("accuracy_drop")
     if drop is not None and drop > options.max_accuracy_drop:

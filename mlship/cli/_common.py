@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -32,9 +33,12 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, float]:
         try:
             if not sep or not name:
                 raise ValueError
-            pairs[name.strip().lower()] = float(raw)
+            key, value = name.strip().lower(), float(raw)
         except ValueError:
             raise UsageError(f"{flag} {item!r}: expected NAME=NUMBER, e.g. accuracy=0.9") from None
+        if key in pairs and pairs[key] != value:  # a second value would silently loosen or tighten a gate
+            raise UsageError(f"{flag} {key} is given twice ({pairs[key]:g} and {value:g})", hint="Give it once")
+        pairs[key] = value
     return pairs
 
 
@@ -79,6 +83,7 @@ def provider_request(cfg: "Config", values: list[str] | None, fallback: bool | N
 
     given = parse_providers(values)
     configured = "providers" in cfg.runtime.model_fields_set
-    source = "--provider" if given else f"runtime.providers in {cfg.source}" if configured else "default"
+    source = ("--provider" if given else "MLSHIP_RUNTIME__PROVIDERS" if "MLSHIP_RUNTIME__PROVIDERS" in os.environ
+              else f"runtime.providers in {cfg.source}" if configured else "default")
     return ProviderRequest(providers=given or list(cfg.runtime.providers), source=source,
                            fallback=cfg.runtime.provider_fallback if fallback is None else fallback)

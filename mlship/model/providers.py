@@ -68,6 +68,9 @@ def parse_providers(values: list[str] | None, where: str = "--provider") -> list
                                  hint=f"Use one of {', '.join(PROVIDERS)} (comma list or repeated, best first)")
             if name not in names:
                 names.append(name)
+    if values and not names:  # `--provider ""` or `--provider ,`: an empty list is no choice, not the default
+        raise UsageError(f"{where} {','.join(values)!r}: names no execution provider",
+                         hint=f"Use one of {', '.join(PROVIDERS)} (comma list or repeated, best first)")
     return names
 
 

@@ -23,9 +23,9 @@ def config(tmp_path, text):
     ("rollout: {router: {type: sagemaker, endpoint: e, cloudwatch: {period: 60}}}",
      "rollout.router.cloudwatch.period: unknown key"),
     ("deploy: {docker: {hots: unix:///x}}", "deploy.docker.hots: unknown key"),
-    ("deploy: {docker: {mounts: ['/a']}}", "deploy.docker.mounts: Value error, '/a': expected SOURCE:/TARGET"),
+    ("deploy: {docker: {mounts: ['/a']}}", "deploy.docker.mounts: '/a': expected SOURCE:/TARGET"),
     ("deploy: {docker: {mounts: ['/a:relative']}}", "deploy.docker.mounts"),
-    ("deploy: {docker: {memory: lots}}", "deploy.docker.memory: Value error, expected a size"),
+    ("deploy: {docker: {memory: lots}}", "deploy.docker.memory: expected a size"),
     ("deploy: {docker: {tls: {cert: c.pem}}}", "deploy.docker.tls.key: Field required"),
     ("deploy: {docker: {ready_timeout_s: 0}}", "deploy.docker.ready_timeout_s"),
 ])
