@@ -182,3 +182,40 @@ def test_crafted_bundles_are_rejected_by_sync(tmp_path, monkeypatch, entry):
     result = run("edge", "sync", "--from", f"file://{store}", "--name", "bc", "--dir", str(device))
     assert result.code == 3 and ("unsafe path" in result.stderr or "plain files" in result.stderr)
     assert predicts(device)[0] == "1.0.0" and not (tmp_path / "escape.txt").exists()
+
+
+def test_edge_run_takes_the_projects_named_columns(tmp_path, monkeypatch):
+    """A converter's export without column names, released from a project with `features:`:
+    the device's /predict takes objects with those names (the bundle's manifest carries them)."""
+    import subprocess
+    import sys
+
+    from tests.harness.ports import free_port, wait_until
+    from tests.harness.services import http_request
+    from tests.models_corpus import NUMERIC, sklearn_regressor
+
+    monkeypatch.chdir(tmp_path)
+    made = sklearn_regressor(tmp_path)
+    (tmp_path / "mlship.yaml").write_text(f"name: reg\nmodel: model.onnx\nfeatures: {json.dumps(NUMERIC)}\n")
+    store = f"file://{tmp_path / 'store'}"
+    assert run("build", "--edge", "--model-version", "1.0.0", "--output-dir", "dist").code == 0
+    assert run("push", "dist/reg-1.0.0.mlbundle", "--name", "reg", "--artifact-version", "1.0.0", "--to", store).code == 0
+    assert run("promote", "reg", "1.0.0", "--channel", "stable", "--to", store).code == 0
+    device = tmp_path / "device"
+    assert run("edge", "sync", "--from", store, "--name", "reg", "--dir", str(device)).code == 0
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlship", "edge", "run", "--dir", str(device), "--port", str(port),
+                             "--log-dir", str(tmp_path / "logs")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    row = dict(zip(NUMERIC, map(float, made.sample.read_text().splitlines()[1].split(",")[:4])))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_request("GET", url + "/v2/health/ready", timeout=2).status == 200, 30, "edge run",
+                   process=proc)
+        response = http_request("POST", url + "/predict", data=json.dumps({"instances": [row]}).encode(),
+                                headers={"Content-Type": "application/json"})
+        assert response.status == 200, response.body
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+    logged = [json.loads(line) for f in (tmp_path / "logs").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert logged[0]["inputs"] == pytest.approx(row)
