@@ -65,9 +65,12 @@ class RowPlan:
     def __init__(self, signature: Signature, allow_missing: bool) -> None:
         self.names = feature_names(signature)
         spec = signature.inputs[0]
-        self.input, self.dtype = spec.name, np.dtype(spec.dtype or "float32")
+        # Only a float input takes the short way; others (a string column: dtype "string", which
+        # NumPy does not name) keep a placeholder and the full path.
+        floats = spec.dtype in ("float32", "float64")
+        self.input, self.dtype = spec.name, np.dtype(spec.dtype if floats else "float32")
         self.fast = False
-        if len(signature.inputs) == 1 and spec.dtype in ("float32", "float64") and self.names:
+        if len(signature.inputs) == 1 and floats and self.names:
             probe = [{n: 0.5 + i for i, n in enumerate(self.names)}, {n: -float(i) for i, n in enumerate(self.names)}]
             try:
                 want = _decode_instances(probe, signature, allow_missing=allow_missing, where="probe")

@@ -646,3 +646,23 @@ def test_lists_for_a_model_with_several_inputs_are_refused(typed_strict):
     response = typed_strict.post("/v1/models/typed:predict", {"instances": [[1.5, 2, True, "x"]]})
     assert response.status == 400
     assert "needs a model with one input; this one takes f, i, b, s" in json.loads(response.body)["error"]
+
+
+def test_predict_objects_for_a_model_whose_first_input_is_text(tmp_path):
+    """A skl2onnx Pipeline's inputs are its columns, the first one a string column: /predict
+    answered every request with a 500 ('data type string not understood') while choosing its
+    short way for number rows (found by the model corpus)."""
+    from tests.models_corpus import sklearn_pipeline
+
+    made = sklearn_pipeline(tmp_path)
+    rows = [line.split(",") for line in made.sample.read_text().splitlines()]
+    objects = [{"city": r[0], **{n: float(v) for n, v in zip(rows[0][1:5], r[1:5])}} for r in rows[1:4]]
+    server = start_server(made.model, tmp_path / "serve", log=False)
+    try:
+        answer = server.post("/predict", {"instances": objects})
+        assert answer.status == 200, answer.body
+        assert len(json.loads(answer.body)["predictions"]) == 3
+        bad = server.post("/predict", {"instances": [{k: v for k, v in objects[0].items() if k != "city"}]})
+        assert bad.status == 400 and b"city" in bad.body
+    finally:
+        assert server.terminate() == 0
