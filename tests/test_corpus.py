@@ -246,7 +246,8 @@ def test_build_edge_bundles_a_model_that_gives_the_same_answers(project, tmp_pat
     declared = project.made.features  # the project's column names travel with the bundle
     assert manifest["features"] == ({next(iter(project.feeds)): declared} if isinstance(declared, list) else declared)
     unpacked = unpack_bundle(tmp_path / "dist" / f"{NAME}-1.0.0.mlbundle", tmp_path / "unpacked")
-    assert sorted(p.name for p in unpacked.directory.iterdir()) == ["manifest.json", "model.onnx"]  # data inline
+    # External data inline; the sample's first rows (named by the project's features) for the device's health check.
+    assert sorted(p.name for p in unpacked.directory.iterdir()) == ["manifest.json", "model.onnx", "smoke.json"]
     session = ort.InferenceSession(str(unpacked.model_path))
     assert_outputs_match(dict(zip([o.name for o in session.get_outputs()], session.run(None, project.feeds))),
                          project.expected)

@@ -113,7 +113,7 @@ def _smoke(options: BundleOptions, source: Any) -> bytes | None:
     from mlship.model.signature import signature_of
 
     try:
-        return smoke_sample(options.sample, apply_features(signature_of(source.proto), None),
+        return smoke_sample(options.sample, apply_features(signature_of(source.proto), options.features),
                             allow_missing=options.allow_missing)
     except MlshipError:
         return None
