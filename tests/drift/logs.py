@@ -47,3 +47,16 @@ def write_log(path: Path, rng: np.random.Generator, start: datetime, hours: floa
 
 
 START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def write_days(folder: Path, rng: np.random.Generator, days: list[tuple[int, dict[str, float] | None]], *,
+               reference_rows: int) -> tuple[Path, Path]:
+    """A reference log (a week, 30 days before START) and one log a day from START, each day's
+    (rows, shift); returns (reference, the folder of daily logs)."""
+    ref = folder / "train.jsonl"
+    write_log(ref, rng, START - timedelta(days=30), 24 * 7, reference_rows)
+    logs = folder / "logs"
+    logs.mkdir()
+    for day, (rows, shift) in enumerate(days):
+        write_log(logs / f"day{day}.jsonl", rng, START + timedelta(days=day), 24, rows, shift=shift)
+    return ref, logs

@@ -16,7 +16,7 @@ from mlship.drift.comparison import compare
 from mlship.drift.detection import run_drift
 from mlship.drift.settings import DriftOptions
 from mlship.drift.profile import Profile
-from tests.drift.logs import START, write_log
+from tests.drift.logs import START, write_days, write_log
 from tests.support import run
 
 
@@ -131,13 +131,8 @@ def test_merged_chunk_profiles_give_the_single_pass_report(tmp_path):
 
 def test_time_windows_find_drift_injected_in_the_last_days(tmp_path):
     rng = np.random.default_rng(9)
-    ref = tmp_path / "train.jsonl"
-    write_log(ref, rng, START - timedelta(days=30), 24 * 7, 4000)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    for day in range(7):
-        shift = {"age": 12.0, "length_of_stay": 0.8} if day >= 5 else None
-        write_log(logs / f"day{day}.jsonl", rng, START + timedelta(days=day), 24, 800, shift=shift)
+    days = [(800, None)] * 5 + [(800, {"age": 12.0, "length_of_stay": 0.8})] * 2
+    ref, logs = write_days(tmp_path, rng, days, reference_rows=4000)
     write_log(logs / "day7.jsonl", rng, START + timedelta(days=7), 1, 50)  # a thin last window
     result = run("drift", "-r", str(ref), "-c", str(logs), "--window", "1d", "--json-out", "-", "--fail-on", "window")
     assert result.code == 4

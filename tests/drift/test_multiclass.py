@@ -89,7 +89,8 @@ def test_terminal_and_markdown_summaries_list_the_classes(logged):
     assert result.code == 0, result.stderr
     assert "  per class (F1): " + ", ".join(f"{c['label']} {c['f1']:.4f}" for c in classes) in result.stdout
     text = md.read_text()
-    table = text[text.index("| class | precision | recall | F1 | ROC AUC | support |"):].splitlines()[2:]
+    table = text[text.index("| class | precision | recall | F1 | ROC AUC | support |"):].split("\n\n")[0]
+    table = table.splitlines()[2:]  # the rows, up to the next section
     assert [r.split("|")[1].strip() for r in table] == ["`0`", "`1`", "`2`"]
     assert f"| `1` | {classes[1]['precision']:.4f} | {classes[1]['recall']:.4f} | {classes[1]['f1']:.4f} |" in text
 

@@ -13,7 +13,7 @@ import pytest
 
 from mlship.drift.detection import run_drift
 from mlship.drift.settings import DriftOptions
-from tests.drift.logs import START, write_log
+from tests.drift.logs import START, write_days, write_log
 from tests.support import run
 
 
@@ -22,14 +22,8 @@ def week(tmp_path_factory):
     """A reference and seven days of logs: days 5 and 6 drifted (with less traffic, so the week as
     a whole does not drift), then a thin eighth day."""
     rng = np.random.default_rng(9)
-    tmp = tmp_path_factory.mktemp("week")
-    ref = tmp / "train.jsonl"
-    write_log(ref, rng, START - timedelta(days=30), 24 * 7, 3000)
-    logs = tmp / "logs"
-    logs.mkdir()
-    for day in range(7):
-        shift = {"age": 8.0} if day >= 5 else None
-        write_log(logs / f"day{day}.jsonl", rng, START + timedelta(days=day), 24, 300 if shift else 1000, shift=shift)
+    days = [(1000, None)] * 5 + [(300, {"age": 8.0})] * 2
+    ref, logs = write_days(tmp_path_factory.mktemp("week"), rng, days, reference_rows=3000)
     write_log(logs / "day7.jsonl", rng, START + timedelta(days=7), 1, 50)
     return ref, logs
 
@@ -55,14 +49,8 @@ def test_with_windows_the_headline_counts_drifted_windows_and_the_exit_code_foll
 
 
 def test_drift_that_ended_is_dated_and_a_clean_week_says_so(tmp_path):
-    rng = np.random.default_rng(3)
-    ref = tmp_path / "train.jsonl"
-    write_log(ref, rng, START - timedelta(days=30), 24 * 7, 3000)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    for day in range(4):
-        write_log(logs / f"day{day}.jsonl", rng, START + timedelta(days=day), 24, 500,
-                  shift={"age": 15.0, "length_of_stay": 1.0} if day == 1 else None)
+    days = [(500, None), (500, {"age": 15.0, "length_of_stay": 1.0}), (500, None), (500, None)]
+    ref, logs = write_days(tmp_path, np.random.default_rng(3), days, reference_rows=3000)
     doc = run_drift(DriftOptions(reference=str(ref), current=str(logs), window="1d")).document()
     assert doc["verdict"]["text"] == "DRIFT in 1 of 4 windows (2026-11-02; the latest window has none)"
     assert doc["verdict"]["since"] is None if "since" in doc["verdict"] else True
