@@ -52,6 +52,8 @@ def drift(
     with console.status("reading and comparing"):
         report = run.analyse(request)
     _show(console, report, to_stdout=json_out == run.STDOUT)
+    for warning in run.unknown_columns(request, report):
+        console.warn(warning)
     verdict = run.act(request, report)
     if verdict.on_drift_exit:
         console.warn(f"--on-drift command exited with {verdict.on_drift_exit}")

@@ -77,6 +77,8 @@ def prepare(request: DriftRequest) -> list[str]:
             warnings.append(f"--webhook {redact_url(request.webhook)} sends its credentials unencrypted (http://)")
     for condition in request.conditions:
         _check_condition(condition)
+    if "window" in request.conditions and not request.options.window:  # no windows: never met, a silent pass
+        raise UsageError("--fail-on window judges windows, and none were asked for", hint="Add --window 1h (or 5000rows)")
     return warnings
 
 
@@ -117,6 +119,16 @@ def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
 def _check_condition(text: str) -> None:
     if not (text in ("dataset", "any", "window", "quality") or (text.startswith("column:") and len(text) > 7)):
         raise UsageError(f"--fail-on {text!r}: use dataset, any, window, quality or column:NAME")
+
+
+def unknown_columns(request: DriftRequest, report: DriftReport) -> list[str]:
+    """Warnings for --fail-on column:NAME naming a column the data does not have: it can never
+    fail, so a typo in a CI job would pass silently."""
+    known = [c.name for c in report.columns]
+    shown = ", ".join(known[:12]) + (f", … and {len(known) - 12} more" if len(known) > 12 else "")
+    return [f"--fail-on {condition}: no column {condition[len('column:'):]!r} in the data, so it never fails "
+            f"(columns: {shown})" for condition in request.conditions
+            if condition.startswith("column:") and condition[len("column:"):] not in known]
 
 
 def _met(condition: str, report: DriftReport) -> bool:
