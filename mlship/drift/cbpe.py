@@ -215,8 +215,7 @@ def _binary(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "fiub":
         numbers = values.astype(np.float64)
         return np.where((numbers == 0) | (numbers == 1), numbers, np.nan)
-    out = np.full(len(values), np.nan)
-    for i, v in enumerate(values.tolist()):
-        text = str(v).strip().lower()
-        out[i] = 1.0 if text in _TRUE else 0.0 if text in _FALSE else np.nan
-    return out
+    distinct, inverse = np.unique(values.astype(str), return_inverse=True)
+    table = np.array([1.0 if t in _TRUE else 0.0 if t in _FALSE else np.nan
+                      for t in (v.strip().lower() for v in distinct.tolist())])
+    return table[inverse.ravel()]

@@ -7,8 +7,10 @@ in the second half) in chunks of 5,000 rows, each side its own process:
   --json-out -` with `monitoring.performance` naming y_pred_proba, y_pred,
   repaid and id (an mlship.yaml beside the data);
 - NannyML: `UnivariateDriftCalculator` (its default methods: Jensen-Shannon
-  for both kinds), `DataReconstructionDriftCalculator` and `CBPE` (binary,
-  ROC AUC) on the seven features, `chunk_size=5000`, fitted on the reference.
+  for both kinds), `DataReconstructionDriftCalculator`,
+  `DomainClassifierCalculator` (its defaults: LightGBM, 5 folds, alert above
+  0.65) and `CBPE` (binary, ROC AUC) on the seven features,
+  `chunk_size=5000`, fitted on the reference.
 
 Per chunk: the columns each flags, the reconstruction error and its alert,
 mlship's domain-classifier AUC, CBPE's estimated ROC AUC from each, and the
@@ -16,10 +18,13 @@ realized ROC AUC from the analysis targets. Wall times (whole process:
 imports, reading, fitting) alternate mlship and NannyML `--runs` times;
 median and spread reported. The machine is shared: times are indicative.
 
-NannyML in its own venv (its pins clash with mlship's):
+NannyML in its own venv (its pins clash with mlship's; category_encoders needs statsmodels,
+which the wheel does not pull, and 0.13.1 predates pandas 3); its usage analytics are
+turned off (NML_DISABLE_USAGE_LOGGING=1) and OpenMP held to one thread (OMP_NUM_THREADS=1,
+as mlship's classifier runs):
 
     python3.11 -m venv /tmp/venv-nannyml
-    /tmp/venv-nannyml/bin/pip install nannyml==0.13.1
+    /tmp/venv-nannyml/bin/pip install nannyml==0.13.1 statsmodels 'pandas<3'
     .venv/bin/python tests/benchmarks/bench_nannyml.py --nannyml-python /tmp/venv-nannyml/bin/python [--runs 3]
 """
 
@@ -67,6 +72,11 @@ key = "reconstruction_error"
 out["reconstruction"] = [{"error": float(res[(key, "value")].iloc[i]), "lower": float(res[(key, "lower_threshold")].iloc[i]),
                           "upper": float(res[(key, "upper_threshold")].iloc[i]), "alert": bool(res[(key, "alert")].iloc[i])}
                          for i in range(len(res))]
+dc = nml.DomainClassifierCalculator(feature_column_names=features, timestamp_column_name="timestamp", chunk_size=chunk)
+res = dc.fit(ref).calculate(ana).filter(period="analysis").to_df()
+key = "domain_classifier_auc"
+out["classifier"] = [{"auc": float(res[(key, "value")].iloc[i]), "upper": float(res[(key, "upper_threshold")].iloc[i]),
+                      "alert": bool(res[(key, "alert")].iloc[i])} for i in range(len(res))]
 cbpe = nml.CBPE(problem_type="classification_binary", y_pred_proba="y_pred_proba", y_pred="y_pred", y_true="repaid",
                 timestamp_column_name="timestamp", metrics=["roc_auc"], chunk_size=chunk)
 res = cbpe.fit(ref).estimate(ana).filter(period="analysis").to_df()
@@ -89,9 +99,12 @@ def run_mlship(files: dict[str, Path], workdir: Path) -> tuple[dict, float]:
 
 
 def run_nannyml(python: str, files: dict[str, Path]) -> tuple[dict, float]:
+    # NannyML's analytics would call out; LightGBM's OpenMP threads spin-wait and crawl on a shared
+    # 2-core machine (a first run took over 16 minutes): one thread, as mlship's classifier uses.
+    env = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1", "OMP_NUM_THREADS": "1"}
     started = time.perf_counter()
     done = subprocess.run([python, "-c", NANNYML, str(files["reference"]), str(files["analysis"]),
-                           json.dumps(FEATURES), str(CHUNK)], capture_output=True, text=True, check=True)
+                           json.dumps(FEATURES), str(CHUNK)], capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1]), time.perf_counter() - started
 
 
@@ -113,17 +126,18 @@ def short(names: list[str]) -> str:
 def table(mine: dict, theirs: dict, realized: list[float]) -> list[str]:
     mv, est = mine["multivariate"], mine["estimated_performance"]
     rows = ["| chunk | mlship drifted columns | NannyML univariate alerts | reconstruction error: mlship (band) "
-            "| NannyML (thresholds) | mlship classifier AUC | CBPE ROC AUC: mlship | NannyML | realized |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "| NannyML (thresholds) | domain classifier AUC: mlship | NannyML | CBPE ROC AUC: mlship | NannyML | realized |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for i, window in enumerate(mine["windows"]):
         r, n = mv["reconstruction"]["windows"][i], theirs["reconstruction"][i]
-        c = mv["classifier"]["windows"][i]
+        c, nd = mv["classifier"]["windows"][i], theirs["classifier"][i]
         m, nc = est["windows"][i]["metrics"]["roc_auc"], theirs["cbpe"][i]
         rows.append(
             f"| {i + 1} | {short([x for x in window['drifted_columns'] if x in FEATURES])} | "
             f"{short(theirs['univariate'][i])} | {r['error']:.3f} ({r['lower']:.3f}–{r['upper']:.3f})"
             f"{' **drift**' if r['drifted'] else ''} | {n['error']:.3f} ({n['lower']:.3f}–{n['upper']:.3f})"
             f"{' **alert**' if n['alert'] else ''} | {c['auc']:.3f}{' **drift**' if c['drifted'] else ''} | "
+            f"{nd['auc']:.3f}{' **alert**' if nd['alert'] else ''} | "
             f"{m['estimated']:.4f}{' **alert**' if m['alert'] else ''} | {nc['roc_auc']:.4f}"
             f"{' **alert**' if nc['alert'] else ''} | {realized[i]:.4f} |")
     return rows
