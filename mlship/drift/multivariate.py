@@ -204,16 +204,23 @@ def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current:
                     windows: list[tuple[float, str, bool]], settings: MultivariateSettings) -> Reconstruction:
     from sklearn.decomposition import PCA
 
+    # Fitted on half the reference rows, the band from the other half: errors of rows the PCA was
+    # fitted on are smaller than fresh rows' (a bias that alone flagged A/A samples).
     ref = encoder.dense(ref_rows)
-    center, scale = ref.mean(axis=0), ref.std(axis=0)
+    # Values are held to the reference's 0.1%-99.9% range: a heavy tail (Student t, lognormal) makes
+    # mean errors jump with a few rows, which a band from the mean's standard error does not allow.
+    fit, held = ref[0::2], ref[1::2]
+    low, high = np.quantile(fit, 0.001, axis=0), np.quantile(fit, 0.999, axis=0)
+    fit = np.clip(fit, low, high)
+    center, scale = fit.mean(axis=0), fit.std(axis=0)
     scale[scale == 0] = 1.0
-    pca = PCA(n_components=settings.variance, svd_solver="full").fit((ref - center) / scale)
+    pca = PCA(n_components=settings.variance, svd_solver="full").fit((fit - center) / scale)
 
     def errors(matrix: np.ndarray) -> np.ndarray:
-        z = (matrix - center) / scale
+        z = (np.clip(matrix, low, high) - center) / scale
         return np.linalg.norm(z - pca.inverse_transform(pca.transform(z)), axis=1)
 
-    ref_errors = errors(ref)
+    ref_errors = errors(held)
     chunk = chunk_rows(current, windows, len(ref_errors))
     means = ref_errors[: len(ref_errors) // chunk * chunk].reshape(-1, chunk).mean(axis=1)
     mu, sd = float(means.mean()), float(means.std(ddof=1))
@@ -222,9 +229,10 @@ def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current:
 
     def judge(key: float, label: str) -> ReconstructionWindow:
         err = errors(encoder.dense(current.rows(key)))
-        # The chunks' spread, scaled to the window; never narrower than independent rows allow (a
-        # spread from a few chunks is itself uncertain, and a band too narrow alarms on nothing).
-        half = settings.band * max(sd * math.sqrt(chunk / len(err)), row_sd / math.sqrt(len(err)))
+        # The chunks' spread, scaled to the window, never narrower than independent rows allow (a
+        # spread from a few chunks is itself uncertain), plus the reference mean's own error.
+        spread = max(sd * math.sqrt(chunk / len(err)), row_sd / math.sqrt(len(err)))
+        half = settings.band * math.sqrt(spread ** 2 + row_sd ** 2 / len(ref_errors))
         value = float(err.mean())
         return ReconstructionWindow(label=label, rows=len(err), error=value, lower=mu - half, upper=mu + half,
                                     drifted=not (mu - half <= value <= mu + half))

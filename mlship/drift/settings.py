@@ -43,8 +43,8 @@ class MultivariateSettings(BaseModel):
     verdict: bool = Field(True, description="A check that flags the data (or a window) means dataset drift "
                           "there, whatever the share of drifted columns.")
     variance: float = Field(0.65, gt=0, lt=1, description="Share of the reference's variance the PCA keeps.")
-    band: float = Field(3.0, gt=0, description="Reconstruction band: the reference chunks' mean ± this many "
-                        "standard deviations.")
+    band: float = Field(4.0, gt=0, description="Reconstruction band: the reference chunks' mean ± this many "
+                        "standard deviations (NannyML uses 3; 4 keeps same-distribution samples from flagging).")
     auc: float = Field(0.55, gt=0.5, lt=1, description="Domain-classifier ROC AUC above which the data drifted "
                        "(raised for small windows, see the report's threshold per window).")
     sample_rows: int = Field(2000, ge=100, description="Rows per side the domain classifier trains on.")
