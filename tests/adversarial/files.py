@@ -32,3 +32,14 @@ def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def assert_one_line_error(code: int, result, *words: str) -> None:
+    """`result` (tests.support.Result) exited `code` with one `error:` line on stderr holding every word,
+    no traceback and none of pydantic's "Value error" wording."""
+    assert result.code == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Value error" not in lines[0] and "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.adversarial.files import assert_one_line_error
 from tests.support import run
 
 N = 400
@@ -33,14 +34,6 @@ def drifted(tmp_path, monkeypatch):
     cur_values = [f"{v:.4f}" for v in np.random.default_rng(2).normal(0, 1, N // 2)] + ["word"] * (N // 2)
     cur = _write(tmp_path / "cur.csv", cur_values)
     return ref, cur
-
-
-def _exit_2_one_line(result, *words):
-    assert result.code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("name", ["zz", "A", "a ", "<b>", "a\x1b[31m"])
@@ -65,14 +58,14 @@ def test_fail_on_a_column_that_exists_is_judged(drifted):
 def test_fail_on_window_without_windows_is_refused_before_reading(drifted, tmp_path):
     ref, cur = drifted
     result = run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", "window", "--json-out", "r.json")
-    _exit_2_one_line(result, "--fail-on window", "--window")
+    assert_one_line_error(2, result, "--fail-on window", "--window")
     assert not (tmp_path / "r.json").exists()
 
 
 @pytest.mark.parametrize("value", ["", "bogus", "column:", "dataset,any", "QUALITY"])
 def test_bad_fail_on_values(drifted, value):
     ref, cur = drifted
-    _exit_2_one_line(run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", value), "--fail-on")
+    assert_one_line_error(2, run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", value), "--fail-on")
 
 
 def test_type_change_mid_file_and_an_all_null_column(drifted, tmp_path):

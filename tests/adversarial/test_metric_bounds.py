@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.adversarial.files import assert_one_line_error
 from tests.models_corpus import NUMERIC, _data, _matrix_sample, _skl
 from tests.support import EXAMPLE, MODEL, SAMPLE, run
 
 BASELINE = EXAMPLE / "model-mlp.onnx"
 CHECK = ("check", str(MODEL), "--sample", str(SAMPLE), "--labels", "label", "--baseline", str(BASELINE))
-
-
-def _one_line_exit_2(result, *words):
-    assert result.code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Value error" not in lines[0] and "Traceback" not in result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("flags,words", [
@@ -37,7 +29,7 @@ def _one_line_exit_2(result, *words):
 def test_check_max_regression_flags(tmp_path, monkeypatch, flags, words):
     monkeypatch.chdir(tmp_path)
     result = run(*CHECK, *[arg for flag in flags for arg in ("--max-regression", flag)])
-    _one_line_exit_2(result, *words)
+    assert_one_line_error(2, result, *words)
 
 
 @pytest.mark.parametrize("value,words", [
@@ -50,7 +42,7 @@ def test_check_max_regression_flags(tmp_path, monkeypatch, flags, words):
 def test_check_max_regression_in_mlship_yaml(tmp_path, monkeypatch, value, words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mlship.yaml").write_text(f"check:\n  max_regression: {value}\n")
-    _one_line_exit_2(run(*CHECK), "mlship.yaml: check.max_regression: ", *words)
+    assert_one_line_error(2, run(*CHECK), "mlship.yaml: check.max_regression: ", *words)
 
 
 def test_the_flag_overrides_mlship_yaml_per_metric(tmp_path, monkeypatch):
@@ -71,7 +63,7 @@ def test_rollout_rtol_atol_infinite_or_negative(tmp_path, monkeypatch, key, valu
     (tmp_path / "mlship.yaml").write_text(f"rollout:\n  analysis: {{{key}: {value}}}\n")
     result = run("config", "show")
     shown = "atol" if key == "tolerance" else key
-    _one_line_exit_2(result, f"rollout.analysis.{shown}")
+    assert_one_line_error(2, result, f"rollout.analysis.{shown}")
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +87,7 @@ def test_max_metric_drop_without_quantize_is_refused(regressor, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mlship.yaml").write_text(f"sample: {sample}\nfeatures: {NUMERIC}\n")
     # was exit 0: an fp32 bundle and a bound nobody judged
-    _one_line_exit_2(_edge(model, "--max-metric-drop", "rmse=0.01"), "--max-metric-drop", "--quantize int8")
+    assert_one_line_error(2, _edge(model, "--max-metric-drop", "rmse=0.01"), "--max-metric-drop", "--quantize int8")
     assert not (tmp_path / "out").exists()
 
 
@@ -104,7 +96,7 @@ def test_max_metric_drop_without_a_sample_is_refused(regressor, tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mlship.yaml").write_text(f"features: {NUMERIC}\nbuild: {{edge: {{max_metric_drop: {{rmse: 0.000001}}}}}}\n")
     # was exit 0: int8 shipped, the rmse bound skipped because there was nothing to score
-    _one_line_exit_2(_edge(model, "--quantize", "int8"), "sample")
+    assert_one_line_error(2, _edge(model, "--quantize", "int8"), "sample")
     assert not (tmp_path / "out").exists()
 
 
@@ -120,5 +112,5 @@ def test_an_unchanged_bundle_is_judged_again_with_this_runs_bound(regressor, tmp
     assert strict.code == 4, (strict.stdout, strict.stderr)
     assert "int8 model's rmse is worse by" in strict.stderr and len(strict.stderr.strip().splitlines()) == 1
     wrong = _edge(model, "--quantize", "int8", "--max-metric-drop", "accuracy=0.1")
-    _one_line_exit_2(wrong, "accuracy", "regression")
+    assert_one_line_error(2, wrong, "accuracy", "regression")
     assert (tmp_path / "out" / "mlp-1.mlbundle").read_bytes() == bundle

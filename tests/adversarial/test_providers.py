@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import pytest
 
+from tests.adversarial.files import assert_one_line_error
 from tests.support import MODEL, SAMPLE, run, run_process
 
 CHECK = ("check", str(MODEL), "--sample", str(SAMPLE))
-
-
-def _exit_2_one_line(result, *words):
-    assert result.code == 2, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command", [CHECK, ("predict", str(MODEL), "--input", str(SAMPLE), "--output", "p.csv")])
 @pytest.mark.parametrize("value", ["", ",", " , ,"])
 def test_an_empty_provider_list_is_exit_2(tmp_path, monkeypatch, command, value):
     monkeypatch.chdir(tmp_path)
-    _exit_2_one_line(run(*command, "--provider", value), "--provider", "names no execution provider")
+    assert_one_line_error(2, run(*command, "--provider", value), "--provider", "names no execution provider")
     assert not (tmp_path / "p.csv").exists()
 
 
@@ -37,7 +30,7 @@ def test_an_empty_provider_list_is_exit_2(tmp_path, monkeypatch, command, value)
                                          ("cpu\nx", "cpu\\nx"), ("CPUExecutionProvider", "cpuexecutionprovider")])
 def test_unknown_provider_text_is_named_on_one_line(tmp_path, monkeypatch, value, shown):
     monkeypatch.chdir(tmp_path)
-    _exit_2_one_line(run(*CHECK, "--provider", value), shown, "unknown execution provider")
+    assert_one_line_error(2, run(*CHECK, "--provider", value), shown, "unknown execution provider")
 
 
 def test_mixed_case_repeated_and_comma_soup_run_on_cpu(tmp_path, monkeypatch):
@@ -58,7 +51,7 @@ def test_a_repeated_provider_in_mlship_yaml_prints_no_onnxruntime_warning(tmp_pa
 @pytest.mark.parametrize("value", ["cuda,cpu", "CUDA", "[cuda, cpu]"])
 def test_providers_from_the_environment_read_as_the_flag_and_are_named(tmp_path, value):
     result = run_process(*CHECK, env={"MLSHIP_RUNTIME__PROVIDERS": value}, cwd=tmp_path)
-    _exit_2_one_line(result, "cuda (CUDAExecutionProvider) not available here (from MLSHIP_RUNTIME__PROVIDERS)")
+    assert_one_line_error(2, result, "cuda (CUDAExecutionProvider) not available here (from MLSHIP_RUNTIME__PROVIDERS)")
     fallback = run_process("--json", *CHECK, env={"MLSHIP_RUNTIME__PROVIDERS": value,
                                                  "MLSHIP_RUNTIME__PROVIDER_FALLBACK": "true"}, cwd=tmp_path)
     assert fallback.code == 0, fallback.stderr
@@ -73,7 +66,7 @@ def test_providers_from_the_environment_read_as_the_flag_and_are_named(tmp_path,
 def test_bad_runtime_providers_in_mlship_yaml(tmp_path, monkeypatch, yaml_value, words):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mlship.yaml").write_text(f"runtime:\n  providers: {yaml_value}\n")
-    _exit_2_one_line(run(*CHECK), "mlship.yaml", *words)
+    assert_one_line_error(2, run(*CHECK), "mlship.yaml", *words)
 
 
 def test_the_flag_wins_over_mlship_yaml_and_the_environment(tmp_path):
