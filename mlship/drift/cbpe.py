@@ -100,8 +100,8 @@ def estimate_performance(reference: RowSample, current: RowSample, windows: list
     chunk = chunk_rows(current, windows, len(score))
     chunks = [metrics(truth[i:i + chunk], pred[i:i + chunk], score[i:i + chunk])
               for i in range(0, len(score) // chunk * chunk, chunk)]
-    spread = {m: (float(np.nanmean([c[m] for c in chunks])), float(np.nanstd([c[m] for c in chunks], ddof=1)))
-              for m in METRICS}
+    spread = {m: _spread([c[m] for c in chunks]) for m in METRICS}
+    spread = {m: v for m, v in spread.items() if v is not None}  # undefined in the reference: not shown
 
     def judge(key: float, label: str) -> EstimatedWindow:
         return _window(current.rows(key), label, calibrator, spread, chunk)
@@ -151,15 +151,22 @@ def _window(rows: dict[str, np.ndarray], label: str, calibrator, spread: dict[st
     out = {}
     for m in METRICS:
         value = realized[m] if covered else estimated[m]
-        mu, sd = spread[m]
-        if not math.isfinite(value):
+        if not math.isfinite(value) or not math.isfinite(estimated[m]) or m not in spread:
             continue
+        mu, sd = spread[m]
         out[m] = MetricEstimate(
             value=value, source="realized" if covered else "estimated", estimated=estimated[m],
             realized=realized[m] if realized and math.isfinite(realized[m]) else None,
             lower=value - SIGMAS * sd * scale, upper=value + SIGMAS * sd * scale,
             alert=abs(value - mu) > SIGMAS * sd * scale)
     return EstimatedWindow(label=label, rows=len(score), labelled=int(known.sum()), metrics=out)
+
+
+def _spread(values: list[float]) -> tuple[float, float] | None:
+    """Mean and standard deviation of a metric over the reference chunks where it is defined
+    (precision has no value in a chunk without predicted positives); None below two chunks."""
+    found = [v for v in values if math.isfinite(v)]
+    return (float(np.mean(found)), float(np.std(found, ddof=1))) if len(found) >= 2 else None
 
 
 def metrics(positive: np.ndarray, pred: np.ndarray, score: np.ndarray) -> dict[str, float]:

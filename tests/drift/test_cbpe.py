@@ -160,3 +160,21 @@ def test_car_loan_estimated_roc_auc_is_within_003_of_the_realized_per_chunk(loan
                  "--fail-on", "column:none")
     windows = json.loads(result.stdout)["estimated_performance"]["windows"]
     assert all(w["metrics"]["roc_auc"]["source"] == "realized" and w["labelled"] == 5000 for w in windows)
+
+
+def test_a_metric_the_reference_chunks_leave_undefined_is_left_out(tmp_path):
+    """Precision needs predicted positives: a reference with them in one chunk only has no range
+    for it, so no window shows it (and the report holds no NaN)."""
+    rng = np.random.default_rng(4)
+    lines = []
+    for i in range(4000):
+        p = float(rng.uniform(0.0, 0.4)) if i >= 300 else float(rng.uniform(0.6, 1.0))
+        lines.append(json.dumps({"request_id": str(i), "inputs": {"a": float(rng.normal())},
+                                 "label": int(rng.random() < p), "status": 200,
+                                 "outputs": {"label": int(p > 0.5), "probabilities": [1 - p, p]}}))
+    (tmp_path / "l.jsonl").write_text("\n".join(lines) + "\n")
+    doc = run_drift(DriftOptions(reference=str(tmp_path / "l.jsonl"), current=str(tmp_path / "l.jsonl"))).document()
+    est = doc["estimated_performance"]
+    assert "precision" not in est["reference"] and "precision" not in est["overall"]["metrics"]
+    assert "accuracy" in est["overall"]["metrics"]
+    json.dumps(doc, allow_nan=False)
