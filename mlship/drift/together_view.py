@@ -141,7 +141,10 @@ def _estimate_html(report: Any) -> str:
                        [v.estimated + (v.upper - v.value) if v else None for v in values],
                        [bool(v and v.alert) for v in values], realized=[v.realized if v else None for v in values],
                        limits=(ref.lower, ref.upper) if ref else None)))
-    return "".join(out) + (f"<div class='grid'>{''.join(figures)}</div>" if figures else "")
+    legend = (f"<div class='legend'><span style='background:{LINE}'></span>estimated"
+              f"<span style='background:{REALIZED}'></span>realized<span style='background:{ALERT}'></span>"
+              "alert (outside the reference range)</div>")
+    return "".join(out) + (f"<div class='grid'>{''.join(figures)}</div>{legend}" if figures else "")
 
 
 def _figure(caption: str, svg: str) -> str:
