@@ -64,8 +64,13 @@ def main() -> None:
         print(f"mlship rebuild after a model change   {rebuild:6.1f} s (target <= 10 s: "
               f"{'met' if rebuild <= 10 else 'MISSED'})")
         print(f"image size {size / 1e6:.0f} MB, of which the base image {base_size / 1e6:.0f} MB")
+        layers = [(h.get("Size", 0), (h.get("CreatedBy") or "")[:90]) for h in
+                  engine.client().images.get(second["image_id"]).history()]
+        print("layers (docker history, newest first):")
+        for layer_size, created_by in layers:
+            print(f"  {layer_size / 1e6:8.1f} MB  {created_by}")
         result = {"cold_s": round(cold, 1), "rebuild_s": round(rebuild, 1), "image_mb": round(size / 1e6),
-                  "base_mb": round(base_size / 1e6)}
+                  "base_mb": round(base_size / 1e6), "layers_mb": [round(n / 1e6, 1) for n, _ in layers]}
         # MLflow is not run here: its Dockerfile starts FROM ubuntu:24.04 (Docker Hub), then installs Python,
         # pip packages and MLflow inside the container, all from the internet. Offline the engine cannot even
         # resolve registry-1.docker.io (seen once: "dial tcp: lookup registry-1.docker.io ... no such host").
