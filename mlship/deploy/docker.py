@@ -175,10 +175,17 @@ class DockerRuntime(Runtime):
             reason = exc.message if isinstance(exc, DeployError) else exc.one_line()
             if new is not None:
                 self._call(lambda: discard(new), f"removing {new.name}")
+            hint = "The slot is as it was"
             if current is not None:
                 self._call(lambda: self._put_back(current, slot, was_running), f"restarting {current.name}")
+                if was_running:  # as it was: serving again before this command ends
+                    try:
+                        probe.wait_serving(self._address(slot), self.model, current.labels.get(LABEL + "version", ""),
+                                           self.settings.ready_timeout_s, exited=lambda: _exit_reason(current))
+                    except MlshipError as back:
+                        hint = f"The previous container was restarted but does not serve: {back.one_line()}"
             raise DeployError(f"slot {slot} of {self.model} on {self.where()}: {reason}",
-                              hint="The slot is as it was", logs=logs) from None
+                              hint=hint, logs=logs) from None
         new.reload()
         return self._placement(new)
 

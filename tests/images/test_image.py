@@ -6,7 +6,6 @@ import json
 import time
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from tests import models
@@ -61,7 +60,7 @@ def test_build_run_push_pull_and_run_again(engine_env, project, oci_registry):
         assert not any(str(project) in (e or "") for e in config["Env"])  # no host paths baked in
 
         X, _, _ = models.sample_matrix()
-        expected = ort.InferenceSession(str(MODEL)).run(None, {"X": X})
+        expected = models.serving_session(MODEL).run(None, {"X": X})  # as the image serves it: one thread
         got = serve_container(client, result["image_id"], X)
         assert np.array_equal(got["label"], expected[0])
         assert np.array_equal(got["probabilities"].astype(np.float32), expected[1])

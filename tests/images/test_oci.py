@@ -9,7 +9,6 @@ import subprocess
 import time
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 from tests import models
@@ -120,7 +119,7 @@ def test_push_pull_by_digest_run_and_load(engine_env, project, registry_base, oc
     assert inspected["Labels"]["io.mlship.model.sha256"] == result["model_sha256"]
 
     X, _, _ = models.sample_matrix()
-    expected = ort.InferenceSession(str(MODEL)).run(None, {"X": X})
+    expected = models.serving_session(MODEL).run(None, {"X": X})  # as the image serves it: one thread
     client = engine_env.client()
     try:
         image = client.images.pull(f"{oci_registry.address}/ml/breast-cancer@{result['digest']}")
