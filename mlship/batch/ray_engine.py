@@ -161,10 +161,10 @@ def start_ray(ray: Any, address: str | None, num_cpus: int | None = None) -> boo
     (this machine's CPUs by default); True when this call started it (the caller shuts it down)."""
     import logging
 
+    if address and address != "auto":
+        _check_reachable(address)  # also when this process is joined to a cluster already: the one asked for must answer
     if ray.is_initialized():
         return False
-    if address and address != "auto":
-        _check_reachable(address)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet
     local = {} if address else {"num_cpus": num_cpus or os.cpu_count(), "_node_ip_address": "127.0.0.1"}
     try:
