@@ -68,6 +68,16 @@ def default_model_name(path: Path) -> str:
     return path.stem if path.stem != "model" else path.resolve().parent.name
 
 
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (always read: verification uses this)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# Digests taken on the push path (an upload's own read, the up-front check), by file identity.
 _DIGESTS: dict[tuple[str, int, int, int, int], str] = {}
 
 
@@ -76,22 +86,19 @@ def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
     return str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks; a file already hashed in this process (same
-    inode, size and mtime) is not read again: a 500 MB push hashes its artifact once."""
+def sha256_file_once(path: Path) -> str:
+    """The sha256 of a file this process is pushing: hashed once (same inode, size and mtime)
+    however many steps ask, so a 500 MB push reads its artifact for the digest once. Only for
+    files this process reads as its own input; checks of what came from elsewhere use sha256_file."""
     key = _stat_key(path)
-    if key in _DIGESTS:
-        return _DIGESTS[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return remember_sha256(path, digest.hexdigest(), key)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
 
 
-def remember_sha256(path: Path, hexdigest: str, key: tuple[str, int, int, int, int] | None = None) -> str:
-    """Record the digest of `path` as it is now (hashed while streaming it elsewhere)."""
-    _DIGESTS[key or _stat_key(path)] = hexdigest
+def remember_sha256(path: Path, hexdigest: str) -> str:
+    """Record the digest of `path` as it is now, hashed while streaming it elsewhere (an upload)."""
+    _DIGESTS[_stat_key(path)] = hexdigest
     return hexdigest
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, PrivateAttr
 
 from mlship.errors import InvalidInputError, MlshipError, UsageError
-from mlship.model.load import sha256_file
+from mlship.model.load import sha256_file, sha256_file_once
 from mlship.names import check_name
 from mlship.targets.base import Target
 from mlship.targets.documents import (HISTORY, Channel, FileEntry, Index, Promotion, VersionEntry,
@@ -98,7 +98,7 @@ def push_artifact(target: Target, name: str, version: str, files: list[tuple[Pat
     try:
         known = _index(target, name).find(version)
         if known is not None:
-            entries = [FileEntry(path=rel, sha256=sha256_file(p), size=p.stat().st_size) for p, rel in files]
+            entries = [FileEntry(path=rel, sha256=sha256_file_once(p), size=p.stat().st_size) for p, rel in files]
             if _files(known.files) == _files(entries):  # only hashed up front to decide whether anything changed
                 progress(total)
                 return PushResult(target=target.describe(), status="skipped", files=len(files))

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from mlship.errors import ServiceError, UsageError
 from mlship.extras import require
-from mlship.model.load import sha256_file
+from mlship.model.load import sha256_file_once
 from mlship.targets.base import Progress
 from mlship.targets.conditional import ConditionalTarget, Conflict, first_line, listing, split_url
 
@@ -80,7 +80,7 @@ class AzureTarget(ConditionalTarget):
     def upload(self, key: str, path: Path, progress: Progress) -> str:
         blob, size = self._blob(key), path.stat().st_size
         # Hash beside the parallel block uploads (hashlib releases the GIL): the digest costs no extra time.
-        hashing = ThreadPoolExecutor(max_workers=1).submit(sha256_file, path)
+        hashing = ThreadPoolExecutor(max_workers=1).submit(sha256_file_once, path)
         try:
             with path.open("rb") as fh:
                 reply = blob.upload_blob(fh, length=size, overwrite=True, max_concurrency=self.concurrency,

@@ -115,9 +115,9 @@ def _refuse_conflicts(opened: list[Any], name: str, version: str, files: list[tu
 
 def artifact_digest(files: list[tuple[Path, str]]) -> str:
     """The content digest of an artifact's files (local path, path in the version)."""
-    from mlship.model.load import sha256_file
+    from mlship.model.load import sha256_file_once
 
-    return content_digest([(rel, sha256_file(p)) for p, rel in files])
+    return content_digest([(rel, sha256_file_once(p)) for p, rel in files])
 
 
 def content_digest(files: list[tuple[str, str]]) -> str:
