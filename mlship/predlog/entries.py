@@ -73,6 +73,65 @@ class LogEntry:
                 for i in range(rows)]
 
 
+class LineFormat:
+    """One served request's record written straight to its JSON line, on the
+    request path, from parts made once per model: the line `LogEntry.lines`
+    writes for the same request, byte for byte, without a LogEntry, a dict
+    per record or work in the writer's thread (which then only writes, and
+    so hardly competes with the event loop for the GIL).
+
+    It takes the usual request: one row, answered (status 200), inputs as the
+    object sent or as one numeric input with named columns, numeric outputs.
+    `line` returns None for anything else, which goes the LogEntry way."""
+
+    def __init__(self, model: str, version: str, variant: str, features: dict[str, list[str]] | None) -> None:
+        fixed = jsonfast.dumps({"model": model, "version": version, "variant": variant})[1:-1]
+        self._middle = b"," + fixed + b',"latency_ms":'
+        # Per input with named columns: `{"name":%s,...}`, filled from one encode of its row.
+        self._rows = {name: (len(names), b"{" + b",".join(k.replace(b"%", b"%%") + b"%s" for k in _keys(tuple(names)))
+                             + b"}") for name, names in (features or {}).items() if names}
+        self._names: dict[str, bytes] = {}
+
+    def line(self, request_id: str, latency_ms: float, when: float, feeds: dict[str, np.ndarray] | None,
+             instances: list[dict[str, Any]] | None, outputs: dict[str, Any], cached: bool) -> bytes | None:
+        if instances is not None:
+            if len(instances) != 1:
+                return None
+            inputs = jsonfast.dumps(instances[0])
+        else:
+            inputs = self._inputs(feeds)
+            if inputs is None:
+                return None
+        parts = []
+        for name, value in outputs.items():  # row_outputs' split and scalar() for one row, as text
+            if type(value) is not np.ndarray or value.dtype.kind not in "biuf" or not value.ndim \
+                    or value.shape[0] != 1:
+                return None
+            text = jsonfast.dumps(value)[1:-1]
+            if value.ndim > 1 and value.shape[1] == 1:
+                text = text[1:-1]
+            parts.append((self._names.get(name) or self._name(name)) + text)
+        return b'{"ts":"%s","request_id":%s%s%s,"status":200,"error":null,"inputs":%s,"outputs":{%s}%s}\n' % (
+            _timestamp(when).encode(), jsonfast.dumps(request_id), self._middle, jsonfast.dumps(latency_ms),
+            inputs, b",".join(parts), b',"cached":true' if cached else b"")
+
+    def _name(self, name: str) -> bytes:
+        if len(self._names) > 64:  # names come from the model: a handful
+            self._names.clear()
+        key = self._names[name] = jsonfast.dumps(name) + b":"
+        return key
+
+    def _inputs(self, feeds: dict[str, np.ndarray] | None) -> bytes | None:
+        if not feeds or len(feeds) != 1:
+            return None
+        name, value = next(iter(feeds.items()))
+        count, template = self._rows.get(name, (0, b""))
+        if not count or value.dtype.kind not in "fiu" or value.size != count or not value.ndim \
+                or value.shape[0] != 1:
+            return None
+        return template % tuple(jsonfast.dumps(value.reshape(-1))[1:-1].split(b","))
+
+
 _last_ts: tuple[int, str] = (-1, "")
 
 

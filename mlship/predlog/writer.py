@@ -23,7 +23,8 @@ from typing import Any, Iterator, Protocol
 from mlship import jsonfast
 
 class Entry(Protocol):
-    """Something that becomes log records in the writer thread."""
+    """Something that becomes log records in the writer thread (a record may
+    also come as its JSON line, bytes ending in a newline)."""
 
     def records(self) -> list[dict[str, Any]]: ...
 
@@ -159,7 +160,9 @@ class LogWriter:
 def _lines(items: list[Any]) -> Iterator[bytes]:
     """JSON Lines of records and entries (an entry may write its own lines)."""
     for item in items:
-        if hasattr(item, "lines"):
+        if type(item) is bytes:  # a line made on the request path
+            yield item
+        elif hasattr(item, "lines"):
             yield from item.lines()
         elif hasattr(item, "records"):
             yield from (jsonfast.dumps(r) + b"\n" for r in item.records())

@@ -80,12 +80,21 @@ def _uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
         "lifespan": "on",
         "log_level": "warning",
         "access_log": False,
-        "http": _best("httptools", "h11"),
+        "http": _http_protocol(),
         "loop": _best("uvloop", "asyncio"),
         "timeout_graceful_shutdown": 30,
         "server_header": False,
         "proxy_headers": False,  # no client address is used: spare every request the middleware
     }
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol answering in one write (mlship.serve.http); h11 without httptools."""
+    if _best("httptools", "h11") == "h11":
+        return "h11"
+    from mlship.serve.http import OneWriteProtocol
+
+    return OneWriteProtocol
 
 
 def _best(preferred: str, fallback: str) -> str:

@@ -11,7 +11,7 @@ import numpy as np
 from mlship.model.load import load_model
 from mlship.model.runner import Runner
 from mlship.model.signature import Signature
-from mlship.predlog.entries import LogEntry
+from mlship.predlog.entries import LineFormat, LogEntry
 from mlship.predlog.writer import LogWriter
 from mlship.serve.batching import MicroBatcher
 from mlship.serve.cache import LRUCache, feeds_key
@@ -42,6 +42,7 @@ class ModelService:
         )
         self.cache = LRUCache(settings.cache_size) if settings.cache_size else None
         self.log = None
+        self._line = LineFormat(self.name, self.version, self.variant, self.signature.features)
         if settings.log_dir is not None:
             self.log = LogWriter(settings.log_dir, prefix=f"predictions-{self.name}-{self.variant}",
                                  max_bytes=settings.log_max_bytes, max_age_s=settings.log_max_age_s,
@@ -75,11 +76,16 @@ class ModelService:
         rate = self.settings.log_sample_rate
         if rate < 1.0 and random.random() >= rate:
             return
+        latency_ms, when = round((time.perf_counter() - started) * 1000.0, 3), time.time()
+        if outputs is not None and status == 200:
+            line = self._line.line(request_id, latency_ms, when, feeds, instances, outputs, cached)
+            if line is not None:
+                self.log.submit(line)
+                return
         entry = LogEntry(
             base={"request_id": request_id, "model": self.name, "version": self.version, "variant": self.variant,
-                  "latency_ms": round((time.perf_counter() - started) * 1000.0, 3), "status": status,
-                  "error": error},
-            when=time.time(), feeds=feeds, instances=instances, outputs=outputs, cached=cached,
+                  "latency_ms": latency_ms, "status": status, "error": error},
+            when=when, feeds=feeds, instances=instances, outputs=outputs, cached=cached,
             features=self.signature.features,
         )
         self.log.submit(entry, rows=entry.rows)

@@ -1,0 +1,83 @@
+"""uvicorn's httptools protocol, answering a response in one write.
+
+uvicorn writes a response's status line and headers when the app sends
+`http.response.start`, and its body in a second write. On uvloop each write
+is a system call that sends a TCP segment at once, and the client wakes up
+for each: two per response, where one would do. Here the head waits for the
+first body write (or the end of the response) and goes out with it, so an
+answer in one body (every answer of `mlship serve`) is one write. Everything
+else (parsing, limits, keep-alive, pipelining, flow control, 100-continue,
+HEAD, streaming bodies) stays uvicorn's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+
+class _HeldHead:
+    """The cycle's transport: holds the head written during
+    `http.response.start` and sends it with the next write."""
+
+    __slots__ = ("transport", "holding", "head")
+
+    def __init__(self, transport: Any) -> None:
+        self.transport = transport
+        self.holding = False
+        self.head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self.holding:
+            self.head = data
+            return
+        if self.head is not None:
+            data, self.head = self.head + data, None
+        self.transport.write(data)
+
+    def flush(self) -> None:
+        if self.head is not None:
+            head, self.head = self.head, None
+            self.transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # is_closing, get_extra_info, ...
+        return getattr(self.transport, name)
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    transport: Any
+
+    async def send(self, message: Any) -> None:
+        held = self.transport
+        if message["type"] == "http.response.start" and not self.response_started:
+            held.holding = True
+            try:
+                await super().send(message)
+            finally:
+                held.holding = False
+            return
+        try:
+            await super().send(message)
+        finally:
+            if self.disconnected:
+                held.head = None  # nobody to answer
+            elif self.response_complete:
+                held.flush()  # a HEAD answer has no body write
+
+
+class OneWriteProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol whose requests answer with one write per response."""
+
+    def on_headers_complete(self) -> None:
+        before = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not before and type(cycle) is RequestResponseCycle:
+            # Its task is created but has not run: `send` is looked up when it does.
+            cycle.__class__ = _OneWriteCycle
+            cycle.transport = _HeldHead(cycle.transport)
