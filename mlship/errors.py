@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     INVALID_INPUT = 3
     CHECK_FAILED = 4
     ROLLOUT_PAUSED = 5
+    NOT_ENOUGH_DATA = 5  # drift: nothing could be judged yet (waiting for more data)
     ROLLOUT_ABORTED = 6
     SERVICE = 7
     INTERRUPTED = 130
@@ -73,6 +74,12 @@ class RolloutPausedError(MlshipError):
     """A rollout waits for a person or for more data."""
 
     exit_code = ExitCode.ROLLOUT_PAUSED
+
+
+class NotEnoughDataError(MlshipError):
+    """A check had too little data to judge (drift): wait for more, then run it again."""
+
+    exit_code = ExitCode.NOT_ENOUGH_DATA
 
 
 class RolloutAbortedError(MlshipError):

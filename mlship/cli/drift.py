@@ -22,7 +22,7 @@ def drift(
     json_out: Optional[str] = typer.Option(None, "--json-out", help="Write the JSON report to FILE, or - for stdout."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML report."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (CI job pages)."),
-    fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset, any, window, quality, column:NAME (repeatable); default: what the headline says (window with --window, else dataset)."),
+    fail_on: Optional[List[str]] = typer.Option(None, "--fail-on", help="Exit 4 on: dataset, any, window, quality, column:NAME (repeatable), or never (report only); default: what the headline says (window with --window, else dataset)."),
     on_drift: Optional[str] = typer.Option(None, "--on-drift", help="Shell command to run when drift is found."),
     webhook: Optional[str] = typer.Option(None, "--webhook", help="POST the JSON summary to this http(s) URL (a 2xx answer; redirects not followed)."),
     strict: bool = typer.Option(False, "--strict", help="A malformed log line is an error (exit 3), not skipped."),
@@ -31,10 +31,11 @@ def drift(
 ) -> None:
     """Compare current data or prediction logs with a reference: drift, performance, operations.
 
-    Exit 4 when drift is found (see --fail-on), 3 for unreadable input, 7 when the webhook fails.
+    Exit 4 when drift is found (see --fail-on), 5 when the data is too small to judge,
+    3 for unreadable input, 7 when the webhook fails.
     """
     from mlship.drift import run
-    from mlship.errors import CheckFailedError
+    from mlship.errors import CheckFailedError, NotEnoughDataError
 
     console = state(ctx).console
     _refuse_stray(stray, json_given=console.json_output)
@@ -52,13 +53,13 @@ def drift(
     with console.status("reading and comparing"):
         report = run.analyse(request)
     _show(console, report, to_stdout=json_out == run.STDOUT)
-    for warning in run.unknown_columns(request, report):
-        console.warn(warning)
     verdict = run.act(request, report)
     if verdict.on_drift_exit:
         console.warn(f"--on-drift command exited with {verdict.on_drift_exit}")
     if verdict.failed:
         raise CheckFailedError(verdict.message)
+    if verdict.unjudged:
+        raise NotEnoughDataError(verdict.message, hint="Wait for more data, widen --window or lower --min-rows")
 
 
 def _refuse_stray(stray: Optional[List[str]], *, json_given: bool) -> None:

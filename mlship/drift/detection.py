@@ -79,7 +79,7 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     judged = sum(1 for c in columns if c.judged)
     return DriftReport(
         verdict=headline(dataset_text(dataset_drift, len(drifted), judged, share, options.drift_share,
-                                      together.flagged_by), dataset_drift, window_list),
+                                      together.flagged_by), dataset_drift, window_list, judged),
         reference=Source(source=options.reference, rows=reference.rows,
                          **({"scored_with": str(options.model)} if scored else {})),
         current=Source(source=options.current, rows=overall.profile.rows),

@@ -309,6 +309,8 @@ class Verdict(_Part):
     drifted_windows: Optional[int] = None
     since: Optional[str] = Field(None, description="Start of the latest run of drifted windows, when the "
                                  "newest judged window drifted.")
+    judged: Optional[bool] = Field(None, description="false when nothing could be judged: every window "
+                                   "(or, without windows, every column) too small or ignored; absent otherwise.")
 
 
 class DriftReport(_Part):

@@ -32,8 +32,9 @@ class DriftRequest(BaseModel):
     json_out: Optional[str] = Field(None, description="Where the JSON report goes: a file, or - for stdout.")
     html: Optional[Path] = None
     markdown: Optional[Path] = None
-    fail_on: Optional[list[str]] = Field(None, description="dataset, any, window, quality or column:NAME; "
-                                         "by default what the headline says: window with --window, else dataset.")
+    fail_on: Optional[list[str]] = Field(None, description="dataset, any, window, quality, column:NAME or never "
+                                         "(report only); by default what the headline says: window with "
+                                         "--window, else dataset.")
     on_drift: Optional[str] = Field(None, description="Shell command run when a --fail-on condition is met.")
     webhook: Optional[str] = Field(None, description="http(s) URL that receives the summary.")
 
@@ -52,6 +53,8 @@ class DriftVerdict(BaseModel):
     """What acting on a report found and did."""
 
     failed: list[str] = Field(description="The --fail-on conditions met.")
+    unjudged: list[str] = Field(default_factory=list, description="The --fail-on conditions the data was too "
+                                "small to judge (exit 5 when none is met).")
     on_drift_exit: Optional[int] = Field(None, description="The --on-drift command's exit code, when it ran.")
     message: str = Field("", description="Why the command fails, when a condition is met.")
 
@@ -77,6 +80,9 @@ def prepare(request: DriftRequest) -> list[str]:
             warnings.append(f"--webhook {redact_url(request.webhook)} sends its credentials unencrypted (http://)")
     for condition in request.conditions:
         _check_condition(condition)
+    if "never" in request.conditions and len(set(request.conditions)) > 1:
+        raise UsageError("--fail-on never means report only, and cannot be combined with other conditions",
+                         hint="Drop --fail-on never, or the other --fail-on values")
     if "window" in request.conditions and not request.options.window:  # no windows: never met, a silent pass
         raise UsageError("--fail-on window judges windows, and none were asked for", hint="Add --window 1h (or 5000rows)")
     return warnings
@@ -89,6 +95,7 @@ def analyse(request: DriftRequest) -> DriftReport:
     from mlship.drift.render import render_markdown
 
     report = run_drift(request.options)
+    _check_columns(request, report)  # before any report file is written
     if request.report_file:
         atomic_write(Path(request.report_file), json.dumps(report.document(), indent=2).encode())
     if request.html:
@@ -101,6 +108,7 @@ def analyse(request: DriftRequest) -> DriftReport:
 def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
     """Run --on-drift when a --fail-on condition is met, then post the webhook summary."""
     failed = [c for c in request.conditions if _met(c, report)]
+    unjudged = [] if failed else [c for c in request.conditions if not _judgeable(c, report)]
     exit_code = None
     if failed and request.on_drift:
         from mlship.drift.actions import run_command
@@ -113,22 +121,38 @@ def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
     message = f"drift found ({', '.join(failed)}): {', '.join(report.drifted_columns) or 'see windows'}"
     if failed == ["quality"]:
         message = f"data quality: {', '.join(f'{k} {n}' for k, n in report.quality.counts.items())}"
-    return DriftVerdict(failed=failed, on_drift_exit=exit_code, message=message if failed else "")
+    if unjudged:
+        message = f"not enough data to judge --fail-on {', '.join(unjudged)}: {report.verdict.text}"
+    return DriftVerdict(failed=failed, unjudged=unjudged, on_drift_exit=exit_code,
+                        message=message if failed or unjudged else "")
 
 
 def _check_condition(text: str) -> None:
-    if not (text in ("dataset", "any", "window", "quality") or (text.startswith("column:") and len(text) > 7)):
-        raise UsageError(f"--fail-on {text!r}: use dataset, any, window, quality or column:NAME")
+    if not (text in ("dataset", "any", "window", "quality", "never")
+            or (text.startswith("column:") and len(text) > 7)):
+        raise UsageError(f"--fail-on {text!r}: use dataset, any, window, quality, column:NAME or never")
 
 
-def unknown_columns(request: DriftRequest, report: DriftReport) -> list[str]:
-    """Warnings for --fail-on column:NAME naming a column the data does not have: it can never
-    fail, so a typo in a CI job would pass silently."""
+def _check_columns(request: DriftRequest, report: DriftReport) -> None:
+    """--fail-on column:NAME naming a column the data does not have could never fail, so a typo
+    in a CI job would pass silently: exit 2 naming the columns (`--fail-on never` reports only)."""
     known = [c.name for c in report.columns]
     shown = ", ".join(known[:12]) + (f", … and {len(known) - 12} more" if len(known) > 12 else "")
-    return [f"--fail-on {condition}: no column {condition[len('column:'):]!r} in the data, so it never fails "
-            f"(columns: {shown})" for condition in request.conditions
-            if condition.startswith("column:") and condition[len("column:"):] not in known]
+    for condition in request.conditions:
+        if condition.startswith("column:") and condition[len("column:"):] not in known:
+            raise UsageError(f"--fail-on {condition}: no column {condition[len('column:'):]!r} in the data "
+                             f"(columns: {shown})", hint="Name one of these, or pass --fail-on never to report only")
+
+
+def _judgeable(condition: str, report: DriftReport) -> bool:
+    """Whether the data was large enough to judge `condition` (quality always is)."""
+    if condition == "window":
+        return any(not w.insufficient for w in report.windows)
+    if condition.startswith("column:"):
+        return any(c.judged for c in report.columns if c.name == condition[len("column:"):])
+    if condition in ("dataset", "any"):
+        return any(c.judged for c in report.columns)
+    return True
 
 
 def _met(condition: str, report: DriftReport) -> bool:
@@ -140,4 +164,6 @@ def _met(condition: str, report: DriftReport) -> bool:
         return any(w.dataset_drift for w in report.windows)
     if condition == "quality":
         return bool(report.quality.violations)
+    if condition == "never":
+        return False
     return condition[len("column:"):] in report.drifted_columns

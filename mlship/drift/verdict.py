@@ -23,17 +23,24 @@ def dataset_text(drift: bool, drifted: int, judged: int, share: float, drift_sha
                 f"{drifted} of {judged} columns drifted on their own ({share:.0%})")
     if drift:
         return f"DATASET DRIFT: {drifted} of {judged} columns drifted ({share:.0%} >= {drift_share:.0%})"
+    if not judged:
+        return "nothing judged: every column is too small to judge or ignored"
     return f"no dataset drift: {drifted} of {judged} columns drifted ({share:.0%})"
 
 
-def headline(dataset: str, dataset_drift: bool, windows: list[WindowDrift]) -> Verdict:
+def headline(dataset: str, dataset_drift: bool, windows: list[WindowDrift], judged_columns: int = 1) -> Verdict:
     """The report's verdict: about the windows when there are any (the reports add the
-    dataset verdict on a second line), else `dataset`."""
+    dataset verdict on a second line), else `dataset`. Nothing judged (`judged: false`) is
+    not "no drift": `mlship drift` exits 5 for it."""
     if not windows:
-        return Verdict(scope="dataset", drift=dataset_drift, text=dataset)
+        nothing = not dataset_drift and not judged_columns
+        return Verdict(scope="dataset", drift=dataset_drift, text=dataset, **({"judged": False} if nothing else {}))
     drifted = [w for w in windows if w.dataset_drift]
     small = sum(1 for w in windows if w.insufficient)
     tail = f" ({small} too small to judge)" if small else ""
+    if not drifted and small == len(windows):
+        return Verdict(scope="windows", drift=False, windows=len(windows), drifted_windows=0, judged=False,
+                       text=f"nothing judged: all {len(windows)} windows are too small to judge")
     if not drifted:
         return Verdict(scope="windows", drift=False, windows=len(windows), drifted_windows=0,
                        text=f"no drift in any of {len(windows)} windows{tail}")

@@ -3,7 +3,9 @@ data that is odd in shape (a type change mid-file, an all-null column, one row, 
 
 Found: `--fail-on window` without `--window` passed silently (exit 0) even with the
 dataset drifted (now exit 2); `--fail-on column:NAME` for a column the data does not have
-passed without a word (now a warning naming the columns).
+passed without a word (then a warning; now exit 2 naming the columns, before any report is
+written); data too small to judge (one row, or every window under --min-rows) reported "no
+drift" with exit 0 (now exit 5, "not enough data to judge", unless `--fail-on never`).
 """
 
 from __future__ import annotations
@@ -37,15 +39,46 @@ def drifted(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["zz", "A", "a ", "<b>", "a\x1b[31m"])
-def test_fail_on_a_column_the_data_does_not_have_is_warned(drifted, name):
-    # It can never fail: a typo in a CI job passed without a word. (Exit 0 stays: tests and jobs
-    # use column:none as "report only".)
+def test_fail_on_a_column_the_data_does_not_have_is_refused(drifted, tmp_path, name):
+    # It could never fail: a typo in a CI job passed without a word.
     ref, cur = drifted
-    result = run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", f"column:{name}")
-    assert result.code == 0, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("warning: --fail-on column:")]
-    assert len(lines) == 1 and "so it never fails (columns: a, b, empty)" in lines[0]
+    result = run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", f"column:{name}", "--json-out", "r.json")
+    assert_one_line_error(2, result, "--fail-on column:", "(columns: a, b, empty)", "--fail-on never")
     assert "\x1b" not in result.stderr
+    assert not (tmp_path / "r.json").exists()  # nothing written for a run that was refused
+
+
+def test_fail_on_never_reports_only(drifted, tmp_path):
+    ref, cur = drifted
+    result = run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", "never", "--fail-on", "never",
+                 "--json-out", "r.json")
+    assert result.code == 0, result.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert "a" in report["drifted_columns"]  # drift was found and reported, and did not fail the job
+    combined = run("drift", "-r", str(ref), "-c", str(cur), "--fail-on", "never", "--fail-on", "any")
+    assert_one_line_error(2, combined, "--fail-on never", "cannot be combined")
+
+
+def test_every_window_too_small_is_not_a_pass(drifted, tmp_path):
+    ref, cur = drifted  # 400 current rows in 50-row windows, all under --min-rows 200
+    result = run("drift", "-r", str(ref), "-c", str(cur), "-w", "50rows", "--json-out", "r.json")
+    assert_one_line_error(5, result, "not enough data to judge --fail-on window",
+                          "all 8 windows are too small to judge", "--min-rows")
+    verdict = json.loads((tmp_path / "r.json").read_text())["verdict"]
+    assert verdict["judged"] is False and verdict["drift"] is False  # the report is still written
+    assert run("drift", "-r", str(ref), "-c", str(cur), "-w", "50rows", "--fail-on", "never").code == 0
+    # one judged window is enough to judge: 200-row windows
+    judged = run("drift", "-r", str(ref), "-c", str(cur), "-w", "200rows", "--json-out", "j.json")
+    assert judged.code == 4, judged.stderr  # the second window (all "word") drifted
+    assert "judged" not in json.loads((tmp_path / "j.json").read_text())["verdict"]
+
+
+def test_drift_found_in_a_small_window_still_exits_4(drifted, tmp_path):
+    # Drift is drift even when other conditions could not be judged.
+    ref, cur = drifted
+    result = run("drift", "-r", str(ref), "-c", str(cur), "-w", "50rows", "--fail-on", "window",
+                 "--fail-on", "quality")
+    assert result.code == 4 and "data quality: data_type_check 1" in result.stderr, result.stderr
 
 
 def test_fail_on_a_column_that_exists_is_judged(drifted):
@@ -79,7 +112,9 @@ def test_type_change_mid_file_and_an_all_null_column(drifted, tmp_path):
     assert empty["drifted"] is False  # nothing to judge is no drift
 
 
-@pytest.mark.parametrize("rows,code,words", [(1, 0, []), (0, 3, ["no rows to compare"])])
+@pytest.mark.parametrize("rows,code,words", [(1, 5, ["not enough data to judge --fail-on dataset",
+                                                     "every column is too small"]),
+                                              (0, 3, ["no rows to compare"])])
 def test_one_row_or_none(drifted, tmp_path, rows, code, words):
     ref, _ = drifted
     small = _write(tmp_path / "small.csv", ["0.5"] * rows)

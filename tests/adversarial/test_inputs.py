@@ -326,8 +326,8 @@ def test_drift_reads_files_named_like_globs(tmp_path):
     ref = write_csv(tmp_path / "ref[1].csv", ["x"], [[i] for i in range(300)])
     cur = write_csv(tmp_path / "cur[1].csv", ["x"], [[i] for i in range(300)])
     write_csv(tmp_path / "cur1.csv", ["x"], [[i + 1000] for i in range(300)])  # the glob's match: drifted
-    result = run("--json", "drift", "--reference", str(ref), "--current", str(cur))
-    assert result.code == 0, result.stderr
+    result = run("--json", "drift", "--reference", str(ref), "--current", str(cur), "--fail-on", "never")
+    assert result.code == 0, result.stderr  # x counts 0..299: an id-like column, reported but not judged
     assert result.json()["current"]["rows"] == 300 and result.json()["dataset_drift"] is False
 
 

@@ -92,7 +92,7 @@ def test_estimates_follow_the_realized_metrics_without_labels(logs):
 def test_realized_metrics_replace_estimates_where_labels_arrive(logs):
     ref, cur, early, _ = logs
     result = run("drift", "-r", str(ref), "-c", str(cur), "-w", "1500rows", "--labels", str(early),
-                 "--json-out", "-", "--fail-on", "column:none")
+                 "--json-out", "-", "--fail-on", "never")
     assert result.code == 0, result.stderr
     doc = json.loads(result.stdout)
     windows = doc["estimated_performance"]["windows"]
@@ -138,7 +138,7 @@ def test_car_loan_estimated_roc_auc_is_within_003_of_the_realized_per_chunk(loan
     (tmp_path / "mlship.yaml").write_text(
         "monitoring:\n  performance: {score: y_pred_proba, prediction: y_pred, label: repaid, id: id}\n")
     result = run("--config", str(tmp_path / "mlship.yaml"), "drift", "-r", str(loans["reference"]),
-                 "-c", str(loans["analysis"]), "-w", "5000rows", "--json-out", "-", "--fail-on", "column:none")
+                 "-c", str(loans["analysis"]), "-w", "5000rows", "--json-out", "-", "--fail-on", "never")
     assert result.code == 0, result.stderr
     est = json.loads(result.stdout)["estimated_performance"]
     with loans["analysis"].open() as fh:
@@ -157,7 +157,7 @@ def test_car_loan_estimated_roc_auc_is_within_003_of_the_realized_per_chunk(loan
         labelled.write_text("request_id,label\n" + "".join(f"{r['id']},{r['repaid']}\n" for r in csv.DictReader(fh)))
     result = run("--config", str(tmp_path / "mlship.yaml"), "drift", "-r", str(loans["reference"]),
                  "-c", str(loans["analysis"]), "-w", "5000rows", "--labels", str(labelled), "--json-out", "-",
-                 "--fail-on", "column:none")
+                 "--fail-on", "never")
     windows = json.loads(result.stdout)["estimated_performance"]["windows"]
     assert all(w["metrics"]["roc_auc"]["source"] == "realized" and w["labelled"] == 5000 for w in windows)
 

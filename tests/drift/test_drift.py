@@ -237,12 +237,12 @@ def test_config_overrides_ignore_and_threshold(tmp_path, changed):
 def test_webhook_posts_the_summary_and_a_failing_one_exits_7(tmp_path, changed, http_upstream_factory):
     ref, cur = changed
     ok = http_upstream_factory(b"{}", status=200, content_type="application/json")
-    result = run("drift", "-r", str(ref), "-c", str(cur), "--webhook", ok.url + "/hook", "--fail-on", "column:none")
+    result = run("drift", "-r", str(ref), "-c", str(cur), "--webhook", ok.url + "/hook", "--fail-on", "never")
     assert result.code == 0, result.stderr
     assert ok.requests == ["/hook"]
     failing = http_upstream_factory(b"down", status=503)
     result = run("drift", "-r", str(ref), "-c", str(cur), "--webhook", failing.url + "/hook", "--fail-on",
-                 "column:none")
+                 "never")
     assert result.code == 7 and "after 4 attempts: HTTP 503" in result.stderr
     assert len(failing.requests) == 4
 
