@@ -77,10 +77,12 @@ class Plan:
     text_columns: frozenset[str] = frozenset()
 
 
-def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: Any) -> Plan:
-    """Check inputs and columns up front; prepare (or reuse, with --resume) the work directory."""
-    files, columns, total = resolve_inputs(options, signature)
-    text = frozenset(options.keep_columns) - frozenset(needed_columns(signature, columns))
+def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: Any,
+             inputs: tuple[list[Path], list[str], int | None] | None = None) -> Plan:
+    """Check inputs and columns up front (unless `inputs`, resolve_inputs' answer, is
+    given); prepare (or reuse, with --resume) the work directory."""
+    files, columns, total = inputs or resolve_inputs(options, signature)
+    text = text_columns(options, signature, columns)
     work = work_dir(options.output)
     done = prepare(work, _fingerprint(options, files, model_sha256), options.output, options.resume, info)
     return Plan(files, columns, total, work, done, text)
@@ -102,6 +104,11 @@ def resolve_inputs(options: PredictOptions, signature: Any) -> tuple[list[Path],
     columns = list(dict.fromkeys(needed + options.keep_columns))
     counts = [count_rows(f) for f in files]
     return files, columns, None if None in counts else sum(counts)
+
+
+def text_columns(options: PredictOptions, signature: Any, columns: list[str]) -> frozenset[str]:
+    """Kept columns the model does not read: CSV text stays as written (ids like 00123)."""
+    return frozenset(options.keep_columns) - frozenset(needed_columns(signature, columns))
 
 
 def _fingerprint(options: PredictOptions, files: list[Path], model_sha256: str) -> str:

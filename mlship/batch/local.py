@@ -1,9 +1,15 @@
-"""The local engine: read, infer and write overlap in three threads.
+"""The local engine: read, infer and write overlap in a pipeline of threads.
 
-Reading (pyarrow releases the GIL) and writing run beside onnxruntime, so on
-a machine with spare cores the run costs little more than inference alone.
-Queues between the stages hold two chunks each: memory stays bounded by the
-batch size, whatever the input size.
+onnxruntime starts in a thread of its own while the input's columns are
+resolved and its first chunks read. Then a reader thread reads and converts
+chunk N+1 while `parallel` chunks are scored at once, each on one
+onnxruntime thread (steadier than one run split across threads when reading
+and writing share the cores; an explicit --threads is kept), and a writer
+thread encodes and appends chunk N-2. pyarrow and onnxruntime release the GIL,
+so the stages overlap on a machine with spare cores. Chunks reach the writer in
+input order. Every queue is bounded (`IN_FLIGHT` chunks at most between
+reading and writing), so memory stays bounded by the batch size, whatever
+the input size.
 """
 
 from __future__ import annotations
@@ -19,80 +25,40 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from mlship.batch import outputs
-from mlship.batch.job import Plan, PredictOptions, PredictSummary, plan_job
+from mlship.batch.job import Plan, PredictOptions, PredictSummary, plan_job, resolve_inputs, text_columns
 from mlship.batch.inputs import Chunk, iter_chunks
 from mlship.data.tables import Table
 from mlship.errors import InvalidInputError
 from mlship.fsutil import atomic_write
 from mlship.model.feeds import feeds_from_table, table_bad_rows
-from mlship.model.runner import Runner
+from mlship.model.load import load_model
+from mlship.model.runner import Runner, runner_signature
+from mlship.model.signature import Signature
 from mlship.progress import NoProgress, Progress
 
 _DONE = object()
+READ_AHEAD = 3  # chunks read and converted before the scorer takes them
+WRITE_QUEUE = 2  # scored chunks waiting for the writer
+
+
+def in_flight_limit(parallel: int) -> int:
+    """The most chunks read but not yet written: the reader's one and its queue, the
+    scored and waiting ones, the writer's queue and the one it writes."""
+    return 1 + READ_AHEAD + (parallel + 2) + WRITE_QUEUE + 1
 
 
 def run_local(options: PredictOptions, progress: Progress | None = None,
               info: Callable[[str], None] = lambda _m: None) -> PredictSummary:
     """Score every input row; see the module docstring."""
-    progress = progress or NoProgress()
     started = time.perf_counter()
-    runner = Runner.from_path(options.model, threads=options.threads or 1, features=options.features,
-                              providers=options.providers)
-    if runner.providers.fallback_note():
-        info(runner.providers.fallback_note())
-    fmt = outputs.output_format(options.output)
-    plan = plan_job(options, runner.signature, runner.model.sha256, info)
-    log = _log_writer(options)
-    progress.start(plan.total_rows)
-    assembler = outputs.Assembler(plan.work, fmt, options.output)
-    writer = _Worker(lambda item: _store(assembler, plan.work, *item), queue.Queue(maxsize=2))
-    chunks = resumed = 0
-
-    def prepare(chunk: Chunk) -> tuple[Chunk, Table | None, dict[str, np.ndarray] | None, list[dict[str, Any]]]:
-        # Runs in the reader thread: conversion overlaps inference too.
-        if chunk.index in plan.done:
-            return chunk, None, None, []
-        table, rejects = _usable_rows(chunk, runner, options)
-        feeds = feeds_from_table(table, runner.signature, allow_missing=options.allow_missing) if table.n_rows else None
-        return chunk, table, feeds, rejects
-
-    pool = ThreadPoolExecutor(max_workers=options.parallel, thread_name_prefix="mlship-infer")
-    in_flight: deque[tuple[Chunk, Table | None, Any, list[dict[str, Any]], Future | None]] = deque()
-
-    def complete(chunk: Chunk, table: Table | None, feeds: Any, rejects: list[dict[str, Any]],
-                 future: Future | None) -> None:
-        # In input order: the writer appends chunks in the order it gets them.
-        if table is None:
-            writer.put((chunk.index, None, None, True))
-        else:
-            scored = future.result() if future is not None else None
-            keep = {c: table.column(c) for c in options.keep_columns}
-            columns = outputs.prediction_columns(scored, keep) if scored is not None else None
-            writer.put((chunk.index, columns, rejects, False))
-            if log is not None and scored is not None:
-                _log_chunk(log, options, runner, table, feeds, scored)
-        progress.advance(chunk.rows)
-
+    runner, plan, reader = _start(options, info)
+    log = None
     try:
-        for chunk, table, feeds, rejects in _prefetch(
-                prepare(c) for c in iter_chunks(plan.files, plan.columns, options.batch_size, plan.text_columns)):
-            chunks += 1
-            resumed += table is None
-            # Several chunks score at once, each on one onnxruntime thread: steadier than
-            # one run split across threads when reading and writing share the cores.
-            future = pool.submit(runner.run, feeds) if feeds is not None else None
-            in_flight.append((chunk, table, feeds, rejects, future))
-            while len(in_flight) > options.parallel + 1:
-                complete(*in_flight.popleft())
-        while in_flight:
-            complete(*in_flight.popleft())
-        writer.finish()
-    except BaseException:
-        writer.finish(raise_errors=False)
-        assembler.abort()
-        raise
+        log = _log_writer(options)
+        assembler = outputs.Assembler(plan.work, outputs.output_format(options.output), options.output)
+        chunks, resumed = _score(options, progress or NoProgress(), runner, plan, reader, assembler, log)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        reader.close()
         if log is not None:
             log.close()
     scored_rows, reject_rows = _finish(plan, assembler, options)
@@ -106,11 +72,96 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
     )
 
 
-def _usable_rows(chunk: Chunk, runner: Runner, options: PredictOptions) -> tuple[Table, list[dict[str, Any]]]:
+def _score(options: PredictOptions, progress: Progress, runner: Runner, plan: Plan, reader: "_Prefetch",
+           assembler: outputs.Assembler, log: Any) -> tuple[int, int]:
+    """Score the reader's chunks, `parallel` at once, and hand them to the writer in
+    input order; (chunks, chunks an interrupted run had finished)."""
+    progress.start(plan.total_rows)
+    writer = _Worker(lambda item: _store(assembler, plan.work, *item), queue.Queue(maxsize=WRITE_QUEUE))
+    chunks = resumed = 0
+    pool = ThreadPoolExecutor(max_workers=options.parallel, thread_name_prefix="mlship-infer")
+    in_flight: deque[tuple[Chunk, Table | None, Any, list[dict[str, Any]], Future | None]] = deque()
+
+    def complete(chunk: Chunk, table: Table | None, feeds: Any, rejects: list[dict[str, Any]],
+                 future: Future | None) -> None:
+        if table is None:
+            writer.put((chunk.index, None, None, True))
+        else:
+            scored = future.result() if future is not None else None
+            keep = {c: table.column(c) for c in options.keep_columns}
+            columns = outputs.prediction_columns(scored, keep) if scored is not None else None
+            writer.put((chunk.index, columns, rejects, False))
+            if log is not None and scored is not None:
+                _log_chunk(log, options, runner, table, feeds, scored)
+        progress.advance(chunk.rows)
+
+    try:
+        for chunk, table, feeds, rejects in reader:
+            chunks += 1
+            resumed += table is None
+            future = pool.submit(runner.run, feeds) if feeds is not None else None
+            in_flight.append((chunk, table, feeds, rejects, future))
+            while len(in_flight) > options.parallel + 1:
+                complete(*in_flight.popleft())
+        while in_flight:
+            complete(*in_flight.popleft())
+        writer.finish()
+    except BaseException:
+        writer.finish(raise_errors=False)
+        assembler.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return chunks, resumed
+
+
+def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner, Plan, "_Prefetch"]:
+    """The session, the plan and the reader, side by side: onnxruntime starts while
+    the input's columns are resolved and its first chunks read and converted. The
+    work directory is made only once the session runs, and a session that fails
+    is the error reported, as when they ran one after the other."""
+    model = load_model(options.model)
+    signature = runner_signature(model, options.features)
+    session = _Background(lambda: Runner(model, threads=options.threads or 1, providers=options.providers,
+                                         signature=signature), "mlship-session")
+    done: Future[set[int]] = Future()  # the chunks an interrupted run finished, once planned
+    reader = None
+    try:
+        inputs = resolve_inputs(options, signature)
+        files, columns, _ = inputs
+        reader = _Prefetch((_prepare(chunk, signature, options, done) for chunk in iter_chunks(
+            files, columns, options.batch_size, text_columns(options, signature, columns))))
+        runner = session.result()
+        if runner.providers.fallback_note():
+            info(runner.providers.fallback_note())
+        plan = plan_job(options, signature, model.sha256, info, inputs)
+    except BaseException as exc:
+        done.set_exception(exc)  # a reader waiting for the plan stops
+        if reader is not None:
+            reader.close()
+        if session.error() not in (None, exc):
+            raise session.error() from None
+        raise
+    done.set_result(plan.done)
+    return runner, plan, reader
+
+
+def _prepare(chunk: Chunk, signature: Signature, options: PredictOptions,
+             done: Future[set[int]]) -> tuple[Chunk, Table | None, dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+    """A chunk as the scorer takes it (in the reader thread: conversion overlaps inference);
+    a chunk an interrupted run finished is not converted."""
+    if chunk.index in done.result():
+        return chunk, None, None, []
+    table, rejects = _usable_rows(chunk, signature, options)
+    feeds = feeds_from_table(table, signature, allow_missing=options.allow_missing) if table.n_rows else None
+    return chunk, table, feeds, rejects
+
+
+def _usable_rows(chunk: Chunk, signature: Signature, options: PredictOptions) -> tuple[Table, list[dict[str, Any]]]:
     """The chunk without rows that cannot be converted (--on-error skip), and why."""
     if options.on_error == "fail":
         return chunk.table, []
-    bad = table_bad_rows(chunk.table, runner.signature, allow_missing=options.allow_missing)
+    bad = table_bad_rows(chunk.table, signature, allow_missing=options.allow_missing)
     if not bad:
         return chunk.table, []
     table = chunk.table
@@ -180,39 +231,62 @@ def _log_chunk(log, options: PredictOptions, runner: Runner, table: Table, feeds
     log.submit(entry, rows=entry.rows)
 
 
-def _prefetch(chunks: Iterator[Any], depth: int = 3) -> Iterator[Chunk]:
-    """Read the next chunks in a background thread while this one is scored."""
-    items: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class _Prefetch:
+    """The items of an iterator, made in a background thread from now on, at most
+    READ_AHEAD ahead of the consumer; its errors are raised to the consumer."""
 
-    def read() -> None:
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items: queue.Queue[Any] = queue.Queue(maxsize=READ_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(items,), name="mlship-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self, items: Iterator[Any]) -> None:
         try:
-            for chunk in chunks:
-                if stop.is_set():
+            for item in items:
+                if self._stop.is_set():
                     return
-                items.put(chunk)
+                self._items.put(item)
         except BaseException as exc:  # handed to the consumer, raised there
-            items.put(exc)
+            self._items.put(exc)
             return
-        items.put(_DONE)
+        self._items.put(_DONE)
 
-    thread = threading.Thread(target=read, name="mlship-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if item is _DONE:
-                return
+    def __iter__(self) -> Iterator[Any]:
+        while (item := self._items.get()) is not _DONE:
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a reader waiting on a full queue
+
+    def close(self) -> None:
+        """Stop reading; returns once the thread has ended."""
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a reader waiting on a full queue
             try:
-                items.get_nowait()
+                self._items.get_nowait()
             except queue.Empty:
-                thread.join(0.05)
+                self._thread.join(0.05)
+
+
+class _Background:
+    """One call run in a thread of its own; `result` waits for it."""
+
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+        self._future: Future[Any] = Future()
+        threading.Thread(target=self._run, args=(fn,), name=name, daemon=True).start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._future.set_result(fn())
+        except BaseException as exc:  # raised by result()
+            self._future.set_exception(exc)
+
+    def result(self) -> Any:
+        return self._future.result()
+
+    def error(self) -> BaseException | None:
+        """The call's exception once it has ended (waits), or None."""
+        return self._future.exception()
 
 
 class _Worker:

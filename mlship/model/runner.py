@@ -22,18 +22,20 @@ class Runner:
     same way (same providers, thread settings and error messages).
     `features` names the columns of 2-D inputs over the model's metadata;
     `providers` the execution providers, best first (CPU when not given), and
-    `self.providers` reports what the session runs on. `spinning=False` lets
+    `self.providers` reports what the session runs on; `signature` is
+    `runner_signature(model, features)` when the caller has it already (predict
+    plans its reads while the session starts). `spinning=False` lets
     onnxruntime's idle pool threads sleep instead of spinning: a server's
     event loop and its other workers need that CPU.
     """
 
     def __init__(self, model: ModelFile, *, threads: int | None = None,
                  features: DeclaredFeatures | None = None, providers: ProviderRequest | None = None,
-                 spinning: bool = True) -> None:
+                 spinning: bool = True, signature: Signature | None = None) -> None:
         import onnxruntime as ort
 
         self.model = model
-        self.signature: Signature = apply_features(signature_of(model.proto), features)
+        self.signature: Signature = signature if signature is not None else runner_signature(model, features)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -75,6 +77,11 @@ class Runner:
         except Exception as exc:
             raise InvalidInputError(f"{self.model.path}: inference failed: {_short(exc)}") from None
         return dict(zip(self.output_names, values))
+
+
+def runner_signature(model: ModelFile, features: DeclaredFeatures | None = None) -> Signature:
+    """The signature a Runner of `model` has, without starting onnxruntime."""
+    return apply_features(signature_of(model.proto), features)
 
 
 def _short(exc: BaseException) -> str:
