@@ -1,0 +1,169 @@
+"""The local engine's pipeline: order across many concurrent chunks, a failure
+in a middle chunk, a session that fails while the input is read, and the
+bounded number of chunks between reading and writing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from onnx import TensorProto, helper
+
+from mlship.batch import local, outputs
+from mlship.batch.job import PredictOptions
+from mlship.batch.run import run_predict
+from mlship.batch.workdir import work_dir
+from tests import models
+from tests.support import MODEL, run
+
+ROWS, BATCH = 2_000, 7  # 286 chunks
+
+
+def many_rows(tmp_path, rows=ROWS):
+    rng = np.random.default_rng(5)
+    X, _, names = models.sample_matrix()
+    data = X[rng.integers(0, len(X), rows)] * rng.uniform(0.9, 1.1, (rows, 1)).astype(np.float32)
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": np.arange(10_000, 10_000 + rows), **{n: data[:, j] for j, n in enumerate(names)}}),
+                   path, row_group_size=300)
+    return path, data, names
+
+
+def reference(data, batch=BATCH):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(MODEL), options)
+    parts = [session.run(None, {"X": data[i:i + batch]}) for i in range(0, len(data), batch)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def leftovers(output):
+    """Files a failed run must not leave: the output, or its partial file."""
+    return [p.name for p in (output, output.with_name(f".{output.name}.partial")) if p.exists()]
+
+
+@pytest.mark.parametrize("parallel,threads", [("4", "1"), ("3", "2")])
+def test_many_chunks_scored_at_once_keep_the_input_order(tmp_path, parallel, threads):
+    source, data, _ = many_rows(tmp_path)
+    output = tmp_path / "o.parquet"
+    result = run("predict", str(MODEL), "-i", str(source), "-o", str(output), "--batch-size", str(BATCH),
+                 "--parallel", parallel, "--threads", threads, "--keep-columns", "id", "--json")
+    assert result.code == 0, result.stderr
+    assert result.json()["chunks"] == -(-ROWS // BATCH) and result.json()["rows"] == ROWS
+    table = pq.read_table(output).to_pydict()
+    assert table["id"] == list(range(10_000, 10_000 + ROWS))
+    label, probabilities = reference(data)
+    assert table["label"] == label.tolist()
+    np.testing.assert_allclose(table["probabilities_1"], probabilities[:, 1], rtol=1e-6)
+
+
+def test_a_bad_row_in_a_middle_chunk_exits_3_and_leaves_no_output(tmp_path):
+    source, data, names = many_rows(tmp_path)
+    csv = tmp_path / "in.csv"
+    lines = [",".join(names)] + [",".join(repr(float(v)) for v in row) for row in data]
+    lines[1001] = lines[1001].replace(lines[1001].split(",")[3], "huge", 1)  # row 1001: chunk 143 of 286
+    csv.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "o.parquet"
+    result = run("predict", str(MODEL), "-i", str(csv), "-o", str(output), "--batch-size", str(BATCH),
+                 "--parallel", "4")
+    assert result.code == 3
+    assert f"{csv}: column '{names[3]}' row 1001: cannot convert 'huge' to float32" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert leftovers(output) == []
+    parts = sorted(p.name for p in work_dir(output).glob("part-*"))
+    assert parts and len(parts) < 143  # the chunks before it stay for --resume; none after it
+
+
+def gather_model(path):
+    """Gather from ten constants by an int64 input `i`: an index past 9 fails inside onnxruntime."""
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, ["N"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])
+    table = helper.make_tensor("table", TensorProto.FLOAT, [10], [float(k) for k in range(10)])
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "i"], ["y"])], "gather", [i], [y],
+                              initializer=[table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, path)
+    return path
+
+
+def test_an_inference_error_in_a_middle_chunk_exits_3_and_leaves_no_output(tmp_path):
+    model = gather_model(tmp_path / "gather.onnx")
+    indexes = np.arange(ROWS) % 10
+    indexes[1200] = 99
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"i": indexes}), source)
+    output = tmp_path / "o.csv"
+    result = run("predict", str(model), "-i", str(source), "-o", str(output), "--batch-size", str(BATCH),
+                 "--parallel", "4")
+    assert result.code == 3
+    assert f"{model}: inference failed:" in result.stderr and result.stderr.count("\n") == 1
+    assert leftovers(output) == []
+    indexes[1200] = 9  # the same run without the bad index scores every row, in order
+    pq.write_table(pa.table({"i": indexes}), source)
+    result = run("predict", str(model), "-i", str(source), "-o", str(output), "--batch-size", str(BATCH),
+                 "--parallel", "4")
+    assert result.code == 0, result.stderr
+    assert [float(v) for v in output.read_text().splitlines()[1:]] == indexes.astype(float).tolist()
+
+
+def unknown_op_model(path):
+    """Parses and passes the checker, but onnxruntime has no kernel for its node."""
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 30])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["N", 30])
+    graph = helper.make_graph([helper.make_node("Nope", ["X"], ["Y"], domain="com.example")], "nope", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.example", 1)])
+    model.ir_version = 8
+    onnx.save_model(model, path)
+    return path
+
+
+@pytest.mark.parametrize("input_exists", [True, False])
+def test_a_session_that_fails_while_the_input_is_read_is_the_error_and_nothing_is_written(tmp_path, input_exists):
+    model = unknown_op_model(tmp_path / "nope.onnx")
+    source, _, _ = many_rows(tmp_path) if input_exists else (tmp_path / "absent.parquet", None, None)
+    output = tmp_path / "o.parquet"
+    result = run("predict", str(model), "-i", str(source), "-o", str(output), "--batch-size", str(BATCH))
+    assert result.code == 3
+    assert f"{model}: onnxruntime cannot load the model" in result.stderr and result.stderr.count("\n") == 1
+    assert leftovers(output) == [] and not work_dir(output).exists()
+    assert not [t for t in threading.enumerate() if t.name in ("mlship-reader", "mlship-session")]
+
+
+def test_reading_stays_a_bounded_number_of_chunks_ahead_of_writing(tmp_path, monkeypatch):
+    """A slow writer holds the reader back: at no time are more than `in_flight_limit`
+    chunks read and not yet written, whatever the number of chunks."""
+    source, _, _ = many_rows(tmp_path, rows=700)  # 100 chunks
+    read = written = most = 0
+    lock = threading.Lock()
+    real_chunks, real_add = local.iter_chunks, outputs.Assembler.add
+
+    def counted_chunks(*args, **kwargs):
+        nonlocal read, most
+        for chunk in real_chunks(*args, **kwargs):
+            with lock:
+                read += 1
+                most = max(most, read - written)
+            yield chunk
+
+    def slow_add(self, index, columns):
+        nonlocal written
+        time.sleep(0.01)
+        real_add(self, index, columns)
+        with lock:
+            written += 1
+
+    monkeypatch.setattr(local, "iter_chunks", counted_chunks)
+    monkeypatch.setattr(outputs.Assembler, "add", slow_add)
+    options = PredictOptions(model=MODEL, input=str(source), output=tmp_path / "o.parquet", batch_size=BATCH,
+                             parallel=2)
+    summary = run_predict(options)
+    assert summary.chunks == 100 and written == 100
+    assert 2 <= most <= local.in_flight_limit(2) < 100
