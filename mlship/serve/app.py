@@ -223,14 +223,21 @@ class ServeApp:
     async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
         service = self.service
         raw = await self._read_body(scope, receive)
-        header, tail = binary.split_body(raw, _header(scope, binary.HEADER))
+        headers = scope["mlship.headers"]
+        declared = headers.get(binary.HEADER)
+        header, tail = (raw, None) if declared is None else binary.split_body(raw, declared.decode("latin-1"))
         body = _parse_json(header)
-        body_id = self._decode(request_id, started, lambda: protocol.checked_id(
-            body.get("id") if isinstance(body, dict) else None, "'id'"))
-        if body_id is not None and not _header(scope, b"x-request-id"):
-            request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
-        feeds, wanted = self._decode(request_id, started, lambda: (
-            self.plan.decode(body, tail), protocol.requested_outputs(body, service.output_names)))
+        try:  # a bad request is logged (status and error) before its 4xx
+            body_id = protocol.checked_id(body.get("id") if type(body) is dict else None, "'id'")
+            if body_id is not None and b"x-request-id" not in headers:
+                request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
+            feeds = self.plan.decode(body, tail)
+            # Which outputs, and whether binary: only a body that says so pays for the answer
+            wanted = protocol.requested_outputs(body, service.output_names) \
+                if "outputs" in body or "parameters" in body else None
+        except RequestError as exc:
+            service.log_predictions(request_id, started, status=exc.status, error=exc.message)
+            raise
         outputs, cached = await self._run_model(feeds, request_id, started)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
         answer, data = self.answer.encode(body_id if body_id is not None else request_id, outputs, wanted)

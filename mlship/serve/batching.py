@@ -20,7 +20,6 @@ import asyncio
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
@@ -29,13 +28,12 @@ Feeds = dict[str, np.ndarray]
 Outputs = dict[str, Any]
 
 
-@dataclass
 class _Pending:
-    feeds: Feeds
-    rows: int
-    key: tuple
-    future: asyncio.Future
-    arrived: float = field(default_factory=time.perf_counter)
+    __slots__ = ("feeds", "rows", "key", "future", "arrived")
+
+    def __init__(self, feeds: Feeds, rows: int, key: tuple, future: asyncio.Future) -> None:
+        self.feeds, self.rows, self.key, self.future = feeds, rows, key, future
+        self.arrived = time.perf_counter()
 
 
 class MicroBatcher:
@@ -69,8 +67,12 @@ class MicroBatcher:
     async def submit(self, feeds: Feeds) -> Outputs:
         """Run `feeds` (possibly together with others); outputs for these rows only."""
         loop = asyncio.get_running_loop()
-        rows = len(next(iter(feeds.values()))) if feeds else 1
-        key = tuple((n, v.dtype.str, v.shape[1:]) for n, v in sorted(feeds.items()))
+        if len(feeds) == 1:  # the usual model: one input
+            ((name, value),) = feeds.items()
+            rows, key = len(value), (name, value.dtype.str, value.shape[1:])
+        else:
+            rows = len(next(iter(feeds.values()))) if feeds else 1
+            key = tuple((n, v.dtype.str, v.shape[1:]) for n, v in sorted(feeds.items()))
         item = _Pending(feeds, rows, key, loop.create_future())
         self._pending.append(item)
         if self._drainer is not None and not self._drainer.done():
@@ -185,7 +187,9 @@ class MicroBatcher:
         merged = {n: np.concatenate([item.feeds[n] for item in batch]) for n in names}
         outputs = self._timed(self._run, merged, clock)
         total = sum(item.rows for item in batch)
-        offsets = np.cumsum([0] + [item.rows for item in batch])
+        offsets = [0]
+        for item in batch:
+            offsets.append(offsets[-1] + item.rows)
         results: list[Outputs] = [{} for _ in batch]
         for name, value in outputs.items():
             if not (isinstance(value, np.ndarray) and value.ndim and value.shape[0] == total):

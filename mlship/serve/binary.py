@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from mlship.serve.errors import RequestError
 
 HEADER = b"inference-header-content-length"
 _LENGTH = struct.Struct("<I")
+_LITTLE = sys.byteorder == "little"
 
 
 def split_body(raw: bytes, declared: str | None) -> tuple[bytes, memoryview]:
@@ -65,13 +67,20 @@ class BinaryTail:
                                     f"(binary_data_size values add up to {self.offset})")
 
 
+def wire_dtype(datatype: str, dtype: np.dtype) -> np.dtype:
+    """The dtype of a tensor's binary data: little-endian, BOOL as one byte."""
+    return np.dtype(np.uint8 if datatype == "BOOL" else dtype).newbyteorder("<")
+
+
 def tensor_from_bytes(name: str, chunk: memoryview, shape: list[int], datatype: str,
-                      dtype: np.dtype) -> np.ndarray:
-    """An input's array from its binary data, which must hold exactly shape's values."""
+                      dtype: np.dtype, wire: np.dtype | None = None) -> np.ndarray:
+    """An input's array from its binary data, which must hold exactly shape's
+    values (`wire`: wire_dtype(datatype, dtype), when the caller keeps it)."""
     count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_elements(name, chunk, count).reshape(shape)
-    wire = np.dtype(np.uint8 if datatype == "BOOL" else dtype).newbyteorder("<")
+    if wire is None:
+        wire = wire_dtype(datatype, dtype)
     if len(chunk) != count * wire.itemsize:
         raise RequestError(400, f"input {name!r}: binary_data_size {len(chunk)} does not fit shape {shape} of "
                                 f"{datatype} ({count} values of {wire.itemsize} bytes = {count * wire.itemsize})")
@@ -119,4 +128,6 @@ def output_bytes(array: np.ndarray, datatype: str) -> bytes:
         return b"".join(parts)
     if datatype == "BOOL":
         return np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+    if _LITTLE and array.dtype.isnative:
+        return array.tobytes()  # row-major, whatever the array's layout
     return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

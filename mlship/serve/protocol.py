@@ -15,7 +15,7 @@ import numpy as np
 from mlship import jsonfast
 from mlship.model.feeds import input_dtype, missing_mask, missing_reason
 from mlship.model.signature import Signature, TensorSpec
-from mlship.serve.binary import BinaryTail, output_bytes, tensor_from_bytes
+from mlship.serve.binary import BinaryTail, output_bytes, tensor_from_bytes, wire_dtype
 from mlship.serve.errors import RequestError
 
 # A request id is echoed in the X-Request-ID response header (and joins logs):
@@ -93,6 +93,7 @@ class _InputPlan:
         self.refuse_nan = self.float and missing_reason(self.dtype, allow_missing) is not None
         self.fixed = None if spec.shape is None else [d if isinstance(d, int) and d > 0 else None for d in spec.shape]
         self.fixed_dims = [(i, d) for i, d in enumerate(self.fixed or []) if d is not None]
+        self.wire = wire_dtype(self.datatype or "", self.dtype)  # its binary tensor data's dtype
 
 
 class FeedPlan:
@@ -108,11 +109,23 @@ class FeedPlan:
         names = signature.feature_names if len(signature.inputs) == 1 else None
         self.inputs = {s.name: _InputPlan(s, names, allow_missing) for s in signature.inputs}
         self.listed = ", ".join(self.inputs)
+        # The usual tabular model: one float input [batch, width]. Its plain requests take
+        # `_table`, the same checks in a few lines; anything else the full way (and its errors).
+        plan = next(iter(self.inputs.values())) if len(self.inputs) == 1 else None
+        table = plan is not None and plan.float and plan.fixed is not None and len(plan.fixed) == 2 \
+            and plan.fixed[0] is None and plan.fixed[1] is not None
+        self._table = (plan, plan.fixed[1]) if table else None
 
     def decode(self, body: Any, binary: memoryview | None = None) -> dict[str, np.ndarray]:
+        if self._table is not None and type(body) is dict:
+            inputs = body.get("inputs")
+            if type(inputs) is list and len(inputs) == 1 and type(inputs[0]) is dict:
+                feeds = self._decode_table(inputs[0], binary)
+                if feeds is not None:
+                    return feeds
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
             raise RequestError(400, "request body must be a JSON object with an 'inputs' list")
-        tail = BinaryTail(binary if binary is not None else memoryview(b""))
+        tail = BinaryTail(binary) if binary is not None else None
         feeds: dict[str, np.ndarray] = {}
         for i, tensor in enumerate(body["inputs"]):
             if not isinstance(tensor, dict):
@@ -124,14 +137,43 @@ class FeedPlan:
             if name in feeds:
                 raise RequestError(400, f"input {name!r} appears twice")
             feeds[name] = self._tensor(tensor, plan, tail)
-        tail.check_used()
+        if tail is not None:
+            tail.check_used()
         if len(feeds) != len(self.inputs):
             missing = [n for n in self.inputs if n not in feeds]
             raise RequestError(400, f"missing input{'s' if len(missing) > 1 else ''} "
                                     f"{', '.join(map(repr, missing))}")
         return feeds
 
-    def _tensor(self, tensor: dict[str, Any], plan: _InputPlan, tail: BinaryTail) -> np.ndarray:
+    def _decode_table(self, tensor: dict[str, Any], binary: memoryview | None) -> dict[str, np.ndarray] | None:
+        """`_tensor`'s checks for a [batch, width] float input sent plainly; None
+        when the request needs the full way, which then answers it."""
+        plan, width = self._table
+        shape = tensor.get("shape")
+        if tensor.get("name") != plan.name or tensor.get("datatype") != plan.datatype or type(shape) is not list \
+                or len(shape) != 2 or type(shape[0]) is not int or type(shape[1]) is not int or shape[1] != width \
+                or shape[0] < 0:
+            return None
+        if binary is None:
+            data = tensor.get("data")
+            if type(data) is not list or "parameters" in tensor:
+                return None
+            try:
+                array = np.asarray(data, dtype=plan.dtype)
+            except (ValueError, TypeError, OverflowError):
+                return None
+        else:
+            parameters = tensor.get("parameters")
+            if type(parameters) is not dict or len(parameters) != 1 or tensor.get("data") is not None \
+                    or parameters.get("binary_data_size") != len(binary) or len(binary) != shape[0] * width * \
+                    plan.wire.itemsize or type(parameters["binary_data_size"]) is not int:
+                return None
+            array = np.frombuffer(binary, dtype=plan.wire).astype(plan.dtype)  # native-order, aligned, its own
+        if array.size != shape[0] * width or (plan.refuse_nan and _has_nan(array)):
+            return None
+        return {plan.name: array.reshape(shape)}
+
+    def _tensor(self, tensor: dict[str, Any], plan: _InputPlan, tail: BinaryTail | None) -> np.ndarray:
         name = plan.name
         shape, datatype = tensor.get("shape"), tensor.get("datatype")
         if type(shape) is not list or (shape and ({*map(type, shape)} != _INT or min(shape) < 0)):
@@ -143,8 +185,8 @@ class FeedPlan:
         if isinstance(parameters, dict) and "binary_data_size" in parameters:
             if tensor.get("data") is not None:
                 raise RequestError(400, f"input {name!r}: has both 'data' and binary_data_size; send one")
-            chunk = tail.take(name, parameters["binary_data_size"])
-            array = tensor_from_bytes(name, chunk, shape, datatype, plan.dtype)
+            chunk = (tail or BinaryTail(memoryview(b""))).take(name, parameters["binary_data_size"])
+            array = tensor_from_bytes(name, chunk, shape, datatype, plan.dtype, plan.wire)
         else:
             array = _json_tensor(name, tensor.get("data"), shape, datatype, plan.dtype, self.allow_missing,
                                  plan.feature_names)
@@ -154,10 +196,15 @@ class FeedPlan:
             for i, want in plan.fixed_dims:
                 if array.shape[i] != want:
                     _refuse_shape(name, array, plan)
-        if plan.refuse_nan and np.isnan(array).any():  # null and "NaN" are NaN by now
+        if plan.refuse_nan and _has_nan(array):  # null and "NaN" are NaN by now
             _refuse_missing(name, np.isnan(array).ravel(), shape, plan.dtype, self.allow_missing,
                             plan.feature_names)
         return array
+
+
+def _has_nan(array: np.ndarray) -> bool:
+    """Whether a float array holds a NaN (count_nonzero: half the cost of .any() on a request's row)."""
+    return bool(np.count_nonzero(np.isnan(array)))
 
 
 def _refuse_shape(name: str, array: np.ndarray, plan: _InputPlan) -> None:
@@ -183,7 +230,7 @@ def _json_tensor(name: str, data: Any, shape: list[int], datatype: str, dtype: n
                             feature_names)
     try:
         array = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise RequestError(400, f"input {name!r}: data cannot be read as {datatype}") from None
     if array.size != count:
         raise RequestError(400, f"input {name!r}: shape {shape} needs {count} values, data has {array.size}")
@@ -221,8 +268,8 @@ class InferAnswer:
     def __init__(self, name: str, version: str) -> None:
         self.head = b'{"model_name":' + jsonfast.dumps(name) + b',"model_version":' + jsonfast.dumps(version) + \
             b',"id":'
-        self._tensors: dict[tuple[str, np.dtype], tuple[bytes, str, bool]] = {}
-        self._shapes: dict[tuple[int, ...], bytes] = {}
+        # (name, dtype, shape) -> the output's JSON up to its data, up to its binary size, datatype, text?
+        self._fixed: dict[tuple[str, str, tuple[int, ...]], tuple[bytes, bytes, str, bool]] = {}
 
     def encode(self, request_id: str, outputs: dict[str, Any], wanted: dict[str, bool] | None) -> tuple[bytes, bytes]:
         """The JSON answer (or binary header) and the binary tail."""
@@ -230,30 +277,26 @@ class InferAnswer:
         for name, value in outputs.items():
             if wanted is not None and name not in wanted:
                 continue
-            array = value if isinstance(value, np.ndarray) else np.asarray(value)
-            head, datatype, text = self._tensors.get((name, array.dtype)) or self._tensor(name, array)
-            shape = self._shapes.get(array.shape) or self._shape(array.shape)
+            array = value if type(value) is np.ndarray else np.asarray(value)
+            fixed = self._fixed.get((name, array.dtype.char, array.shape)) or self._fix(name, array)
             if wanted is not None and wanted[name]:
-                tail.append(output_bytes(array, datatype))
-                parts.append(b"".join((head, shape, b',"parameters":{"binary_data_size":%d}}' % len(tail[-1]))))
+                tail.append(output_bytes(array, fixed[2]))
+                parts.append(b'%s%d}}' % (fixed[1], len(tail[-1])))
             else:
-                data = array.astype(str).ravel().tolist() if text else array.ravel()
-                parts.append(b"".join((head, shape, b',"data":', jsonfast.dumps(data), b"}")))
-        return b"".join((self.head, jsonfast.dumps(request_id), b',"outputs":[', b",".join(parts), b"]}")), \
-            b"".join(tail)
+                data = array.astype(str).ravel().tolist() if fixed[3] else array.ravel()
+                parts.append(fixed[0] + jsonfast.dumps(data) + b"}")
+        return b"%s%s,\"outputs\":[%s]}" % (self.head, jsonfast.dumps(request_id), b",".join(parts)), b"".join(tail)
 
-    def _shape(self, shape: tuple[int, ...]) -> bytes:
-        if len(self._shapes) > 1024:  # shapes come from requests: keep the cache small
-            self._shapes.clear()
-        encoded = self._shapes[shape] = jsonfast.dumps(list(shape))
-        return encoded
-
-    def _tensor(self, name: str, array: np.ndarray) -> tuple[bytes, str, bool]:
+    def _fix(self, name: str, array: np.ndarray) -> tuple[bytes, bytes, str, bool]:
+        if len(self._fixed) > 1024:  # shapes come from requests: keep the cache small
+            self._fixed.clear()
         text = array.dtype.kind in "OUS"
         datatype = DATATYPES.get("string" if text else array.dtype.name, "BYTES")
-        head = b'{"name":' + jsonfast.dumps(name) + b',"datatype":' + jsonfast.dumps(datatype) + b',"shape":'
-        self._tensors[name, array.dtype] = (head, datatype, text)
-        return head, datatype, text
+        head = b'{"name":' + jsonfast.dumps(name) + b',"datatype":' + jsonfast.dumps(datatype) + b',"shape":' + \
+            jsonfast.dumps(list(array.shape))
+        fixed = self._fixed[name, array.dtype.char, array.shape] = (
+            head + b',"data":', head + b',"parameters":{"binary_data_size":', datatype, text)
+        return fixed
 
 
 def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool] | None:

@@ -1,0 +1,153 @@
+"""FeedPlan's short way for a [batch, width] float input decides exactly as
+the full way (same arrays, same errors); answers are encoded as the protocol
+shapes them, JSON and binary."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mlship.model.runner import Runner
+from mlship.serve.errors import RequestError
+from mlship.serve.protocol import FeedPlan, InferAnswer, requested_outputs
+from tests.support import MODEL
+
+ROW = [0.5 + i for i in range(30)]
+
+
+@pytest.fixture(scope="module")
+def plans():
+    signature = Runner.from_path(MODEL).signature
+    fast, full = FeedPlan(signature), FeedPlan(signature)
+    full._table = None  # the full way only
+    assert fast._table is not None
+    return fast, full
+
+
+def outcome(plan, body, tail=None):
+    try:
+        return {n: (a.dtype.str, a.shape, a.tobytes()) for n, a in plan.decode(body, tail).items()}
+    except RequestError as exc:
+        return (exc.status, exc.message)
+
+
+def tensor(**fields):
+    return {"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": ROW, **fields}]}
+
+
+JSON_BODIES = [
+    tensor(),
+    tensor(data=[ROW]),  # nested
+    tensor(shape=[2, 30], data=ROW + ROW),
+    tensor(shape=[0, 30], data=[]),
+    tensor(data=[str(v) for v in ROW]),  # numbers as text: read as the full way reads them
+    tensor(data=[True] + ROW[1:]),
+    tensor(data=[None] + ROW[1:]),  # a missing value: refused, naming row and feature
+    tensor(data=["NaN"] + ROW[1:]),
+    tensor(data=["x"] + ROW[1:]),
+    tensor(data=ROW[:29]),
+    tensor(data=[ROW[:15], ROW[15:]]),
+    tensor(data=[ROW[:15], ROW[15:29]]),  # ragged
+    tensor(data=[{"a": 1}] * 30),
+    tensor(data=None),
+    tensor(data="text"),
+    tensor(shape=[1, 29], data=ROW[:29]),
+    tensor(shape=[1, True]),
+    tensor(shape=[True, 30]),
+    tensor(shape=[-1, 30]),
+    tensor(shape=[1.0, 30]),
+    tensor(shape=[30]),
+    tensor(shape="1,30"),
+    tensor(datatype="FP64"),
+    tensor(name="Y"),
+    tensor(parameters={}),
+    tensor(parameters={"binary_data_size": 120}),
+    {"inputs": [tensor()["inputs"][0], tensor()["inputs"][0]]},
+    {"inputs": []},
+    {"inputs": ["X"]},
+    {"inputs": {"X": ROW}},
+    [ROW],
+]
+
+
+@pytest.mark.parametrize("body", JSON_BODIES, ids=range(len(JSON_BODIES)))
+def test_json_tensors_decode_as_the_full_way_decodes_them(plans, body):
+    fast, full = plans
+    assert outcome(fast, body) == outcome(full, body)
+
+
+def binary_case(size=120, data_bytes=120, shape=(1, 30), extra=None, **fields):
+    values = np.arange(30, dtype="<f4").tobytes()[:data_bytes] if data_bytes <= 120 else b"\0" * data_bytes
+    parameters = {"binary_data_size": size, **(extra or {})}
+    body = {"inputs": [{"name": "X", "shape": list(shape), "datatype": "FP32", "parameters": parameters, **fields}]}
+    return body, memoryview(values)
+
+
+BINARY = [
+    binary_case(),
+    binary_case(size=116),
+    binary_case(size=124),
+    binary_case(data_bytes=116, size=116),
+    binary_case(data_bytes=240, size=240, shape=(2, 30)),
+    binary_case(size=120.0),
+    binary_case(size=True),
+    binary_case(size="120"),
+    binary_case(data=[1.0]),
+    binary_case(data=None),
+    binary_case(extra={"other": 1}),
+    binary_case(shape=(2, 30)),
+]
+
+
+@pytest.mark.parametrize("case", BINARY, ids=range(len(BINARY)))
+def test_binary_tensors_decode_as_the_full_way_decodes_them(plans, case):
+    fast, full = plans
+    body, tail = case
+    assert outcome(fast, body, tail) == outcome(full, body, tail)
+
+
+def test_binary_nan_is_refused_as_in_json(plans):
+    fast, _ = plans
+    body, _ = binary_case()
+    with pytest.raises(RequestError, match="row 1, feature"):
+        fast.decode(body, memoryview(np.array([np.nan] + ROW[1:], dtype="<f4").tobytes()))
+
+
+OUTPUTS = {"label": np.array([1, 0], dtype=np.longlong), "probabilities": np.array([[0.25, 0.75], [0.5, 0.5]],
+                                                                                  dtype=np.float32),
+           "name": np.array(["a", "b\"c"], dtype=object)}
+
+
+def test_json_answer_has_the_protocols_shape():
+    answer, tail = InferAnswer("bc", "2.0").encode("id-1", OUTPUTS, None)
+    assert tail == b""
+    assert json.loads(answer) == {"model_name": "bc", "model_version": "2.0", "id": "id-1", "outputs": [
+        {"name": "label", "datatype": "INT64", "shape": [2], "data": [1, 0]},
+        {"name": "probabilities", "datatype": "FP32", "shape": [2, 2], "data": [0.25, 0.75, 0.5, 0.5]},
+        {"name": "name", "datatype": "BYTES", "shape": [2], "data": ["a", "b\"c"]}]}
+
+
+def test_binary_answer_carries_sizes_and_little_endian_bytes_in_order():
+    wanted = requested_outputs({"parameters": {"binary_data_output": True}}, list(OUTPUTS))
+    encoder = InferAnswer("bc", "2.0")
+    for _ in range(2):  # the second time from what the first one fixed
+        answer, tail = encoder.encode("id-1", OUTPUTS, wanted)
+        outputs = json.loads(answer)["outputs"]
+        sizes = [o["parameters"]["binary_data_size"] for o in outputs]
+        assert [o["shape"] for o in outputs] == [[2], [2, 2], [2]] and "data" not in outputs[0]
+        assert sizes == [16, 16, 4 + 1 + 4 + 3] and len(tail) == sum(sizes)
+        assert np.frombuffer(tail[:16], "<i8").tolist() == [1, 0]
+        assert np.frombuffer(tail[16:32], "<f4").tolist() == [0.25, 0.75, 0.5, 0.5]
+        assert tail[32:] == b"\x01\x00\x00\x00a\x03\x00\x00\x00b\"c"
+
+
+def test_answers_for_other_shapes_are_not_mixed_up():
+    encoder = InferAnswer("bc", "1")
+    for rows in (1, 3, 1, 2):
+        outputs = {"p": np.full((rows, 2), 0.5, dtype=np.float32)}
+        decoded = json.loads(encoder.encode("x", outputs, None)[0])["outputs"][0]
+        assert decoded["shape"] == [rows, 2] and len(decoded["data"]) == 2 * rows
+        assert math.isclose(sum(decoded["data"]), rows)
