@@ -101,7 +101,7 @@ class LogWriter:
             while self._queue:
                 # Take what is waiting so one write serves many records, in
                 # slices: between them the GIL goes back to the event loop.
-                items = [self._queue.popleft() for _ in range(min(len(self._queue), 64))]
+                items = [self._queue.popleft() for _ in range(min(len(self._queue), 256))]
                 try:
                     self._write(items)
                 except Exception:  # a bad record or a full disk must not stop logging for good
@@ -115,6 +115,11 @@ class LogWriter:
             self._wake.clear()
 
     def _write(self, items: list[Any]) -> None:
+        if all(type(item) is bytes for item in items):  # lines made on the request path: one join, one write
+            size = sum(map(len, items))
+            if self._file is not None and self._file_bytes + size <= self.max_bytes:
+                self._flush(items, size)
+                return
         chunk: list[bytes] = []
         size = 0
         for line in _lines(items):

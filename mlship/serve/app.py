@@ -47,6 +47,7 @@ class ServeApp:
         service.metrics.inflight_now = lambda: self.inflight
         self.plan = protocol.FeedPlan(service.signature, service.settings.allow_missing)
         self.answer = protocol.InferAnswer(service.name, service.version)
+        self._max_body = service.settings.max_body_bytes
         self._variant = (b"x-mlship-variant", service.variant.encode())
         # Request ids: unique per process (random prefix) and cheap (a counter),
         # the 32 hex digits of a uuid4 without a system call per request.
@@ -238,7 +239,7 @@ class ServeApp:
         except RequestError as exc:
             service.log_predictions(request_id, started, status=exc.status, error=exc.message)
             raise
-        outputs, cached = await self._run_model(feeds, request_id, started)
+        outputs, cached = await self._run_model(feeds, request_id, started, scope)
         service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
         answer, data = self.answer.encode(body_id if body_id is not None else request_id, outputs, wanted)
         return 200, BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
@@ -248,7 +249,7 @@ class ServeApp:
         body = _parse_json(await self._read_body(scope, receive))
         feeds, instances = self._decode(request_id, started, lambda: decode_predict(
             body, service.signature, allow_missing=service.settings.allow_missing))
-        outputs, rows = await self._predict_rows(feeds, instances, request_id, started)
+        outputs, rows = await self._predict_rows(feeds, instances, request_id, started, scope)
         return 200, {
             "predictions": rows,
             "model": service.name,
@@ -266,24 +267,29 @@ class ServeApp:
             raise RequestError(400, "request body must be a JSON object with an 'instances' list")
         feeds, instances = self._decode(request_id, started, lambda: decode_rows(
             body["instances"], service.signature, allow_missing=service.settings.allow_missing))
-        outputs, rows = await self._predict_rows(feeds, instances, request_id, started)
+        outputs, rows = await self._predict_rows(feeds, instances, request_id, started, scope)
         if len(outputs) == 1:
             rows = [next(iter(row.values())) for row in rows]
         return 200, {"predictions": rows}
 
     async def _predict_rows(self, feeds: dict[str, Any], instances: list[dict[str, Any]] | None, request_id: str,
-                            started: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                            started: float, scope: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Run, log (the rows as sent when they were objects, else the feeds) and split outputs by row."""
-        outputs, cached = await self._run_model(feeds, request_id, started)
+        outputs, cached = await self._run_model(feeds, request_id, started, scope)
         self.service.log_predictions(request_id, started, instances=instances,
                                      feeds=feeds if instances is None else None, outputs=outputs, cached=cached)
         rows = len(instances) if instances is not None else len(next(iter(feeds.values())))
         return outputs, row_outputs(outputs, rows)
 
-    async def _run_model(self, feeds: dict[str, Any], request_id: str, started: float) -> tuple[dict[str, Any], bool]:
-        """Run the model; a failure is logged (status 500) before it is answered, so gates count it."""
+    async def _run_model(self, feeds: dict[str, Any], request_id: str, started: float,
+                         scope: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Run the model; a failure is logged (status 500) before it is answered, so gates count it.
+
+        A request alone in the server (no other request's task: mlship.serve.http
+        puts the server's set of them in the scope) runs at once, without waiting
+        a turn of the loop for others to batch with."""
         try:
-            return await self.service.predict(feeds)
+            return await self.service.predict(feeds, alone=len(scope.get("mlship.tasks", _TWO)) == 1)
         except Exception as exc:
             self.service.log_predictions(request_id, started, status=500, error=f"{type(exc).__name__}: {exc}"[:500])
             raise
@@ -298,10 +304,10 @@ class ServeApp:
 
     async def _read_body(self, scope: dict[str, Any], receive: Receive) -> bytes:
         """The whole body, refused (413) as soon as it is over --max-body-bytes."""
-        limit = self.service.settings.max_body_bytes
-        declared = _header(scope, b"content-length")
+        limit = self._max_body
+        declared = scope["mlship.headers"].get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise RequestError(413, f"request body of {declared} bytes is over the limit of {limit} bytes")
+            raise RequestError(413, f"request body of {declared.decode()} bytes is over the limit of {limit} bytes")
         message = await receive()
         if not message.get("more_body"):  # the usual small body: one message
             body = message.get("body", b"")
@@ -321,6 +327,9 @@ class ServeApp:
         return b"".join(chunks)
 
 
+_TWO = (None, None)  # no set of tasks in the scope: not known to be alone
+
+
 def _parse_json(raw: bytes) -> Any:
     if not raw:
         raise RequestError(400, "request body is empty; send JSON")
@@ -329,8 +338,3 @@ def _parse_json(raw: bytes) -> Any:
     except (jsonfast.DecodeError, ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"request body is not valid JSON: {exc}") from None
 
-
-def _header(scope: dict[str, Any], name: bytes) -> str | None:
-    """A request header (the first when repeated), from the dict `_http` made once."""
-    value = scope["mlship.headers"].get(name)
-    return value.decode("latin-1") if value is not None else None

@@ -64,8 +64,17 @@ class MicroBatcher:
         self._run_s = self.inline_max_s
         self._inline_scheduled = False
 
-    async def submit(self, feeds: Feeds) -> Outputs:
-        """Run `feeds` (possibly together with others); outputs for these rows only."""
+    async def submit(self, feeds: Feeds, alone: bool = False) -> Outputs:
+        """Run `feeds` (possibly together with others); outputs for these rows only.
+
+        `alone`: the caller knows no other request is in flight, so none can
+        join a batch: a fast model runs at once, on the loop, with no turn of
+        the loop waited for others (what a lone client's latency is made of)."""
+        if alone and not self._pending and self.max_wait_s == 0 and self._run_s < self.inline_max_s \
+                and not self._inline_scheduled and (self._drainer is None or self._drainer.done()):
+            outputs = self._timed(self._run, feeds)
+            self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
+            return outputs
         loop = asyncio.get_running_loop()
         if len(feeds) == 1:  # the usual model: one input
             ((name, value),) = feeds.items()

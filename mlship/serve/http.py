@@ -81,3 +81,5 @@ class OneWriteProtocol(HttpToolsProtocol):
             # Its task is created but has not run: `send` is looked up when it does.
             cycle.__class__ = _OneWriteCycle
             cycle.transport = _HeldHead(cycle.transport)
+            # The server's request tasks: an app may see that its request is alone (mlship's runs it at once).
+            cycle.scope["mlship.tasks"] = self.tasks  # type: ignore[typeddict-unknown-key]

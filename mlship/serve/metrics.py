@@ -86,12 +86,17 @@ class ServeMetrics:
         self.inflight_now: Callable[[], int] = lambda: 0
         self.log_counts: Callable[[], dict[str, int]] = lambda: {}
         self._requests: dict[tuple[str, int], int] = {}
+        self._latency: dict[str, list[float]] = {}  # per endpoint: a count per bucket, then the sum
         self._rows = [0, 0]  # not cached, cached
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         key = (endpoint, status)
         self._requests[key] = self._requests.get(key, 0) + 1
-        self.latency.observe(seconds, *self.base, endpoint)
+        counts = self._latency.get(endpoint)
+        if counts is None:
+            counts = self._latency[endpoint] = [0] * (len(LATENCY_BUCKETS) + 2)
+        counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # the first bound >= seconds; past the last: +Inf
+        counts[-1] += seconds
 
     def count_rows(self, rows: int, cached: bool) -> None:
         self._rows[cached] += rows
@@ -103,6 +108,9 @@ class ServeMetrics:
         """Move the request path's plain counters into the labelled metrics."""
         for (endpoint, status), count in list(self._requests.items()):
             self.requests.values[(*self.base, endpoint, str(status))] = count
+        for endpoint, counts in list(self._latency.items()):
+            self.latency.counts[(*self.base, endpoint)] = [int(c) for c in counts[:-1]]
+            self.latency.sums[(*self.base, endpoint)] = counts[-1]
         for cached, count in (("false", self._rows[0]), ("true", self._rows[1])):
             if count:
                 self.rows.values[(*self.base, cached)] = count

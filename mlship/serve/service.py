@@ -50,8 +50,9 @@ class ModelService:
             self.metrics.log_counts = lambda: {"written": self.log.written, "dropped": self.log.dropped,
                                                "failed": self.log.failed}
 
-    async def predict(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, Any], bool]:
-        """Outputs for these feeds, and whether they came from the cache."""
+    async def predict(self, feeds: dict[str, np.ndarray], alone: bool = False) -> tuple[dict[str, Any], bool]:
+        """Outputs for these feeds, and whether they came from the cache
+        (`alone`: no other request is in flight; see MicroBatcher.submit)."""
         rows = len(next(iter(feeds.values())))
         if self.cache is not None:
             key = feeds_key(feeds)
@@ -59,7 +60,7 @@ class ModelService:
             if hit is not None:
                 self.metrics.count_rows(rows, cached=True)
                 return hit, True
-        outputs = await self.batcher.submit(feeds)
+        outputs = await self.batcher.submit(feeds, alone)
         if self.cache is not None:
             self.cache.put(key, outputs)
         self.metrics.count_rows(rows, cached=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -60,3 +61,15 @@ def test_reader_skips_an_unfinished_last_line_and_names_bad_ones(tmp_path):
     bad.write_text('{"ts": "t"}\n')
     with pytest.raises(InvalidInputError, match=r"b.jsonl:1: not a mlship.predlog/v1 record: request_id"):
         list(read_records(bad))
+
+
+def test_lines_made_on_the_request_path_are_written_as_they_are_and_rotate_whole(tmp_path):
+    writer = LogWriter(tmp_path, max_bytes=2048)
+    lines = [json.dumps(record(i)).encode() + b"\n" for i in range(60)]
+    for i, line in enumerate(lines):
+        writer.submit(line if i % 7 else record(i))  # a record now and then: both kinds in one write
+    writer.close()
+    assert writer.written == writer.accepted == 60 and len(writer.files) > 2
+    assert all(p.stat().st_size <= 2048 and p.read_bytes().endswith(b"\n") for p in writer.files)
+    assert [r.request_id for r in read_records(tmp_path)] == [f"r{i}" for i in range(60)]
+    assert b"".join(p.read_bytes() for p in writer.files).count(lines[1]) == 1

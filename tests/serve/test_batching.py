@@ -110,3 +110,32 @@ def test_a_slow_model_stays_on_the_worker_thread_and_errors_reach_callers_on_the
     fast._run_s = 0.0  # known to be fast: on the loop from the first request
     results = run_all(fast, [{"x": np.zeros((1, 1))}, {"x": np.zeros((1, 1))}])
     assert all(isinstance(r, ValueError) for r in results)
+
+
+def test_a_lone_request_of_a_fast_model_runs_at_once_without_waiting_a_turn_of_the_loop():
+    batches = []
+    batcher = MicroBatcher(lambda feeds: {"y": feeds["x"] * 2}, on_batch=batches.append, inline_max_ms=1000.0)
+    batcher._run_s = 0.0  # known to be fast
+
+    def first_step(coro):
+        """What the coroutine does before it first waits: its result, or None when it waits."""
+        try:
+            coro.send(None)
+        except StopIteration as done:
+            return done.value
+        coro.close()
+        return None
+
+    async def main():
+        alone = first_step(batcher.submit({"x": np.ones((2, 1))}, alone=True))
+        assert alone["y"].tolist() == [[2.0], [2.0]] and batches == [2]  # ran, and counted as a batch of 2
+        # Not alone: it waits for the loop's turn, so requests that arrived with it join its batch
+        assert first_step(batcher.submit({"x": np.ones((1, 1))})) is None
+        # Alone, but another request is pending: it queues behind it
+        assert first_step(batcher.submit({"x": np.ones((1, 1))}, alone=True)) is None
+        batcher._pending.clear()
+        await asyncio.sleep(0)  # the scheduled drain finds nothing to run
+
+    asyncio.run(main())
+    slow = MicroBatcher(lambda feeds: {"y": feeds["x"]}, inline_max_ms=1.0)  # unknown: starts on the thread
+    assert run_all(slow, [{"x": np.ones((1, 1))}])[0]["y"].tolist() == [[1.0]]
