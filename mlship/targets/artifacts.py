@@ -88,8 +88,10 @@ def read_channel(target: Target, name: str, channel: str) -> dict[str, Any] | No
 
 
 def push_artifact(target: Target, name: str, version: str, files: list[tuple[Path, str]], *,
-                  dry_run: bool = False, progress: Callable[[int], None] = lambda n: None) -> PushResult:
-    """Upload files, then record the version in the index; skip what is already there."""
+                  dry_run: bool = False, progress: Callable[[int], None] = lambda n: None,
+                  upload: Callable[[str, Path, Callable[[int], None]], str] | None = None) -> PushResult:
+    """Upload files (through `upload(key, path, progress) -> sha256`, the target's own by default),
+    then record the version in the index; skip what is already there."""
     check_name(name, "name")
     check_name(version, "version")
     started = time.perf_counter()
@@ -109,7 +111,7 @@ def push_artifact(target: Target, name: str, version: str, files: list[tuple[Pat
         entries = []
         for path, rel in files:
             size = path.stat().st_size
-            digest = target.upload(f"{name}/{version}/{rel}", path, progress)
+            digest = (upload or target.upload)(f"{name}/{version}/{rel}", path, progress)
             entries.append(FileEntry(path=rel, sha256=digest, size=size))
         entry = VersionEntry(version=version, files=entries, size=total,
                              created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, Optional
+from typing import Any, BinaryIO, Callable, ClassVar, Iterator, Optional
 
 from pydantic import Field
 
@@ -51,6 +51,13 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def upload(self, key: str, path: Path, progress: Progress) -> str:
         """Store a file under `key` atomically; the sha256 of what was stored."""
+
+    def upload_stream(self, key: str, source: BinaryIO, size: int, progress: Progress, *, sharing: int = 1) -> None:
+        """Store the `size` bytes read from `source` under `key` atomically. A push to several
+        targets reads each file once and feeds every target that implements this from that one
+        read (`source` reads forward only and cannot seek; `sharing` targets are pushing at once);
+        a target without it reads the file itself, through `upload`."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def download(self, key: str, dest: Path, progress: Progress) -> None:
@@ -104,6 +111,11 @@ class Target(abc.ABC):
 
     def describe(self) -> str:
         return self.url
+
+
+def streams(target: Target) -> bool:
+    """Whether `target` takes uploads from a shared read (it implements `upload_stream`)."""
+    return type(target).upload_stream is not Target.upload_stream
 
 
 def target_kinds() -> dict[str, type[Target]]:

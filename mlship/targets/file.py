@@ -12,16 +12,18 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator
 from urllib.parse import urlparse
 
 from pydantic import Field
 
 from mlship.errors import InvalidInputError, ServiceError, UsageError
 from mlship.fsutil import atomic_write, file_lock
+from mlship.model.load import remember_sha256
 from mlship.targets.base import Change, Progress, Target
 
 LOCK_WAIT_S = 60.0
+STREAM_BLOCK = 16 << 20  # a shared read's block: handed over without a copy
 
 
 class FileTarget(Target):
@@ -54,28 +56,43 @@ class FileTarget(Target):
         return path
 
     def upload(self, key: str, path: Path, progress: Progress) -> str:
+        digest = hashlib.sha256()
+
+        def blocks() -> Iterator[bytes]:
+            with path.open("rb") as src:
+                while block := src.read(8 << 20):
+                    digest.update(block)  # one read serves the copy and the digest
+                    yield block
+
+        self._store(key, blocks(), progress)
+        return remember_sha256(path, digest.hexdigest())  # the push's report reuses it: no second read
+
+    def upload_stream(self, key: str, source: BinaryIO, size: int, progress: Progress, *, sharing: int = 1) -> None:
+        self._store(key, iter(lambda: source.read(STREAM_BLOCK), b""), progress)
+
+    def _store(self, key: str, blocks: Iterator[bytes], progress: Progress) -> None:
+        """Write the blocks to a temporary name beside `key`, fsync, rename."""
         dest = self._path(key)
         tmp = None
-        digest = hashlib.sha256()
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             # a name of its own: two pushes of one file never write into each other's copy
             fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
             tmp = Path(name)
-            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-                while block := src.read(8 << 20):
+            with os.fdopen(fd, "wb") as out:
+                for block in blocks:
                     out.write(block)
-                    digest.update(block)  # one read serves the copy and the digest
                     progress(len(block))
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; objects get the usual mode
             os.replace(tmp, dest)
-        except OSError as exc:
+        except BaseException as exc:  # a failed write, or the source's failure: no partial file stays
             if tmp is not None:
                 tmp.unlink(missing_ok=True)
-            raise ServiceError(f"{self.url}: cannot write {key}: {exc.strerror or exc}") from None
-        return digest.hexdigest()
+            if isinstance(exc, OSError):
+                raise ServiceError(f"{self.url}: cannot write {key}: {exc.strerror or exc}") from None
+            raise
 
     def download(self, key: str, dest: Path, progress: Progress) -> None:
         try:

@@ -40,3 +40,117 @@ class HashingReader:
 
     def __getattr__(self, name: str) -> Any:  # seek, tell, name: the file's own
         return getattr(self.fh, name)
+
+
+class SharedRead:
+    """One read of a file for several uploads running at once (a push to several targets).
+
+    Every block is read from disk once and hashed once, and each upload's reader gets the same
+    bytes object (no copy). A reader more than `window` bytes ahead of the slowest one still
+    reading waits for it, so memory stays bounded; a reader that stops (its upload failed or
+    finished) leaves and holds nobody back. The sha256 is the file's once some reader read to
+    the end."""
+
+    def __init__(self, path: Path, readers: int, *, block: int = 16 << 20, window: int = 64 << 20) -> None:
+        import threading
+
+        self.path, self.size, self.block, self.window = path, path.stat().st_size, block, window
+        self.digest = hashlib.sha256()
+        self._cond = threading.Condition()
+        self._fh: BinaryIO | None = None  # opened at the first read, closed when every reader has left
+        self._blocks: dict[int, bytes] = {}  # block number -> its bytes, while a reader still needs them
+        self._loaded = 0  # bytes read from disk and hashed so far
+        self._pos = [0] * readers
+        self._open = [True] * readers
+
+    def reader(self, i: int) -> "SharedReader":
+        return SharedReader(self, i)
+
+    def hexdigest(self) -> str | None:
+        """The file's sha256, or None while no reader has reached the end."""
+        with self._cond:
+            return self.digest.hexdigest() if self._loaded == self.size else None
+
+    def read(self, i: int, size: int) -> bytes:
+        with self._cond:
+            if not self._open[i]:
+                raise ValueError("read from a reader that has left")
+            pos = self._pos[i]
+            # Whole blocks: a reader asking for a block gets the very bytes object the others get.
+            end = min(self.size, pos + (self.block - pos % self.block if size < 0 else size))
+            if end <= pos:
+                return b""
+            while pos >= self._slowest() + self.window:
+                self._cond.wait()
+            while self._loaded < end:
+                self._load()
+            first, last = pos // self.block, (end - 1) // self.block
+            if first == last and pos % self.block == 0 and end - pos == len(self._blocks[first]):
+                data = self._blocks[first]
+            else:
+                data = b"".join(self._blocks[n][max(pos - n * self.block, 0):end - n * self.block]
+                                for n in range(first, last + 1))
+            self._pos[i] = end
+            self._release()
+            return data
+
+    def leave(self, i: int) -> None:
+        """Reader i reads no more (done, or its upload failed): nobody waits for it."""
+        with self._cond:
+            if self._open[i]:
+                self._open[i] = False
+                self._release()
+
+    def _slowest(self) -> int:
+        return min((p for p, o in zip(self._pos, self._open) if o), default=self.size)
+
+    def _load(self) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("rb")
+        want = min(self.block, self.size - self._loaded)
+        data = self._fh.read(want)
+        if len(data) != want:
+            raise OSError(f"{self.path} changed while it was being pushed (it is shorter than {self.size} bytes)")
+        self.digest.update(data)
+        self._blocks[self._loaded // self.block] = data
+        self._loaded += want
+        if self._loaded == self.size:  # read whole: the file is closed now, whatever the readers do
+            self._fh.close()
+            self._fh = None
+
+    def _release(self) -> None:
+        """Drop the blocks every open reader is past; wake readers waiting for the slowest."""
+        slowest = self._slowest()
+        for n in [n for n in self._blocks if (n + 1) * self.block <= slowest]:
+            del self._blocks[n]
+        if not any(self._open):
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
+            self._blocks.clear()
+        self._cond.notify_all()
+
+
+class SharedReader:
+    """One upload's view of a SharedRead: a forward-only file object (it cannot seek)."""
+
+    def __init__(self, shared: SharedRead, i: int) -> None:
+        self.shared, self.i = shared, i
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:  # the rest, as a file's read() gives it
+            return b"".join(iter(lambda: self.shared.read(self.i, self.shared.block), b""))
+        return self.shared.read(self.i, size)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def position(self) -> int:
+        return self.shared._pos[self.i]
+
+    def close(self) -> None:
+        self.shared.leave(self.i)

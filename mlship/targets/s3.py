@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, BinaryIO, Iterator, Literal, Optional
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
@@ -23,6 +23,7 @@ from mlship.targets.conditional import ConditionalTarget, Conflict, listing
 from mlship.targets.hashing import HashingReader
 
 PART_SIZE = 16 * 1024 * 1024
+CONCURRENCY = 10  # parts at once, as awscli
 ABORT_PATIENCE_S = 30.0
 # Another writer changed (412) or is changing (409) the key, or removed it since it was read.
 CONFLICTS = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404")
@@ -75,26 +76,36 @@ class S3Target(ConditionalTarget):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def upload(self, key: str, path: Path, progress: Progress) -> str:
+        # A file object is read in order, part by part, by the transfer manager's submitting
+        # thread while the parts go out in parallel: the sha256 is taken on that one read.
+        with path.open("rb") as fh:
+            reader = HashingReader(fh, lambda n: None)
+            self._send(key, reader, path.stat().st_size, progress, CONCURRENCY)
+        return reader.hexdigest(path)
+
+    def upload_stream(self, key: str, source: BinaryIO, size: int, progress: Progress, *, sharing: int = 1) -> None:
+        # The transfer manager reads a stream it cannot seek part by part into memory, so a
+        # retried part is sent again from there. Beside other targets, fewer parts at once: the
+        # client's cores are shared.
+        self._send(key, source, size, progress, max(2, CONCURRENCY // sharing))
+
+    def _send(self, key: str, fileobj: Any, size: int, progress: Progress, concurrency: int) -> None:
+        """Upload what `fileobj` reads (`size` bytes) to `key` in parts; no half upload is left behind."""
         from boto3.s3.transfer import TransferConfig
 
-        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=10)
+        config = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE,
+                                max_concurrency=concurrency)
         s3_key = self._key(key)
         try:
-            # A file object is read in order, part by part, by the transfer manager's submitting
-            # thread while the parts go out in parallel: the sha256 is taken on that one read.
-            with path.open("rb") as fh:
-                reader = HashingReader(fh, lambda n: None)
-                self.client.upload_fileobj(reader, self.bucket, s3_key, Config=config, Callback=progress,
-                                           ExtraArgs=dict(self.extra))
+            self.client.upload_fileobj(fileobj, self.bucket, s3_key, Config=config, Callback=progress,
+                                       ExtraArgs=dict(self.extra))
             head = self.client.head_object(Bucket=self.bucket, Key=s3_key)
         except Exception as exc:
             self._abort_uploads(s3_key)
             raise ServiceError(f"{self.url}: upload of {key} failed: {_reason(exc)}") from None
-        digest = reader.hexdigest(path)
-        if head.get("ContentLength") != path.stat().st_size:
+        if head.get("ContentLength") != size:
             raise ServiceError(f"{self.url}: {key} has {head.get('ContentLength')} bytes after upload, "
-                               f"expected {path.stat().st_size}")
-        return digest
+                               f"expected {size}")
 
     def _abort_uploads(self, s3_key: str, patience_s: float = ABORT_PATIENCE_S) -> None:
         """Leave no half multipart upload behind (it would be billed and hidden): keep trying

@@ -82,9 +82,15 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
     with progress(label) as bar:
         bar.start(total * len(opened))
 
+        shared = SharedUploads(files, opened) if not request.dry_run else None
+
         def push_one(target: Any) -> PushResult:
-            result = push_artifact(target, name, request.version, files, dry_run=request.dry_run,
-                                   progress=bar.advance)
+            try:
+                result = push_artifact(target, name, request.version, files, dry_run=request.dry_run,
+                                       progress=bar.advance, upload=shared.uploader(target) if shared else None)
+            finally:
+                if shared:
+                    shared.leave(target)  # files it never reached hold the other targets back no more
             return _sign_release(target, name, request.version, files, request.signing, result)
 
         if len(opened) == 1:
@@ -92,13 +98,57 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
         else:  # hybrid: every target at once (one slow store does not hold the others), rows in the given order
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=min(len(opened), 8)) as pool:
+            with ThreadPoolExecutor(max_workers=len(opened)) as pool:
                 results = list(pool.map(push_one, opened))
     report = PushReport(name=name, version=request.version, files=files, results=results,
                         artifact=artifact_digest(files))
     if request.store is not None and not request.dry_run:
         _record_pushes(request.store, report)
     return report
+
+
+class SharedUploads:
+    """A push to several targets reads each file once: the targets that take a stream
+    (`Target.upload_stream`) share one read per file (blocks read and hashed once, see
+    targets/hashing.py); the others read the file themselves, through `upload`."""
+
+    def __init__(self, files: list[tuple[Path, str]], opened: list[Any]) -> None:
+        from mlship.targets.base import streams
+        from mlship.targets.hashing import SharedRead
+
+        sharing = [t for t in opened if streams(t)]
+        self.slots = {id(t): i for i, t in enumerate(sharing)} if len(sharing) > 1 else {}
+        self.reads = {path: SharedRead(path, len(self.slots)) for path, _ in files} if self.slots else {}
+
+    def uploader(self, target: Any) -> Callable[[str, Path, Callable[[int], None]], str] | None:
+        """`upload(key, path, progress) -> sha256` for `target`; None: its own `upload`."""
+        slot = self.slots.get(id(target))
+        if slot is None:
+            return None
+
+        def upload(key: str, path: Path, progress: Callable[[int], None]) -> str:
+            from mlship.model.load import remember_sha256
+
+            read = self.reads[path]
+            reader = read.reader(slot)
+            try:
+                target.upload_stream(key, reader, read.size, progress, sharing=len(self.slots))
+                complete = reader.position == read.size
+            finally:
+                reader.close()
+            digest = read.hexdigest()
+            if not complete or digest is None:
+                raise ServiceError(f"{target.describe()}: upload of {key} stopped after {reader.position} of "
+                                   f"{read.size} bytes")
+            return remember_sha256(path, digest)
+
+        return upload
+
+    def leave(self, target: Any) -> None:
+        slot = self.slots.get(id(target))
+        if slot is not None:
+            for read in self.reads.values():
+                read.leave(slot)
 
 
 def _refuse_conflicts(opened: list[Any], name: str, version: str, files: list[tuple[Path, str]]) -> None:

@@ -2,15 +2,23 @@
 
 Both go to moto's S3 server on 127.0.0.1 (fresh buckets each run), alternately,
 --runs times; mlship then pushes the same artifact again (it should upload
-nothing), and pushes to two S3 endpoints at once (hybrid: a second moto server).
+nothing), pushes to two S3 endpoints at once (a second moto server, as two
+sites would be), and to one S3 endpoint plus a shared-filesystem target
+(`file://`, a directory as an NFS mount would be; its own push is timed too).
+
+Each row reports the wall time and the CPU seconds of every process that did the
+work: the pushing client (its rusage, threads included) and each moto server
+(/proc/PID/stat before and after). On a 2-core machine whose moto servers need
+most of a core each to receive 500 MB, the CPU columns say where the time went.
 
 Targets (issues 7, 21): >= 1.0x awscli's throughput (sha256 included, taken on
-the upload's own read); a repeat push in <= 1 s; two targets <= 1.2x one.
+the upload's own read); a repeat push in <= 1 s; two targets <= 1.2x one; the
+client's CPU for two targets well under twice one's (the file is read and hashed once).
 
 awscli goes in its own virtual environment:
     python3 -m venv /work/peers/awscli-venv && /work/peers/awscli-venv/bin/pip install awscli
 
-    python tests/benchmarks/bench_push.py [--mb 500] [--awscli-venv DIR]
+    python tests/benchmarks/bench_push.py [--mb 500] [--runs 3] [--awscli-venv DIR] [--only CASE ...]
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -31,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 from tests.harness.ports import LOOPBACK, free_port, wait_until  # noqa: E402
 from tests.harness.services import _answers  # noqa: E402
 
+TICK = os.sysconf("SC_CLK_TCK")
+CASES = ("mlship", "awscli", "s3+s3", "fs", "s3+fs")
+
 
 class MotoProcess:
     """moto's S3 server in a process of its own (a ThreadedMotoServer would share this process's
@@ -43,23 +55,47 @@ class MotoProcess:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(lambda: _answers(f"{self.endpoint_url}/moto-api/data.json"), 30, "moto server")
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) this server has used so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+
     def client(self, service: str):
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    def empty(self) -> None:
+        """moto keeps objects in memory: empty it between runs."""
+        s3 = self.client("s3")
+        for bucket in (b["Name"] for b in s3.list_buckets().get("Buckets", [])):
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for obj in page.get("Contents", []):
+                    s3.delete_object(Bucket=bucket, Key=obj["Key"])
+            s3.delete_bucket(Bucket=bucket)
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> float:
+def timed(cmd: list[str], env: dict[str, str], servers: list[MotoProcess]) -> dict[str, float]:
+    """Wall seconds, the command's own CPU seconds (rusage, all its threads) and each server's."""
+    before = [s.cpu() for s in servers]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]}: {proc.stderr[-1500:]}")
-    return time.perf_counter() - start
+        raise RuntimeError(f"{cmd[0]}: {err.decode(errors='replace')[-1500:]}")
+    row = {"wall": wall, "client_cpu": usage.ru_utime + usage.ru_stime}
+    for i, (server, cpu) in enumerate(zip(servers, before)):
+        row[f"moto{i}_cpu"] = server.cpu() - cpu
+    return row
 
 
 def spread(values: list[float]) -> str:
@@ -71,60 +107,80 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=500)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--awscli-venv", default="/work/peers/awscli-venv")
+    parser.add_argument("--only", nargs="+", choices=CASES, default=list(CASES),
+                        help="cases to run (the single push is always run: the ratios are against it)")
+    parser.add_argument("--work", default=None, help="directory for the artifact and the file target (default: a temp dir)")
     args = parser.parse_args()
+    cases = [c for c in CASES if c in args.only or c == "mlship"]
     aws = Path(args.awscli_venv) / "bin" / "aws"
-    if not aws.exists():
+    if "awscli" in cases and not aws.exists():
         sys.exit(f"awscli not found in {args.awscli_venv}: see this script's docstring")
-    work = Path(tempfile.mkdtemp(prefix="bench-push-"))
+    work = Path(tempfile.mkdtemp(prefix="bench-push-", dir=args.work))
     artifact = work / "artifact.bin"
     with artifact.open("wb") as fh:
         for _ in range(args.mb):
             fh.write(os.urandom(1 << 20))
-    servers = [MotoProcess(), MotoProcess()]  # hybrid: two stores, as two sites would be
+    shared = work / "shared"  # the shared-filesystem target (an NFS mount's directory)
+    servers = [MotoProcess(), MotoProcess()]
     try:
         base = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1"}
         config = work / "mlship.yaml"
         config.write_text("targets:\n" + "".join(
             f"  site{i}: {{type: s3, url: 's3://mlship', endpoint_url: '{s.endpoint_url}'}}\n"
-            for i, s in enumerate(servers)))
-        times: dict[str, list[float]] = {"mlship": [], "awscli": [], "hybrid": []}
+            for i, s in enumerate(servers)) + f"  nfs: {{type: file, url: '{shared}'}}\n")
+        rows: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
         repeat = 0.0
-        for run in range(args.runs):  # alternate: the machine's load falls on both alike
+        targets = {"mlship": ["site0"], "s3+s3": ["site0", "site1"], "fs": ["nfs"], "s3+fs": ["site0", "nfs"]}
+        for run in range(args.runs):  # alternate: the machine's load falls on all cases alike
             for server in servers:
                 server.client("s3").create_bucket(Bucket="mlship")
                 server.client("s3").create_bucket(Bucket="awscli")
-            push = [sys.executable, "-m", "mlship", "-c", str(config), "push", str(artifact), "--name", "big",
-                    "--artifact-version", str(run)]
-            times["mlship"].append(timed(push + ["--to", "site0"], base))
-            if run == 0:
-                repeat = timed(push + ["--to", "site0"], base)
-            times["awscli"].append(timed([str(aws), "--endpoint-url", servers[0].endpoint_url, "s3", "cp",
-                                          str(artifact), f"s3://awscli/big/{run}/artifact.bin", "--only-show-errors"],
-                                         base))
-            times["hybrid"].append(timed(push[:-1] + [f"{run}h", "--to", "site0", "--to", "site1"], base))
-            for server in servers:  # moto keeps objects in memory: empty it between runs
-                s3 = server.client("s3")
-                for bucket in ("mlship", "awscli"):
-                    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-                        for obj in page.get("Contents", []):
-                            s3.delete_object(Bucket=bucket, Key=obj["Key"])
-                    s3.delete_bucket(Bucket=bucket)
+            push = [sys.executable, "-m", "mlship", "-c", str(config), "push", str(artifact), "--name", "big"]
+            for case in cases:
+                if case == "awscli":
+                    cmd = [str(aws), "--endpoint-url", servers[0].endpoint_url, "s3", "cp", str(artifact),
+                           f"s3://awscli/big/{run}/artifact.bin", "--only-show-errors"]
+                else:
+                    cmd = push + ["--artifact-version", f"{run}-{case.replace('+', '-')}"]
+                    cmd += [a for t in targets[case] for a in ("--to", t)]
+                rows[case].append(timed(cmd, base, servers))
+                if case == "mlship" and run == 0:
+                    repeat = timed(cmd, base, servers)["wall"]
+            for server in servers:
+                server.empty()
+            shutil.rmtree(shared, ignore_errors=True)
         mb = args.mb * 1.048576
-        ours, theirs, both = (statistics.median(times[k]) for k in ("mlship", "awscli", "hybrid"))
-        print(f"mlship push            {spread(times['mlship'])}  {mb / ours:7.1f} MB/s")
-        print(f"aws s3 cp              {spread(times['awscli'])}  {mb / theirs:7.1f} MB/s")
-        print(f"mlship push, 2 targets {spread(times['hybrid'])}")
-        print(f"mlship push again      {repeat:6.2f} s  (target <= 1 s: {'met' if repeat <= 1 else 'MISSED'})")
-        ratio, hybrid = theirs / ours, both / ours
-        print(f"throughput {ratio:.2f}x awscli's (target >= 1.0x: {'met' if ratio >= 1 else 'MISSED'})")
-        print(f"two targets at once {hybrid:.2f}x one (target <= 1.2x: {'met' if hybrid <= 1.2 else 'MISSED'})")
-        print(json.dumps({"mb": args.mb, "runs": {k: [round(v, 2) for v in vs] for k, vs in times.items()},
-                          "repeat_s": round(repeat, 2), "ratio": round(ratio, 2), "hybrid_ratio": round(hybrid, 2)}))
+        med = {c: {k: statistics.median(r[k] for r in rows[c]) for k in rows[c][0]} for c in cases}
+        print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
+        print(f"{'case':<26} {'wall':<34} {'MB/s':>7}  client CPU  moto0 CPU  moto1 CPU")
+        names = {"mlship": "mlship push, S3", "awscli": "aws s3 cp, S3", "s3+s3": "mlship push, S3 + S3",
+                 "fs": "mlship push, file", "s3+fs": "mlship push, S3 + file"}
+        for c in cases:
+            m = med[c]
+            print(f"{names[c]:<26} {spread([r['wall'] for r in rows[c]]):<34} {mb / m['wall']:7.1f}  "
+                  f"{m['client_cpu']:8.2f} s  {m['moto0_cpu']:7.2f} s  {m['moto1_cpu']:7.2f} s")
+        print(f"mlship push again          {repeat:6.2f} s  (target <= 1 s: {'met' if repeat <= 1 else 'MISSED'})")
+        one = med["mlship"]["wall"]
+        summary: dict[str, float] = {}
+        if "awscli" in cases:
+            summary["ratio"] = med["awscli"]["wall"] / one
+            print(f"throughput {summary['ratio']:.2f}x awscli's (target >= 1.0x: "
+                  f"{'met' if summary['ratio'] >= 1 else 'MISSED'})")
+        for both, single in (("s3+s3", "mlship"), ("s3+fs", "mlship")):
+            if both in cases:
+                wall = med[both]["wall"] / med[single]["wall"]
+                cpu = med[both]["client_cpu"] / med[single]["client_cpu"]
+                summary[f"{both}_ratio"], summary[f"{both}_client_cpu_ratio"] = wall, cpu
+                print(f"{names[both]}: {wall:.2f}x the time of S3 alone (target <= 1.2x: "
+                      f"{'met' if wall <= 1.2 else 'MISSED'}); client CPU {cpu:.2f}x")
+        print(json.dumps({"mb": args.mb, "loadavg": os.getloadavg(),
+                          "runs": {c: [{k: round(v, 2) for k, v in r.items()} for r in rows[c]] for c in cases},
+                          "repeat_s": round(repeat, 2), **{k: round(v, 2) for k, v in summary.items()}}))
     finally:
         for server in servers:
             server.stop()
-        artifact.unlink()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

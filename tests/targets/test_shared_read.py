@@ -1,0 +1,227 @@
+"""A push to several targets reads the artifact once: one read, hashed once, feeds every target
+(targets/hashing.py SharedRead); a failing target holds the others back no more."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+
+from mlship.targets.hashing import SharedRead
+from tests.support import run
+
+MB = 1 << 20
+
+
+def random_file(path, mb, extra=0):
+    with path.open("wb") as fh:
+        for _ in range(mb):
+            fh.write(os.urandom(MB))
+        fh.write(os.urandom(extra))
+    return path
+
+
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class CountingFile(io.RawIOBase):
+    """The real file, opened as usual, with every byte read from it counted."""
+
+    def __init__(self, fh, counter):
+        self.fh, self.counter = fh, counter
+
+    def read(self, size=-1):
+        data = self.fh.read(size)
+        self.counter["bytes"] += len(data)
+        return data
+
+    def readinto(self, buffer):
+        n = self.fh.readinto(buffer)
+        self.counter["bytes"] += n or 0
+        return n
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return self.fh.seekable()
+
+    def seek(self, offset, whence=0):
+        return self.fh.seek(offset, whence)
+
+    def tell(self):
+        return self.fh.tell()
+
+    def fileno(self):
+        return self.fh.fileno()
+
+    def close(self):
+        self.fh.close()
+        super().close()
+
+
+@pytest.fixture
+def reads_of(monkeypatch):
+    """reads_of(path) -> a dict whose "bytes" counts every byte this process reads from `path`."""
+    real_open = pathlib.Path.open
+    counted = {}
+
+    def opening(self, mode="r", *args, **kwargs):
+        fh = real_open(self, mode, *args, **kwargs)
+        counter = counted.get(str(self))
+        return CountingFile(fh, counter) if counter is not None and mode == "rb" else fh
+
+    monkeypatch.setattr(pathlib.Path, "open", opening)
+    return lambda path: counted.setdefault(str(path), {"bytes": 0})
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch):
+    for key, value in {"AWS_ENDPOINT_URL_S3": s3_server.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+
+    def bucket():
+        name = f"shared-{uuid.uuid4().hex[:8]}"
+        s3_server.client("s3").create_bucket(Bucket=name)
+        return name
+
+    return bucket
+
+
+def push(path, *targets, version="1"):
+    args = ["--json", "push", str(path), "--name", "big", "--artifact-version", version]
+    for target in targets:
+        args += ["--to", target]
+    return run(*args)
+
+
+def test_two_s3_targets_and_a_directory_read_the_artifact_once_and_get_identical_bytes(
+        tmp_path, s3_server, s3_env, reads_of):
+    big = random_file(tmp_path / "big.bin", 40, extra=12345)  # three 16 MB parts, the last one short
+    buckets = [s3_env(), s3_env()]
+    store = tmp_path / "store"
+    counter = reads_of(big)
+    result = push(big, f"s3://{buckets[0]}", f"s3://{buckets[1]}", f"file://{store}")
+    assert result.code == 0, result.stderr
+    size = big.stat().st_size
+    assert counter["bytes"] == size  # one read for three targets, the report's digest included
+    report = result.json()
+    assert [r["status"] for r in report["results"]] == ["pushed"] * 3
+    assert report["artifact"] == f"sha256:{sha256(big)}"
+    client = s3_server.client("s3")
+    for bucket in buckets:
+        assert hashlib.sha256(client.get_object(Bucket=bucket, Key="big/1/big.bin")["Body"].read()).hexdigest() \
+            == sha256(big)
+        assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert sha256(store / "big" / "1" / "big.bin") == sha256(big)
+    for i, target in enumerate([f"s3://{buckets[0]}", f"s3://{buckets[1]}", f"file://{store}"]):
+        pulled = run("pull", "big:1", "--from", target, "-o", str(tmp_path / f"back{i}"))  # checks the index's sha256
+        assert pulled.code == 0, pulled.stderr
+        assert (tmp_path / f"back{i}" / "big.bin").read_bytes() == big.read_bytes()
+
+
+def test_one_target_alone_reads_the_artifact_once(tmp_path, s3_env, reads_of):
+    big = random_file(tmp_path / "big.bin", 20)
+    counter = reads_of(big)
+    assert push(big, f"file://{tmp_path / 'store'}").code == 0
+    assert counter["bytes"] == big.stat().st_size  # the copy's own read gives the report's digest
+
+
+def test_a_directory_artifact_goes_to_both_targets_file_by_file(tmp_path, s3_server, s3_env):
+    folder = tmp_path / "model"
+    (folder / "weights").mkdir(parents=True)
+    random_file(folder / "weights" / "a.bin", 17)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "manifest.json").write_text('{"name": "big"}')
+    bucket, store = s3_env(), tmp_path / "store"
+    result = push(folder, f"s3://{bucket}", f"file://{store}")
+    assert result.code == 0, result.stderr
+    for rel in ("weights/a.bin", "empty.txt", "manifest.json"):
+        body = s3_server.client("s3").get_object(Bucket=bucket, Key=f"big/1/{rel}")["Body"].read()
+        assert body == (folder / rel).read_bytes() == (store / "big" / "1" / rel).read_bytes()
+
+
+def test_a_target_failing_mid_upload_leaves_the_other_whole_and_exits_7(tmp_path, s3_server, s3_env):
+    """The directory target hits the file size limit 8 MB into its copy (EFBIG): the S3 target,
+    fed by the same read, still gets every byte and its index entry; the directory keeps no
+    partial file and no entry."""
+    big = random_file(tmp_path / "big.bin", 36)
+    bucket, store = s3_env(), tmp_path / "store"
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 * MB, 8 * MB))
+
+    proc = subprocess.run([sys.executable, "-m", "mlship", "--json", "push", str(big), "--name", "big",
+                           "--artifact-version", "1", "--to", f"s3://{bucket}", "--to", f"file://{store}"],
+                          capture_output=True, text=True, env=dict(os.environ), preexec_fn=limit, timeout=300)
+    assert proc.returncode == 7, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "push failed for 1 of 2 targets" in proc.stderr
+    rows = {r["target"]: r for r in __import__("json").loads(proc.stdout)["results"]}
+    assert rows[f"s3://{bucket}"]["status"] == "pushed"
+    assert rows[f"file://{store}"]["status"] == "failed" and "File too large" in rows[f"file://{store}"]["error"]
+    pulled = run("pull", "big:1", "--from", f"s3://{bucket}", "-o", str(tmp_path / "back"))
+    assert pulled.code == 0, pulled.stderr
+    assert sha256(tmp_path / "back" / "big.bin") == sha256(big)
+    assert [p.name for p in (store / "big" / "1").iterdir()] == []  # no partial copy under any name
+    assert not (store / "big" / "index.json").exists()
+
+
+def test_shared_read_hands_every_reader_the_same_bytes_and_hashes_once(tmp_path):
+    path = random_file(tmp_path / "f.bin", 5, extra=7)
+    shared = SharedRead(path, 2, block=MB, window=8 * MB)  # one thread reads both: no waiting
+    a, b = shared.reader(0), shared.reader(1)
+    first_a, first_b = a.read(MB), b.read(MB)
+    assert first_a is first_b  # one bytes object, no copy per reader
+    assert shared.hexdigest() is None  # not at the end yet
+    rest_a = a.read()
+    assert a.read() == b""
+    assert first_a + rest_a == path.read_bytes()
+    assert b.read(100) + b.read() == path.read_bytes()[MB:]
+    assert shared.hexdigest() == sha256(path)
+
+
+def test_shared_read_holds_a_reader_back_until_the_slowest_catches_up_or_leaves(tmp_path):
+    path = random_file(tmp_path / "f.bin", 8)
+    shared = SharedRead(path, 2, block=MB, window=2 * MB)
+    fast, slow = shared.reader(0), shared.reader(1)
+    assert len(fast.read(MB)) == MB and len(fast.read(MB)) == MB  # two blocks ahead: at the window
+    got = []
+    ahead = threading.Thread(target=lambda: got.append(fast.read(MB)))
+    ahead.start()
+    ahead.join(0.5)
+    assert ahead.is_alive() and not got  # waits for the slow reader
+    assert len(shared._blocks) <= 2
+    slow.read(MB)
+    ahead.join(30)
+    assert not ahead.is_alive() and len(got[0]) == MB
+    blocked = threading.Thread(target=lambda: got.append(fast.read()))
+    blocked.start()
+    blocked.join(0.5)
+    assert blocked.is_alive()
+    slow.close()  # its upload failed: the fast reader goes on alone
+    blocked.join(30)
+    assert not blocked.is_alive() and b"".join(got) == path.read_bytes()[2 * MB:]
+    assert shared.hexdigest() == sha256(path) and shared._fh is None  # read whole: the file is closed
+    fast.close()
+    assert shared._blocks == {}  # every reader left: nothing is held
+
+
+def test_shared_read_refuses_a_file_that_shrank_while_pushed(tmp_path):
+    path = random_file(tmp_path / "f.bin", 3)
+    shared = SharedRead(path, 2, block=MB)
+    reader = shared.reader(0)
+    reader.read(MB)
+    os.truncate(path, MB + 10)
+    with pytest.raises(OSError, match="changed while it was being pushed"):
+        reader.read()
+    assert shared.hexdigest() is None
