@@ -27,6 +27,7 @@ import numpy as np
 from mlship.batch import outputs
 from mlship.batch.job import Plan, PredictOptions, PredictSummary, plan_job, resolve_inputs, text_columns
 from mlship.batch.inputs import Chunk, iter_chunks
+from mlship.data.arrow import steady_memory_pool
 from mlship.data.tables import Table
 from mlship.errors import InvalidInputError
 from mlship.fsutil import atomic_write
@@ -120,6 +121,7 @@ def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner
     the input's columns are resolved and its first chunks read and converted. The
     work directory is made only once the session runs, and a session that fails
     is the error reported, as when they ran one after the other."""
+    steady_memory_pool()  # before pyarrow is imported
     model = load_model(options.model)
     signature = runner_signature(model, options.features)
     session = _Background(lambda: Runner(model, threads=options.threads or 1, providers=options.providers,

@@ -72,3 +72,17 @@ def test_dictionary_arrays_decode_to_their_values(array):
     got = arrow_column(array)
     want = array.to_pylist()
     assert [None if isinstance(v, float) and v != v else v for v in got.tolist()] == want
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="jemalloc is chosen on Linux only")
+@pytest.mark.parametrize("chosen,expected", [(None, "jemalloc"), ("system", "system")])
+def test_a_batch_job_allocates_from_jemalloc_unless_the_environment_chooses(chosen, expected):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if chosen:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
+    code = ("from mlship.data.arrow import steady_memory_pool; steady_memory_pool(); import pyarrow as pa, "
+            "pyarrow.parquet; steady_memory_pool(); print(pa.default_memory_pool().backend_name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == [expected] and out.stderr == ""
