@@ -21,7 +21,7 @@ from mlship.drift.profile import Profile, is_profile_file, load_profile
 from mlship.drift.report import (DriftReport, OperationsReport, OperationsSummary, PerformanceReport,
                                  PerformanceSummary, ReadSummary, Source, VariantOperations, WindowDrift)
 from mlship.drift.roles import column_times
-from mlship.drift.samples import PREDICTION_COLUMNS as _PRED, SCORE_COLUMNS as _SCORE, Collector
+from mlship.drift.samples import PREDICTION_COLUMNS as _PRED, REFERENCE_ROWS, SCORE_COLUMNS as _SCORE, Collector
 from mlship.drift.together import beyond_columns
 from mlship.drift.scoring import add_model_outputs, needs_scoring
 from mlship.drift.settings import DriftOptions
@@ -59,7 +59,7 @@ def run_drift(options: DriftOptions, progress: Callable[[int], None] = lambda ro
     """The drift report (schema mlship.drift/v1) of the current data against the reference."""
     read = ReadReport()
     labels = _load_labels(options.labels) if options.labels else None
-    rows_ref, rows_cur = Collector(options, feature_cap=100_000, feature_cap_all=100_000), Collector(options)
+    rows_ref, rows_cur = Collector(options, feature_cap=REFERENCE_ROWS, feature_cap_all=REFERENCE_ROWS), Collector(options)
     reference, ref_perf = _reference(options, read, labels, progress, rows_ref)
     overall, windows, by_version = _current(options, read, labels, progress, time_column(reference, options),
                                             rows_cur)

@@ -9,10 +9,16 @@ Two checks, each with its threshold in the report:
   back; the mean reconstruction error of a window is judged against a band
   from the reference's own chunks (their mean ± `band` standard deviations,
   the standard deviation scaled to the window's row count);
-- domain classifier: a small gradient-boosting model learns to tell reference
-  rows from the window's (`sample_rows` per side, 3-fold cross-validated); a
-  ROC AUC above `auc` (raised for small samples to 0.5 + 4 standard errors)
-  means the two can be told apart.
+- domain classifier: a model learns to tell reference rows from the window's
+  (`sample_rows` per side, 3-fold cross-validated); a ROC AUC above `auc`
+  (raised for small samples to 0.5 + 4 standard errors) means the two can be
+  told apart. By default the model is Gaussian (quadratic discriminant: a mean
+  and a covariance per side, so a shifted mean, spread or correlation tells
+  them apart) in numpy; `model: gradient_boosting` uses scikit-learn's
+  HistGradientBoosting (also non-linear differences; imports scikit-learn, ~1 s).
+
+The PCA is an eigendecomposition of the reference sample's covariance, so a
+default run imports no scikit-learn.
 """
 
 from __future__ import annotations
@@ -200,10 +206,29 @@ def _lookup(values: np.ndarray, table: dict[str, float], unseen: float) -> np.nd
 # -- data reconstruction --------------------------------------------------------------
 
 
+class _Pca:
+    """A PCA keeping `variance` of the rows' variance (components chosen as scikit-learn's
+    PCA(n_components=variance) does), from the eigenvectors of their covariance."""
+
+    def __init__(self, z: np.ndarray, variance: float) -> None:
+        self.mean = z.mean(axis=0)
+        centred = z - self.mean
+        values, vectors = np.linalg.eigh(centred.T @ centred / max(len(z) - 1, 1))
+        order = np.argsort(values)[::-1]
+        values, vectors = np.clip(values[order], 0, None), vectors[:, order]
+        total = values.sum()
+        ratio = values / total if total > 0 else np.full(len(values), 1 / len(values))
+        self.n_components = min(int(np.searchsorted(np.cumsum(ratio), variance, side="right")) + 1, len(ratio))
+        self.explained = float(ratio[: self.n_components].sum())
+        self.components = vectors[:, : self.n_components]
+
+    def reconstruct(self, z: np.ndarray) -> np.ndarray:
+        """The rows projected on the components and mapped back."""
+        return (z - self.mean) @ self.components @ self.components.T + self.mean
+
+
 def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current: RowSample,
                     windows: list[tuple[float, str, bool]], settings: MultivariateSettings) -> Reconstruction:
-    from sklearn.decomposition import PCA
-
     # Fitted on half the reference rows, the band from the other half: errors of rows the PCA was
     # fitted on are smaller than fresh rows' (a bias that alone flagged A/A samples).
     ref = encoder.dense(ref_rows)
@@ -214,11 +239,11 @@ def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current:
     fit = np.clip(fit, low, high)
     center, scale = fit.mean(axis=0), fit.std(axis=0)
     scale[scale == 0] = 1.0
-    pca = PCA(n_components=settings.variance, svd_solver="full").fit((fit - center) / scale)
+    pca = _Pca((fit - center) / scale, settings.variance)
 
     def errors(matrix: np.ndarray) -> np.ndarray:
         z = (np.clip(matrix, low, high) - center) / scale
-        return np.linalg.norm(z - pca.inverse_transform(pca.transform(z)), axis=1)
+        return np.linalg.norm(z - pca.reconstruct(z), axis=1)
 
     ref_errors = errors(held)
     chunk = chunk_rows(current, windows, len(ref_errors))
@@ -237,8 +262,8 @@ def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current:
         return ReconstructionWindow(label=label, rows=len(err), error=value, lower=mu - half, upper=mu + half,
                                     drifted=not (mu - half <= value <= mu + half))
 
-    return Reconstruction(columns=encoder.columns, components=int(pca.n_components_),
-                          explained_variance=float(pca.explained_variance_ratio_.sum()), reference_error=mu,
+    return Reconstruction(columns=encoder.columns, components=pca.n_components,
+                          explained_variance=pca.explained, reference_error=mu,
                           reference_std=sd, chunk_rows=chunk, chunks=len(means), band=settings.band,
                           overall=judge(ALL, "all"),
                           windows=[None if small else judge(key, label) for key, label, small in windows])
@@ -250,24 +275,78 @@ def _reconstruction(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current:
 def _classifier(encoder: _Encoder, ref_rows: dict[str, np.ndarray], current: RowSample,
                 windows: list[tuple[float, str, bool]], settings: MultivariateSettings) -> DomainClassifier:
     rng = np.random.default_rng(0)
-    ref = encoder.trees(ref_rows)
+    trees = settings.model == "gradient_boosting"
+    encode = encoder.trees if trees else encoder.dense
+    ref = encode(ref_rows)
     ref = ref[rng.permutation(len(ref))[: settings.sample_rows]]
+    # The Gaussian model sees values standardised on the reference and held to its 0.1-99.9% range:
+    # a few extreme rows would otherwise decide a covariance.
+    low, high = np.quantile(ref, 0.001, axis=0), np.quantile(ref, 0.999, axis=0)
+    center, scale = ref.mean(axis=0), ref.std(axis=0)
+    scale[scale == 0] = 1.0
+
+    def prepared(matrix: np.ndarray) -> np.ndarray:
+        return matrix if trees else (np.clip(matrix, low, high) - center) / scale
+
+    ref_x = prepared(ref)
 
     def judge(key: float, label: str) -> ClassifierWindow:
-        cur = encoder.trees(current.rows(key))
-        cur = cur[rng.permutation(len(cur))[: settings.sample_rows]]
-        auc = _cv_auc(ref, cur)
-        threshold = max(settings.auc, 0.5 + 4 * _auc_se(len(ref), len(cur)))
-        return ClassifierWindow(label=label, rows=len(cur), reference_rows=len(ref), auc=auc, threshold=threshold,
+        cur = encode(current.rows(key))
+        cur = prepared(cur[rng.permutation(len(cur))[: settings.sample_rows]])
+        auc = _cv_auc_trees(ref_x, cur) if trees else _cv_auc_gaussian(ref_x, cur)
+        threshold = max(settings.auc, 0.5 + 4 * _auc_se(len(ref_x), len(cur)))
+        return ClassifierWindow(label=label, rows=len(cur), reference_rows=len(ref_x), auc=auc, threshold=threshold,
                                 drifted=auc > threshold)
 
-    return DomainClassifier(columns=encoder.columns, model="HistGradientBoostingClassifier", folds=FOLDS,
+    return DomainClassifier(columns=encoder.columns, model=MODELS[settings.model], folds=FOLDS,
                             overall=judge(ALL, "all"),
                             windows=[None if small else judge(key, label) for key, label, small in windows])
 
 
-def _cv_auc(ref: np.ndarray, cur: np.ndarray) -> float:
-    """Cross-validated ROC AUC of telling `cur` rows (1) from `ref` rows (0)."""
+MODELS = {"gaussian": "Gaussian (quadratic discriminant)", "gradient_boosting": "HistGradientBoostingClassifier"}
+RIDGE = 1e-3  # added to each covariance's diagonal (standardised units): a constant column stays invertible
+
+
+def _cv_auc_gaussian(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Cross-validated ROC AUC of a Gaussian per side (mean and covariance) telling `cur` rows (1)
+    from `ref` rows (0): each held-out row scored by its log-likelihood ratio."""
+    x = np.vstack([ref, cur])
+    y = np.r_[np.zeros(len(ref), dtype=bool), np.ones(len(cur), dtype=bool)]
+    folds = _stratified_folds(y, FOLDS, np.random.default_rng(0))
+    scores = np.empty(len(y))
+    for fold in range(FOLDS):
+        train, test = folds != fold, folds == fold
+        scores[test] = _log_density(x[train & y], x[test]) - _log_density(x[train & ~y], x[test])
+    return roc_auc(y, scores)
+
+
+def _log_density(fit: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Each row's Gaussian log density (up to a constant) under `fit`'s mean and covariance."""
+    cov = np.atleast_2d(np.cov(fit, rowvar=False)) + RIDGE * np.eye(fit.shape[1])
+    lower = np.linalg.cholesky(cov)
+    diff = np.linalg.solve(lower, (rows - fit.mean(axis=0)).T)
+    return -0.5 * (diff ** 2).sum(axis=0) - np.log(np.diag(lower)).sum()
+
+
+def _stratified_folds(y: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
+    """A fold number per row, each class spread evenly over the folds in a random order."""
+    out = np.empty(len(y), dtype=np.int64)
+    for side in (False, True):
+        at = np.flatnonzero(y == side)
+        out[rng.permutation(at)] = np.arange(len(at)) % folds
+    return out
+
+
+def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of `scores` for the rows where `y` holds (Mann-Whitney: ties count half)."""
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse.ravel()]  # average ranks, from 1
+    positives, negatives = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _cv_auc_trees(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Cross-validated ROC AUC of gradient-boosted trees telling `cur` rows (1) from `ref` rows (0)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict

@@ -19,6 +19,7 @@ from mlship.drift.settings import DriftOptions
 
 LABEL = "__label__"  # the ground truth of a row, when known
 ALL = -math.inf  # the window key of all rows (the overall comparison)
+REFERENCE_ROWS = 20_000  # reference rows kept for the multivariate checks (a uniform sample)
 # Log outputs that hold a predicted class or the positive class's probability (first found wins).
 PREDICTION_COLUMNS = ("outputs.label", "outputs.prediction", "outputs.predicted_label", "outputs.class",
                       "outputs.output_label")

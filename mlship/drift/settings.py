@@ -48,6 +48,10 @@ class MultivariateSettings(BaseModel):
     auc: float = Field(0.55, gt=0.5, lt=1, description="Domain-classifier ROC AUC above which the data drifted "
                        "(raised for small windows, see the report's threshold per window).")
     sample_rows: int = Field(2000, ge=100, description="Rows per side the domain classifier trains on.")
+    model: Literal["gaussian", "gradient_boosting"] = Field(
+        "gaussian", description="The domain classifier: gaussian (a mean and covariance per side, numpy; catches "
+        "shifted means, spreads and correlations) or gradient_boosting (scikit-learn's HistGradientBoosting: also "
+        "non-linear differences, ~1 s more to import).")
 
 
 class PerformanceSettings(BaseModel):

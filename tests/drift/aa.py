@@ -15,7 +15,7 @@ import numpy as np
 from mlship.drift.comparison import compare, share_drifted
 from mlship.drift.profile import Profile
 from mlship.drift.quality import assess
-from mlship.drift.samples import Collector
+from mlship.drift.samples import REFERENCE_ROWS, Collector
 from mlship.drift.settings import DriftOptions
 from mlship.drift.together import beyond_columns
 from mlship.drift.verdict import ordered
@@ -76,7 +76,7 @@ def aa(seed: int, n: int, shift: dict[str, float] | None = None, multivariate: b
     `multivariate=False` leaves out the multivariate checks (their sample is still kept)."""
     rng = np.random.default_rng(seed)
     options = DriftOptions(reference="A", current="A'")
-    rows_ref, rows_cur = Collector(options, feature_cap=100_000, feature_cap_all=100_000), Collector(options)
+    rows_ref, rows_cur = Collector(options, feature_cap=REFERENCE_ROWS, feature_cap_all=REFERENCE_ROWS), Collector(options)
     reference = profile(columns(rng, n), n, rows_ref)
     cur = columns(rng, n)
     for name, delta in (shift or {}).items():
