@@ -58,7 +58,7 @@ def iter_frames(spec: str | Path, *, chunk_rows: int = 50_000, strict: bool = Fa
                 for records in iter_jsonl(path, chunk_rows=chunk_rows, strict=strict, report=report):
                     yield _records_frame(records)
             elif fmt == "parquet":
-                yield from (_batch_frame(batch) for batch in iter_parquet(path, chunk_rows=chunk_rows))
+                yield from read_ahead(_batch_frame(batch) for batch in iter_parquet(path, chunk_rows=chunk_rows))
             elif fmt == "csv":
                 yield from _csv(path, chunk_rows)
             else:
@@ -75,6 +75,50 @@ def iter_row_group_frames(path: Path, row_groups: list[int], *, chunk_rows: int 
         yield from (_batch_frame(b) for b in iter_parquet(path, chunk_rows=chunk_rows, row_groups=row_groups))
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"{path}: cannot read: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+
+
+def read_ahead(items: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """`items`, produced on a second thread up to `depth` ahead of the caller: pyarrow decodes and
+    NumPy converts the next chunk (mostly without the GIL) while the caller profiles this one.
+    The producer's exception is raised here, where the item would have come; a caller that stops
+    early stops the producer at its next item."""
+    import queue
+    import threading
+
+    done = object()
+    ahead: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None]) -> bool:
+        while not stop.is_set():  # never blocked for good by a caller that went away
+            try:
+                ahead.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the caller, raised there
+            put((done, exc))
+
+    thread = threading.Thread(target=produce, name="mlship-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
 
 
 def _records_frame(records: list[dict[str, Any]]) -> Frame:

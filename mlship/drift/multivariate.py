@@ -188,7 +188,15 @@ def _texts(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "f":  # through the distinct values: fast
         distinct, inverse = np.unique(values, return_inverse=True)
         return np.array([_text(v) for v in distinct.tolist()], dtype=object)[inverse.ravel()]
-    return np.array([_text(v) for v in values.tolist()], dtype=object)
+    items = values.tolist()
+    try:
+        distinct = dict.fromkeys(items)
+    except TypeError:  # unhashable values
+        distinct = {0: 0}
+    if not all(type(v) is str or v is None for v in distinct):  # 1, 1.0 and True are one dict key
+        return np.array([_text(v) for v in items], dtype=object)
+    worded = {v: _text(v) for v in distinct}  # text columns: each distinct value worded once
+    return np.array([worded[v] for v in items], dtype=object)
 
 
 def _text(v: object) -> str:

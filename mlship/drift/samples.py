@@ -56,6 +56,9 @@ class RowSample:
     def _keep(self, key: float, columns: dict[str, np.ndarray], mask: np.ndarray, order: np.ndarray,
               random: np.ndarray) -> None:
         kept = self.kept.setdefault(key, _Kept())
+        cap = self.cap_all if key == ALL else self.cap
+        if len(kept.keys) >= cap:  # full: only rows under its largest key can enter (same sample, fewer copies)
+            mask = mask & (random < kept.keys.max())
         if not mask.any():
             return
         names = set(kept.columns) | set(columns)
@@ -63,7 +66,6 @@ class RowSample:
         merged = {n: _concat(kept.columns.get(n), n_old, columns.get(n), mask) for n in names}
         keys = np.concatenate([kept.keys, random[mask]])
         rows = np.concatenate([kept.order, order[mask]])
-        cap = self.cap_all if key == ALL else self.cap
         if len(keys) > cap:
             pick = np.sort(np.argpartition(keys, cap)[:cap])  # sorted: reading order stays
             keys, rows, merged = keys[pick], rows[pick], {n: v[pick] for n, v in merged.items()}

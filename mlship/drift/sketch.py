@@ -125,11 +125,21 @@ class NumericSketch:
         self.min, self.max = min(self.min, lo), max(self.max, hi)
 
     def _to_buckets(self, values: np.ndarray) -> None:
-        small = np.abs(values) < MIN_ABS
-        self.zero += int(small.sum())
-        for store, part in ((self.pos, values[values >= MIN_ABS]), (self.neg, -values[values <= -MIN_ABS])):
-            if len(part):
-                store.add(np.ceil(np.log(part) / LOG_GAMMA).astype(np.int64))
+        if not len(values):
+            return
+        # One log for both signs (log|x| is the same number either way), in place: this runs
+        # over every value read.
+        with np.errstate(divide="ignore"):
+            keys = np.log(np.abs(values))
+        keys /= LOG_GAMMA
+        np.ceil(keys, out=keys)
+        if values.min() >= MIN_ABS:  # all positive: the usual case, no masks
+            self.pos.add_keys(keys)
+            return
+        pos, neg = values >= MIN_ABS, values <= -MIN_ABS
+        self.zero += len(values) - int(pos.sum()) - int(neg.sum())
+        self.pos.add_keys(keys[pos])
+        self.neg.add_keys(keys[neg])
 
 
 def _representative(keys: np.ndarray) -> np.ndarray:
@@ -147,6 +157,20 @@ class _Buckets:
         self.offset = 0
         self.dense = np.zeros(0, dtype=np.int64)
         self.sparse: dict[int, int] | None = None
+
+    def add_keys(self, keys: np.ndarray) -> None:
+        """Count bucket keys given as whole floats (one conversion, offset by the dense range)."""
+        if not len(keys):
+            return
+        lo, hi = int(keys.min()), int(keys.max()) + 1
+        if self.sparse is None:
+            if len(self.dense):
+                lo, hi = min(lo, self.offset), max(hi, self.offset + len(self.dense))
+            if hi - lo <= self.DENSE_SPAN:
+                self._widen(lo, hi)
+                self.dense += np.bincount((keys - lo).astype(np.intp), minlength=hi - lo)
+                return
+        self.add(keys.astype(np.int64))
 
     def add(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
         """Count `keys` (int64), once each or `counts` times."""
