@@ -490,3 +490,31 @@ def test_hostile_column_and_category_names_stay_text_in_every_section(tmp_path, 
     for line in md.read_text().splitlines():
         if line.startswith("| ") and "_check" in line:
             assert line.count(" | ") == 2, line  # check, column, finding: three cells, a | in a name escaped
+
+
+# -- both sides read at once: which failure is told ------------------------------------
+
+
+def _parquet(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    pq.write_table(pa.table({"x": rng.normal(size=N), "y": rng.normal(size=N)}), path)
+    return path
+
+
+def _corrupt(path: Path, good: Path) -> Path:
+    data = bytearray(good.read_bytes())
+    data[4:len(data) - 8] = bytes(len(data) - 12)  # magic bytes kept, pages and footer gone
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("broken", ["reference", "current", "both"])
+def test_a_broken_side_is_named_when_both_are_read_at_once(tmp_path, broken):
+    good_ref, good_cur = _parquet(tmp_path / "ref.parquet", 1), _parquet(tmp_path / "cur.parquet", 2)
+    ref = _corrupt(tmp_path / "bad_ref.parquet", good_ref) if broken in ("reference", "both") else good_ref
+    cur = _corrupt(tmp_path / "bad_cur.parquet", good_cur) if broken in ("current", "both") else good_cur
+    result = run("drift", "-r", str(ref), "-c", str(cur))
+    assert result.code == 3, result.stderr
+    named = ref if broken != "current" else cur  # both broken: the reference's failure, as when read in turn
+    assert str(named) in result.stderr and "cannot read" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2

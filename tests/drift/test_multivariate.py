@@ -68,6 +68,16 @@ def test_a_flipped_correlation_is_flagged_by_both_checks_and_by_no_column(flippe
     assert doc["dataset_drift"] and [w["dataset_drift"] for w in doc["windows"]] == [False, False, True, True]
 
 
+def test_either_classifier_model_flags_the_flipped_windows_and_says_which_it_is(flipped):
+    gaussian = _report(*flipped).document()["multivariate"]["classifier"]
+    trees = _report(*flipped, multivariate={"model": "gradient_boosting"}).document()["multivariate"]["classifier"]
+    assert gaussian["model"].startswith("Gaussian") and trees["model"] == "HistGradientBoostingClassifier"
+    for clf in (gaussian, trees):
+        assert [w["drifted"] for w in clf["windows"]] == [False, False, True, True]
+    # The flip is a covariance change: the Gaussian model, built for it, separates it more clearly.
+    assert min(w["auc"] for w in gaussian["windows"][2:]) > max(w["auc"] for w in trees["windows"][2:]) - 0.05
+
+
 def test_the_windows_name_the_checks_that_flagged_them(flipped):
     windows = _report(*flipped).document()["windows"]
     assert [w.get("multivariate") for w in windows] == [None, None] + [["reconstruction", "classifier"]] * 2
