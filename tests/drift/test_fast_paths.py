@@ -205,3 +205,16 @@ def test_both_sides_read_at_once_give_the_profiles_read_one_after_the_other(tmp_
     serial_cur = detection._current(options, ReadReport(), None, lambda rows: None, None, rows_cur)[0]
     assert ref.to_json() == serial_ref.to_json() and cur.profile.to_json() == serial_cur.profile.to_json()
     assert read.files == [options.reference, options.current]
+
+
+def test_a_drift_run_reads_through_jemalloc(tmp_path):
+    """pyarrow's default pool (mimalloc) hands each chunk's memory back and the kernel zeroes
+    it again; run_drift chooses jemalloc before pyarrow is imported (mlship.data.arrow)."""
+    code = ("import sys; from mlship.cli import main\n"
+            "try:\n    main(['drift', '-r', sys.argv[1], '-c', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+            "import pyarrow as pa; print(pa.default_memory_pool().backend_name)")
+    path = tmp_path / "d.csv"
+    path.write_text("x\n" + "".join(f"{i % 7}.5\n" for i in range(500)))
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "jemalloc"
