@@ -99,15 +99,14 @@ class LogWriter:
         while True:
             stop = self._stopping  # read before draining: what was queued before close is written
             while self._queue:
-                # Take what is waiting so one write serves many records, in
-                # slices: between them the GIL goes back to the event loop.
-                items = [self._queue.popleft() for _ in range(min(len(self._queue), 256))]
+                # Take all that is waiting, so one write serves many records: each time
+                # this thread needs the GIL back (after a system call) the event loop waits.
+                items = [self._queue.popleft() for _ in range(len(self._queue))]
                 try:
                     self._write(items)
                 except Exception:  # a bad record or a full disk must not stop logging for good
                     with self._lock:
                         self.failed += sum(getattr(i, "rows", 1) for i in items)
-                time.sleep(0)
             if stop:
                 self._close_file()
                 return
