@@ -25,8 +25,6 @@ LARGE_N = 100_000  # above this, no exact method: SciPy too uses smirnov or Pelz
 
 def kstwo_sf(d: float, n: int) -> float:
     """P(D_n > d) for the two-sided one-sample KS statistic D_n (two samples: n = n1 n2 / (n1 + n2))."""
-    from scipy.special import smirnov
-
     if d >= 1.0:
         return 0.0
     if d <= 0.0:
@@ -38,13 +36,13 @@ def kstwo_sf(d: float, n: int) -> float:
         return float(stats.kstwo.sf(d, n))
     if t >= n - 1:
         return _clip(2 * (1.0 - d) ** n)
-    if d >= 0.5:
-        return _clip(2 * smirnov(n, d))
     nxsquared = t * d
+    if d >= 0.5 or 2.2 <= nxsquared < 370.0:
+        from scipy.special import smirnov  # imported only here (~0.2 s)
+
+        return _clip(2 * smirnov(n, d))
     if nxsquared >= 370.0:
         return 0.0
-    if nxsquared >= 2.2:
-        return _clip(2 * smirnov(n, d))
     return _clip(1.0 - _pelz_good_cdf(n, d))
 
 
