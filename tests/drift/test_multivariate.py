@@ -158,3 +158,23 @@ def test_car_loan_multivariate_drift_in_the_second_half_only(loans):
     assert [w["dataset_drift"] for w in doc["windows"]] == [False] * 5 + [True] * 5
     assert "Reconstruction error per window" in render_html(report)
     json.dumps(doc)  # plain JSON all through
+
+
+def test_gradient_boosting_without_scikit_learn_is_a_usage_error_naming_the_setting(flipped):
+    """scikit-learn is not one of mlship's dependencies: the default model needs none."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "from mlship.drift.detection import run_drift; from mlship.drift.settings import DriftOptions\n"
+            "from mlship.errors import UsageError\n"
+            "ref, cur = sys.argv[1:3]\n"
+            "print(run_drift(DriftOptions(reference=ref, current=cur)).multivariate.flagged_by)\n"
+            "try:\n    run_drift(DriftOptions(reference=ref, current=cur, multivariate={'model': 'gradient_boosting'}))\n"
+            "except UsageError as exc:\n    print(type(exc).__name__, exc, '|', exc.hint)\n")
+    out = subprocess.run([sys.executable, "-c", code, *flipped], capture_output=True, text=True, env=dict(os.environ),
+                         check=True).stdout.splitlines()
+    assert out[0] == "['reconstruction', 'classifier']"
+    assert out[1].startswith("MissingExtraError monitoring.multivariate.model: gradient_boosting needs scikit-learn")
+    assert "model: gaussian" in out[1]
