@@ -49,6 +49,8 @@ class ServeApp:
         self.answer = protocol.InferAnswer(service.name, service.version)
         self._max_body = service.settings.max_body_bytes
         self._variant = (b"x-mlship-variant", service.variant.encode())
+        visible = all(" " <= c <= "~" for c in service.variant)
+        self._variant_line = b"x-mlship-variant: %s\r\n" % self._variant[1] if visible else None
         # Request ids: unique per process (random prefix) and cheap (a counter),
         # the 32 hex digits of a uuid4 without a system call per request.
         self._id_prefix, self._ids = os.urandom(8).hex(), itertools.count(1)
@@ -114,15 +116,24 @@ class ServeApp:
             status, payload = 500, jsonfast.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
         finally:
             self.inflight -= 1
-        headers = [
-            (b"content-type", content_type),
-            (b"content-length", b"%d" % len(payload)),
-            (b"x-request-id", request_id.encode()),
-            self._variant,
-            *extra_headers,
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        if self._variant_line is not None and RESPONSE in scope.get("extensions", _NONE):
+            # mlship's own protocol (mlship.serve.http): the answer in one message, its
+            # header lines made here (the request id and variant are checked: visible ASCII).
+            head = b"content-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s" % (
+                content_type, len(payload), request_id.encode(), self._variant_line)
+            for name, value in extra_headers:
+                head += b"%s: %s\r\n" % (name, value)
+            await send({"type": RESPONSE, "status": status, "head": head, "body": payload})
+        else:
+            headers = [
+                (b"content-type", content_type),
+                (b"content-length", b"%d" % len(payload)),
+                (b"x-request-id", request_id.encode()),
+                self._variant,
+                *extra_headers,
+            ]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
         self.service.metrics.observe_request(endpoint, status, time.perf_counter() - started)
 
     def _route(self, method: str, path: str) -> tuple[str, Callable[..., Awaitable[tuple[int, Any]]]]:
@@ -328,6 +339,8 @@ class ServeApp:
 
 
 _TWO = (None, None)  # no set of tasks in the scope: not known to be alone
+_NONE: dict[str, Any] = {}
+RESPONSE = "mlship.response"  # mlship.serve.http.RESPONSE (not imported: the app runs under any ASGI server)
 
 
 def _parse_json(raw: bytes) -> Any:

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
+
+# The ASGI extension this protocol offers (in scope["extensions"]): a response in
+# one message, `{"type": RESPONSE, "status": int, "head": bytes, "body": bytes}`,
+# where `head` is the app's header lines ("name: value\r\n" each, content-length
+# among them), made and checked by the app (once per model, most of them). It
+# spares a response uvicorn's two messages and its header-by-header checks.
+RESPONSE = "mlship.response"
+_EXTENSIONS = {RESPONSE: {}}
 
 
 class _HeldHead:
@@ -53,6 +61,12 @@ class _OneWriteCycle(RequestResponseCycle):
     transport: Any
 
     async def send(self, message: Any) -> None:
+        if message["type"] == RESPONSE and not self.response_started:
+            if self.flow.write_paused and not self.disconnected:
+                await self.flow.drain()
+            if not self.disconnected:
+                self._respond(message["status"], message["head"], message["body"])
+            return
         held = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
             held.holding = True
@@ -70,6 +84,27 @@ class _OneWriteCycle(RequestResponseCycle):
                 held.flush()  # a HEAD answer has no body write
 
 
+    def _respond(self, status: int, head: bytes, body: bytes) -> None:
+        """What uvicorn does for a start and a final body, in one write."""
+        self.response_started = True
+        self.waiting_for_100_continue = False
+        parts = [STATUS_LINE[status]]
+        for name, value in self.default_headers:  # the date (and server) header
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(head)
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts.append(b"\r\n")
+        if self.scope["method"] != "HEAD":
+            parts.append(body)
+        self.transport.write(b"".join(parts))
+        self.response_complete = True
+        self.message_event.set()
+        if not self.keep_alive:
+            self.transport.close()
+        self.on_response()
+
+
 class OneWriteProtocol(HttpToolsProtocol):
     """HttpToolsProtocol whose requests answer with one write per response."""
 
@@ -83,3 +118,4 @@ class OneWriteProtocol(HttpToolsProtocol):
             cycle.transport = _HeldHead(cycle.transport)
             # The server's request tasks: an app may see that its request is alone (mlship's runs it at once).
             cycle.scope["mlship.tasks"] = self.tasks  # type: ignore[typeddict-unknown-key]
+            cycle.scope["extensions"] = _EXTENSIONS

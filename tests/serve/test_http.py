@@ -11,7 +11,7 @@ import uvicorn
 from uvicorn.server import ServerState
 
 from mlship.serve import server
-from mlship.serve.http import OneWriteProtocol
+from mlship.serve.http import RESPONSE, OneWriteProtocol
 
 
 class RecordingTransport(asyncio.Transport):
@@ -51,6 +51,11 @@ async def app(scope, receive, send):
         if not message.get("more_body"):
             break
     answer = body or b"hello"
+    if scope["path"] == "/one":  # the one-message response this protocol offers
+        assert RESPONSE in scope["extensions"]
+        await send({"type": RESPONSE, "status": 201, "body": answer,
+                    "head": b"content-length: %d\r\nx-app: 1\r\n" % len(answer)})
+        return
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"one,", "more_body": True})
@@ -124,3 +129,42 @@ def test_an_app_failing_after_the_start_still_sends_the_head_then_closes():
 def test_serve_uses_it_with_httptools():
     assert server._uvicorn_options(server.ServeSettings(model_path="m.onnx", name="m", version="1"))["http"] \
         is OneWriteProtocol
+
+
+def test_a_one_message_response_is_one_write_with_the_servers_own_headers():
+    transport = exchange(b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+                         b"HEAD /one HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert transport.writes == [b"HTTP/1.1 201 Created\r\ncontent-length: 3\r\nx-app: 1\r\n\r\nabc",
+                                b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\nx-app: 1\r\n\r\n"]
+    assert not transport.closed
+
+
+def test_a_one_message_response_closes_a_connection_that_asked_for_it():
+    transport = exchange(b"GET /one HTTP/1.0\r\nHost: a\r\n\r\n")
+    assert transport.writes == [b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\nx-app: 1\r\nconnection: close\r\n\r\n"
+                                b"hello"]
+    assert transport.closed
+
+
+def test_the_app_answers_in_standard_messages_under_another_server(tmp_path):
+    """Without the extension (any other ASGI server) ServeApp sends http.response.start and .body."""
+    from mlship.serve.app import ServeApp
+    from mlship.serve.service import ModelService
+    from mlship.serve.settings import ServeSettings
+    from tests.support import MODEL
+
+    service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1", variant="canary"))
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v2/health/ready", "headers": [(b"x-request-id", b"r-1")]}
+    asyncio.run(ServeApp(service)(scope, receive, send))
+    service.close()
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert (b"x-request-id", b"r-1") in sent[0]["headers"] and (b"x-mlship-variant", b"canary") in sent[0]["headers"]
+    assert sent[1]["body"] == b'{"ready":true}'
