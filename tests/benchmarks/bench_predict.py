@@ -16,7 +16,10 @@ with a label and a probabilities output ("All arrays must be of the same
 length": it flattens the [N, 2] probabilities). Each is a whole process, from
 start to output file.
 
-Every pair runs alternately --runs times; medians and spreads are printed.
+Every pair runs alternately --runs times; medians and spreads are printed,
+with the load average before and after (the raw loop's two onnxruntime
+threads spin, so on a loaded machine it slows down more than mlship's
+pipeline does, and the ratio rises: compare figures taken at similar loads).
 
 Targets (issues 4, 21): >= 85% of the raw loop's rows/s; peak RSS <= 500 MB;
 >= 3x `mlflow models predict` on the same CSV.
@@ -111,6 +114,7 @@ def main() -> None:
     source = work / "features.parquet"
     X = make_input(source, args.rows)
     mlship(source, work / "warm.parquet", args.batch_size)  # page cache, .pyc files
+    load_before = os.getloadavg()[0]
     raws, ours, wholes, rss = [], [], [], 0.0
     for run in range(args.runs):  # alternately: the machine's load falls on both alike
         raws.append(raw_loop(X, args.batch_size))
@@ -126,7 +130,9 @@ def main() -> None:
           f"{'met' if statistics.median(ratios) >= 0.85 else 'MISSED'}); peak RSS {rss:.0f} MB "
           f"(target <= 500 MB: {'met' if rss <= 500 else 'MISSED'})")
     print(f"  with process start-up and imports {spread(wholes)} rows/s = {statistics.median(wholes) / raw:.0%} of raw")
-    result = {"rows": args.rows, "raw_rows_per_s": [round(r) for r in raws], "mlship_rows_per_s": [round(o) for o in ours],
+    load = (round(load_before, 2), round(os.getloadavg()[0], 2))
+    print(f"load average (1 min) before and after: {load[0]}, {load[1]}")
+    result = {"rows": args.rows, "load_average": load, "raw_rows_per_s": [round(r) for r in raws], "mlship_rows_per_s": [round(o) for o in ours],
               "ratio": round(statistics.median(ratios), 3), "with_startup_rows_per_s": [round(w) for w in wholes],
               "peak_rss_mb": round(rss)}
     venv = Path(args.mlflow_venv)
