@@ -60,6 +60,7 @@ class S3Target(ConditionalTarget):
 
         # boto3's standard credential chain (environment, profile, SSO, instance role).
         session = boto3.session.Session(profile_name=profile, region_name=region)
+        _share_loader(session)
         # Few retries per request: a store that is gone should fail the push quickly, then cleanup
         # (_abort_uploads) is patient.
         self.client = session.client("s3", endpoint_url=endpoint_url,
@@ -198,6 +199,21 @@ class S3Target(ConditionalTarget):
                                    ContentType="application/json", **self.extra)
         except Exception as exc:
             raise ServiceError(f"{self.url}: cannot write {key}: {_reason(exc)}") from None
+
+
+_LOADERS: dict[Any, Any] = {}  # botocore data path -> the loader every S3 target's session shares
+
+
+def _share_loader(session: Any) -> None:
+    """Sessions opened in this process share botocore's data loader, which caches the service
+    and endpoint models it parsed: a push to several S3 targets parses them once, not once per
+    target (each session still resolves its own credentials, profile and region)."""
+    core = session._session
+    key = core.get_config_variable("data_path")
+    if key in _LOADERS:
+        core.register_component("data_loader", _LOADERS[key])
+    else:
+        _LOADERS[key] = core.get_component("data_loader")
 
 
 def _code(exc: Exception) -> str | None:

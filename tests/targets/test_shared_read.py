@@ -225,3 +225,37 @@ def test_shared_read_refuses_a_file_that_shrank_while_pushed(tmp_path):
     with pytest.raises(OSError, match="changed while it was being pushed"):
         reader.read()
     assert shared.hexdigest() is None
+
+
+def test_a_target_that_stops_reading_early_is_a_failure_not_a_recorded_version(tmp_path):
+    """A target whose upload_stream returns before the end (a buggy plugin) cannot record a
+    digest of bytes it never stored; the other target still gets the whole file."""
+    from mlship.errors import ServiceError
+    from mlship.targets.file import FileTarget
+    from mlship.targets.service import SharedUploads
+
+    class Hasty(FileTarget):
+        def upload_stream(self, key, source, size, progress, *, sharing=1):
+            source.read(MB)  # and stops there, claiming success
+
+    path = random_file(tmp_path / "f.bin", 3)
+    hasty, whole = Hasty(str(tmp_path / "hasty")), FileTarget(str(tmp_path / "whole"))
+    shared = SharedUploads([(path, "f.bin")], [hasty, whole])
+    outcome = {}
+
+    def push(target, upload):
+        try:
+            outcome[id(target)] = upload("v/f.bin", path, lambda n: None)
+        except ServiceError as exc:
+            outcome[id(target)] = exc
+        finally:
+            shared.leave(target)
+
+    threads = [threading.Thread(target=push, args=(t, shared.uploader(t))) for t in (hasty, whole)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert isinstance(outcome[id(hasty)], ServiceError) and "stopped after 1048576 of" in outcome[id(hasty)].message
+    assert outcome[id(whole)] == sha256(path)
+    assert (tmp_path / "whole" / "v" / "f.bin").read_bytes() == path.read_bytes()
