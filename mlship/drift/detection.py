@@ -189,7 +189,7 @@ def profile_frames(frames: Iterable[Frame], *, progress: Callable[[int], None] =
     profile = Profile()
     for frame in frames:
         ok = _ok_rows(frame)
-        profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
+        profile.add_frame(_rows(frame.columns, ok), int(ok.sum()), _coded(frame, ok))
         if perf is not None:
             perf.add(frame, ok, labels)
         if rows is not None:
@@ -208,7 +208,7 @@ def _current(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | N
         if unit == "s" and frame.ts is None and time_col in frame.columns:  # data files: their time column
             frame.ts = column_times(frame.columns[time_col])
         ok = _ok_rows(frame)
-        overall.profile.add_frame(_rows(frame.columns, ok), int(ok.sum()))
+        overall.profile.add_frame(_rows(frame.columns, ok), int(ok.sum()), _coded(frame, ok))
         overall.perf.add(frame, ok, labels)
         overall.ops.add(frame, np.ones(frame.rows, dtype=bool))
         _by_version(frame, by_version)
@@ -284,6 +284,11 @@ def _ok_rows(frame: Frame) -> np.ndarray:
     if status is None:
         return np.ones(frame.rows, dtype=bool)
     return answered_mask(status)
+
+
+def _coded(frame: Frame, mask: np.ndarray) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """The frame's dictionary-encoded columns, when every row is kept (a masked copy has none)."""
+    return frame.coded if frame.coded and mask.all() else {}
 
 
 def _rows(columns: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:

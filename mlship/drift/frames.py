@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mlship.data.arrow import dictionary_codes
 from mlship.data.chunks import arrow_column, file_columns, open_table
 from mlship.data.tables import FORMATS, column_from_values, expand_paths
 from mlship.errors import InvalidInputError
@@ -33,6 +34,8 @@ class Frame:
     rows: int
     ts: np.ndarray | None = None  # epoch seconds
     meta: dict[str, np.ndarray] = field(default_factory=dict)
+    # Text columns that came dictionary-encoded (Parquet categories): (codes, categories), -1 null
+    coded: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)
 
 
 def data_files(spec: str | Path) -> list[Path]:
@@ -149,7 +152,7 @@ def _batch_frame(batch: Any) -> Frame:
     """A Parquet batch (a log's, or plain data) as a frame."""
     import pyarrow as pa
 
-    columns, meta, ts = {}, {}, None
+    columns, meta, ts, coded = {}, {}, None, {}
     for i, name in enumerate(batch.schema.names):
         column = batch.column(i)
         if pa.types.is_boolean(column.type):
@@ -160,6 +163,8 @@ def _batch_frame(batch: Any) -> Frame:
             for j in range(values.shape[1]):
                 columns[f"{name}_{j}"] = values[:, j]
             continue
+        if name not in META and (codes := dictionary_codes(column)) is not None:
+            coded[name[len("inputs."):] if name.startswith("inputs.") else name] = codes
         if name.startswith("inputs."):
             columns[name[len("inputs."):]] = values
         elif name in META:
@@ -169,7 +174,7 @@ def _batch_frame(batch: Any) -> Frame:
                 meta[name] = values
         else:
             columns[name] = values
-    return Frame(columns, batch.num_rows, ts, meta)
+    return Frame(columns, batch.num_rows, ts, meta, coded)
 
 
 def _csv(path: Path, chunk_rows: int) -> Iterator[Frame]:

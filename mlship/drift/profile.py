@@ -13,7 +13,7 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -95,6 +95,16 @@ class ColumnProfile:
             self.signals.add_texts(keys.tolist(), counts.tolist(), self.categories, texts)
             self._count_categories(dict(zip(keys.tolist(), counts.tolist())))
 
+    def add_coded(self, values: np.ndarray, codes: np.ndarray, categories: list[str]) -> None:
+        """Add a text column that came dictionary-encoded: `values` decoded, `codes` each row's
+        index into `categories` (-1: missing). Counted by code: what `add` counts, ~50x faster."""
+        counts = np.bincount(codes + 1, minlength=len(categories) + 1).tolist()
+        found: dict[Any, int] = {None: counts[0]} if counts[0] else {}
+        for category, n in zip(categories, counts[1:]):
+            if n:
+                found[category] = found.get(category, 0) + n
+        self._text_counts(found, values)
+
     def _texts(self, values: np.ndarray) -> bool:
         """A column of text and missing values only (the usual categorical column), counted
         in one pass in C; False, touching nothing, when it holds anything else."""
@@ -103,8 +113,14 @@ class ColumnProfile:
             counts = Counter(items)
         except TypeError:  # unhashable values (lists, objects): the general path
             return False
+        return self._text_counts(counts, items)
+
+    def _text_counts(self, counts: dict[Any, int], items: Iterable[Any]) -> bool:
+        """Add the counts of a text column's values (None: missing) whose rows are `items`;
+        False, touching nothing, when a value is not text."""
         if not all(type(k) is str or k is None for k in counts):
             return False
+        counts = dict(counts)
         self.missing += counts.pop(None, 0)
         merged: dict[str, int] = {}
         for key, n in counts.items():
@@ -206,13 +222,18 @@ class Profile:
         self.columns: dict[str, ColumnProfile] = {}
         self.rows = 0
 
-    def add_frame(self, columns: dict[str, np.ndarray], rows: int) -> None:
+    def add_frame(self, columns: dict[str, np.ndarray], rows: int,
+                  coded: dict[str, tuple[np.ndarray, list[str]]] | None = None) -> None:
+        """A chunk's columns; `coded`: those that came dictionary-encoded, as (codes, categories)."""
         for name, values in columns.items():
             col = self.columns.get(name)
             if col is None:
                 col = self.columns[name] = ColumnProfile(name)
                 col.missing += self.rows  # rows before the column first appeared
-            col.add(values)
+            if coded and name in coded:
+                col.add_coded(values, *coded[name])
+            else:
+                col.add(values)
         for name, col in self.columns.items():
             if name not in columns:
                 col.missing += rows

@@ -218,3 +218,27 @@ def test_a_drift_run_reads_through_jemalloc(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip().splitlines()[-1] == "jemalloc"
+
+
+def test_dictionary_encoded_text_counts_as_plain_text(tmp_path):
+    """Parquet categories are counted by code: the same profile as the same texts stored plain."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlship.drift.detection import build_profile
+
+    rng = np.random.default_rng(10)
+    texts = rng.choice(["red", "green", "True", "true", "FALSE", "a b", None], 20_000).tolist()
+    ids = [f"id{i}" for i in range(20_000)]  # distinct values: an identifier's signals
+    plain = pa.table({"colour": pa.array(texts, pa.string()), "id": pa.array(ids)})
+    coded = pa.table({"colour": pa.array(texts, pa.string()).dictionary_encode(),
+                      "id": pa.array(ids).dictionary_encode()})
+    pq.write_table(plain, tmp_path / "plain.parquet", use_dictionary=False)
+    pq.write_table(coded, tmp_path / "coded.parquet")
+    assert pq.read_schema(tmp_path / "coded.parquet").field("colour").type.value_type == pa.string()
+    frames = list(iter_frames(tmp_path / "coded.parquet", chunk_rows=3000))
+    assert set(frames[0].coded) == {"colour", "id"} and not list(iter_frames(tmp_path / "plain.parquet"))[0].coded
+    docs = [build_profile(str(tmp_path / name), chunk_rows=3000)[0].to_json() for name in ("plain.parquet",
+                                                                                           "coded.parquet")]
+    assert docs[0] == docs[1]
+    assert docs[1]["columns"]["colour"]["missing"] == texts.count(None) > 0
