@@ -3,7 +3,12 @@
 The pinned wheels (see wheels.py) and mlship's own wheel are unpacked into
 /opt/mlship as a virtual environment of the base's Python: site-packages,
 pyvenv.cfg, bin/python symlinks, console scripts, dist-info with INSTALLER
-and RECORD. The same pruning as templates/Dockerfile applies. The finished
+and RECORD. The same pruning as templates/Dockerfile applies, and, like its
+compileall step, the Python files get unchecked hash-based bytecode (made by
+this interpreter when it is the base's minor version, in a fresh isolated
+process with a fixed hash seed so the bytes do not depend on what this process has imported): a
+container runs as a user that cannot write /opt/mlship, so without it every
+start compiled every module again (seconds). The finished
 layer is cached under ~/.cache/mlship/layers by a key of the pins, platform,
 Python and mlship's own files, so a model-only rebuild does not redo it.
 """
@@ -14,8 +19,11 @@ import base64
 import configparser
 import hashlib
 import json
+import marshal
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +34,7 @@ from mlship.images.layers import Blob, Entry, write_layer
 from mlship.errors import InvalidInputError
 
 PREFIX = "opt/mlship"
-FORMAT = "1"  # raise when the layer's layout changes, so old cached layers are not reused
+FORMAT = "2"  # raise when the layer's layout changes, so old cached layers are not reused
 SCRIPT = """# -*- coding: utf-8 -*-
 import re
 import sys
@@ -101,7 +109,69 @@ def venv_entries(wheel_files: list[Path], python: PythonInfo) -> list[Entry]:
     entries = _venv_skeleton(python)
     for wheel in _newest_per_project(wheel_files):
         entries += _install_wheel(wheel, site)
-    return entries
+    return entries + bytecode(entries, python)
+
+
+COMPILER = """
+import importlib._bootstrap_external as be, importlib.util, marshal, sys
+out = []
+for path, data in marshal.loads(sys.stdin.buffer.read()):
+    try:
+        code = compile(data, "/" + path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        continue
+    out.append((path, be._code_to_hash_pyc(code, importlib.util.source_hash(data), checked=False)))
+sys.stdout.buffer.write(marshal.dumps(out))
+"""
+
+
+def bytecode(entries: list[Entry], python: PythonInfo) -> list[Entry]:
+    """__pycache__ entries (unchecked hash-based .pyc, as `compileall --invalidation-mode
+    unchecked-hash` makes) for the site-packages modules serving imports (mlship/images/warm.py;
+    every Python file when that cannot run here, e.g. another platform's wheels); none when this
+    interpreter is not the base's minor version (its bytecode would not load there)."""
+    if python.minor != f"{sys.version_info[0]}.{sys.version_info[1]}":
+        return []
+    sources = {e.path: e.data for e in entries
+               if e.kind == "file" and e.path.endswith(".py") and "/site-packages/" in e.path}
+    wanted = _serving_sources(entries) or set(sources)
+    items = sorted((path, sources[path]) for path in wanted if path in sources)
+    proc = subprocess.run([sys.executable, "-s", "-S", "-c", COMPILER], input=marshal.dumps(items),
+                          capture_output=True, check=True, env=ISOLATED)
+    tag = f"cpython-{python.minor.replace('.', '')}"
+    return [Entry(f"{PurePosixPath(path).parent}/__pycache__/{PurePosixPath(path).stem}.{tag}.pyc", data=pyc)
+            for path, pyc in marshal.loads(proc.stdout)]
+
+
+# only a fixed hash seed in the environment (it orders set constants); no user or site packages
+ISOLATED = {"PYTHONHASHSEED": "0"}
+WARM = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from mlship.images.warm import serving_sources
+print("\\n".join(serving_sources()))
+"""
+
+
+def _serving_sources(entries: list[Entry]) -> set[str] | None:
+    """The layer paths of what `python -m mlship.images.warm` imports, run on a copy of the
+    layer's site-packages; None when it cannot run here."""
+    site = next((e.path.split("/site-packages/")[0] + "/site-packages" for e in entries
+                 if "/site-packages/" in e.path), None)
+    if site is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="mlship-warm-") as tmp:
+        for entry in entries:
+            if entry.kind == "file" and entry.path.startswith(site + "/"):
+                target = Path(tmp, entry.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(entry.data)
+        proc = subprocess.run([sys.executable, "-s", "-S", "-c", WARM, str(Path(tmp, site))], capture_output=True,
+                              text=True, env=ISOLATED, cwd=tmp)
+        if proc.returncode != 0:
+            return None
+        root = str(Path(tmp)) + "/"
+        return {line[len(root):] for line in proc.stdout.splitlines() if line.startswith(root)}
 
 
 def _venv_skeleton(python: PythonInfo) -> list[Entry]:
@@ -188,6 +258,9 @@ def _record(installed: dict[str, tuple[bytes, bool]], site: str, dist_info: str)
     return ("\n".join(lines) + "\n").encode()
 
 
+SOURCES_FOR_COMPILERS = (".c", ".cc", ".cpp", ".h", ".hpp", ".pyx", ".pxd", ".pxi", ".a")
+
+
 def pruned(path: str) -> bool:
     """What templates/Dockerfile removes: tests and tools serving does not use, stubs, caches, pip."""
     parts = PurePosixPath(path).parts
@@ -199,9 +272,15 @@ def pruned(path: str) -> bool:
     top = rel[0]
     if top in ("pip", "setuptools", "_distutils_hack") or re.match(r"(pip|setuptools)-.*\.dist-info$", top):
         return True
-    if top == "numpy" and (rel[1:2] == ("f2py",) or rel[2:3] == ("tests",)):
+    if top == "numpy" and (rel[1:2] in (("f2py",), ("distutils",)) or rel[2:3] == ("tests",)):
         return True
     if top == "onnx" and (rel[1:2] == ("reference",) or rel[1:3] == ("backend", "test")):
+        return True
+    if top == "onnxruntime" and rel[1:2] in (("transformers",), ("quantization",), ("tools",)):
+        return True  # model tooling (edge builds quantize on the building machine), not serving
+    if top == "pydantic" and rel[1:2] == ("v1",):
+        return True
+    if path.endswith(SOURCES_FOR_COMPILERS):
         return True
     return (rel[:2] == ("pygments", "lexers") and len(rel) == 3 and rel[2].endswith(".py")
             and rel[2] not in ("__init__.py", "_mapping.py", "python.py", "special.py"))

@@ -8,6 +8,11 @@ offline (its image starts FROM ubuntu on Docker Hub and installs everything
 from the internet), so the size is compared with what its issue tracker
 reports for small scikit-learn models (887 MB to 3+ GB).
 
+Then it starts the image 3 times (host network) and times `docker run` to the
+first ready health check, with the image's bytecode and without it
+(PYTHONPYCACHEPREFIX pointing at an empty directory makes Python compile every
+module again, as images without bytecode did at every start).
+
 Targets (issue 6): model-only rebuild <= 10 s; image <= 1/3 of MLflow's size.
 
     python tests/benchmarks/bench_image.py
@@ -22,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +46,31 @@ def mlship_build(project: Path, env: dict[str, str], *extra: str) -> tuple[float
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr)
     return time.perf_counter() - start, json.loads(proc.stdout)
+
+
+def start_to_ready(client, image: str, *, bytecode: bool) -> float:
+    """Seconds from `docker run` to the first 200 from /v2/health/ready."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"MLSHIP_SERVE_HOST": "127.0.0.1", "MLSHIP_SERVE_PORT": str(port)}
+    if not bytecode:
+        env["PYTHONPYCACHEPREFIX"] = "/tmp/no-bytecode"
+    start = time.perf_counter()
+    container = client.containers.run(image, detach=True, network_mode="host", environment=env)
+    try:
+        while time.perf_counter() - start < 120:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
+                    if r.status == 200:
+                        return time.perf_counter() - start
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"{image} not ready in 120 s: {container.logs()[-500:]!r}")
+    finally:
+        container.remove(force=True)
 
 
 def main() -> None:
@@ -71,6 +102,18 @@ def main() -> None:
             print(f"  {layer_size / 1e6:8.1f} MB  {created_by}")
         result = {"cold_s": round(cold, 1), "rebuild_s": round(rebuild, 1), "image_mb": round(size / 1e6),
                   "base_mb": round(base_size / 1e6), "layers_mb": [round(n / 1e6, 1) for n, _ in layers]}
+        import statistics
+
+        starts: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(3):  # alternating
+            for bytecode in (True, False):
+                starts[bytecode].append(start_to_ready(engine.client(), second["image_id"], bytecode=bytecode))
+        for bytecode, label in ((True, "with the image's bytecode"), (False, "compiling every module (no bytecode)")):
+            values = starts[bytecode]
+            print(f"docker run to ready, {label:38s} {statistics.median(values):5.2f} s "
+                  f"(min {min(values):.2f}, max {max(values):.2f})")
+        result["start_to_ready_s"] = round(statistics.median(starts[True]), 2)
+        result["start_to_ready_no_bytecode_s"] = round(statistics.median(starts[False]), 2)
         # MLflow is not run here: its Dockerfile starts FROM ubuntu:24.04 (Docker Hub), then installs Python,
         # pip packages and MLflow inside the container, all from the internet. Offline the engine cannot even
         # resolve registry-1.docker.io (seen once: "dial tcp: lookup registry-1.docker.io ... no such host").

@@ -93,7 +93,8 @@ def test_same_inputs_same_digest_in_other_directories_and_times(tmp_path_factory
         assert index["manifests"][0]["digest"] == result["digest"]
         if attempt == 0:
             time.sleep(1.1)  # a different wall-clock second must not change anything
-    assert digests[0] == digests[1]
+    assert digests[0] == digests[1]  # bytecode included: hash-based .pyc from an isolated, seeded process
+    _assert_serving_bytecode(work / "out")
     inspected = _skopeo("inspect", f"oci:{work / 'out'}")
     assert inspected["Digest"] == digests[0]
     assert inspected["Labels"]["io.mlship.model.version"] == "1.0.0"
@@ -102,6 +103,25 @@ def test_same_inputs_same_digest_in_other_directories_and_times(tmp_path_factory
     dated = built(work, "--builder", "oci", "--base", f"docker-archive:{base_archive}", "--output", str(work / "o2"))
     assert dated["digest"] != digests[0]
     assert dated["labels"]["org.opencontainers.image.created"] == "2023-11-14T22:13:20Z"
+
+
+def _assert_serving_bytecode(layout):
+    """The dependencies layer has .pyc for what serving imports and none for the rest."""
+    import tarfile
+
+    names: set[str] = set()
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        if blob.read_bytes()[:2] == b"\x1f\x8b":  # a gzipped layer
+            with tarfile.open(blob) as tar:
+                names |= {n for n in tar.getnames() if n.startswith("opt/mlship/")}
+    site = "opt/mlship/lib/python3.11/site-packages"
+    for module in ("mlship/serve/app", "mlship/serve/server", "numpy/__init__", "onnxruntime/__init__",
+                   "uvicorn/protocols/http/httptools_impl"):
+        folder, _, stem = module.rpartition("/")
+        assert f"{site}/{folder}/__pycache__/{stem}.cpython-311.pyc" in names, module
+    assert f"{site}/numpy/polynomial/polynomial.py" in names
+    assert f"{site}/numpy/polynomial/__pycache__/polynomial.cpython-311.pyc" not in names  # never imported
+    assert not any(n.startswith(f"{site}/onnxruntime/transformers/") for n in names)
 
 
 def test_push_pull_by_digest_run_and_load(engine_env, project, registry_base, oci_registry):

@@ -68,7 +68,7 @@ def test_wheels_become_a_virtual_environment(tmp_path):
                                                PythonInfo("/usr/bin", "3.11.2"))}
     site = "opt/mlship/lib/python3.11/site-packages"
     assert f"{site}/demo/cli.py" in entries and f"{site}/demo/stub.pyi" not in entries
-    assert not any("__pycache__" in p for p in entries)
+    assert all(entries[p].data != b"x" for p in entries if "__pycache__" in p)  # the wheel's own .pyc left out
     script = entries["opt/mlship/bin/demo"]
     assert script.executable and script.data.startswith(b"#!/opt/mlship/bin/python\n")
     assert b"from demo.cli import main" in script.data
@@ -90,6 +90,18 @@ def test_wheels_become_a_virtual_environment(tmp_path):
     ("opt/mlship/lib/python3.11/site-packages/pip/__init__.py", True),
     ("opt/mlship/lib/python3.11/site-packages/onnx/backend/base.py", False),
     ("opt/mlship/lib/python3.11/site-packages/numpy/_core/multiarray.py", False),
+    ("opt/mlship/lib/python3.11/site-packages/numpy/distutils/core.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/numpy/_core/include/numpy/ndarraytypes.h", True),
+    ("opt/mlship/lib/python3.11/site-packages/numpy/_core/lib/libnpymath.a", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnx/defs/tensor/old.cc", True),
+    ("opt/mlship/lib/python3.11/site-packages/uvloop/loop.pyx", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnxruntime/transformers/models/x.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnxruntime/quantization/quantize.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnxruntime/tools/x.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/onnxruntime/capi/_pybind_state.py", False),
+    ("opt/mlship/lib/python3.11/site-packages/pydantic/v1/main.py", True),
+    ("opt/mlship/lib/python3.11/site-packages/pydantic/main.py", False),
+    ("opt/mlship/lib/python3.11/site-packages/onnxruntime/ThirdPartyNotices.txt", False),
 ])
 def test_pruning_matches_the_dockerfile(path, gone):
     assert pruned(path) is gone
@@ -119,3 +131,29 @@ def test_builder_choice_is_checked(tmp_path):
     assert nowhere.code == 2 and "--output" in nowhere.stderr
     engine_push = run("build", "--image", str(tmp_path / "model.onnx"), "--push", "registry://127.0.0.1:1/x")
     assert engine_push.code == 2 and "need --builder oci" in engine_push.stderr
+
+
+def test_the_layer_carries_deterministic_bytecode_for_the_base_python(tmp_path):
+    # A container's user cannot write /opt/mlship: without bytecode in the layer every start
+    # compiled every module again. Unchecked hash-based .pyc, same bytes on every build.
+    import importlib.util
+    import marshal
+    import sys
+
+    wheel = _wheel(tmp_path / "demo-1.0-py3-none-any.whl")
+    here = PythonInfo("/usr/bin", f"{sys.version_info[0]}.{sys.version_info[1]}.0")
+    tag = f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
+    site = f"opt/mlship/lib/python{here.minor}/site-packages"
+    first = {e.path: e.data for e in venv_entries([wheel], here)}
+    second = {e.path: e.data for e in venv_entries([wheel], here)}
+    pyc = first[f"{site}/demo/__pycache__/cli.{tag}.pyc"]
+    assert first == second
+    assert pyc[:4] == importlib.util.MAGIC_NUMBER and int.from_bytes(pyc[4:8], "little") == 0b01  # hash, unchecked
+    assert pyc[8:16] == importlib.util.source_hash(first[f"{site}/demo/cli.py"])
+    namespace: dict = {}
+    exec(marshal.loads(pyc[16:]), namespace)
+    assert namespace["main"]() == 0
+    assert f"{site}/demo/__pycache__/__init__.{tag}.pyc" in first
+    # another minor version: no bytecode (this interpreter's would not load there)
+    other = PythonInfo("/usr/bin", "3.99.1")
+    assert not any("__pycache__" in p for p in (e.path for e in venv_entries([wheel], other)))
