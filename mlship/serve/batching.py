@@ -63,6 +63,7 @@ class MicroBatcher:
         # first runs go to the thread, so an unknown model never blocks the loop long.
         self._run_s = self.inline_max_s
         self._inline_scheduled = False
+        self._lone = 0
 
     async def submit(self, feeds: Feeds, alone: bool = False) -> Outputs:
         """Run `feeds` (possibly together with others); outputs for these rows only.
@@ -72,7 +73,10 @@ class MicroBatcher:
         the loop waited for others (what a lone client's latency is made of)."""
         if alone and not self._pending and self.max_wait_s == 0 and self._run_s < self.inline_max_s \
                 and not self._inline_scheduled and (self._drainer is None or self._drainer.done()):
-            outputs = self._timed(self._run, feeds)
+            # Timed one run in 8 (reading the process's CPU clock is a system call: ~2 us a
+            # run, a lone request's latency); nothing waits on the loop while it runs.
+            self._lone = (self._lone + 1) & 7
+            outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
             self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
             return outputs
         loop = asyncio.get_running_loop()

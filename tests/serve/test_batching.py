@@ -139,3 +139,34 @@ def test_a_lone_request_of_a_fast_model_runs_at_once_without_waiting_a_turn_of_t
     asyncio.run(main())
     slow = MicroBatcher(lambda feeds: {"y": feeds["x"]}, inline_max_ms=1.0)  # unknown: starts on the thread
     assert run_all(slow, [{"x": np.ones((1, 1))}])[0]["y"].tolist() == [[1.0]]
+
+
+def test_lone_requests_still_notice_a_model_that_turns_slow():
+    slow = [False]
+
+    def run(feeds):
+        if slow[0]:
+            deadline = time.thread_time() + 0.003  # 3 ms of CPU: over the 1 ms the loop may spend
+            while time.thread_time() < deadline:
+                pass
+        return {"y": feeds["x"]}
+
+    batcher = MicroBatcher(run, inline_max_ms=1.0)
+    batcher._run_s = 0.0  # known to be fast
+
+    async def at_once():
+        coro = batcher.submit({"x": np.ones((1, 1))}, alone=True)
+        try:
+            coro.send(None)
+        except StopIteration:
+            return True
+        coro.close()
+        return False
+
+    async def main():
+        assert all([await at_once() for _ in range(20)])
+        slow[0] = True
+        ran = [await at_once() for _ in range(40)]
+        assert ran.index(False) <= 16  # timed one run in 8: the average passes 1 ms within two timed runs
+
+    asyncio.run(main())
