@@ -1,13 +1,12 @@
 """The local engine: read, infer and write overlap in a pipeline of threads.
 
-onnxruntime starts in a thread of its own while the input's columns are
-resolved and its first chunks read. Then a reader thread reads and converts
-chunk N+1 while `parallel` chunks are scored at once, each on one
+The reader thread starts reading and converting the input's first chunks
+while onnxruntime loads the model. Then it reads and converts chunk N+1 while `parallel` chunks are scored at once, each on one
 onnxruntime thread (steadier than one run split across threads when reading
 and writing share the cores; an explicit --threads is kept), and a writer
 thread encodes and appends chunk N-2. pyarrow and onnxruntime release the GIL,
 so the stages overlap on a machine with spare cores. Chunks reach the writer in
-input order. Every queue is bounded (`IN_FLIGHT` chunks at most between
+input order. Every queue is bounded (`in_flight_limit` chunks at most between
 reading and writing), so memory stays bounded by the batch size, whatever
 the input size.
 """
@@ -117,32 +116,34 @@ def _score(options: PredictOptions, progress: Progress, runner: Runner, plan: Pl
 
 
 def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner, Plan, "_Prefetch"]:
-    """The session, the plan and the reader, side by side: onnxruntime starts while
-    the input's columns are resolved and its first chunks read and converted. The
-    work directory is made only once the session runs, and a session that fails
-    is the error reported, as when they ran one after the other."""
+    """The session, the plan and the reader: the reader thread starts reading and
+    converting the first chunks (pyarrow decodes without the GIL) while this
+    thread imports onnxruntime and makes the session. The work directory is made
+    only once the session runs, and a model onnxruntime cannot load is the error
+    reported, as when the session came first."""
     steady_memory_pool()  # before pyarrow is imported
     model = load_model(options.model)
     signature = runner_signature(model, options.features)
-    session = _Background(lambda: Runner(model, threads=options.threads or 1, providers=options.providers,
-                                         signature=signature), "mlship-session")
-    done: Future[set[int]] = Future()  # the chunks an interrupted run finished, once planned
-    reader = None
+
+    def start_session() -> Runner:
+        return Runner(model, threads=options.threads or 1, providers=options.providers, signature=signature)
+
     try:
-        inputs = resolve_inputs(options, signature)
-        files, columns, _ = inputs
-        reader = _Prefetch((_prepare(chunk, signature, options, done) for chunk in iter_chunks(
-            files, columns, options.batch_size, text_columns(options, signature, columns))))
-        runner = session.result()
+        files, columns, total = resolve_inputs(options, signature)
+    except BaseException:
+        start_session()  # its error comes first
+        raise
+    done: Future[set[int]] = Future()  # the chunks an interrupted run finished, once planned
+    reader = _Prefetch((_prepare(chunk, signature, options, done) for chunk in iter_chunks(
+        files, columns, options.batch_size, text_columns(options, signature, columns))))
+    try:
+        runner = start_session()
         if runner.providers.fallback_note():
             info(runner.providers.fallback_note())
-        plan = plan_job(options, signature, model.sha256, info, inputs)
+        plan = plan_job(options, signature, model.sha256, info, (files, columns, total))
     except BaseException as exc:
         done.set_exception(exc)  # a reader waiting for the plan stops
-        if reader is not None:
-            reader.close()
-        if session.error() not in (None, exc):
-            raise session.error() from None
+        reader.close()
         raise
     done.set_result(plan.done)
     return runner, plan, reader
@@ -268,27 +269,6 @@ class _Prefetch:
                 self._items.get_nowait()
             except queue.Empty:
                 self._thread.join(0.05)
-
-
-class _Background:
-    """One call run in a thread of its own; `result` waits for it."""
-
-    def __init__(self, fn: Callable[[], Any], name: str) -> None:
-        self._future: Future[Any] = Future()
-        threading.Thread(target=self._run, args=(fn,), name=name, daemon=True).start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self._future.set_result(fn())
-        except BaseException as exc:  # raised by result()
-            self._future.set_exception(exc)
-
-    def result(self) -> Any:
-        return self._future.result()
-
-    def error(self) -> BaseException | None:
-        """The call's exception once it has ended (waits), or None."""
-        return self._future.exception()
 
 
 class _Worker:
