@@ -118,4 +118,5 @@ class OneWriteProtocol(HttpToolsProtocol):
             cycle.transport = _HeldHead(cycle.transport)
             # The server's request tasks: an app may see that its request is alone (mlship's runs it at once).
             cycle.scope["mlship.tasks"] = self.tasks  # type: ignore[typeddict-unknown-key]
-            cycle.scope["extensions"] = _EXTENSIONS
+            offered = cycle.scope.get("extensions")
+            cycle.scope["extensions"] = _EXTENSIONS if not offered else {**offered, **_EXTENSIONS}

@@ -261,6 +261,14 @@ def test_every_dtype_refuses_missing_values_when_not_declared(typed_strict, fiel
                              else typed_infer()).status == 200
 
 
+def test_an_integer_past_the_inputs_type_is_a_400_naming_the_input(typed_strict):
+    """10**19 parses (JSON has no bound) but fits no INT64: NumPy's OverflowError was a 500."""
+    response = typed_strict.post("/v2/models/typed/infer", typed_infer(i=10**19))
+    assert response.status == 400, response.body
+    assert json.loads(response.body)["error"] == "input 'i': data cannot be read as INT64"
+    assert typed_strict.post("/v2/models/typed/infer", typed_infer(i=2**63 - 1)).status == 200
+
+
 @pytest.mark.parametrize("endpoint", ["/predict", "/v2/models/typed/infer"])
 def test_declared_missing_values_reach_a_float_input_as_nan_only(typed_lenient, endpoint):
     def send(**values):
