@@ -134,12 +134,12 @@ class NumericSketch:
         keys /= LOG_GAMMA
         np.ceil(keys, out=keys)
         if values.min() >= MIN_ABS:  # all positive: the usual case, no masks
-            self.pos.add_keys(keys)
+            self.pos.add(keys)
             return
         pos, neg = values >= MIN_ABS, values <= -MIN_ABS
         self.zero += len(values) - int(pos.sum()) - int(neg.sum())
-        self.pos.add_keys(keys[pos])
-        self.neg.add_keys(keys[neg])
+        self.pos.add(keys[pos])
+        self.neg.add(keys[neg])
 
 
 def _representative(keys: np.ndarray) -> np.ndarray:
@@ -158,22 +158,9 @@ class _Buckets:
         self.dense = np.zeros(0, dtype=np.int64)
         self.sparse: dict[int, int] | None = None
 
-    def add_keys(self, keys: np.ndarray) -> None:
-        """Count bucket keys given as whole floats (one conversion, offset by the dense range)."""
-        if not len(keys):
-            return
-        lo, hi = int(keys.min()), int(keys.max()) + 1
-        if self.sparse is None:
-            if len(self.dense):
-                lo, hi = min(lo, self.offset), max(hi, self.offset + len(self.dense))
-            if hi - lo <= self.DENSE_SPAN:
-                self._widen(lo, hi)
-                self.dense += np.bincount((keys - lo).astype(np.intp), minlength=hi - lo)
-                return
-        self.add(keys.astype(np.int64))
-
     def add(self, keys: np.ndarray, counts: np.ndarray | None = None) -> None:
-        """Count `keys` (int64), once each or `counts` times."""
+        """Count `keys` (whole numbers, int64 or float: bucket keys come as ceil()'s floats and
+        are converted once, offset by the dense range), once each or `counts` times."""
         if not len(keys):
             return
         lo, hi = int(keys.min()), int(keys.max()) + 1
@@ -182,13 +169,15 @@ class _Buckets:
                 lo, hi = min(lo, self.offset), max(hi, self.offset + len(self.dense))
             if hi - lo <= self.DENSE_SPAN:
                 self._widen(lo, hi)
+                at = (keys - lo).astype(np.intp)
                 if counts is None:
-                    self.dense += np.bincount(keys - lo, minlength=hi - lo)
+                    self.dense += np.bincount(at, minlength=hi - lo)
                 else:
-                    np.add.at(self.dense, keys - lo, counts)
+                    np.add.at(self.dense, at, counts)
                 return
             old_keys, old_counts = self.items()
             self.sparse = dict(zip(old_keys.tolist(), old_counts.tolist()))
+        keys = keys.astype(np.int64)
         if counts is None:
             keys, counts = np.unique(keys, return_counts=True)
         for k, c in zip(keys.tolist(), np.asarray(counts).tolist()):
