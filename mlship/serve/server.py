@@ -92,8 +92,10 @@ def _http_protocol() -> Any:
     """uvicorn's httptools protocol answering in one write (mlship.serve.http); h11 without httptools."""
     if _best("httptools", "h11") == "h11":
         return "h11"
-    from mlship.serve.http import OneWriteProtocol
-
+    try:  # it builds on uvicorn's internals: a uvicorn without them serves with its own protocol
+        from mlship.serve.http import OneWriteProtocol
+    except (ImportError, AttributeError):
+        return "httptools"
     return OneWriteProtocol
 
 
