@@ -88,11 +88,21 @@ def _uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
     }
 
 
+# The uvicorn releases mlship.serve.http was tested with (it builds on uvicorn's internals,
+# which no release promises to keep): any other serves with uvicorn's own httptools protocol.
+ONE_WRITE_UVICORN = ((0, 54),)
+
+
 def _http_protocol() -> Any:
-    """uvicorn's httptools protocol answering in one write (mlship.serve.http); h11 without httptools."""
+    """uvicorn's httptools protocol answering in one write (mlship.serve.http) on a tested
+    uvicorn, else uvicorn's own; h11 without httptools."""
     if _best("httptools", "h11") == "h11":
         return "h11"
-    try:  # it builds on uvicorn's internals: a uvicorn without them serves with its own protocol
+    import uvicorn
+
+    if tuple(int(p) for p in uvicorn.__version__.split(".")[:2] if p.isdigit()) not in ONE_WRITE_UVICORN:
+        return "httptools"
+    try:  # a build of a tested release without these internals: its own protocol
         from mlship.serve.http import OneWriteProtocol
     except (ImportError, AttributeError):
         return "httptools"

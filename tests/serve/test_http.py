@@ -5,6 +5,8 @@ goes out in which write is exact (on a socket, how reads split is timing)."""
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 
 import uvicorn
@@ -129,6 +131,16 @@ def test_an_app_failing_after_the_start_still_sends_the_head_then_closes():
 def test_serve_uses_it_with_httptools():
     assert server._uvicorn_options(server.ServeSettings(model_path="m.onnx", name="m", version="1"))["http"] \
         is OneWriteProtocol
+
+
+@pytest.mark.parametrize("version", ["0.53.2", "0.55.0", "1.0.0", "0.54.0.dev1"])
+def test_an_untested_uvicorn_serves_with_its_own_protocol(monkeypatch, version):
+    # The one-write protocol builds on uvicorn's internals: only releases it was tested with use it.
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn, "__version__", version)
+    expected = OneWriteProtocol if version.startswith("0.54.") else "httptools"
+    assert server._http_protocol() == expected
 
 
 def test_a_one_message_response_is_one_write_with_the_servers_own_headers():
