@@ -144,8 +144,8 @@ def _reference(options: DriftOptions, read: ReadReport, labels: dict[str, Any] |
 
 def _both(options: DriftOptions, read: ReadReport, labels: dict[str, Any] | None, progress: Callable[[int], None],
           rows_ref: Collector, rows_cur: Collector) -> tuple[Any, Any]:
-    """The reference and the current data read at once, the reference on a second thread: on two
-    cores the two profiles take about the time of one (NumPy and pyarrow work without the GIL).
+    """The reference and the current data read at once, the reference on a second thread: where a
+    second core is free they overlap (NumPy and pyarrow do much of their work without the GIL).
     A failure is the reference's first, as when they were read one after the other."""
     import threading
 
