@@ -73,7 +73,7 @@ class Plan:
     columns: list[str]
     total_rows: int | None
     work: Path
-    done: set[int] = field(default_factory=set)
+    done: dict[int, tuple[int, int] | None] = field(default_factory=dict)  # finished_parts
     text_columns: frozenset[str] = frozenset()
 
 

@@ -55,7 +55,8 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
     log = None
     try:
         log = _log_writer(options)
-        assembler = outputs.Assembler(plan.work, outputs.output_format(options.output), options.output)
+        assembler = outputs.Assembler(plan.work, outputs.output_format(options.output), options.output,
+                                      plan.done)
         chunks, resumed = _score(options, progress or NoProgress(), runner, plan, reader, assembler, log)
     finally:
         reader.close()
@@ -133,7 +134,7 @@ def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner
     except BaseException:
         start_session()  # its error comes first
         raise
-    done: Future[set[int]] = Future()  # the chunks an interrupted run finished, once planned
+    done: Future[dict[int, Any]] = Future()  # the chunks an interrupted run finished, once planned
     reader = _Prefetch((_prepare(chunk, signature, options, done) for chunk in iter_chunks(
         files, columns, options.batch_size, text_columns(options, signature, columns))))
     try:
@@ -150,7 +151,7 @@ def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner
 
 
 def _prepare(chunk: Chunk, signature: Signature, options: PredictOptions,
-             done: Future[set[int]]) -> tuple[Chunk, Table | None, dict[str, np.ndarray] | None, list[dict[str, Any]]]:
+             done: Future[dict[int, Any]]) -> tuple[Chunk, Table | None, dict[str, np.ndarray] | None, list[dict[str, Any]]]:
     """A chunk as the scorer takes it (in the reader thread: conversion overlaps inference);
     a chunk an interrupted run finished is not converted."""
     if chunk.index in done.result():

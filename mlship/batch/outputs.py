@@ -1,8 +1,8 @@
-"""Prediction outputs: part files per chunk, merged into the final file.
+"""Prediction outputs: checkpointed per chunk, merged into the final file.
 
-Each chunk's predictions go to `part-NNNNNN.EXT` in a work directory beside
-the output (written to a temporary name, then renamed, so a part either
-exists whole or not at all). When every chunk is done the parts are merged
+Each chunk's predictions are appended to the journal in a work directory
+beside the output (`mlship.batch.workdir`: a record is whole on disk before
+the chunk counts as done; a record cut short is not done). When every chunk is done the parts are merged
 into the output under a temporary name, fsynced and renamed: the final name
 never holds a half-written file.
 """
@@ -22,7 +22,7 @@ from mlship import jsonfast
 from mlship.data.arrow import arrow_array, arrow_column
 from mlship.errors import InvalidInputError, UsageError
 from mlship.extras import require
-from mlship.fsutil import atomic_write
+from mlship.batch.workdir import Journal, read_payload
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
@@ -88,19 +88,19 @@ def _map_columns(name: str, maps: list[Any]) -> dict[str, np.ndarray]:
 
 
 class Assembler:
-    """Builds the output chunk by chunk, checkpointing each chunk as a part.
+    """Builds the output chunk by chunk, checkpointing each chunk in the journal.
 
-    A new chunk is written to `work/part-N.EXT` (temporary name, then rename)
-    and appended to `.OUTPUT.partial` beside the output; a chunk finished by
-    an interrupted run is read back from its part instead. `close` fsyncs and
+    A new chunk is appended to the journal (Arrow IPC for Parquet output, the
+    text itself for CSV and JSON Lines) and to `.OUTPUT.partial` beside the
+    output; a chunk finished by an interrupted run (`done`: `finished_parts`)
+    is read back from the journal instead. `close` fsyncs and
     renames the partial file to the output: only then does the final name
     exist. Encoding overlaps inference, since this runs in the writer thread.
     """
 
-    PART_SUFFIX = {"parquet": "arrow", "csv": "csv", "jsonl": "jsonl"}
-
-    def __init__(self, work: Path, fmt: str, output: Path) -> None:
+    def __init__(self, work: Path, fmt: str, output: Path, done: dict[int, tuple[int, int] | None] | None = None) -> None:
         self.work, self.fmt, self.output = work, fmt, output
+        self.journal, self.done = Journal(work), done or {}
         self.partial = output.with_name(f".{output.name}.partial")
         output.parent.mkdir(parents=True, exist_ok=True)
         self._parquet: Any = None
@@ -108,44 +108,39 @@ class Assembler:
         self._header_done = False
         self.rows = 0
 
-    def part_path(self, index: int) -> Path:
-        return self.work / f"part-{index:06d}.{self.PART_SUFFIX[self.fmt]}"
-
     def add(self, index: int, columns: dict[str, np.ndarray] | None) -> None:
         """A newly scored chunk (None: every row was rejected)."""
         if columns is None:
-            (self.work / f"part-{index:06d}.empty").touch()
+            self.journal.append(index, None)
             return
-        part = self.part_path(index)
-        tmp = part.with_name(part.name + ".tmp")
         if self.fmt == "parquet":
-            table = require("pyarrow").Table.from_arrays([arrow_array(v) for v in columns.values()], names=list(columns))
-            ipc = require("pyarrow.ipc")
-            with ipc.new_file(str(tmp), table.schema) as sink:
-                sink.write_table(table)
-            with tmp.open("rb") as fh:  # whole on disk before its name says the chunk is done
-                os.fsync(fh.fileno())
-            os.replace(tmp, part)
+            pa = require("pyarrow")
+            table = pa.Table.from_arrays([arrow_array(v) for v in columns.values()], names=list(columns))
+            sink = pa.BufferOutputStream()
+            with require("pyarrow.ipc").new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+            self.journal.append(index, sink.getvalue())
             self._append_table(table)
         else:
             header, body = _text_rows(self.fmt, columns)
-            atomic_write(part, header + body)
+            self.journal.append(index, header + body)
             self._append_text(header, body)
 
     def add_done(self, index: int) -> None:
         """A chunk an interrupted run finished: append its part as it is."""
-        part = self.part_path(index)
-        if not part.exists():
-            return  # an .empty marker: nothing to append
+        where = self.done.get(index)
+        if where is None:
+            return  # a chunk without rows: nothing to append
         try:
+            data = read_payload(self.journal.path, where)
             if self.fmt == "parquet":
-                with require("pyarrow").memory_map(str(part)) as source:
-                    table = require("pyarrow.ipc").open_file(source).read_all()
+                pa = require("pyarrow")
+                table = require("pyarrow.ipc").open_file(pa.py_buffer(data)).read_all()
             else:
-                data = part.read_bytes()
                 cut = data.index(b"\n") + 1 if self.fmt == "csv" else 0
         except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise InvalidInputError(f"{part}: an interrupted run's part is unreadable: {str(exc).splitlines()[0]}",
+            raise InvalidInputError(f"{self.journal.path}: an interrupted run's part is unreadable at byte "
+                                    f"{where[0]}: {str(exc).splitlines()[0]}",
                                     hint="Run again without --resume to start over") from None
         if self.fmt == "parquet":
             self._append_table(table)
@@ -154,6 +149,7 @@ class Assembler:
 
     def close(self) -> int:
         """Finish the output under its final name; rows written."""
+        self.journal.close()
         if self._parquet is not None:
             self._parquet.close()
         elif self._text is not None:
@@ -167,8 +163,9 @@ class Assembler:
         return self.rows
 
     def abort(self) -> None:
-        """Stop without an output (the parts stay for --resume)."""
+        """Stop without an output (the journal stays for --resume)."""
         try:
+            self.journal.close()
             if self._parquet is not None:
                 self._parquet.close()
             if self._text is not None:

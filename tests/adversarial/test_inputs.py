@@ -173,6 +173,7 @@ def interrupted_run(root: Path, model: Path) -> tuple[Path, Path]:
     finished its first chunk and stopped at a bad row in the second: its
     state and the first part, as the run leaves them. Returns (input, work dir)."""
     from mlship.batch.job import PredictOptions, _fingerprint
+    from mlship.batch.workdir import Journal
     from mlship.model.load import sha256_file
 
     data = write_csv(root / "d.csv", ["a", "b"], [[1, 2], ["zz", 4], [5, 6]])
@@ -181,7 +182,9 @@ def interrupted_run(root: Path, model: Path) -> tuple[Path, Path]:
     work.mkdir()
     (work / "state.json").write_text(json.dumps({"fingerprint": _fingerprint(options, [data], sha256_file(model)),
                                                  "output": "o.csv"}))
-    (work / "part-000000.csv").write_text("y_0,y_1\n1,2\n")
+    journal = Journal(work)
+    journal.append(0, b"y_0,y_1\n1,2\n")
+    journal.close()
     return data, work
 
 
@@ -260,10 +263,47 @@ def test_resume_with_a_corrupt_part_is_exit_3_naming_it(project):
     root, model = project
     data, work = interrupted_run(root, model)
     fix_in_place(data)
-    (work / "part-000000.csv").write_bytes(b"")
+    journal = work / "parts.journal"
+    journal.write_bytes(journal.read_bytes().replace(b"1,2\n", b"9,2\n"))  # whole, but not what was written
     result = run("predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1", "--resume")
     line = one_line_error(result, 3)
-    assert line.startswith(f"error: {Path('.o.csv.mlship-work') / 'part-000000.csv'}: an interrupted run's part is unreadable")
+    assert line.startswith(f"error: {Path('.o.csv.mlship-work') / 'parts.journal'}: an interrupted run's part "
+                           "is unreadable at byte 0: its checksum does not match")
+    assert not (root / "o.csv").exists()
+
+
+@pytest.mark.parametrize("cut", [5, 30])  # in the second record's header; in its payload
+def test_resume_scores_again_a_chunk_whose_record_a_crash_cut_short(project, cut):
+    from mlship.batch.workdir import _HEAD, Journal, finished_parts
+
+    root, model = project
+    data, work = interrupted_run(root, model)
+    fix_in_place(data)
+    journal = Journal(work)
+    journal.append(1, b"y_0,y_1\n777,4\n" * 3)  # a wrong value: it must not reach the output
+    journal.close()
+    path = work / "parts.journal"
+    whole = path.stat().st_size
+    os.truncate(path, whole - len(b"y_0,y_1\n777,4\n" * 3) - _HEAD.size + cut)
+    assert list(finished_parts(work)) == [0]
+    result = run("--json", "predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1",
+                 "--resume")
+    assert result.code == 0, result.stderr
+    assert result.json()["resumed_chunks"] == 1
+    assert read_rows(root / "o.csv") == [[1, 2], [30, 4], [5, 6]]
+    assert not work.exists()
+
+
+def test_a_journal_that_is_not_one_is_exit_3_naming_it(project):
+    root, model = project
+    data, work = interrupted_run(root, model)
+    fix_in_place(data)
+    (work / "parts.journal").write_bytes(b"y_0,y_1\n1,2\n" * 4)
+    result = run("predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1", "--resume")
+    line = one_line_error(result, 3)
+    assert line.startswith(f"error: {Path('.o.csv.mlship-work') / 'parts.journal'}: an interrupted run's part "
+                           "is unreadable at byte 0: not a chunk record")
+    assert (work / "parts.journal").read_bytes() == b"y_0,y_1\n1,2\n" * 4  # kept for a person to look at
     assert not (root / "o.csv").exists()
 
 

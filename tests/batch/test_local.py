@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from mlship.batch import local, outputs
 from mlship.batch.job import PredictOptions
 from mlship.batch.run import run_predict
-from mlship.batch.workdir import work_dir
+from mlship.batch.workdir import finished_parts, work_dir
 from tests import models
 from tests.support import MODEL, run
 
@@ -76,8 +76,9 @@ def test_a_bad_row_in_a_middle_chunk_exits_3_and_leaves_no_output(tmp_path):
     assert f"{csv}: column '{names[3]}' row 1001: cannot convert 'huge' to float32" in result.stderr
     assert result.stderr.count("\n") == 1
     assert leftovers(output) == []
-    parts = sorted(p.name for p in work_dir(output).glob("part-*"))
-    assert parts and len(parts) < 143  # the chunks before it stay for --resume; none after it
+    parts = finished_parts(work_dir(output))
+    assert parts and max(parts) < 143  # the chunks before it stay for --resume; none after it
+    assert sorted(p.name for p in work_dir(output).iterdir()) == ["parts.journal", "state.json"]
 
 
 def gather_model(path):

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlship.batch.workdir import finished_parts
 from mlship.predlog.reader import read_records
 from tests import models
 from tests.support import MODEL, SAMPLE, run
@@ -201,11 +202,11 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
            "--batch-size", "2000", "--keep-columns", "id", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while len(list(work.glob("part-*.arrow"))) < 5 and time.monotonic() < deadline:
+    while len(finished_parts(work)) < 5 and time.monotonic() < deadline:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = len(list(work.glob("part-*.arrow")))
+    done_before = len(finished_parts(work))
     assert 5 <= done_before < 200, "the run was not interrupted mid-way"
     assert not output.exists()
     resumed = run("predict", str(MODEL), "-i", str(source), "-o", str(output), "--batch-size", "2000",
