@@ -168,3 +168,27 @@ def test_reading_stays_a_bounded_number_of_chunks_ahead_of_writing(tmp_path, mon
     summary = run_predict(options)
     assert summary.chunks == 100 and written == 100
     assert 2 <= most <= local.in_flight_limit(2) < 100
+
+
+@pytest.mark.parametrize("values", [np.array([3, 1, 3, 2, 1]), np.array([True, False, True]), np.array([], dtype=np.int64),
+                                    np.array(["b", "a", "b"]), np.array([5] * 7, dtype=np.uint8),
+                                    np.array(["2024-01-02", "2024-01-01", "2024-01-02"], dtype="datetime64[D]")])
+def test_distinct_counts_as_numpy_unique_does(values):
+    assert outputs._distinct(values) == len(np.unique(values))
+
+
+def test_a_parquet_run_imports_neither_numpy_ma_nor_pyarrow_compute(tmp_path):
+    """Each costs 20-100 ms of the GIL in a run that does not need it."""
+    source, _, _ = many_rows(tmp_path, rows=200)
+    code = ("import sys; from pathlib import Path; from mlship.batch.local import run_local; "
+            "from mlship.batch.job import PredictOptions; "
+            f"s = run_local(PredictOptions(model=Path({str(MODEL)!r}), input={str(source)!r}, "
+            f"output=Path({str(tmp_path / 'o.parquet')!r}), batch_size=50, keep_columns=['id'])); "
+            "print(s.rows, sorted(m for m in ('numpy.ma', 'pyarrow.compute') if m in sys.modules))")
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "[]"]
+    assert pq.read_table(tmp_path / "o.parquet")["id"].to_pylist() == list(range(10_000, 10_200))
