@@ -123,7 +123,7 @@ def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner
     only once the session runs, and a model onnxruntime cannot load is the error
     reported, as when the session came first."""
     steady_memory_pool()  # before pyarrow is imported
-    model = load_model(options.model)
+    model = load_model(options.model, light=True)
     signature = runner_signature(model, options.features)
 
     def start_session() -> Runner:

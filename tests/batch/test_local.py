@@ -177,14 +177,14 @@ def test_distinct_counts_as_numpy_unique_does(values):
     assert outputs._distinct(values) == len(np.unique(values))
 
 
-def test_a_parquet_run_imports_neither_numpy_ma_nor_pyarrow_compute(tmp_path):
-    """Each costs 20-100 ms of the GIL in a run that does not need it."""
+def test_a_parquet_run_imports_neither_onnx_nor_numpy_ma_nor_pyarrow_compute(tmp_path):
+    """Each costs 20-100 ms of the GIL in a run that does not need it (onnxruntime runs the model)."""
     source, _, _ = many_rows(tmp_path, rows=200)
     code = ("import sys; from pathlib import Path; from mlship.batch.local import run_local; "
             "from mlship.batch.job import PredictOptions; "
             f"s = run_local(PredictOptions(model=Path({str(MODEL)!r}), input={str(source)!r}, "
             f"output=Path({str(tmp_path / 'o.parquet')!r}), batch_size=50, keep_columns=['id'])); "
-            "print(s.rows, sorted(m for m in ('numpy.ma', 'pyarrow.compute') if m in sys.modules))")
+            "print(s.rows, sorted(m for m in ('onnx', 'numpy.ma', 'pyarrow.compute') if m in sys.modules))")
     import subprocess
     import sys
 

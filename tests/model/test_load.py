@@ -26,11 +26,12 @@ def test_loads_the_example_with_its_digest():
     (lambda p: p.write_text("not a model at all, just some text\n" * 5), "not a readable ONNX model"),
     (lambda p: p.mkdir(), "not a file"),
 ])
-def test_unusable_files(tmp_path, make, expected):
+@pytest.mark.parametrize("light", [False, True])  # light: parsed without the onnx package (predict)
+def test_unusable_files(tmp_path, make, expected, light):
     path = tmp_path / "model.onnx"
     make(path)
     with pytest.raises(InvalidInputError) as info:
-        load_model(path)
+        load_model(path, light=light)
     assert expected in info.value.one_line()
     assert str(path) in info.value.one_line()
 
@@ -55,3 +56,18 @@ def test_cli_gives_one_line_and_exit_3(tmp_path, kind):
     assert str(path) in result.stderr
     if kind == "checker":
         assert "fails the ONNX checker" in result.stderr
+
+
+def test_a_light_load_parses_as_onnx_does_and_a_later_import_of_onnx_shares_its_class(tmp_path):
+    """predict parses the model without `import onnx` (~25 ms); onnx imported afterwards in
+    the same process must see the same ModelProto class, and check the model."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from mlship.model.load import load_model; "
+            f"m = load_model({str(MODEL)!r}, light=True); before = 'onnx' in sys.modules; "
+            "import onnx; onnx.checker.check_model(m.proto); "
+            f"print(before, type(m.proto) is onnx.ModelProto, m.proto == onnx.load({str(MODEL)!r}), m.opsets['ai.onnx'])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True", "17"]
