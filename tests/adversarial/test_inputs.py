@@ -259,16 +259,26 @@ def test_without_resume_a_corrupt_state_is_cleared_and_the_run_starts_over(proje
     assert not work.exists()
 
 
-def test_resume_with_a_corrupt_part_is_exit_3_naming_it(project):
+CORRUPT_JOURNALS = {  # journal bytes -> why: whole records, but not what was written
+    "checksum": (lambda whole: whole.replace(b"1,2\n", b"9,2\n"), "its checksum does not match"),
+    "not a journal": (lambda whole: b"y_0,y_1\n1,2\n" * 4, "not a chunk record"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_JOURNALS))
+def test_resume_with_a_corrupt_part_is_exit_3_naming_it(project, case):
     root, model = project
     data, work = interrupted_run(root, model)
     fix_in_place(data)
     journal = work / "parts.journal"
-    journal.write_bytes(journal.read_bytes().replace(b"1,2\n", b"9,2\n"))  # whole, but not what was written
+    corrupt, why = CORRUPT_JOURNALS[case]
+    journal.write_bytes(corrupt(journal.read_bytes()))
+    before = journal.read_bytes()
     result = run("predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1", "--resume")
     line = one_line_error(result, 3)
     assert line.startswith(f"error: {Path('.o.csv.mlship-work') / 'parts.journal'}: an interrupted run's part "
-                           "is unreadable at byte 0: its checksum does not match")
+                           f"is unreadable at byte 0: {why}")
+    assert journal.read_bytes() == before  # kept for a person to look at
     assert not (root / "o.csv").exists()
 
 
@@ -292,20 +302,6 @@ def test_resume_scores_again_a_chunk_whose_record_a_crash_cut_short(project, cut
     assert result.json()["resumed_chunks"] == 1
     assert read_rows(root / "o.csv") == [[1, 2], [30, 4], [5, 6]]
     assert not work.exists()
-
-
-def test_a_journal_that_is_not_one_is_exit_3_naming_it(project):
-    root, model = project
-    data, work = interrupted_run(root, model)
-    fix_in_place(data)
-    (work / "parts.journal").write_bytes(b"y_0,y_1\n1,2\n" * 4)
-    result = run("predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1", "--resume")
-    line = one_line_error(result, 3)
-    assert line.startswith(f"error: {Path('.o.csv.mlship-work') / 'parts.journal'}: an interrupted run's part "
-                           "is unreadable at byte 0: not a chunk record")
-    assert (work / "parts.journal").read_bytes() == b"y_0,y_1\n1,2\n" * 4  # kept for a person to look at
-    assert not (root / "o.csv").exists()
-
 
 
 # --- outputs that cannot be written: refused before any scoring ---
