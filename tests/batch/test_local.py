@@ -192,3 +192,21 @@ def test_a_parquet_run_imports_neither_onnx_nor_numpy_ma_nor_pyarrow_compute(tmp
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["200", "[]"]
     assert pq.read_table(tmp_path / "o.parquet")["id"].to_pylist() == list(range(10_000, 10_200))
+
+
+def test_the_journal_gives_back_each_chunk_and_a_chunk_without_rows(tmp_path):
+    """Resume's view of a journal: payloads by chunk index, None for a chunk whose rows were all rejected."""
+    from mlship.batch.workdir import Journal
+
+    journal = Journal(tmp_path)
+    journal.append(0, b"y\n1\n")
+    journal.append(1, None)
+    journal.append(2, pa.py_buffer(b"y\n3\n"))  # Arrow buffers as the Parquet path writes them
+    journal.close()
+    done = finished_parts(tmp_path)
+    assert sorted(done) == [0, 1, 2] and done[1] is None
+    assembler = outputs.Assembler(tmp_path, "csv", tmp_path / "o.csv", done)
+    for index in (0, 1, 2):
+        assembler.add_done(index)
+    assert assembler.close() == 2
+    assert (tmp_path / "o.csv").read_bytes() == b"y\n1\n3\n"
