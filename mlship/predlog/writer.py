@@ -85,6 +85,28 @@ class LogWriter:
             self._wake.set()  # half full (or batch scoring's few large entries): write now, drop nothing
         return True
 
+    def submit_lines(self, lines: list[bytes]) -> bool:
+        """Queue finished JSON lines (one record each) together, or drop them all (and count them)."""
+        if len(self._queue) + len(lines) > self.queue_size:
+            if not self.block:
+                with self._lock:
+                    self.dropped += len(lines)
+                return False
+            for line in lines:
+                self.submit(line)
+            return True
+        self._queue.extend(lines)
+        with self._lock:
+            self.accepted += len(lines)
+        if self.block or len(self._queue) >= self._wake_at:
+            self._wake.set()
+        return True
+
+    def count_failed(self, records: int) -> None:
+        """Records lost before they reached the queue (they could not be made)."""
+        with self._lock:
+            self.failed += records
+
     def close(self, timeout: float | None = None) -> None:
         """Write everything accepted so far, then close the file."""
         self._stopping = True

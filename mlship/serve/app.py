@@ -250,8 +250,7 @@ class ServeApp:
         except RequestError as exc:
             service.log_predictions(request_id, started, status=exc.status, error=exc.message)
             raise
-        outputs, cached = await self._run_model(feeds, request_id, started, scope)
-        service.log_predictions(request_id, started, feeds=feeds, outputs=outputs, cached=cached)
+        outputs = await self._run_model(feeds, request_id, started, scope)
         answer, data = self.answer.encode(body_id if body_id is not None else request_id, outputs, wanted)
         return 200, BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
 
@@ -286,21 +285,23 @@ class ServeApp:
     async def _predict_rows(self, feeds: dict[str, Any], instances: list[dict[str, Any]] | None, request_id: str,
                             started: float, scope: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Run, log (the rows as sent when they were objects, else the feeds) and split outputs by row."""
-        outputs, cached = await self._run_model(feeds, request_id, started, scope)
-        self.service.log_predictions(request_id, started, instances=instances,
-                                     feeds=feeds if instances is None else None, outputs=outputs, cached=cached)
+        outputs = await self._run_model(feeds, request_id, started, scope, instances)
         rows = len(instances) if instances is not None else len(next(iter(feeds.values())))
         return outputs, row_outputs(outputs, rows)
 
-    async def _run_model(self, feeds: dict[str, Any], request_id: str, started: float,
-                         scope: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """Run the model; a failure is logged (status 500) before it is answered, so gates count it.
+    async def _run_model(self, feeds: dict[str, Any], request_id: str, started: float, scope: dict[str, Any],
+                         instances: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Run the model and log the prediction (`instances`: the rows as sent, logged
+        instead of the feeds); a failure is logged (status 500) before it is answered,
+        so gates count it.
 
         A request alone in the server (no other request's task: mlship.serve.http
         puts the server's set of them in the scope) runs at once, without waiting
         a turn of the loop for others to batch with."""
         try:
-            return await self.service.predict(feeds, alone=len(scope.get("mlship.tasks", _TWO)) == 1)
+            outputs, _ = await self.service.predict(feeds, len(scope.get("mlship.tasks", _TWO)) == 1,
+                                                    request_id, started, instances)
+            return outputs
         except Exception as exc:
             self.service.log_predictions(request_id, started, status=500, error=f"{type(exc).__name__}: {exc}"[:500])
             raise

@@ -29,10 +29,10 @@ Outputs = dict[str, Any]
 
 
 class _Pending:
-    __slots__ = ("feeds", "rows", "key", "future", "arrived")
+    __slots__ = ("feeds", "rows", "key", "future", "arrived", "tag")
 
-    def __init__(self, feeds: Feeds, rows: int, key: tuple, future: asyncio.Future) -> None:
-        self.feeds, self.rows, self.key, self.future = feeds, rows, key, future
+    def __init__(self, feeds: Feeds, rows: int, key: tuple, future: asyncio.Future, tag: Any) -> None:
+        self.feeds, self.rows, self.key, self.future, self.tag = feeds, rows, key, future, tag
         self.arrived = time.perf_counter()
 
 
@@ -48,8 +48,10 @@ class MicroBatcher:
         batchable: bool = True,
         on_batch: Callable[[int], None] = lambda rows: None,
         inline_max_ms: float = 1.0,
+        on_run: Callable[[list[Any], Feeds, Outputs], None] | None = None,
     ) -> None:
         self._run = run
+        self._on_run = on_run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.batchable = batchable
@@ -65,12 +67,14 @@ class MicroBatcher:
         self._inline_scheduled = False
         self._lone = 0
 
-    async def submit(self, feeds: Feeds, alone: bool = False) -> Outputs:
+    async def submit(self, feeds: Feeds, alone: bool = False, tag: Any = None) -> Outputs:
         """Run `feeds` (possibly together with others); outputs for these rows only.
 
         `alone`: the caller knows no other request is in flight, so none can
         join a batch: a fast model runs at once, on the loop, with no turn of
-        the loop waited for others (what a lone client's latency is made of)."""
+        the loop waited for others (what a lone client's latency is made of).
+        `tag`: handed to `on_run` with the outputs after a successful run (the
+        prediction log: one call for a whole batch of one-row requests)."""
         if alone and not self._pending and self.max_wait_s == 0 and self._run_s < self.inline_max_s \
                 and not self._inline_scheduled and (self._drainer is None or self._drainer.done()):
             # Timed one run in 8 (reading the process's CPU clock is a system call: ~2 us a
@@ -78,6 +82,8 @@ class MicroBatcher:
             self._lone = (self._lone + 1) & 7
             outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
             self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
+            if tag is not None:
+                self._ran([tag], feeds, outputs)
             return outputs
         loop = asyncio.get_running_loop()
         if len(feeds) == 1:  # the usual model: one input
@@ -86,7 +92,7 @@ class MicroBatcher:
         else:
             rows = len(next(iter(feeds.values()))) if feeds else 1
             key = tuple((n, v.dtype.str, v.shape[1:]) for n, v in sorted(feeds.items()))
-        item = _Pending(feeds, rows, key, loop.create_future())
+        item = _Pending(feeds, rows, key, loop.create_future(), tag)
         self._pending.append(item)
         if self._drainer is not None and not self._drainer.done():
             if self._wakeup is not None:
@@ -106,11 +112,11 @@ class MicroBatcher:
             return
         batch = self._take()
         try:
-            results = self._timed(self._run, batch[0].feeds) if len(batch) == 1 else self._run_many(batch)
+            results = [self._run_one(batch[0])] if len(batch) == 1 else self._run_many(batch)
         except Exception as exc:
             self._fail(batch, exc)
         else:
-            self._finish(batch, results if len(batch) > 1 else [results])
+            self._finish(batch, results)
         if self._pending:  # more than max_batch rows, or another shape: next turn
             self._inline_scheduled = True
             asyncio.get_running_loop().call_soon(self._drain_inline)
@@ -125,14 +131,27 @@ class MicroBatcher:
             batch = self._take()
             try:
                 if len(batch) == 1:
-                    results = [await loop.run_in_executor(self._executor, self._timed, self._run, batch[0].feeds,
-                                                          time.thread_time)]
+                    results = [await loop.run_in_executor(self._executor, self._run_one, batch[0], time.thread_time)]
                 else:
                     results = await loop.run_in_executor(self._executor, self._run_many, batch, time.thread_time)
             except Exception as exc:
                 self._fail(batch, exc)
                 continue
             self._finish(batch, results)
+
+    def _run_one(self, item: _Pending, clock: Callable[[], float] = time.process_time) -> Outputs:
+        outputs = self._timed(self._run, item.feeds, clock)
+        if item.tag is not None:
+            self._ran([item.tag], item.feeds, outputs)
+        return outputs
+
+    def _ran(self, tags: list[Any], feeds: Feeds, outputs: Outputs) -> None:
+        """Hand a successful run to `on_run`; its failure is its own (the callers get their outputs)."""
+        if self._on_run is not None:
+            try:
+                self._on_run(tags, feeds, outputs)
+            except Exception:  # the service counts its own failures (log records lost)
+                pass
 
     def _timed(self, run: Callable[[Feeds], Outputs], feeds: Feeds,
                clock: Callable[[], float] = time.process_time) -> Outputs:
@@ -208,7 +227,14 @@ class MicroBatcher:
         for name, value in outputs.items():
             if not (isinstance(value, np.ndarray) and value.ndim and value.shape[0] == total):
                 # An output without a batch axis cannot be split: run one by one.
-                return [self._timed(self._run, item.feeds, clock) for item in batch]
+                return [self._run_one(item, clock) for item in batch]
             for i in range(len(batch)):
                 results[i][name] = value[offsets[i]:offsets[i + 1]]
+        tags = [item.tag for item in batch]
+        if total == len(batch) and None not in tags:  # one row per request: one call for the batch
+            self._ran(tags, merged, outputs)
+        else:
+            for item, result in zip(batch, results):
+                if item.tag is not None:
+                    self._ran([item.tag], item.feeds, result)
         return results

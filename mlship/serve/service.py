@@ -39,6 +39,7 @@ class ModelService:
             max_wait_ms=settings.max_wait_ms,
             batchable=is_batchable(self.signature),
             on_batch=self.metrics.observe_batch,
+            on_run=self._log_run,
         )
         self.cache = LRUCache(settings.cache_size) if settings.cache_size else None
         self.log = None
@@ -50,21 +51,62 @@ class ModelService:
             self.metrics.log_counts = lambda: {"written": self.log.written, "dropped": self.log.dropped,
                                                "failed": self.log.failed}
 
-    async def predict(self, feeds: dict[str, np.ndarray], alone: bool = False) -> tuple[dict[str, Any], bool]:
+    async def predict(self, feeds: dict[str, np.ndarray], alone: bool = False, request_id: str | None = None,
+                      started: float = 0.0, instances: list[dict[str, Any]] | None = None,
+                      ) -> tuple[dict[str, Any], bool]:
         """Outputs for these feeds, and whether they came from the cache
-        (`alone`: no other request is in flight; see MicroBatcher.submit)."""
+        (`alone`: no other request is in flight; see MicroBatcher.submit).
+
+        With a `request_id`, the answered prediction is logged too (`instances`:
+        the rows as sent, logged instead of the feeds): a run's requests
+        together, in one call for the batch (`_log_run`)."""
         rows = len(next(iter(feeds.values())))
         if self.cache is not None:
             key = feeds_key(feeds)
             hit = self.cache.get(key)
             if hit is not None:
                 self.metrics.count_rows(rows, cached=True)
+                if request_id is not None:
+                    self.log_predictions(request_id, started, feeds=feeds if instances is None else None,
+                                         instances=instances, outputs=hit, cached=True)
                 return hit, True
-        outputs = await self.batcher.submit(feeds, alone)
+        tag = None
+        if request_id is not None and self.log is not None:
+            rate = self.settings.log_sample_rate
+            if rate >= 1.0 or random.random() < rate:
+                tag = (request_id, started, instances)
+        outputs = await self.batcher.submit(feeds, alone, tag)
         if self.cache is not None:
             self.cache.put(key, outputs)
         self.metrics.count_rows(rows, cached=False)
         return outputs, False
+
+    def _log_run(self, tags: list[tuple[str, float, Any]], feeds: dict[str, np.ndarray],
+                 outputs: dict[str, Any]) -> None:
+        """Log a run's requests (`predict`'s tags; several: one row each, in the
+        batch's order): their lines made together, else one by one."""
+        now, when = time.perf_counter(), time.time()
+        latencies = [round((now - started) * 1000.0, 3) for _, started, _ in tags]
+        try:
+            if len(tags) == 1:
+                request_id, _, instances = tags[0]
+                self._log_records(request_id, latencies[0], when, feeds if instances is None else None,
+                                  instances, outputs)
+                return
+            sent = [t[2] for t in tags]
+            lines = None
+            if sent.count(None) == len(sent):  # feeds logged (named columns)
+                lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, None, outputs)
+            elif None not in sent:  # the rows as sent
+                lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, [s[0] for s in sent], outputs)
+            if lines is not None:
+                self.log.submit_lines(lines)
+                return
+            for i, (request_id, _, sent) in enumerate(tags):  # a mixed or unusual batch: each request's own
+                self._log_records(request_id, latencies[i], when, {n: v[i:i + 1] for n, v in feeds.items()}
+                                  if sent is None else None, sent, {n: v[i:i + 1] for n, v in outputs.items()})
+        except Exception:  # a record that cannot be made is counted, never an error for the request
+            self.log.count_failed(len(tags))
 
     def log_predictions(self, request_id: str, started: float, *, feeds: dict[str, np.ndarray] | None = None,
                         instances: list[dict[str, Any]] | None = None, outputs: dict[str, Any] | None = None,
@@ -79,10 +121,22 @@ class ModelService:
             return
         latency_ms, when = round((time.perf_counter() - started) * 1000.0, 3), time.time()
         if outputs is not None and status == 200:
-            line = self._line.line(request_id, latency_ms, when, feeds, instances, outputs, cached)
-            if line is not None:
-                self.log.submit(line)
-                return
+            self._log_records(request_id, latency_ms, when, feeds, instances, outputs, cached)
+        else:
+            self._log_entry(request_id, latency_ms, when, feeds, instances, outputs, cached, status, error)
+
+    def _log_records(self, request_id: str, latency_ms: float, when: float, feeds: dict[str, np.ndarray] | None,
+                     instances: list[dict[str, Any]] | None, outputs: dict[str, Any], cached: bool = False) -> None:
+        """An answered request's records: its line when LineFormat takes it, else an entry for the writer."""
+        line = self._line.line(request_id, latency_ms, when, feeds, instances, outputs, cached)
+        if line is not None:
+            self.log.submit(line)
+        else:
+            self._log_entry(request_id, latency_ms, when, feeds, instances, outputs, cached, 200, None)
+
+    def _log_entry(self, request_id: str, latency_ms: float, when: float, feeds: dict[str, np.ndarray] | None,
+                   instances: list[dict[str, Any]] | None, outputs: dict[str, Any] | None, cached: bool,
+                   status: int, error: str | None) -> None:
         entry = LogEntry(
             base={"request_id": request_id, "model": self.name, "version": self.version, "variant": self.variant,
                   "latency_ms": latency_ms, "status": status, "error": error},

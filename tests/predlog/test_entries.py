@@ -62,3 +62,59 @@ def test_line_matches_the_entry_line_for_an_object_as_sent():
 def test_what_the_line_does_not_take_goes_the_entry_way(feeds, outputs):
     fmt = LineFormat("m", "1", "stable", FEATURES)
     assert fmt.line("r1", 1.0, 1764500000.0, feeds, None, outputs, False) is None
+
+
+def batch_and_single(fmt, ids, latencies, feeds, instances, outputs):
+    """A batch's lines, and each request's own line made alone (its row of each array)."""
+    when = 1764500000.4567
+    lines = fmt.batch(ids, latencies, when, feeds, instances, outputs)
+    alone = [fmt.line(ids[i], latencies[i], when, {n: v[i:i + 1] for n, v in feeds.items()},
+                      None if instances is None else instances[i:i + 1],
+                      {n: v[i:i + 1] for n, v in outputs.items()}, False) for i in range(len(ids))]
+    return lines, alone
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.int32, np.uint8])
+@pytest.mark.parametrize("rows", [1, 2, 7, 64])
+def test_batch_lines_are_the_lines_of_each_request_alone_in_order(dtype, rows):
+    rng = np.random.default_rng(rows)
+    fmt = LineFormat("m%s\u00e9", "1.0", "can%ary", FEATURES)
+    X = (rng.normal(size=(rows, 4)) * 100).astype(dtype)
+    if X.dtype.kind == "f":
+        X[0, 1] = np.nan  # written as null, as the writer does
+        X[-1, 3] = 1e-8
+    outputs = {"label": rng.integers(0, 2, rows), "probabilities": rng.random((rows, 2)).astype(np.float32),
+               "score": rng.random((rows, 1)), "flags": rng.random((rows, 1, 3)) > 0.5,
+               "cube": rng.random((rows, 2, 2)).astype(np.float32), "empty": np.zeros((rows, 0)),
+               "100% \"odd\"": np.full(rows, np.nan, dtype=np.float32)}
+    ids = [f"id-{i}\\\"x\"," for i in range(rows)]
+    latencies = [round(0.001 + 1.7 * i, 3) for i in range(rows)]
+    lines, alone = batch_and_single(fmt, ids, latencies, {"X": X}, None, outputs)
+    assert lines == alone and len(lines) == rows
+    for i, line in enumerate(lines):  # each line is request i's, and a valid record
+        record = PredictionRecord.model_validate(json.loads(line))
+        assert record.request_id == ids[i] and record.latency_ms == latencies[i]
+    if X.dtype.kind == "f":
+        assert json.loads(lines[0])["inputs"]["odd \"quoted\" name"] is None
+
+
+def test_batch_lines_of_rows_as_sent_are_the_lines_of_each_request_alone():
+    fmt = LineFormat("m", "1", "stable", FEATURES)
+    instances = [{"mean radius": i, "f4": 0.5 * i, "text": "a\"b", "nested": [i, None]} for i in range(5)]
+    feeds = {"X": np.arange(20, dtype=np.float32).reshape(5, 4)}
+    lines, alone = batch_and_single(fmt, [str(i) for i in range(5)], [1.0] * 5, feeds, instances,
+                                    {"label": np.arange(5)})
+    assert lines == alone and json.loads(lines[3])["inputs"] == instances[3]
+
+
+@pytest.mark.parametrize("feeds, outputs", [
+    ({"X": np.zeros((3, 4), np.float32)}, {"label": np.array([1, 0])}),  # an output of other rows
+    ({"X": np.zeros((2, 4), np.float32)}, {"label": np.array([1, 0])}),  # rows != requests (3)
+    ({"X": np.zeros((3, 4), np.float32), "Y": np.zeros((3, 1), np.float32)}, {"label": np.arange(3)}),
+    ({"Z": np.zeros((3, 4), np.float32)}, {"label": np.arange(3)}),  # no named columns
+    ({"X": np.zeros((3, 4), np.float32)}, {"label": np.array(["a", "b", "c"], dtype=object)}),
+    ({"X": np.zeros((3, 4), np.float32)}, {"total": np.array(3.0)}),  # no batch axis
+])
+def test_what_batch_does_not_take_goes_each_requests_own_way(feeds, outputs):
+    fmt = LineFormat("m", "1", "stable", FEATURES)
+    assert fmt.batch(["a", "b", "c"], [1.0] * 3, 1764500000.0, feeds, None, outputs) is None

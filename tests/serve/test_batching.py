@@ -170,3 +170,51 @@ def test_lone_requests_still_notice_a_model_that_turns_slow():
         assert ran.index(False) <= 16  # timed one run in 8: the average passes 1 ms within two timed runs
 
     asyncio.run(main())
+
+
+def test_on_run_gets_a_batch_of_one_row_requests_in_one_call_in_order():
+    runs = []
+    batcher = MicroBatcher(lambda feeds: {"y": feeds["x"] * 2}, max_wait_ms=20,
+                           on_run=lambda tags, feeds, outputs: runs.append((tags, feeds["x"].ravel().tolist(),
+                                                                            outputs["y"].ravel().tolist())))
+    requests = [{"x": np.full((1, 1), i, dtype=np.float32)} for i in range(4)]
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit(r, tag=f"t{i}") for i, r in enumerate(requests)))
+
+    asyncio.run(main())
+    assert runs == [(["t0", "t1", "t2", "t3"], [0, 1, 2, 3], [0, 2, 4, 6])]
+
+
+def test_on_run_gets_each_tagged_request_alone_when_a_batch_mixes_rows_and_never_on_failure():
+    runs = []
+
+    def run(feeds):
+        if (feeds["x"] < 0).any():
+            raise ValueError("boom")
+        return {"y": feeds["x"] + 1}
+
+    batcher = MicroBatcher(run, max_wait_ms=20,
+                           on_run=lambda tags, feeds, outputs: runs.append((tags, outputs["y"].ravel().tolist())))
+
+    async def main(requests):
+        return await asyncio.gather(*(batcher.submit(r, tag=t) for r, t in requests), return_exceptions=True)
+
+    asyncio.run(main([({"x": np.zeros((2, 1))}, "two"), ({"x": np.ones((1, 1))}, None),
+                      ({"x": np.full((1, 1), 5.0)}, "one")]))
+    assert runs == [(["two"], [1, 1]), (["one"], [6])]  # the untagged request is not handed on
+    runs.clear()
+    results = asyncio.run(main([({"x": np.full((1, 1), -1.0)}, "bad"), ({"x": np.ones((1, 1))}, "ok")]))
+    assert all(isinstance(r, ValueError) for r in results) and runs == []
+
+
+def test_a_failing_on_run_does_not_fail_the_requests():
+    def on_run(tags, feeds, outputs):
+        raise RuntimeError("log broke")
+
+    batcher = MicroBatcher(lambda feeds: {"y": feeds["x"]}, max_wait_ms=20, on_run=on_run)
+
+    async def main():
+        return await asyncio.gather(*(batcher.submit({"x": np.ones((1, 1))}, tag=i) for i in range(3)))
+
+    assert [r["y"].tolist() for r in asyncio.run(main())] == [[[1.0]]] * 3

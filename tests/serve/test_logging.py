@@ -1,0 +1,98 @@
+"""The prediction log of served requests: a micro-batch's requests are logged
+together (one call, their lines made at once), each exactly once, with the
+record it would have alone; what is not one plain row goes its own way."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+
+from mlship.model.features import request_fields
+from mlship.serve.app import ServeApp
+from mlship.serve.service import ModelService
+from mlship.serve.settings import ServeSettings
+from tests import models
+from tests.support import MODEL
+
+
+def serve_together(tmp_path, requests):
+    """Send (path, body, request id) requests to the app at once; the log's records and the answers."""
+    service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1", log_dir=tmp_path))
+    service.batcher._run_s = 0.0  # known to be fast: batches run on the loop
+    app = ServeApp(service)
+    answers = {}
+    made, batch = [], service._line.batch
+    service._line.batch = lambda ids, *rest: made.append(len(ids)) or batch(ids, *rest)
+
+    async def one(path, body, request_id):
+        async def receive():
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+        async def send(message):
+            if message["type"] == "http.response.start":
+                answers[request_id] = message["status"]
+
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"x-request-id", request_id.encode())]}
+        await app(scope, receive, send)
+
+    async def main():
+        await asyncio.gather(*(one(*r) for r in requests))
+
+    asyncio.run(main())
+    service.close()
+    lines = [line for path in sorted(tmp_path.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in lines], answers, service, made
+
+
+def test_each_request_of_a_mixed_burst_is_logged_once_with_its_own_row(tmp_path):
+    X, _, _ = models.sample_matrix()
+    service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1"))
+    names = request_fields(service.signature)
+    service.close()
+    v2 = "/v2/models/bc/infer"
+
+    def tensor(rows):
+        return {"inputs": [{"name": "X", "shape": list(rows.shape), "datatype": "FP32", "data": rows.ravel().tolist()}]}
+
+    requests = [(v2, tensor(X[i:i + 1]), f"v2-{i}") for i in range(6)]
+    requests += [("/predict", {"instances": [dict(zip(names, X[10 + i].tolist()))]}, f"obj-{i}") for i in range(3)]
+    requests += [(v2, tensor(X[20:22]), "two-rows"), (v2, {"inputs": []}, "bad")]
+    records, answers, served, batches = serve_together(tmp_path / "mixed", requests)
+    assert batches == []  # rows as sent, feeds and two rows in one run: each request its own way
+    assert answers == {**{r[2]: 200 for r in requests}, "bad": 400}
+    by_id = {}
+    for record in records:
+        by_id.setdefault(record["request_id"], []).append(record)
+    assert sorted(by_id) == sorted(r[2] for r in requests)
+    assert [len(by_id[r[2]]) for r in requests] == [1] * 9 + [2, 1]  # once each; two rows: two records
+    alone = served.runner.run  # the model run on each request's own rows
+    for i in range(6):
+        (record,) = by_id[f"v2-{i}"]
+        expected = alone({"X": X[i:i + 1].astype(np.float32)})
+        assert list(record["inputs"]) == names  # float32's shortest text, as the writer writes it
+        assert np.array_equal(np.array([record["inputs"][n] for n in names], np.float32), X[i].astype(np.float32))
+        assert record["outputs"]["label"] == int(expected["label"][0])
+        assert np.allclose(record["outputs"]["probabilities"], expected["probabilities"][0])
+        assert record["status"] == 200 and record["error"] is None and "row" not in record
+    assert by_id["obj-1"][0]["inputs"] == dict(zip(names, X[11].tolist()))  # the object as sent
+    assert [r["row"] for r in by_id["two-rows"]] == [0, 1]
+    assert by_id["bad"][0]["status"] == 400 and by_id["bad"][0]["error"]
+    ids = [r["request_id"] for r in records]
+    assert ids.index("v2-0") < ids.index("v2-5") and ids.index("obj-0") < ids.index("obj-2")  # in batch order
+
+
+def test_a_batch_of_one_row_requests_is_logged_together_as_each_would_be_alone(tmp_path):
+    X, _, _ = models.sample_matrix()
+    bodies = [{"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[i].tolist()}]}
+              for i in range(8)]
+    together, _, _, batches = serve_together(tmp_path / "together", [
+        ("/v2/models/bc/infer", body, f"r{i}") for i, body in enumerate(bodies)])
+    assert max(batches) == 8
+    for i, body in enumerate(bodies):  # the same request alone
+        (alone,), _, _, _ = serve_together(tmp_path / f"alone{i}", [("/v2/models/bc/infer", body, f"r{i}")])
+        record = together[i]
+        assert record["request_id"] == f"r{i}"  # in order
+        assert {k: v for k, v in record.items() if k not in ("ts", "latency_ms")} == \
+            {k: v for k, v in alone.items() if k not in ("ts", "latency_ms")}
