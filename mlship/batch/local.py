@@ -153,8 +153,9 @@ def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner
 def _prepare(chunk: Chunk, signature: Signature, options: PredictOptions,
              done: Future[dict[int, Any]]) -> tuple[Chunk, Table | None, dict[str, np.ndarray] | None, list[dict[str, Any]]]:
     """A chunk as the scorer takes it (in the reader thread: conversion overlaps inference);
-    a chunk an interrupted run finished is not converted."""
-    if chunk.index in done.result():
+    a chunk an interrupted run finished is not converted. Without --resume no chunk is
+    finished, so the first ones are converted while the session starts, not after it."""
+    if options.resume and chunk.index in done.result():
         return chunk, None, None, []
     table, rejects = _usable_rows(chunk, signature, options)
     feeds = feeds_from_table(table, signature, allow_missing=options.allow_missing) if table.n_rows else None

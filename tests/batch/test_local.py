@@ -210,3 +210,31 @@ def test_the_journal_gives_back_each_chunk_and_a_chunk_without_rows(tmp_path):
         assembler.add_done(index)
     assert assembler.close() == 2
     assert (tmp_path / "o.csv").read_bytes() == b"y\n1\n3\n"
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_the_first_chunk_is_converted_while_the_session_starts_unless_resuming(tmp_path, monkeypatch, resume):
+    """Without --resume no chunk can be finished already, so the reader converts the first
+    chunks while onnxruntime loads the model; with --resume it waits for the plan (which
+    chunks an interrupted run finished), made once the session is up."""
+    source, data, _ = many_rows(tmp_path, rows=70)
+    converted = threading.Event()
+    real_feeds, real_runner = local.feeds_from_table, local.Runner
+    seen = []
+
+    def feeds(*args, **kwargs):
+        converted.set()
+        return real_feeds(*args, **kwargs)
+
+    def runner(*args, **kwargs):
+        seen.append(converted.wait(0.5 if resume else 30))  # generous: a busy machine
+        return real_runner(*args, **kwargs)
+
+    monkeypatch.setattr(local, "feeds_from_table", feeds)
+    monkeypatch.setattr(local, "Runner", runner)
+    options = PredictOptions(model=MODEL, input=str(source), output=tmp_path / "o.parquet", batch_size=BATCH,
+                             keep_columns=["id"], resume=resume)
+    summary = run_predict(options)
+    assert seen == [not resume]
+    assert summary.rows == 70 and summary.resumed_chunks == 0
+    assert pq.read_table(tmp_path / "o.parquet")["id"].to_pylist() == list(range(10_000, 10_070))
