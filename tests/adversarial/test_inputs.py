@@ -207,16 +207,21 @@ def test_a_failed_run_leaves_a_whole_state_and_no_temporary_files(project):
     assert not (root / "o.csv").exists()
 
 
-def test_resume_of_an_interrupted_run_uses_its_finished_part(project):
-    root, model = project
-    data, work = interrupted_run(root, model)
-    fix_in_place(data)
+def assert_resumed_from_the_first_chunk(root: Path, model: Path, data: Path, work: Path) -> None:
+    """--resume takes chunk 0 from the journal, scores the rest, and removes the work."""
     result = run("--json", "predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1",
                  "--resume")
     assert result.code == 0, result.stderr
     assert result.json()["resumed_chunks"] == 1
     assert read_rows(root / "o.csv") == [[1, 2], [30, 4], [5, 6]]
     assert not work.exists()
+
+
+def test_resume_of_an_interrupted_run_uses_its_finished_part(project):
+    root, model = project
+    data, work = interrupted_run(root, model)
+    fix_in_place(data)
+    assert_resumed_from_the_first_chunk(root, model, data, work)
 
 
 CORRUPT_STATES = {"empty": b"", "blank": b"  \n", "truncated": b'{"fingerprint": "ab', "list": b"[]",
@@ -296,12 +301,7 @@ def test_resume_scores_again_a_chunk_whose_record_a_crash_cut_short(project, cut
     whole = path.stat().st_size
     os.truncate(path, whole - len(b"y_0,y_1\n777,4\n" * 3) - _HEAD.size + cut)
     assert list(finished_parts(work)) == [0]
-    result = run("--json", "predict", str(model), "--input", str(data), "--output", "o.csv", "--batch-size", "1",
-                 "--resume")
-    assert result.code == 0, result.stderr
-    assert result.json()["resumed_chunks"] == 1
-    assert read_rows(root / "o.csv") == [[1, 2], [30, 4], [5, 6]]
-    assert not work.exists()
+    assert_resumed_from_the_first_chunk(root, model, data, work)
 
 
 # --- outputs that cannot be written: refused before any scoring ---
