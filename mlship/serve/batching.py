@@ -49,9 +49,10 @@ class MicroBatcher:
         on_batch: Callable[[int], None] = lambda rows: None,
         inline_max_ms: float = 1.0,
         on_run: Callable[[list[Any], Feeds, Outputs], None] | None = None,
+        on_fail: Callable[[list[Any], Exception], None] | None = None,
     ) -> None:
         self._run = run
-        self._on_run = on_run
+        self._on_run, self._on_fail = on_run, on_fail
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.batchable = batchable
@@ -74,13 +75,18 @@ class MicroBatcher:
         join a batch: a fast model runs at once, on the loop, with no turn of
         the loop waited for others (what a lone client's latency is made of).
         `tag`: handed to `on_run` with the outputs after a successful run (the
-        prediction log: one call for a whole batch of one-row requests)."""
+        prediction log: one call for a whole batch of one-row requests), or to
+        `on_fail` with the error of a failed one, before the caller gets it."""
         if alone and not self._pending and self.max_wait_s == 0 and self._run_s < self.inline_max_s \
                 and not self._inline_scheduled and (self._drainer is None or self._drainer.done()):
             # Timed one run in 8 (reading the process's CPU clock is a system call: ~2 us a
             # run, a lone request's latency); nothing waits on the loop while it runs.
             self._lone = (self._lone + 1) & 7
-            outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
+            try:
+                outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
+            except Exception as exc:
+                self._fail([_Pending(feeds, 0, (), None, tag)], exc)
+                raise
             self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
             if tag is not None:
                 self._ran([tag], feeds, outputs)
@@ -172,11 +178,16 @@ class MicroBatcher:
             if not item.future.done():
                 item.future.set_result(result)
 
-    @staticmethod
-    def _fail(batch: list[_Pending], exc: Exception) -> None:
-        """Every caller of the batch gets the error; serving goes on."""
+    def _fail(self, batch: list[_Pending], exc: Exception) -> None:
+        """Every caller of the batch gets the error (`on_fail` first); serving goes on."""
+        tags = [item.tag for item in batch if item.tag is not None]
+        if tags and self._on_fail is not None:
+            try:
+                self._on_fail(tags, exc)
+            except Exception:  # the service counts its own failures
+                pass
         for item in batch:
-            if not item.future.done():
+            if item.future is not None and not item.future.done():
                 item.future.set_exception(exc)
 
     async def _hold_open(self) -> None:

@@ -88,6 +88,7 @@ class ServeMetrics:
         self._requests: dict[tuple[str, int], int] = {}
         self._latency: dict[str, list[float]] = {}  # per endpoint: a count per bucket, then the sum
         self._rows = [0, 0]  # not cached, cached
+        self._batch = [0] * (len(BATCH_BUCKETS) + 2)  # a count per bucket, then the sum
 
     def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
         key = (endpoint, status)
@@ -102,7 +103,11 @@ class ServeMetrics:
         self._rows[cached] += rows
 
     def observe_batch(self, rows: int) -> None:
-        self.batch.observe(rows, *self.base)
+        """A run of `rows` rows: the batch size, and as many rows predicted (not cached)."""
+        self._rows[0] += rows
+        counts = self._batch
+        counts[bisect_left(BATCH_BUCKETS, rows)] += 1
+        counts[-1] += rows
 
     def _fold(self) -> None:
         """Move the request path's plain counters into the labelled metrics."""
@@ -111,6 +116,9 @@ class ServeMetrics:
         for endpoint, counts in list(self._latency.items()):
             self.latency.counts[(*self.base, endpoint)] = [int(c) for c in counts[:-1]]
             self.latency.sums[(*self.base, endpoint)] = counts[-1]
+        if any(self._batch[:-1]):
+            self.batch.counts[self.base] = self._batch[:-1]
+            self.batch.sums[self.base] = self._batch[-1]
         for cached, count in (("false", self._rows[0]), ("true", self._rows[1])):
             if count:
                 self.rows.values[(*self.base, cached)] = count

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Any
+from typing import Any, Awaitable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class ModelService:
             batchable=is_batchable(self.signature),
             on_batch=self.metrics.observe_batch,
             on_run=self._log_run,
+            on_fail=self._log_failure,
         )
         self.cache = LRUCache(settings.cache_size) if settings.cache_size else None
         self.log = None
@@ -51,35 +52,39 @@ class ModelService:
             self.metrics.log_counts = lambda: {"written": self.log.written, "dropped": self.log.dropped,
                                                "failed": self.log.failed}
 
-    async def predict(self, feeds: dict[str, np.ndarray], alone: bool = False, request_id: str | None = None,
-                      started: float = 0.0, instances: list[dict[str, Any]] | None = None,
-                      ) -> tuple[dict[str, Any], bool]:
-        """Outputs for these feeds, and whether they came from the cache
-        (`alone`: no other request is in flight; see MicroBatcher.submit).
+    def predict(self, feeds: dict[str, np.ndarray], alone: bool = False, request_id: str | None = None,
+                started: float = 0.0, instances: list[dict[str, Any]] | None = None) -> Awaitable[dict[str, Any]]:
+        """The outputs for these feeds, to await (`alone`: no other request is in
+        flight; see MicroBatcher.submit).
 
         With a `request_id`, the answered prediction is logged too (`instances`:
         the rows as sent, logged instead of the feeds): a run's requests
-        together, in one call for the batch (`_log_run`)."""
-        rows = len(next(iter(feeds.values())))
+        together, in one call for the batch (`_log_run`). Without a cache this
+        is the batcher's own coroutine: no frame of its own on every request."""
         if self.cache is not None:
-            key = feeds_key(feeds)
-            hit = self.cache.get(key)
-            if hit is not None:
-                self.metrics.count_rows(rows, cached=True)
-                if request_id is not None:
-                    self.log_predictions(request_id, started, feeds=feeds if instances is None else None,
-                                         instances=instances, outputs=hit, cached=True)
-                return hit, True
-        tag = None
-        if request_id is not None and self.log is not None:
-            rate = self.settings.log_sample_rate
-            if rate >= 1.0 or random.random() < rate:
-                tag = (request_id, started, instances)
-        outputs = await self.batcher.submit(feeds, alone, tag)
-        if self.cache is not None:
-            self.cache.put(key, outputs)
-        self.metrics.count_rows(rows, cached=False)
-        return outputs, False
+            return self._predict_cached(feeds, alone, request_id, started, instances)
+        return self.batcher.submit(feeds, alone, self._tag(request_id, started, instances))
+
+    def _tag(self, request_id: str | None, started: float, instances: list[dict[str, Any]] | None) -> Any:
+        """What the batcher hands to `_log_run` for a request to log (None: not logged; sampled)."""
+        if request_id is None or self.log is None:
+            return None
+        rate = self.settings.log_sample_rate
+        return (request_id, started, instances) if rate >= 1.0 or random.random() < rate else None
+
+    async def _predict_cached(self, feeds: dict[str, np.ndarray], alone: bool, request_id: str | None,
+                              started: float, instances: list[dict[str, Any]] | None) -> dict[str, Any]:
+        key = feeds_key(feeds)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.metrics.count_rows(len(next(iter(feeds.values()))), cached=True)
+            if request_id is not None:
+                self.log_predictions(request_id, started, feeds=feeds if instances is None else None,
+                                     instances=instances, outputs=hit, cached=True)
+            return hit
+        outputs = await self.batcher.submit(feeds, alone, self._tag(request_id, started, instances))
+        self.cache.put(key, outputs)
+        return outputs
 
     def _log_run(self, tags: list[tuple[str, float, Any]], feeds: dict[str, np.ndarray],
                  outputs: dict[str, Any]) -> None:
@@ -107,6 +112,13 @@ class ModelService:
                                   if sent is None else None, sent, {n: v[i:i + 1] for n, v in outputs.items()})
         except Exception:  # a record that cannot be made is counted, never an error for the request
             self.log.count_failed(len(tags))
+
+    def _log_failure(self, tags: list[tuple[str, float, Any]], exc: Exception) -> None:
+        """Log a failed run's requests (status 500) before they are answered, so gates count them."""
+        now, when = time.perf_counter(), time.time()
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        for request_id, started, _ in tags:
+            self._log_entry(request_id, round((now - started) * 1000.0, 3), when, None, None, None, False, 500, error)
 
     def log_predictions(self, request_id: str, started: float, *, feeds: dict[str, np.ndarray] | None = None,
                         instances: list[dict[str, Any]] | None = None, outputs: dict[str, Any] | None = None,

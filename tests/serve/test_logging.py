@@ -17,10 +17,13 @@ from tests import models
 from tests.support import MODEL
 
 
-def serve_together(tmp_path, requests):
-    """Send (path, body, request id) requests to the app at once; the log's records and the answers."""
+def serve_together(tmp_path, requests, run=None, tasks=None):
+    """Send (path, body, request id) requests to the app at once; the log's records and the answers
+    (`run`: the model's run instead; `tasks`: the server's set of request tasks, in the scope)."""
     service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1", log_dir=tmp_path))
     service.batcher._run_s = 0.0  # known to be fast: batches run on the loop
+    if run is not None:
+        service.batcher._run = run
     app = ServeApp(service)
     answers = {}
     made, batch = [], service._line.batch
@@ -35,6 +38,8 @@ def serve_together(tmp_path, requests):
                 answers[request_id] = message["status"]
 
         scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"x-request-id", request_id.encode())]}
+        if tasks is not None:
+            scope["mlship.tasks"] = tasks
         await app(scope, receive, send)
 
     async def main():
@@ -96,3 +101,20 @@ def test_a_batch_of_one_row_requests_is_logged_together_as_each_would_be_alone(t
         assert record["request_id"] == f"r{i}"  # in order
         assert {k: v for k, v in record.items() if k not in ("ts", "latency_ms")} == \
             {k: v for k, v in alone.items() if k not in ("ts", "latency_ms")}
+
+
+def failing_run(feeds):
+    raise RuntimeError("the model broke")
+
+
+def test_a_failed_run_is_logged_as_500_for_each_of_its_requests_batched_or_alone(tmp_path):
+    X, _, _ = models.sample_matrix()
+    bodies = [{"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[i].tolist()}]}
+              for i in range(3)]
+    for tasks, name in ((None, "batched"), ({"only"}, "alone")):
+        requests = [("/v2/models/bc/infer", body, f"{name}-{i}") for i, body in enumerate(bodies)]
+        requests.append(("/predict", {"instances": [X[5].tolist()]}, f"{name}-predict"))
+        records, answers, _, _ = serve_together(tmp_path / name, requests, run=failing_run, tasks=tasks)
+        assert answers == {r[2]: 500 for r in requests}
+        assert sorted(r["request_id"] for r in records) == sorted(answers)  # each once
+        assert all(r["status"] == 500 and r["error"] == "RuntimeError: the model broke" for r in records)
