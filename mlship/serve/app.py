@@ -245,7 +245,9 @@ class ServeApp:
         header, tail = (raw, None) if declared is None else binary.split_body(raw, declared.decode("latin-1"))
         body = _parse_json(header)
         try:  # a bad request is logged (status and error) before its 4xx
-            body_id = protocol.checked_id(body.get("id") if type(body) is dict else None, "'id'")
+            body_id = body.get("id") if type(body) is dict else None
+            if body_id is not None:
+                body_id = protocol.checked_id(body_id, "'id'")
             if body_id is not None and b"x-request-id" not in headers:
                 request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
             feeds = self.plan.decode(body, tail)

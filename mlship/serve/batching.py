@@ -33,7 +33,7 @@ class _Pending:
 
     def __init__(self, feeds: Feeds, rows: int, key: tuple, future: asyncio.Future, tag: Any) -> None:
         self.feeds, self.rows, self.key, self.future, self.tag = feeds, rows, key, future, tag
-        self.arrived = time.perf_counter()
+        self.arrived = 0.0  # set when a batch may be held open for more (max_wait_ms)
 
 
 class MicroBatcher:
@@ -94,11 +94,13 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if len(feeds) == 1:  # the usual model: one input
             ((name, value),) = feeds.items()
-            rows, key = len(value), (name, value.dtype.str, value.shape[1:])
+            rows, key = len(value), (name, value.dtype, value.shape[1:])
         else:
             rows = len(next(iter(feeds.values()))) if feeds else 1
-            key = tuple((n, v.dtype.str, v.shape[1:]) for n, v in sorted(feeds.items()))
+            key = tuple((n, v.dtype, v.shape[1:]) for n, v in sorted(feeds.items()))
         item = _Pending(feeds, rows, key, loop.create_future(), tag)
+        if self.max_wait_s:
+            item.arrived = time.perf_counter()
         self._pending.append(item)
         if self._drainer is not None and not self._drainer.done():
             if self._wakeup is not None:
