@@ -88,8 +88,8 @@ class MicroBatcher:
                 self._fail([_Pending(feeds, 0, (), None, tag)], exc)
                 raise
             self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
-            if tag is not None:
-                self._ran([tag], feeds, outputs)
+            if tag is not None and self._on_run is not None:  # after this request's answer has gone out
+                asyncio.get_running_loop().call_soon(self._hand_on, [tag], feeds, outputs)
             return outputs
         loop = asyncio.get_running_loop()
         if len(feeds) == 1:  # the usual model: one input
@@ -154,12 +154,21 @@ class MicroBatcher:
         return outputs
 
     def _ran(self, tags: list[Any], feeds: Feeds, outputs: Outputs) -> None:
-        """Hand a successful run to `on_run`; its failure is its own (the callers get their outputs)."""
+        """Hand a successful run to `on_run`: on the event loop, once the answers
+        it would hold up have gone out (two turns of the loop: the callers' tasks,
+        woken after this, run in the next one); on the worker thread, at once."""
         if self._on_run is not None:
-            try:
-                self._on_run(tags, feeds, outputs)
-            except Exception:  # the service counts its own failures (log records lost)
-                pass
+            loop = asyncio._get_running_loop()
+            if loop is not None:
+                loop.call_soon(loop.call_soon, self._hand_on, tags, feeds, outputs)
+            else:
+                self._hand_on(tags, feeds, outputs)
+
+    def _hand_on(self, tags: list[Any], feeds: Feeds, outputs: Outputs) -> None:
+        try:
+            self._on_run(tags, feeds, outputs)
+        except Exception:  # the service counts its own failures (log records lost); the callers have their outputs
+            pass
 
     def _timed(self, run: Callable[[Feeds], Outputs], feeds: Feeds,
                clock: Callable[[], float] = time.process_time) -> Outputs:

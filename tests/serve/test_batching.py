@@ -218,3 +218,24 @@ def test_a_failing_on_run_does_not_fail_the_requests():
         return await asyncio.gather(*(batcher.submit({"x": np.ones((1, 1))}, tag=i) for i in range(3)))
 
     assert [r["y"].tolist() for r in asyncio.run(main())] == [[[1.0]]] * 3
+
+
+def test_on_the_loop_the_log_is_made_after_the_callers_have_their_answers():
+    events = []
+    batcher = MicroBatcher(lambda feeds: {"y": feeds["x"]}, inline_max_ms=1000.0,
+                           on_run=lambda tags, feeds, outputs: events.append(("logged", tuple(tags))))
+    batcher._run_s = 0.0  # known to be fast: runs on the loop
+
+    async def caller(i, alone=False):
+        await batcher.submit({"x": np.ones((1, 1))}, alone=alone, tag=i)
+        events.append(("answered", i))
+
+    async def main():
+        await asyncio.gather(*(caller(i) for i in range(3)))
+        await caller("lone", alone=True)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert events == [("answered", 0), ("answered", 1), ("answered", 2), ("logged", (0, 1, 2)),
+                      ("answered", "lone"), ("logged", ("lone",))]
