@@ -110,21 +110,28 @@ _TEXT_FORMATS = (".txtpb", ".textproto", ".prototxt", ".pbtxt", ".json", ".onnxj
 def _model_proto_class() -> type:
     """onnx.ModelProto without importing the onnx package (its __init__ imports helper,
     compose, numpy_helper, ml_dtypes... ~25 ms, where parsing needs only the generated
-    protobuf module). The module goes into sys.modules under its own name, so a later
-    `import onnx` reuses it: one ModelProto class, one registration of its descriptors."""
-    module = sys.modules.get("onnx.onnx_ml_pb2")
+    protobuf module). The module is loaded under a private name: protobuf's upb backend
+    registers the same descriptors once and hands back the same message classes, so a
+    later `import onnx` is an ordinary import (its `onnx.onnx_ml_pb2` included) sharing
+    ModelProto. Other protobuf backends import onnx."""
+    module = sys.modules.get("onnx.onnx_ml_pb2") or sys.modules.get(_PRIVATE_PB2)
     if module is None:
+        from google.protobuf.internal import api_implementation
+
         spec = importlib.util.find_spec("onnx")
         location = spec and spec.submodule_search_locations and Path(list(spec.submodule_search_locations)[0])
-        if not location or not (location / "onnx_ml_pb2.py").is_file():
+        if api_implementation.Type() != "upb" or not location or not (location / "onnx_ml_pb2.py").is_file():
             import onnx
 
             return onnx.ModelProto
-        spec = importlib.util.spec_from_file_location("onnx.onnx_ml_pb2", location / "onnx_ml_pb2.py")
+        spec = importlib.util.spec_from_file_location(_PRIVATE_PB2, location / "onnx_ml_pb2.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        sys.modules["onnx.onnx_ml_pb2"] = module
+        sys.modules[_PRIVATE_PB2] = module
     return module.ModelProto
+
+
+_PRIVATE_PB2 = "_mlship_onnx_ml_pb2"
 
 
 def _parse(path: Path) -> "onnx.ModelProto":
@@ -147,8 +154,7 @@ def load_model(path: str | Path, *, light: bool = False) -> ModelFile:
     """Read and parse an ONNX model; InvalidInputError (exit 3) when it is not one.
 
     `light`: parse without importing the onnx package when the model keeps no external
-    data (`predict`, where onnxruntime runs it: ~25 ms less before the first chunk). Only
-    for a process that imports onnx in no other thread meanwhile."""
+    data (`predict`, where onnxruntime runs it: ~25 ms less before the first chunk)."""
     from google.protobuf.message import DecodeError
 
     path = Path(path)

@@ -67,7 +67,8 @@ def test_a_light_load_parses_as_onnx_does_and_a_later_import_of_onnx_shares_its_
     code = ("import sys; from mlship.model.load import load_model; "
             f"m = load_model({str(MODEL)!r}, light=True); before = 'onnx' in sys.modules; "
             "import onnx; onnx.checker.check_model(m.proto); "
-            f"print(before, type(m.proto) is onnx.ModelProto, m.proto == onnx.load({str(MODEL)!r}), m.opsets['ai.onnx'])")
+            f"print(before, type(m.proto) is onnx.ModelProto, m.proto == onnx.load({str(MODEL)!r}), m.opsets['ai.onnx'], "
+            "onnx.onnx_ml_pb2.ModelProto is onnx.ModelProto)")  # an ordinary import: the submodule attribute too
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True", "True", "17"]
+    assert done.stdout.split() == ["False", "True", "True", "17", "True"]
