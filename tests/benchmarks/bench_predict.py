@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -95,11 +94,28 @@ def mlship(source: Path, output: Path, batch: int, *extra: str) -> tuple[float, 
     cmd = [sys.executable, "-m", "mlship", "--json", "predict", str(MODEL), "-i", str(source), "-o", str(output),
            "--batch-size", str(batch), "--keep-columns", "id", *extra]
     start = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    wall = time.perf_counter() - start
-    summary = json.loads(out)
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with tempfile.NamedTemporaryFile() as peak:
+        # A small launcher forks and execs mlship and reports its peak RSS: ru_maxrss is a high-water
+        # mark that survives exec, so a child forked from this process (which holds the rows in memory)
+        # would report this process's size instead of mlship's.
+        proc = subprocess.run([sys.executable, "-c", LAUNCHER, peak.name, *cmd], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"mlship predict exited {proc.returncode}: {proc.stderr[-1500:]}")
+        peak_mb = int(Path(peak.name).read_text()) / 1024
+    summary = json.loads(proc.stdout)
     return summary["rows_per_s"], summary["rows"] / wall, peak_mb
+
+
+LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def main() -> None:
