@@ -4,11 +4,12 @@ The pinned wheels (see wheels.py) and mlship's own wheel are unpacked into
 /opt/mlship as a virtual environment of the base's Python: site-packages,
 pyvenv.cfg, bin/python symlinks, console scripts, dist-info with INSTALLER
 and RECORD. The same pruning as templates/Dockerfile applies, and, like its
-compileall step, the Python files get unchecked hash-based bytecode (made by
-this interpreter when it is the base's minor version, in a fresh isolated
-process with a fixed hash seed so the bytes do not depend on what this process has imported): a
-container runs as a user that cannot write /opt/mlship, so without it every
-start compiled every module again (seconds). The finished
+compileall step, the modules serving imports (mlship/images/warm.py) get
+unchecked hash-based bytecode, made by this interpreter when it is the base's
+minor version, in a fresh process with a fixed hash seed so the bytes do not
+depend on what this process has imported: a container runs as a user that
+cannot write /opt/mlship, so without it every start compiled every module
+again (seconds). The finished
 layer is cached under ~/.cache/mlship/layers by a key of the pins, platform,
 Python and mlship's own files, so a model-only rebuild does not redo it.
 """
@@ -112,6 +113,14 @@ def venv_entries(wheel_files: list[Path], python: PythonInfo) -> list[Entry]:
     return entries + bytecode(entries, python)
 
 
+# only a fixed hash seed in the environment (it orders set constants); no user or site packages
+ISOLATED = {"PYTHONHASHSEED": "0"}
+WARM = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from mlship.images.warm import serving_sources
+print("\\n".join(serving_sources()))
+"""
 COMPILER = """
 import importlib._bootstrap_external as be, importlib.util, marshal, sys
 out = []
@@ -141,16 +150,6 @@ def bytecode(entries: list[Entry], python: PythonInfo) -> list[Entry]:
     tag = f"cpython-{python.minor.replace('.', '')}"
     return [Entry(f"{PurePosixPath(path).parent}/__pycache__/{PurePosixPath(path).stem}.{tag}.pyc", data=pyc)
             for path, pyc in marshal.loads(proc.stdout)]
-
-
-# only a fixed hash seed in the environment (it orders set constants); no user or site packages
-ISOLATED = {"PYTHONHASHSEED": "0"}
-WARM = """
-import sys
-sys.path.insert(0, sys.argv[1])
-from mlship.images.warm import serving_sources
-print("\\n".join(serving_sources()))
-"""
 
 
 def _serving_sources(entries: list[Entry]) -> set[str] | None:
