@@ -74,18 +74,16 @@ class Plan:
     total_rows: int | None
     work: Path
     done: dict[int, tuple[int, int] | None] = field(default_factory=dict)  # finished_parts
-    text_columns: frozenset[str] = frozenset()
 
 
-def plan_job(options: PredictOptions, signature: Any, model_sha256: str, info: Any,
-             inputs: tuple[list[Path], list[str], int | None] | None = None) -> Plan:
-    """Check inputs and columns up front (unless `inputs`, resolve_inputs' answer, is
-    given); prepare (or reuse, with --resume) the work directory."""
-    files, columns, total = inputs or resolve_inputs(options, signature)
-    text = text_columns(options, signature, columns)
+def plan_job(options: PredictOptions, model_sha256: str, info: Any,
+             inputs: tuple[list[Path], list[str], int | None]) -> Plan:
+    """The plan for `inputs` (resolve_inputs' answer): prepare (or reuse, with --resume)
+    the work directory."""
+    files, columns, total = inputs
     work = work_dir(options.output)
     done = prepare(work, _fingerprint(options, files, model_sha256), options.output, options.resume, info)
-    return Plan(files, columns, total, work, done, text)
+    return Plan(files, columns, total, work, done)
 
 
 def resolve_inputs(options: PredictOptions, signature: Any) -> tuple[list[Path], list[str], int | None]:

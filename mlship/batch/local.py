@@ -141,7 +141,7 @@ def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner
         runner = start_session()
         if runner.providers.fallback_note():
             info(runner.providers.fallback_note())
-        plan = plan_job(options, signature, model.sha256, info, (files, columns, total))
+        plan = plan_job(options, model.sha256, info, (files, columns, total))
     except BaseException as exc:
         done.set_exception(exc)  # a reader waiting for the plan stops
         reader.close()
