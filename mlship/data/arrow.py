@@ -46,8 +46,7 @@ def _decoded(array: Any) -> np.ndarray:
     values = arrow_column(array.dictionary)
     if values.ndim != 1 or values.dtype.kind not in "iufO":
         return np.array(array.to_pylist(), dtype=object)
-    codes = _numbers(array.indices).astype(np.intp)
-    valid = _bits(array.indices.buffers()[0], array.indices.offset, len(array)) if array.null_count else None
+    codes, valid = _indices(array)
     if not len(values):  # every value null
         return np.full(len(array), None, dtype=object)
     if valid is not None:
@@ -73,10 +72,17 @@ def dictionary_codes(array: Any) -> tuple[np.ndarray, list[str]] | None:
     if not pa.types.is_dictionary(kind) or not (pa.types.is_string(kind.value_type)
                                                 or pa.types.is_large_string(kind.value_type)):
         return None
-    codes = _numbers(array.indices).astype(np.intp)
-    if array.null_count:
-        codes[~_bits(array.indices.buffers()[0], array.indices.offset, len(array))] = -1
+    codes, valid = _indices(array)
+    if valid is not None:
+        codes[~valid] = -1
     return codes, array.dictionary.to_pylist()
+
+
+def _indices(array: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """A dictionary array's indices (a null's may be anything) and, when it has nulls, which rows are valid."""
+    codes = _numbers(array.indices).astype(np.intp)
+    valid = _bits(array.indices.buffers()[0], array.indices.offset, len(array)) if array.null_count else None
+    return codes, valid
 
 
 def arrow_array(values: np.ndarray) -> Any:
