@@ -59,18 +59,17 @@ class ProviderReport(BaseModel):
 def parse_providers(values: list[str] | None, where: str = "--provider") -> list[str]:
     """["cuda,cpu"] or ["cuda", "cpu"] -> ["cuda", "cpu"]; an unknown name exits 2 naming the known ones."""
     names: list[str] = []
+    hint = f"Use one of {', '.join(PROVIDERS)} (comma list or repeated, best first)"
     for value in values or []:
         for name in (part.strip().lower() for part in value.split(",")):
             if not name:
                 continue
             if name not in PROVIDERS:
-                raise UsageError(f"{where} {name!r}: unknown execution provider",
-                                 hint=f"Use one of {', '.join(PROVIDERS)} (comma list or repeated, best first)")
+                raise UsageError(f"{where} {name!r}: unknown execution provider", hint=hint)
             if name not in names:
                 names.append(name)
     if values and not names:  # `--provider ""` or `--provider ,`: an empty list is no choice, not the default
-        raise UsageError(f"{where} {','.join(values)!r}: names no execution provider",
-                         hint=f"Use one of {', '.join(PROVIDERS)} (comma list or repeated, best first)")
+        raise UsageError(f"{where} {','.join(values)!r}: names no execution provider", hint=hint)
     return names
 
 
