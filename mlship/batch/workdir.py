@@ -52,9 +52,10 @@ def prepare(work: Path, fingerprint: str, output: Path, resume: bool,
         state = work / STATE
         same = resume and (state.exists() or state.is_symlink()) and read_fingerprint(state) == fingerprint
         if same:
-            done, whole = read_journal(work / JOURNAL)
-            if (work / JOURNAL).exists() and (work / JOURNAL).stat().st_size > whole:
-                os.truncate(work / JOURNAL, whole)  # a record cut short by a crash: scored again
+            journal = work / JOURNAL
+            done, whole = read_journal(journal)
+            if journal.exists() and journal.stat().st_size > whole:
+                os.truncate(journal, whole)  # a record cut short by a crash: scored again
         else:
             info("starting over: " + ("the inputs or options changed since the interrupted run" if resume
                                       else f"removing an interrupted run's work in {work} (use --resume to continue it)"))
