@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlship.drift.samples import ALL, RowSample, chunk_rows, floats
 from mlship.drift.settings import MultivariateSettings
+from mlship.metrics import label_text
 
 FOLDS = 3
 
@@ -214,7 +215,7 @@ def _texts(values: np.ndarray) -> np.ndarray:
 def _text(v: object) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "\0missing"
-    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+    return label_text(v)
 
 
 def _lookup(values: np.ndarray, table: dict[str, float], unseen: float) -> np.ndarray:
