@@ -189,12 +189,17 @@ class RocAuc:
             neg, pos = (self.histograms[c] for c in classes)
             below = np.cumsum(neg) - neg  # pairs in the same bin count half
             return float((pos * (below + neg / 2)).sum() / (pos.sum() * neg.sum()))
-        from scipy.stats import rankdata
-
         neg, pos = (np.concatenate(self.scores[c]) for c in classes)
-        ranks = rankdata(np.concatenate([neg, pos]))
-        u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2
-        return float(u / (len(pos) * len(neg)))
+        return roc_auc(np.r_[np.zeros(len(neg), dtype=bool), np.ones(len(pos), dtype=bool)],
+                       np.concatenate([neg, pos]))
+
+
+def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of `scores` for the rows where `y` (bool) holds (Mann-Whitney: ties count half)."""
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse.ravel()]  # average ranks, from 1
+    positives, negatives = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 class OneVsRestAuc:

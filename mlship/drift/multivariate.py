@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlship.drift.samples import ALL, RowSample, chunk_rows, floats
 from mlship.drift.settings import MultivariateSettings
-from mlship.metrics import label_text
+from mlship.metrics import label_text, roc_auc
 
 FOLDS = 3
 
@@ -359,14 +359,6 @@ def _stratified_folds(y: np.ndarray, folds: int, rng: np.random.Generator) -> np
         at = np.flatnonzero(y == side)
         out[rng.permutation(at)] = np.arange(len(at)) % folds
     return out
-
-
-def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC of `scores` for the rows where `y` holds (Mann-Whitney: ties count half)."""
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse.ravel()]  # average ranks, from 1
-    positives, negatives = int(y.sum()), int((~y).sum())
-    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def _cv_auc_trees(ref: np.ndarray, cur: np.ndarray) -> float:
