@@ -91,31 +91,12 @@ class LineFormat:
         # Per input with named columns: `{"name":%s,...}`, filled from one encode of its row.
         self._rows = {name: (len(names), b"{" + b",".join(k.replace(b"%", b"%%") + b"%s" for k in _keys(tuple(names)))
                              + b"}") for name, names in (features or {}).items() if names}
-        self._names: dict[str, bytes] = {}
         self._templates: dict[tuple, bytes] = {}
 
     def line(self, request_id: str, latency_ms: float, when: float, feeds: dict[str, np.ndarray] | None,
              instances: list[dict[str, Any]] | None, outputs: dict[str, Any], cached: bool) -> bytes | None:
-        if instances is not None:
-            if len(instances) != 1:
-                return None
-            inputs = jsonfast.dumps(instances[0])
-        else:
-            inputs = self._inputs(feeds)
-            if inputs is None:
-                return None
-        parts = []
-        for name, value in outputs.items():  # row_outputs' split and scalar() for one row, as text
-            if type(value) is not np.ndarray or value.dtype.kind not in "biuf" or not value.ndim \
-                    or value.shape[0] != 1:
-                return None
-            text = jsonfast.dumps(value)[1:-1]
-            if value.ndim > 1 and value.shape[1] == 1:
-                text = text[1:-1]
-            parts.append((self._names.get(name) or self._name(name)) + text)
-        return b'{"ts":"%s","request_id":%s%s%s,"status":200,"error":null,"inputs":%s,"outputs":{%s}%s}\n' % (
-            _timestamp(when).encode(), jsonfast.dumps(request_id), self._middle, jsonfast.dumps(latency_ms),
-            inputs, b",".join(parts), b',"cached":true' if cached else b"")
+        lines = self._lines([request_id], [latency_ms], when, feeds, instances, outputs, cached)
+        return lines[0] if lines is not None else None
 
     def batch(self, request_ids: list[str], latencies_ms: list[float], when: float,
               feeds: dict[str, np.ndarray] | None, instances: list[dict[str, Any]] | None,
@@ -125,6 +106,12 @@ class LineFormat:
         byte for byte, from one encode of the batch's inputs and one per output
         (a line is then one bytes formatting of its parts). None for what `line`
         would not take (then each request goes its own way)."""
+        return self._lines(request_ids, latencies_ms, when, feeds, instances, outputs, False)
+
+    def _lines(self, request_ids: list[str], latencies_ms: list[float], when: float,
+               feeds: dict[str, np.ndarray] | None, instances: list[dict[str, Any]] | None,
+               outputs: dict[str, Any], cached: bool) -> list[bytes] | None:
+        """`batch`'s lines, `cached` or not (`line`: a batch of one)."""
         rows = len(request_ids)
         if instances is not None:
             if len(instances) != rows:
@@ -140,23 +127,25 @@ class LineFormat:
             if column is None:
                 return None
             texts.append(column)
-        template = self._templates.get(tuple(outputs)) or self._template(tuple(outputs))
+        names = (tuple(outputs), cached)
+        template = self._templates.get(names) or self._template(*names)
         # One formatting per line, not one for the batch: a batch's text is tens of kB,
         # and allocations that size made the whole 2-4x slower now and then (malloc).
         return [template % parts for parts in zip(repeat(_timestamp(when).encode(), rows),
                                                   map(jsonfast.dumps, request_ids),
                                                   map(jsonfast.dumps, latencies_ms), inputs, *texts)]
 
-    def _template(self, names: tuple[str, ...]) -> bytes:
-        if len(self._templates) > 64:  # output names are the model's: one set
+    def _template(self, names: tuple[str, ...], cached: bool) -> bytes:
+        if len(self._templates) > 64:  # output names are the model's: one set (cached or not)
             self._templates.clear()
         outputs = b",".join(jsonfast.dumps(name).replace(b"%", b"%%") + b":%s" for name in names)
-        template = self._templates[names] = b'{"ts":"%s","request_id":%s' + self._middle.replace(b"%", b"%%") \
-            + b'%s,"status":200,"error":null,"inputs":%s,"outputs":{' + outputs + b"}}\n"
+        template = self._templates[names, cached] = b'{"ts":"%s","request_id":%s' \
+            + self._middle.replace(b"%", b"%%") + b'%s,"status":200,"error":null,"inputs":%s,"outputs":{' + outputs \
+            + (b'},"cached":true}\n' if cached else b"}}\n")
         return template
 
     def _input_rows(self, feeds: dict[str, np.ndarray] | None, rows: int) -> list[bytes] | None:
-        """Each row's `{"name": value, ...}` from one encode of the batch's input (`_inputs`, per row)."""
+        """Each row's `{"name": value, ...}` from one encode of the batch's input."""
         if not feeds or len(feeds) != 1:
             return None
         name, value = next(iter(feeds.items()))
@@ -167,25 +156,9 @@ class LineFormat:
         values = jsonfast.dumps(value.reshape(-1))[1:-1].split(b",")
         return [template % tuple(values[i:i + count]) for i in range(0, len(values), count)]
 
-    def _name(self, name: str) -> bytes:
-        if len(self._names) > 64:  # names come from the model: a handful
-            self._names.clear()
-        key = self._names[name] = jsonfast.dumps(name) + b":"
-        return key
-
-    def _inputs(self, feeds: dict[str, np.ndarray] | None) -> bytes | None:
-        if not feeds or len(feeds) != 1:
-            return None
-        name, value = next(iter(feeds.items()))
-        count, template = self._rows.get(name, (0, b""))
-        if not count or value.dtype.kind not in "fiu" or value.size != count or not value.ndim \
-                or value.shape[0] != 1:
-            return None
-        return template % tuple(jsonfast.dumps(value.reshape(-1))[1:-1].split(b","))
-
 
 def _output_rows(value: Any, rows: int) -> list[bytes] | None:
-    """Each row's value of a numeric output with a batch axis, as `LineFormat.line` writes it."""
+    """Each row's value of a numeric output with a batch axis (row_outputs' split and scalar(), as text)."""
     if type(value) is not np.ndarray or value.dtype.kind not in "biuf" or not value.ndim or value.shape[0] != rows:
         return None
     if value.ndim > 1 and value.shape[1] == 1:  # [N, 1, ...]: scalar() drops that axis

@@ -96,6 +96,12 @@ def test_batch_lines_are_the_lines_of_each_request_alone_in_order(dtype, rows):
         assert record.request_id == ids[i] and record.latency_ms == latencies[i]
     if X.dtype.kind == "f":
         assert json.loads(lines[0])["inputs"]["odd \"quoted\" name"] is None
+    base = {"model": "m%s\u00e9", "version": "1.0", "variant": "can%ary"}
+    for i, line in enumerate(lines):  # and each is the line the writer makes from that request's LogEntry
+        entry = LogEntry(base={"request_id": ids[i], **base, "latency_ms": latencies[i], "status": 200,
+                               "error": None}, when=1764500000.4567, feeds={"X": X[i:i + 1]}, instances=None,
+                         outputs={n: v[i:i + 1] for n, v in outputs.items()}, cached=False, features=FEATURES)
+        assert entry.lines() == [line]
 
 
 def test_batch_lines_of_rows_as_sent_are_the_lines_of_each_request_alone():
