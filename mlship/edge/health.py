@@ -20,8 +20,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from mlship.edge.state import HealthResult, now
+from mlship.edge.state import HealthResult
 from mlship.errors import UsageError
+from mlship.versions import now
 
 DEFAULT_TIMEOUT_S = 60.0
 

@@ -11,7 +11,6 @@ import json
 import re
 import secrets
 import socket
-from datetime import datetime, timezone
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -42,10 +41,6 @@ class DeviceState(BaseModel):
     device: str
     health: HealthResult | None = None  # the last check, of the version it names
     failed: HealthResult | None = None  # a version held back: it failed its check after the switch
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def load_state(directory: Path) -> DeviceState | None:

@@ -19,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mlship.edge.state import DeviceState, HealthResult, now
+from mlship.edge.state import DeviceState, HealthResult
 from mlship.names import is_valid_name
+from mlship.versions import now
 
 SCHEMA = "mlship.device-status/v1"
 
