@@ -36,8 +36,7 @@ if TYPE_CHECKING:
 
 
 def current_version(directory: Path) -> str | None:
-    link = directory / "current"
-    return os.readlink(link).split("/")[-1] if link.is_symlink() else None
+    return link_target(directory / "current")
 
 
 def sync(target: Target, name: str, channel: str, directory: Path, public_key: Path | None = None,
@@ -54,7 +53,7 @@ def sync(target: Target, name: str, channel: str, directory: Path, public_key: P
     before = current_version(directory)
     held = _held_back(directory, version, retry)
     if held is not None:
-        return {"version": before, "previous": _target_of(directory / "previous"), "changed": False,
+        return {"version": before, "previous": link_target(directory / "previous"), "changed": False,
                 "downloaded": 0, "held_back": held}
     final = directory / "versions" / version
     repaired = False
@@ -68,7 +67,7 @@ def sync(target: Target, name: str, channel: str, directory: Path, public_key: P
             if before == version:
                 if health is not None and not _checked(directory, version):
                     # switched to, but its check never finished (a kill, or an mlship without checks)
-                    previous = _target_of(directory / "previous")
+                    previous = link_target(directory / "previous")
                     result = {"version": version, "previous": previous, "changed": False, "downloaded": 0}
                     return _check(directory, version, manifest.model, health, result, previous, None)
                 return {"version": version, "changed": False, "downloaded": 0}
@@ -97,7 +96,7 @@ def _held_back(directory: Path, version: str, retry: bool) -> dict[str, Any] | N
 def _commit(directory: Path, version: str, before: str | None, model: str, health: "HealthCheck | None",
             downloaded: int) -> dict[str, Any]:
     """Switch to `version`, run its health check, and switch back when it fails."""
-    previous = _target_of(directory / "previous")
+    previous = link_target(directory / "previous")
     _switch(directory, version)
     result: dict[str, Any] = {"version": version, "previous": before, "changed": True, "downloaded": downloaded}
     if health is None:
@@ -247,7 +246,7 @@ def _point(directory: Path, link: str, version: str) -> None:
 
 def rollback(directory: Path) -> dict[str, Any]:
     """Switch `current` back to `previous` (and `previous` to what was current), once it verifies."""
-    now, before = current_version(directory), _target_of(directory / "previous")
+    now, before = current_version(directory), link_target(directory / "previous")
     if before is None or not is_valid_name(before) or not (directory / "versions" / before).is_dir():
         raise UsageError(f"{directory}: no previous version to roll back to")
     folder = directory / "versions" / before
@@ -258,7 +257,8 @@ def rollback(directory: Path) -> dict[str, Any]:
     return {"version": before, "previous": now}
 
 
-def _target_of(link: Path) -> str | None:
+def link_target(link: Path) -> str | None:
+    """The version a link (DIR/current, DIR/previous) points at; None when there is no link."""
     return os.readlink(link).split("/")[-1] if link.is_symlink() else None
 
 

@@ -11,7 +11,6 @@ listed as unreadable, never shown as a device.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,16 +48,13 @@ def status_key(name: str, device: str) -> str:
 def device_status(directory: Path, name: str, channel: str, state: DeviceState, error: str | None) -> DeviceStatus:
     """The device's true state now, read from its links and state (not from what the sync meant to do)."""
     import mlship
+    from mlship.edge.device import link_target
 
-    version, previous = _link(directory / "current"), _link(directory / "previous")
+    version, previous = link_target(directory / "current"), link_target(directory / "previous")
     health = state.health if state.health is not None and state.health.version == version else None
     return DeviceStatus(device=state.device, name=name, channel=channel, version=version, previous=previous,
                         last_sync=now(), last_error=error, health=health, held_back=state.failed,
                         mlship=mlship.__version__)
-
-
-def _link(path: Path) -> str | None:
-    return os.readlink(path).split("/")[-1] if path.is_symlink() else None
 
 
 def report_status(target: Any, status: DeviceStatus) -> None:
