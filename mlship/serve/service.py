@@ -67,10 +67,14 @@ class ModelService:
 
     def _tag(self, request_id: str | None, started: float, instances: list[dict[str, Any]] | None) -> Any:
         """What the batcher hands to `_log_run` for a request to log (None: not logged; sampled)."""
-        if request_id is None or self.log is None:
+        if request_id is None or self.log is None or not self._sampled():
             return None
+        return request_id, started, instances
+
+    def _sampled(self) -> bool:
+        """Whether to log this request (--log-sample-rate)."""
         rate = self.settings.log_sample_rate
-        return (request_id, started, instances) if rate >= 1.0 or random.random() < rate else None
+        return rate >= 1.0 or random.random() < rate
 
     async def _predict_cached(self, feeds: dict[str, np.ndarray], alone: bool, request_id: str | None,
                               started: float, instances: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -100,10 +104,9 @@ class ModelService:
                 return
             sent = [t[2] for t in tags]
             lines = None
-            if sent.count(None) == len(sent):  # feeds logged (named columns)
-                lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, None, outputs)
-            elif None not in sent:  # the rows as sent
-                lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, [s[0] for s in sent], outputs)
+            if None not in sent or sent.count(None) == len(sent):  # all the rows as sent, or all feeds
+                rows = None if sent[0] is None else [s[0] for s in sent]
+                lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, rows, outputs)
             if lines is not None:
                 self.log.submit_lines(lines)
                 return
@@ -126,10 +129,7 @@ class ModelService:
         """Queue this request's records (never blocks; honours the sample rate).
 
         The per-row split happens later, in the log writer's thread."""
-        if self.log is None:
-            return
-        rate = self.settings.log_sample_rate
-        if rate < 1.0 and random.random() >= rate:
+        if self.log is None or not self._sampled():
             return
         latency_ms, when = round((time.perf_counter() - started) * 1000.0, 3), time.time()
         if outputs is not None and status == 200:
