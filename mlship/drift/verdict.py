@@ -28,7 +28,7 @@ def dataset_text(drift: bool, drifted: int, judged: int, share: float, drift_sha
     return f"no dataset drift: {drifted} of {judged} columns drifted ({share:.0%})"
 
 
-def headline(dataset: str, dataset_drift: bool, windows: list[WindowDrift], judged_columns: int = 1) -> Verdict:
+def headline(dataset: str, dataset_drift: bool, windows: list[WindowDrift], judged_columns: int) -> Verdict:
     """The report's verdict: about the windows when there are any (the reports add the
     dataset verdict on a second line), else `dataset`. Nothing judged (`judged: false`) is
     not "no drift": `mlship drift` exits 5 for it."""
