@@ -99,7 +99,7 @@ class Assembler:
     """
 
     def __init__(self, work: Path, fmt: str, output: Path, done: dict[int, tuple[int, int] | None] | None = None) -> None:
-        self.work, self.fmt, self.output = work, fmt, output
+        self.fmt, self.output = fmt, output
         self.journal, self.done = Journal(work), done or {}
         self.partial = output.with_name(f".{output.name}.partial")
         output.parent.mkdir(parents=True, exist_ok=True)
