@@ -134,12 +134,13 @@ def _model_proto_class() -> type:
 _PRIVATE_PB2 = "_mlship_onnx_ml_pb2"
 
 
-def _parse(path: Path) -> "onnx.ModelProto":
-    """The model's protobuf (text formats through onnx.load_model)."""
+def _parse(path: Path) -> tuple["onnx.ModelProto", bytes | None]:
+    """The model's protobuf and the bytes it was parsed from (text formats through
+    onnx.load_model: None)."""
     if path.suffix.lower() in _TEXT_FORMATS:
         import onnx
 
-        return onnx.load_model(str(path), load_external_data=False)
+        return onnx.load_model(str(path), load_external_data=False), None
     from google.protobuf.message import DecodeError
 
     data = path.read_bytes()
@@ -147,7 +148,7 @@ def _parse(path: Path) -> "onnx.ModelProto":
     consumed = proto.ParseFromString(data)
     if consumed is not None and consumed != len(data):  # as onnx.load_model checks
         raise DecodeError(f"Protobuf decoding consumed too few bytes: {consumed} out of {len(data)}")
-    return proto
+    return proto, data
 
 
 def load_model(path: str | Path, *, light: bool = False) -> ModelFile:
@@ -175,10 +176,11 @@ def load_model(path: str | Path, *, light: bool = False) -> ModelFile:
         raise InvalidInputError(f"{path} is not an ONNX model: it is {kind}", hint="Export the model to ONNX first")
     from mlship.model.external_data import check_external_data
 
+    data = None  # the file's bytes, when parsing read them: hashed without reading the file again
     try:
         # External data is read only once every location was checked (inside the model's directory).
         if light:
-            proto = _parse(path)
+            proto, data = _parse(path)
         else:
             import onnx
 
@@ -202,7 +204,8 @@ def load_model(path: str | Path, *, light: bool = False) -> ModelFile:
             f"{path} is not a complete ONNX model: it has no graph outputs (truncated?)",
             hint="Export or download it again",
         )
-    return ModelFile(path=path, proto=proto, sha256=sha256_file(path), size=size, external_data=external)
+    sha256 = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
+    return ModelFile(path=path, proto=proto, sha256=sha256, size=size, external_data=external)
 
 
 def _validation_error() -> tuple[type, ...]:
