@@ -73,10 +73,11 @@ class ColumnProfile:
         if values.dtype.kind == "f":
             self._numbers(values.astype(np.float64, copy=False))
             return
-        if self._texts(values):
+        items = values.tolist()
+        if self._texts(items):
             return
         numbers, texts = [], []
-        for v in values.tolist():
+        for v in items:
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 self.missing += 1
             elif isinstance(v, bool):
@@ -105,10 +106,9 @@ class ColumnProfile:
                 found[category] = found.get(category, 0) + n
         self._text_counts(found, values)
 
-    def _texts(self, values: np.ndarray) -> bool:
+    def _texts(self, items: list[Any]) -> bool:
         """A column of text and missing values only (the usual categorical column), counted
         in one pass in C; False, touching nothing, when it holds anything else."""
-        items = values.tolist()
         try:
             counts = Counter(items)
         except TypeError:  # unhashable values (lists, objects): the general path
