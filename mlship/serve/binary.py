@@ -73,14 +73,12 @@ def wire_dtype(datatype: str, dtype: np.dtype) -> np.dtype:
 
 
 def tensor_from_bytes(name: str, chunk: memoryview, shape: list[int], datatype: str,
-                      dtype: np.dtype, wire: np.dtype | None = None) -> np.ndarray:
+                      dtype: np.dtype, wire: np.dtype) -> np.ndarray:
     """An input's array from its binary data, which must hold exactly shape's
-    values (`wire`: wire_dtype(datatype, dtype), when the caller keeps it)."""
+    values (`wire`: wire_dtype(datatype, dtype), kept by the caller's plan)."""
     count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_elements(name, chunk, count).reshape(shape)
-    if wire is None:
-        wire = wire_dtype(datatype, dtype)
     if len(chunk) != count * wire.itemsize:
         raise RequestError(400, f"input {name!r}: binary_data_size {len(chunk)} does not fit shape {shape} of "
                                 f"{datatype} ({count} values of {wire.itemsize} bytes = {count * wire.itemsize})")
