@@ -20,6 +20,7 @@ import numpy as np
 
 from mlship.batch import outputs
 from mlship.batch.job import Plan, PredictOptions, PredictSummary, resolve_inputs
+from mlship.batch.workdir import work_dir
 from mlship.data.tables import FORMATS, NPY_COLUMN, Table
 from mlship.errors import InvalidInputError, MlshipError, ServiceError, UsageError
 from mlship.extras import require
@@ -114,7 +115,7 @@ def run_ray(options: PredictOptions, progress: Progress | None = None,
     fmt = outputs.output_format(options.output)
     files, columns, total = resolve_inputs(options, runner.signature)
     in_fmt = FORMATS[files[0].suffix.lower()]
-    work = options.output.parent / f".{options.output.name}.mlship-work"
+    work = work_dir(options.output)
     import shutil
 
     shutil.rmtree(work, ignore_errors=True)
