@@ -224,6 +224,13 @@ def _lookup(values: np.ndarray, table: dict[str, float], unseen: float) -> np.nd
     return np.array([table.get(v, unseen) for v in distinct.tolist()], dtype=np.float64)[inverse.ravel()]
 
 
+def _mean_covariance(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' mean and sample covariance (the PCA's and the Gaussian classifier's)."""
+    mean = x.mean(axis=0)
+    centred = x - mean
+    return mean, centred.T @ centred / max(len(x) - 1, 1)
+
+
 # -- data reconstruction --------------------------------------------------------------
 
 
@@ -232,9 +239,8 @@ class _Pca:
     PCA(n_components=variance) does), from the eigenvectors of their covariance."""
 
     def __init__(self, z: np.ndarray, variance: float) -> None:
-        self.mean = z.mean(axis=0)
-        centred = z - self.mean
-        values, vectors = np.linalg.eigh(centred.T @ centred / max(len(z) - 1, 1))
+        self.mean, covariance = _mean_covariance(z)
+        values, vectors = np.linalg.eigh(covariance)
         order = np.argsort(values)[::-1]
         values, vectors = np.clip(values[order], 0, None), vectors[:, order]
         total = values.sum()
@@ -343,8 +349,8 @@ def _cv_auc_gaussian(ref: np.ndarray, cur: np.ndarray) -> float:
 
 def _log_density(fit: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Each row's Gaussian log density (up to a constant) under `fit`'s mean and covariance."""
-    mean = fit.mean(axis=0)
-    cov = (fit - mean).T @ (fit - mean) / max(len(fit) - 1, 1) + RIDGE * np.eye(fit.shape[1])
+    mean, cov = _mean_covariance(fit)
+    cov += RIDGE * np.eye(fit.shape[1])
     inverse = np.linalg.inv(cov)
     diff = rows - mean
     _, logdet = np.linalg.slogdet(cov)
