@@ -85,7 +85,7 @@ class MicroBatcher:
             try:
                 outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
             except Exception as exc:
-                self._fail([_Pending(feeds, 0, (), None, tag)], exc)
+                self._log_failure([tag], exc)
                 raise
             self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
             if tag is not None and self._on_run is not None:  # after this request's answer has gone out
@@ -191,15 +191,19 @@ class MicroBatcher:
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         """Every caller of the batch gets the error (`on_fail` first); serving goes on."""
-        tags = [item.tag for item in batch if item.tag is not None]
+        self._log_failure([item.tag for item in batch], exc)
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    def _log_failure(self, tags: list[Any], exc: Exception) -> None:
+        """Hand a failed run's tagged requests to `on_fail`."""
+        tags = [tag for tag in tags if tag is not None]
         if tags and self._on_fail is not None:
             try:
                 self._on_fail(tags, exc)
             except Exception:  # the service counts its own failures
                 pass
-        for item in batch:
-            if item.future is not None and not item.future.done():
-                item.future.set_exception(exc)
 
     async def _hold_open(self) -> None:
         """Wait up to max_wait for more rows when the batch is not full."""
