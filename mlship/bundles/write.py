@@ -78,8 +78,10 @@ def build_bundle(options: BundleOptions) -> BundleResult:
         files = {model_file.name: model_file.read_bytes()}
         if options.profile:
             files["reference.profile.json"] = options.profile.read_bytes()
+        signature = signature_of(source.proto)
+        named = apply_features(signature, options.features)  # the declared columns, or UsageError
         if options.sample:
-            smoke = _smoke(options, source)
+            smoke = _smoke(options, named)
             if smoke is not None:
                 files[SMOKE] = smoke
         import onnxruntime as ort
@@ -87,11 +89,11 @@ def build_bundle(options: BundleOptions) -> BundleResult:
         manifest = BundleManifest(
             name=options.name, version=options.version, created=_created(options.model), model=model_file.name,
             files=[FileEntry(path=p, sha256=hashlib.sha256(d).hexdigest(), size=len(d)) for p, d in sorted(files.items())],
-            signature=signature_of(source.proto).model_dump(mode="json"),
+            signature=signature.model_dump(mode="json"),
             opsets=source.opsets, ir_version=source.proto.ir_version,
             min_onnxruntime=".".join(ort.__version__.split(".")[:2]),
             source_model_sha256=source.sha256, quantization=quantization,
-            features=apply_features(signature_of(source.proto), options.features).features if options.features else None,
+            features=named.features if options.features else None,
         )
         files[MANIFEST] = manifest.to_json()
         if options.signing_key:
@@ -105,16 +107,14 @@ def build_bundle(options: BundleOptions) -> BundleResult:
                         model_sha256=source.sha256, manifest=manifest.model_dump(mode="json"))
 
 
-def _smoke(options: BundleOptions, source: Any) -> bytes | None:
-    """smoke.json for the device's health check: the sample's first rows as the model's inputs; None when
-    the sample does not fit the model's inputs (the device then checks with a generated row)."""
+def _smoke(options: BundleOptions, signature: Any) -> bytes | None:
+    """smoke.json for the device's health check: the sample's first rows as the model's inputs (`signature`,
+    with the declared columns); None when the sample does not fit them (the device then checks with a
+    generated row)."""
     from mlship.errors import MlshipError
-    from mlship.model.features import apply_features
-    from mlship.model.signature import signature_of
 
     try:
-        return smoke_sample(options.sample, apply_features(signature_of(source.proto), options.features),
-                            allow_missing=options.allow_missing)
+        return smoke_sample(options.sample, signature, allow_missing=options.allow_missing)
     except MlshipError:
         return None
 
