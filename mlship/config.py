@@ -77,11 +77,13 @@ class RuntimeConfig(Strict):
     def _as_the_flag_reads_them(cls, value: Any) -> Any:
         """`cuda,cpu` (MLSHIP_RUNTIME__PROVIDERS=cuda,cpu) and `[CUDA, cpu, cpu]` read as --provider reads
         them: split on commas, any case, each once (onnxruntime warns on a repeated provider)."""
+        from mlship.model.providers import provider_names
+
         if isinstance(value, str):
-            value = value.split(",")
+            value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             return value
-        return list(dict.fromkeys(name.strip().lower() for v in value for name in v.split(",") if name.strip()))
+        return provider_names(value)
 
 
 # -- build ---------------------------------------------------------------------

@@ -56,18 +56,19 @@ class ProviderReport(BaseModel):
         return f"execution provider {', '.join(self.unavailable)} not available here: running on {self.chosen}"
 
 
+def provider_names(values: list[str]) -> list[str]:
+    """["CUDA,cpu", "cpu"] -> ["cuda", "cpu"]: split on commas, any case, each once, in the given order
+    (--provider and runtime.providers read alike; onnxruntime warns on a repeated provider)."""
+    return list(dict.fromkeys(name.strip().lower() for value in values for name in value.split(",") if name.strip()))
+
+
 def parse_providers(values: list[str] | None, where: str = "--provider") -> list[str]:
     """["cuda,cpu"] or ["cuda", "cpu"] -> ["cuda", "cpu"]; an unknown name exits 2 naming the known ones."""
-    names: list[str] = []
+    names = provider_names(values or [])
     hint = f"Use one of {', '.join(PROVIDERS)} (comma list or repeated, best first)"
-    for value in values or []:
-        for name in (part.strip().lower() for part in value.split(",")):
-            if not name:
-                continue
-            if name not in PROVIDERS:
-                raise UsageError(f"{where} {name!r}: unknown execution provider", hint=hint)
-            if name not in names:
-                names.append(name)
+    for name in names:
+        if name not in PROVIDERS:
+            raise UsageError(f"{where} {name!r}: unknown execution provider", hint=hint)
     if values and not names:  # `--provider ""` or `--provider ,`: an empty list is no choice, not the default
         raise UsageError(f"{where} {','.join(values)!r}: names no execution provider", hint=hint)
     return names
