@@ -129,7 +129,7 @@ def act(request: DriftRequest, report: DriftReport) -> DriftVerdict:
 
 def _check_condition(text: str) -> None:
     if not (text in ("dataset", "any", "window", "quality", "never")
-            or (text.startswith("column:") and len(text) > 7)):
+            or (text.startswith(COLUMN) and _column(text))):
         raise UsageError(f"--fail-on {text!r}: use dataset, any, window, quality, column:NAME or never")
 
 
@@ -139,8 +139,8 @@ def _check_columns(request: DriftRequest, report: DriftReport) -> None:
     known = [c.name for c in report.columns]
     shown = ", ".join(known[:12]) + (f", … and {len(known) - 12} more" if len(known) > 12 else "")
     for condition in request.conditions:
-        if condition.startswith("column:") and condition[len("column:"):] not in known:
-            raise UsageError(f"--fail-on {condition}: no column {condition[len('column:'):]!r} in the data "
+        if condition.startswith(COLUMN) and _column(condition) not in known:
+            raise UsageError(f"--fail-on {condition}: no column {_column(condition)!r} in the data "
                              f"(columns: {shown})", hint="Name one of these, or pass --fail-on never to report only")
 
 
@@ -148,8 +148,8 @@ def _judgeable(condition: str, report: DriftReport) -> bool:
     """Whether the data was large enough to judge `condition` (quality always is)."""
     if condition == "window":
         return any(not w.insufficient for w in report.windows)
-    if condition.startswith("column:"):
-        return any(c.judged for c in report.columns if c.name == condition[len("column:"):])
+    if condition.startswith(COLUMN):
+        return any(c.judged for c in report.columns if c.name == _column(condition))
     if condition in ("dataset", "any"):
         return any(c.judged for c in report.columns)
     return True
@@ -166,4 +166,12 @@ def _met(condition: str, report: DriftReport) -> bool:
         return bool(report.quality.violations)
     if condition == "never":
         return False
-    return condition[len("column:"):] in report.drifted_columns
+    return _column(condition) in report.drifted_columns
+
+
+COLUMN = "column:"
+
+
+def _column(condition: str) -> str:
+    """The column a `column:NAME` condition names."""
+    return condition[len(COLUMN):]
