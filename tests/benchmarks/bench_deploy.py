@@ -26,6 +26,7 @@ nginx with mlship's router config; 1.0.0 serves on blue.
 from __future__ import annotations
 
 import argparse
+import atexit
 import http.client
 import json
 import os
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     engine = start_docker_engine()
     nginx = None
     try:

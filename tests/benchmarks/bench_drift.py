@@ -24,8 +24,10 @@ Evidently goes in its own virtual environment:
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -141,6 +143,7 @@ def main() -> None:
     parser.add_argument("--large", action="store_true", help="10M x 100 mixed columns, mlship alone")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-drift-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     if args.large:
         rows = args.rows if args.rows != 1_000_000 else 10_000_000
         ref, cur = large_data(rows)

@@ -9,7 +9,9 @@ int8 cannot shrink: the build ships it as fp32 and says so) and model-mlp.onnx
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +47,7 @@ def main() -> None:
     from mlship.bundles.read import unpack_bundle
 
     work = Path(tempfile.mkdtemp(prefix="bench-edge-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     models = {"breast-cancer GBT": ROOT / "examples" / "breast-cancer" / "model.onnx",
               "MLP 256x128": ROOT / "examples" / "breast-cancer" / "model-mlp.onnx"}
     rows = []

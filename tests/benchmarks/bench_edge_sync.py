@@ -16,8 +16,10 @@ its health check, a process of its own, reported apart. Runs move the channel al
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -119,6 +121,7 @@ def main() -> None:
     from tests.harness.services import start_moto_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-edge-sync-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     os.environ["MLSHIP_STORE"] = str(work / "versions.jsonl")
     keys = make_keys(work / "keys")
     config = write_config(work, keys)

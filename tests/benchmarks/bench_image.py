@@ -21,6 +21,7 @@ Targets (issue 6): model-only rebuild <= 10 s; image <= 1/3 of MLflow's size.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import shutil
 import subprocess
@@ -82,6 +83,7 @@ def main() -> None:
         subprocess.run(["bash", str(ROOT / "tests" / "images" / "make-base.sh"), BASE], env=env, check=True,
                        capture_output=True)
         project = Path(tempfile.mkdtemp(prefix="bench-image-"))
+        atexit.register(shutil.rmtree, project, True)  # its data is GBs: gone on exit
         shutil.copyfile(ROOT / "examples" / "breast-cancer" / "model.onnx", project / "model.onnx")
         (project / "mlship.yaml").write_text(
             f"name: breast-cancer\nversion: 1.0.0\nmodel: model.onnx\nbuild:\n  image: {{base: '{BASE}'}}\n")

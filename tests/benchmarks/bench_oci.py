@@ -17,6 +17,7 @@ Targets (issue 10): oci >= 5x faster; zero base or dependency bytes uploaded aga
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ def mlship(project: Path, env: dict[str, str], *args: str) -> tuple[float, dict]
 
 def new_project(name: str) -> Path:
     project = Path(tempfile.mkdtemp(prefix=f"bench-oci-{name}-"))
+    atexit.register(shutil.rmtree, project, True)  # its data is GBs: gone on exit
     shutil.copyfile(ROOT / "examples" / "breast-cancer" / "model.onnx", project / "model.onnx")
     (project / "mlship.yaml").write_text(
         f"name: breast-cancer\nversion: 1.0.0\nmodel: model.onnx\nbuild:\n  image: {{base: '{BASE}'}}\n")

@@ -33,8 +33,10 @@ MLflow in its own venv (as for bench_serve.py):
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     source = work / "features.parquet"
     X = make_input(source, args.rows)
     mlship(source, work / "warm.parquet", args.batch_size)  # page cache, .pyc files

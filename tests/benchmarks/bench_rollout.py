@@ -13,8 +13,10 @@ reload`, verify the live route).
 
 from __future__ import annotations
 
+import atexit
 import http.client
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -79,6 +81,7 @@ def keepalive_client(port: int, payload: bytes, stop: threading.Event, result: d
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     blue = start_server(MODEL, work / "blue", "--name", "bc", "--model-version", "1", "--variant", "blue", log=False)
     green = start_server(MLP, work / "green", "--name", "bc", "--model-version", "2", "--variant", "green", log=False)
     port = free_port()

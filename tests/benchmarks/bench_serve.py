@@ -38,6 +38,7 @@ Profile a running server with py-spy (`pip install py-spy`):
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -415,6 +416,7 @@ def main() -> None:
     X, _, _ = sample_matrix()
     names = request_fields(Runner.from_path(MODEL).signature)
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+    atexit.register(shutil.rmtree, work, True)  # its data is GBs: gone on exit
     scripts = bodies(X, names, work)
     levels = [int(c) for c in args.levels.split(",")]
 
