@@ -9,6 +9,7 @@ response headers, the feed plan, the answers' fixed parts) is made once in
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import os
@@ -27,6 +28,10 @@ from mlship.serve.service import ModelService
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+Handler = Callable[[dict[str, Any], Receive, float], Awaitable[tuple[int, Any]]]
+# A prediction request made ready to run: its feeds, its rows as sent (logged in their
+# place; None: the feeds), and what makes the answer's body of the outputs.
+_Prepared = tuple[dict[str, Any], "list[dict[str, Any]] | None", Callable[[dict[str, Any]], Any]]
 
 
 @dataclass
@@ -56,6 +61,10 @@ class ServeApp:
         # the 32 hex digits of a uuid4 without a system call per request.
         self._id_prefix, self._ids = os.urandom(8).hex(), itertools.count(1)
         infer = f"{self.prefix}/infer"
+        self._prepare: dict[Handler, Callable[[dict[str, Any], bytes, float], _Prepared]] = {}
+        self._infer = self._prediction(self._prepare_infer)
+        self._predict = self._prediction(self._prepare_predict)
+        self._v1_predict = self._prediction(self._prepare_v1)
         self._hot = {  # the prediction routes, found without parsing the path
             ("POST", infer): ("infer", self._infer),
             ("POST", f"{self.prefix}/versions/{service.version}/infer"): ("infer", self._infer),
@@ -91,44 +100,23 @@ class ServeApp:
 
     async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        endpoint, status, payload, content_type = "other", 500, b"", b"application/json"
-        extra_headers: list[tuple[bytes, bytes]] = []
+        endpoint, status, body = "other", 500, None
         self.inflight += 1
-        scope["mlship.headers"] = headers = dict(reversed(scope["headers"]))  # the first of a repeated header
-        request_id = f"{self._id_prefix}{next(self._ids):016x}"
         try:
-            # The id goes back in a response header: refused (400) unless it is safe there.
-            sent_id = headers.get(b"x-request-id")
-            if sent_id:
-                request_id = protocol.checked_id(sent_id.decode("latin-1"), "X-Request-ID header") or request_id
+            self._begin(scope)
             endpoint, handler = self._hot.get((scope["method"], scope["path"])) \
                 or self._route(scope["method"], scope["path"])
-            status, body = await handler(scope, receive, request_id, started)
-            request_id = scope.get("mlship.request_id", request_id)  # an infer body's "id" when no header gave one
-            if type(body) is bytes:
-                payload = body
-            elif isinstance(body, str):
-                payload, content_type = body.encode(), b"text/plain; version=0.0.4; charset=utf-8"
-            elif isinstance(body, BinaryAnswer):
-                payload, content_type = body.header, b"application/octet-stream"
-                extra_headers.append((b"inference-header-content-length", b"%d" % len(payload)))
-                payload += body.tail
-            else:
-                payload = jsonfast.dumps(body)
-        except RequestError as exc:
-            status, payload = exc.status, jsonfast.dumps({"error": exc.message})
-        except Exception as exc:  # a bug or a runtime failure: answer 500, keep serving
-            status, payload = 500, jsonfast.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+            status, body = await handler(scope, receive, started)
+        except Exception as exc:
+            status, body = _failure(exc)
         finally:
             self.inflight -= 1
+        status, content_type, payload, extra_headers = self._encoded(status, body)
+        request_id = scope["mlship.request_id"]
         if self._variant_line is not None and RESPONSE in scope.get("extensions", _NONE):
-            # mlship's own protocol (mlship.serve.http): the answer in one message, its
-            # header lines made here (the request id and variant are checked: visible ASCII).
-            head = b"content-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s" % (
-                content_type, len(payload), request_id.encode(), self._variant_line)
-            for name, value in extra_headers:
-                head += b"%s: %s\r\n" % (name, value)
-            await send({"type": RESPONSE, "status": status, "head": head, "body": payload})
+            # mlship's own protocol (mlship.serve.http): the answer in one message.
+            await send({"type": RESPONSE, "status": status, "body": payload,
+                        "head": self._head(content_type, payload, request_id, extra_headers)})
         else:
             headers = [
                 (b"content-type", content_type),
@@ -140,6 +128,94 @@ class ServeApp:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": payload})
         self._observe(endpoint, status, time.perf_counter() - started)
+
+    def _begin(self, scope: dict[str, Any]) -> None:
+        """The request's headers (the first of a repeated one) and its id, in the scope.
+        The id goes back in a response header: one sent is refused (400) unless it is safe there."""
+        scope["mlship.headers"] = headers = dict(reversed(scope["headers"]))
+        scope["mlship.request_id"] = f"{self._id_prefix}{next(self._ids):016x}"
+        sent_id = headers.get(b"x-request-id")
+        if sent_id:
+            scope["mlship.request_id"] = protocol.checked_id(sent_id.decode("latin-1"), "X-Request-ID header") \
+                or scope["mlship.request_id"]
+
+    @staticmethod
+    def _encoded(status: int, body: Any) -> tuple[int, bytes, bytes, tuple[tuple[bytes, bytes], ...]]:
+        """A handler's answer as (status, content type, bytes, extra headers)."""
+        if type(body) is bytes:
+            return status, b"application/json", body, ()
+        if isinstance(body, str):
+            return status, b"text/plain; version=0.0.4; charset=utf-8", body.encode(), ()
+        if isinstance(body, BinaryAnswer):
+            return status, b"application/octet-stream", body.header + body.tail, \
+                ((b"inference-header-content-length", b"%d" % len(body.header)),)
+        try:
+            return status, b"application/json", jsonfast.dumps(body), ()
+        except Exception as exc:  # an answer that cannot be encoded: a bug, answered 500
+            return 500, b"application/json", jsonfast.dumps(_internal(exc)), ()
+
+    def _head(self, content_type: bytes, payload: bytes, request_id: str,
+              extra_headers: tuple[tuple[bytes, bytes], ...]) -> bytes:
+        """A response's header lines for mlship.serve.http (the request id and variant
+        are checked: visible ASCII)."""
+        head = b"content-type: %s\r\ncontent-length: %d\r\nx-request-id: %s\r\n%s" % (
+            content_type, len(payload), request_id.encode(), self._variant_line)
+        for name, value in extra_headers:
+            head += b"%s: %s\r\n" % (name, value)
+        return head
+
+    # -- prediction requests without an ASGI task (mlship.serve.http) ---------------
+
+    def direct(self, scope: dict[str, Any]) -> bool:
+        """Whether mlship.serve.http may hand this request to `direct_answer` (its whole
+        body read) instead of running the app in a task of its own: a
+        prediction route, answered in one message, with no cache (its lookup is a coroutine)."""
+        return (scope["method"], scope["path"]) in self._hot and self._variant_line is not None \
+            and self.service.cache is None
+
+    def direct_answer(self, scope: dict[str, Any], body: bytes, respond: Callable[[int, bytes, bytes], None]) -> None:
+        """Answer a request `direct` took, from its whole body: `respond(status,
+        head, payload)` is called once, at the next turn of the loop or when its
+        batch has run. Counted in flight from now, as a task would be from its start,
+        so requests read in the same turn batch together."""
+        self.inflight += 1
+        asyncio.get_running_loop().call_soon(self._answer, scope, body, respond, time.perf_counter())
+
+    def _answer(self, scope: dict[str, Any], raw: bytes, respond: Callable[[int, bytes, bytes], None],
+                started: float) -> None:
+        endpoint, handler = self._hot[(scope["method"], scope["path"])]
+        try:
+            self._begin(scope)
+            if len(raw) > self._max_body:
+                raise RequestError(413, f"request body is over the limit of {self._max_body} bytes")
+            feeds, instances, finish = self._prepare[handler](scope, raw, started)
+        except Exception as exc:
+            self._answered(scope, respond, endpoint, started, *_failure(exc))
+            return
+
+        def reply(outputs: dict[str, Any] | None, error: Exception | None) -> None:
+            try:
+                if error is not None:
+                    raise error
+                status, body = 200, finish(outputs)
+            except Exception as exc:
+                status, body = _failure(exc)
+            self._answered(scope, respond, endpoint, started, status, body)
+
+        try:
+            self.service.predict_to(feeds, self.inflight == 1 and not scope.get("mlship.tasks", _TWO),
+                                    scope["mlship.request_id"], started, instances, reply)
+        except Exception as exc:
+            self._answered(scope, respond, endpoint, started, *_failure(exc))
+
+    def _answered(self, scope: dict[str, Any], respond: Callable[[int, bytes, bytes], None], endpoint: str,
+                  started: float, status: int, body: Any) -> None:
+        self.inflight -= 1
+        status, content_type, payload, extra_headers = self._encoded(status, body)
+        try:
+            respond(status, self._head(content_type, payload, scope["mlship.request_id"], extra_headers), payload)
+        finally:
+            self._observe(endpoint, status, time.perf_counter() - started)
 
     def _route(self, method: str, path: str) -> tuple[str, Callable[..., Awaitable[tuple[int, Any]]]]:
         path = path.rstrip("/") or "/"
@@ -237,9 +313,20 @@ class ServeApp:
                            "providers": self.service.runner.providers.model_dump()},
         }
 
-    async def _infer(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
+    def _prediction(self, prepare: Callable[[dict[str, Any], bytes, float], _Prepared]) -> Handler:
+        """The handler of a prediction route in the app's own task: read the body,
+        prepare (`prepare`: the feeds, the rows as sent, and what makes the answer of
+        the outputs), await the run, answer."""
+        async def handle(scope: dict[str, Any], receive: Receive, started: float) -> tuple[int, Any]:
+            feeds, instances, finish = prepare(scope, await self._read_body(scope, receive), started)
+            alone = self.inflight == 1 and len(scope.get("mlship.tasks", _TWO)) == 1
+            return 200, finish(await self.service.predict(feeds, alone, scope["mlship.request_id"], started, instances))
+
+        self._prepare[handle] = prepare
+        return handle
+
+    def _prepare_infer(self, scope: dict[str, Any], raw: bytes, started: float) -> _Prepared:
         service = self.service
-        raw = await self._read_body(scope, receive)
         headers = scope["mlship.headers"]
         declared = headers.get(binary.HEADER)
         header, tail = (raw, None) if declared is None else binary.split_body(raw, declared.decode("latin-1"))
@@ -249,53 +336,49 @@ class ServeApp:
             if body_id is not None:
                 body_id = protocol.checked_id(body_id, "'id'")
             if body_id is not None and b"x-request-id" not in headers:
-                request_id = scope["mlship.request_id"] = body_id  # one id: header, body, log
+                scope["mlship.request_id"] = body_id  # one id: header, body, log
             feeds = self.plan.decode(body, tail)
             # Which outputs, and whether binary: only a body that says so pays for the answer
             wanted = protocol.requested_outputs(body, service.output_names) \
                 if "outputs" in body or "parameters" in body else None
         except RequestError as exc:
-            service.log_predictions(request_id, started, status=exc.status, error=exc.message)
+            service.log_predictions(scope["mlship.request_id"], started, status=exc.status, error=exc.message)
             raise
-        # Logged by the service, a failed run too (status 500, before it is answered: gates count it).
-        outputs = await service.predict(feeds, len(scope.get("mlship.tasks", _TWO)) == 1, request_id, started)
-        answer, data = self.answer.encode(body_id if body_id is not None else request_id, outputs, wanted)
-        return 200, BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
+        answer_id = body_id if body_id is not None else scope["mlship.request_id"]
 
-    async def _predict(self, scope: dict[str, Any], receive: Receive, request_id: str, started: float) -> tuple[int, Any]:
-        service = self.service
-        body = _parse_json(await self._read_body(scope, receive))
+        def finish(outputs: dict[str, Any]) -> Any:
+            answer, data = self.answer.encode(answer_id, outputs, wanted)
+            return BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
+        # Logged by the service, a failed run too (status 500, before it is answered: gates count it).
+        return feeds, None, finish
+
+    def _prepare_predict(self, scope: dict[str, Any], raw: bytes, started: float) -> _Prepared:
+        service, request_id = self.service, scope["mlship.request_id"]
+        body = _parse_json(raw)
         feeds, instances = self._decode(request_id, started, lambda: decode_predict(
             body, service.signature, allow_missing=service.settings.allow_missing))
-        outputs = await self._predicted_rows(feeds, instances, request_id, started, scope)
-        return 200, {
-            "predictions": row_outputs(outputs, _rows(feeds, instances)),
-            "model": service.name,
-            "version": service.version,
-            "request_id": request_id,
-        }
 
-    async def _v1_predict(self, scope: dict[str, Any], receive: Receive, request_id: str,
-                          started: float) -> tuple[int, Any]:
+        def finish(outputs: dict[str, Any]) -> Any:
+            return {"predictions": row_outputs(outputs, _rows(feeds, instances)), "model": service.name,
+                    "version": service.version, "request_id": request_id}
+        return feeds, instances, finish
+
+    def _prepare_v1(self, scope: dict[str, Any], raw: bytes, started: float) -> _Prepared:
         """KServe v1 (TF Serving's row format): one prediction per instance,
         the bare value for a one-output model, else an object of outputs."""
         service = self.service
-        body = _parse_json(await self._read_body(scope, receive))
+        body = _parse_json(raw)
         if not isinstance(body, dict) or "instances" not in body:
             raise RequestError(400, "request body must be a JSON object with an 'instances' list")
-        feeds, instances = self._decode(request_id, started, lambda: decode_rows(
+        feeds, instances = self._decode(scope["mlship.request_id"], started, lambda: decode_rows(
             body["instances"], service.signature, allow_missing=service.settings.allow_missing))
-        outputs = await self._predicted_rows(feeds, instances, request_id, started, scope)
-        rows = row_outputs(outputs, _rows(feeds, instances))
-        if len(outputs) == 1:
-            rows = [next(iter(row.values())) for row in rows]
-        return 200, {"predictions": rows}
 
-    def _predicted_rows(self, feeds: dict[str, Any], instances: list[dict[str, Any]] | None, request_id: str,
-                        started: float, scope: dict[str, Any]) -> Awaitable[dict[str, Any]]:
-        """The run (to await) of a request whose answer is per row; the service logs
-        it (the rows as sent when they were objects, else the feeds), a failure too."""
-        return self.service.predict(feeds, len(scope.get("mlship.tasks", _TWO)) == 1, request_id, started, instances)
+        def finish(outputs: dict[str, Any]) -> Any:
+            rows = row_outputs(outputs, _rows(feeds, instances))
+            if len(outputs) == 1:
+                rows = [next(iter(row.values())) for row in rows]
+            return {"predictions": rows}
+        return feeds, instances, finish
 
     def _decode(self, request_id: str, started: float, decode: Callable[[], Any]) -> Any:
         """Decode a request; a bad one is logged (status and error) before its 4xx."""
@@ -331,6 +414,18 @@ class ServeApp:
 
 
 _TWO = (None, None)  # no set of tasks in the scope: not known to be alone
+
+
+def _internal(exc: BaseException) -> dict[str, str]:
+    return {"error": f"internal error: {type(exc).__name__}: {exc}"}
+
+
+def _failure(exc: Exception) -> tuple[int, dict[str, str]]:
+    """The answer to a request that failed with `exc`: its 4xx, else 500 (a bug or a
+    runtime failure: answered, and serving goes on)."""
+    if isinstance(exc, RequestError):
+        return exc.status, {"error": exc.message}
+    return 500, _internal(exc)
 _NONE: dict[str, Any] = {}
 RESPONSE = "mlship.response"  # mlship.serve.http.RESPONSE (not imported: the app runs under any ASGI server)
 

@@ -31,9 +31,28 @@ Outputs = dict[str, Any]
 class _Pending:
     __slots__ = ("feeds", "rows", "key", "future", "arrived", "tag")
 
-    def __init__(self, feeds: Feeds, rows: int, key: tuple, future: asyncio.Future, tag: Any) -> None:
+    def __init__(self, feeds: Feeds, rows: int, key: tuple, future: Any, tag: Any) -> None:
         self.feeds, self.rows, self.key, self.future, self.tag = feeds, rows, key, future, tag
         self.arrived = 0.0  # set when a batch may be held open for more (max_wait_ms)
+
+
+class _Reply:
+    """What a `submit_to` caller is answered through, in place of a future."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[Outputs | None, Exception | None], None]) -> None:
+        self.call = call
+
+    @staticmethod
+    def done() -> bool:  # a batch answers each request once
+        return False
+
+    def set_result(self, outputs: Outputs) -> None:
+        self.call(outputs, None)
+
+    def set_exception(self, exc: Exception) -> None:
+        self.call(None, exc)
 
 
 class MicroBatcher:
@@ -77,28 +96,54 @@ class MicroBatcher:
         `tag`: handed to `on_run` with the outputs after a successful run (the
         prediction log: one call for a whole batch of one-row requests), or to
         `on_fail` with the error of a failed one, before the caller gets it."""
-        if alone and not self._pending and self.max_wait_s == 0 and self._run_s < self.inline_max_s \
-                and not self._inline_scheduled and (self._drainer is None or self._drainer.done()):
-            # Timed one run in 8 (reading the process's CPU clock is a system call: ~2 us a
-            # run, a lone request's latency); nothing waits on the loop while it runs.
-            self._lone = (self._lone + 1) & 7
+        if alone and self._at_once():
+            return self._run_alone(feeds, tag)
+        future = asyncio.get_running_loop().create_future()
+        self._queue(feeds, tag, future)
+        return await future
+
+    def submit_to(self, feeds: Feeds, alone: bool, tag: Any, reply: Callable[[Outputs | None, Exception | None], None]) -> None:
+        """`submit` for a caller that is not a coroutine: `reply(outputs, None)`
+        or `reply(None, error)` is called once, at once for a lone request run
+        on the loop, else when its batch has run. `reply` must not raise."""
+        if alone and self._at_once():
             try:
-                outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
+                outputs = self._run_alone(feeds, tag)
             except Exception as exc:
-                self._log_failure([tag], exc)
-                raise
-            self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
-            if tag is not None and self._on_run is not None:  # after this request's answer has gone out
-                asyncio.get_running_loop().call_soon(self._hand_on, [tag], feeds, outputs)
-            return outputs
-        loop = asyncio.get_running_loop()
+                reply(None, exc)
+            else:
+                reply(outputs, None)
+            return
+        self._queue(feeds, tag, _Reply(reply))
+
+    def _at_once(self) -> bool:
+        """Whether a lone request runs now, on the loop: a fast model and nothing pending or held."""
+        return not self._pending and self.max_wait_s == 0 and self._run_s < self.inline_max_s \
+            and not self._inline_scheduled and (self._drainer is None or self._drainer.done())
+
+    def _run_alone(self, feeds: Feeds, tag: Any) -> Outputs:
+        # Timed one run in 8 (reading the process's CPU clock is a system call: ~2 us a
+        # run, a lone request's latency); nothing waits on the loop while it runs.
+        self._lone = (self._lone + 1) & 7
+        try:
+            outputs = self._run(feeds) if self._lone else self._timed(self._run, feeds)
+        except Exception as exc:
+            self._log_failure([tag], exc)
+            raise
+        self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
+        if tag is not None and self._on_run is not None:  # after this request's answer has gone out
+            asyncio.get_running_loop().call_soon(self._hand_on, [tag], feeds, outputs)
+        return outputs
+
+    def _queue(self, feeds: Feeds, tag: Any, future: Any) -> None:
+        """Queue a request for the next batch (its `future`: an asyncio future or a _Reply)."""
         if len(feeds) == 1:  # the usual model: one input
             ((name, value),) = feeds.items()
             rows, key = len(value), (name, value.dtype, value.shape[1:])
         else:
             rows = len(next(iter(feeds.values()))) if feeds else 1
             key = tuple((n, v.dtype, v.shape[1:]) for n, v in sorted(feeds.items()))
-        item = _Pending(feeds, rows, key, loop.create_future(), tag)
+        item = _Pending(feeds, rows, key, future, tag)
         if self.max_wait_s:
             item.arrived = time.perf_counter()
         self._pending.append(item)
@@ -108,10 +153,9 @@ class MicroBatcher:
         elif self.max_wait_s == 0 and self._run_s < self.inline_max_s:
             if not self._inline_scheduled:
                 self._inline_scheduled = True
-                loop.call_soon(self._drain_inline)
+                asyncio.get_running_loop().call_soon(self._drain_inline)
         elif not self._inline_scheduled:
-            self._drainer = loop.create_task(self._drain())
-        return await item.future
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     def _drain_inline(self) -> None:
         """One batch of what is pending, run here on the loop (a fast model)."""

@@ -65,6 +65,12 @@ class ModelService:
             return self._predict_cached(feeds, alone, request_id, started, instances)
         return self.batcher.submit(feeds, alone, self._tag(request_id, started, instances))
 
+    def predict_to(self, feeds: dict[str, np.ndarray], alone: bool, request_id: str | None, started: float,
+                   instances: list[dict[str, Any]] | None, reply: Any) -> None:
+        """`predict` without a coroutine (no cache): `reply(outputs, None)` or
+        `reply(None, error)`, once (MicroBatcher.submit_to)."""
+        self.batcher.submit_to(feeds, alone, self._tag(request_id, started, instances), reply)
+
     def _tag(self, request_id: str | None, started: float, instances: list[dict[str, Any]] | None) -> Any:
         """What the batcher hands to `_log_run` for a request to log (None: not logged; sampled)."""
         if request_id is None or self.log is None or not self._sampled():

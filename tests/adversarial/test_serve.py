@@ -16,6 +16,8 @@ import re
 import shutil
 import socket
 import struct
+import threading
+import time
 
 import numpy as np
 import onnx
@@ -674,3 +676,80 @@ def test_predict_objects_for_a_model_whose_first_input_is_text(tmp_path):
         assert bad.status == 400 and b"city" in bad.body
     finally:
         assert server.terminate() == 0
+
+
+# -- prediction requests the server answers without an ASGI task (mlship.serve.http) -----
+# Their bodies are read whole by the protocol; a slow, pipelining or non-reading client
+# must get what any other request gets.
+
+
+def infer_request(x: np.ndarray, request_id: str) -> bytes:
+    body = json.dumps(row_body(x)).encode()
+    return (b"POST " + INFER.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"X-Request-ID: " + request_id.encode() + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, bytes, bytes]]:
+    """`count` answers off a keep-alive connection: (status, header block, body) each."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end]
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+            if len(buffer) >= head_end + 4 + length:
+                answers.append((int(head.split(b" ", 2)[1]), head, buffer[head_end + 4:head_end + 4 + length]))
+                buffer = buffer[head_end + 4 + length:]
+                continue
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"the server closed the connection after {len(answers)} of {count} answers"
+        buffer += chunk
+    return answers
+
+
+def test_a_prediction_body_sent_a_few_bytes_at_a_time_is_answered_once_whole(strict, sample):
+    X = sample[0]
+    request = infer_request(X[3], "drip-1")
+    head_end = request.index(b"\r\n\r\n") + 4
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=60) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(request[:head_end])
+        for i in range(head_end, len(request), 37):
+            sock.sendall(request[i:i + 37])
+            time.sleep(0.005)
+        ((status, head, body),) = read_answers(sock, 1)
+    expected = ort.InferenceSession(str(MODEL)).run(None, {"X": X[3:4].astype(np.float32)})[0].tolist()
+    assert status == 200 and b"x-request-id: drip-1" in head
+    assert json.loads(body)["outputs"][0]["data"] == expected
+
+
+def test_pipelined_predictions_are_answered_in_order_and_a_client_dropping_them_harms_nothing(strict, sample):
+    X = sample[0]
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=60) as sock:
+        sock.sendall(b"".join(infer_request(X[i % len(X)], f"p-{i}") for i in range(60)))
+        answers = read_answers(sock, 60)
+    assert [re.search(rb"x-request-id: (\S+)", head).group(1).decode() for _, head, _ in answers] == \
+        [f"p-{i}" for i in range(60)]
+    assert {status for status, _, _ in answers} == {200}
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=60) as sock:  # sent, then gone unread
+        sock.sendall(b"".join(infer_request(X[0], f"gone-{i}") for i in range(200)))
+    assert_still_serving(strict, sample)
+
+
+def test_a_client_that_does_not_read_its_answers_gets_them_all_in_order_later(strict, sample):
+    """Its answers outgrow the socket's buffers: the server waits for it (no unbounded buffering
+    of answers, no lost or reordered one) and serves others meanwhile."""
+    X = sample[0]
+    count = 12_000  # ~3 MB of answers, past the loopback socket buffers
+    requests = b"".join(infer_request(X[i % len(X)], f"n-{i}") for i in range(count))
+    with socket.create_connection(("127.0.0.1", strict.port), timeout=120) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sender = threading.Thread(target=sock.sendall, args=(requests,), daemon=True)
+        sender.start()
+        time.sleep(1.0)  # not reading: the server's writes back up
+        assert_still_serving(strict, sample)  # another client is served meanwhile
+        answers = read_answers(sock, count)
+        sender.join(timeout=60)
+    ids = [re.search(rb"x-request-id: (\S+)", head).group(1).decode() for _, head, _ in answers]
+    assert ids == [f"n-{i}" for i in range(count)]
+    assert {status for status, _, _ in answers} == {200}

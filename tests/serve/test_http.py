@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 import asyncio
+import time
 
 import uvicorn
 from uvicorn.server import ServerState
@@ -180,3 +181,175 @@ def test_the_app_answers_in_standard_messages_under_another_server(tmp_path):
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert (b"x-request-id", b"r-1") in sent[0]["headers"] and (b"x-mlship-variant", b"canary") in sent[0]["headers"]
     assert sent[1]["body"] == b'{"ready":true}'
+
+
+# -- requests an app answers without a task (direct / direct_answer) ---------------
+
+class DirectApp:
+    """Takes POSTs to /direct* directly: answers with the body it got (/direct-later: a turn of
+    the loop later, as a batch would); anything else goes through ASGI, noted in `asgi`."""
+
+    def __init__(self) -> None:
+        self.asgi: list[str] = []
+        self.direct_bodies: list[bytes] = []
+
+    def direct(self, scope) -> bool:
+        return scope["method"] == "POST" and scope["path"].startswith("/direct")
+
+    def direct_answer(self, scope, body, respond) -> None:
+        self.direct_bodies.append(body)
+        answer = lambda: respond(200, b"content-length: %d\r\n" % len(body), body)  # noqa: E731
+        if scope["path"] == "/direct-later":
+            asyncio.get_running_loop().call_soon(answer)
+        else:
+            answer()
+
+    async def __call__(self, scope, receive, send):
+        self.asgi.append(scope["path"])
+        await app(scope, receive, send)
+
+
+def direct_exchange(*chunks: bytes, before_answer=None, direct_app=None, answers=0):
+    direct_app = direct_app or DirectApp()
+    seen_tasks = []
+
+    async def main():
+        config = uvicorn.Config(direct_app, lifespan="off", log_level="critical", server_header=False,
+                                date_header=False, proxy_headers=False)  # as mlship serves: the app unwrapped
+        config.load()
+        state = ServerState()
+        protocol = OneWriteProtocol(config=config, server_state=state, app_state={})
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        for chunk in chunks:
+            protocol.data_received(chunk)
+            seen_tasks.append(len(state.tasks))
+            if before_answer:
+                before_answer(protocol)
+            for _ in range(20):
+                await asyncio.sleep(0)
+        while state.tasks:
+            await asyncio.gather(*state.tasks, return_exceptions=True)
+        deadline = time.monotonic() + 30
+        while len(transport.writes) < answers and time.monotonic() < deadline:  # a batch run on a thread
+            await asyncio.sleep(0.01)
+        for _ in range(20):  # a batch's callbacks (the prediction log)
+            await asyncio.sleep(0)
+        return transport
+    transport = asyncio.run(main())
+    return transport, direct_app, seen_tasks
+
+
+def test_a_direct_request_is_answered_in_one_write_without_a_task():
+    transport, direct_app, tasks = direct_exchange(b"POST /direct HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"]
+    assert direct_app.asgi == [] and tasks == [0] and not transport.closed
+
+
+def test_a_direct_body_in_pieces_is_handed_over_once_whole():
+    transport, direct_app, _ = direct_exchange(b"POST /direct HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nab",
+                                               b"cd", b"ef")
+    assert direct_app.direct_bodies == [b"abcdef"]
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nabcdef"]
+
+
+def test_pipelined_direct_requests_are_answered_in_order():
+    transport, direct_app, _ = direct_exchange(
+        b"POST /direct-later HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+        b"POST /other HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nde"
+        b"POST /direct HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nf")
+    assert [w.split(b"\r\n\r\n")[1] for w in transport.writes] == [b"abc", b"de", b"f"]
+    assert direct_app.asgi == ["/other"] and direct_app.direct_bodies == [b"abc", b"f"]
+
+
+def test_a_big_direct_body_goes_to_the_app_in_a_task():
+    big = b"x" * 70_000
+    transport, direct_app, _ = direct_exchange(
+        b"POST /direct HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(big) + big[:40_000], big[40_000:])
+    assert direct_app.asgi == ["/direct"] and direct_app.direct_bodies == []
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 70000\r\nx-app: 1\r\n\r\n" + big]
+
+
+def test_a_direct_route_expecting_100_continue_goes_to_the_app_in_a_task():
+    transport, direct_app, _ = direct_exchange(
+        b"POST /direct HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n", b"xyz")
+    assert direct_app.asgi == ["/direct"]
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n",
+                                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx-app: 1\r\n\r\nxyz"]
+
+
+def test_a_direct_answer_to_a_client_gone_writes_nothing():
+    transport, _, _ = direct_exchange(b"POST /direct-later HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+                                      before_answer=lambda protocol: protocol.connection_lost(None))
+    assert transport.writes == []
+
+
+def test_a_direct_answer_waits_for_a_client_that_is_not_reading():
+    resumed = []
+
+    def pause_then_resume(protocol):
+        protocol.pause_writing()  # the transport's buffer is full
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, lambda: (resumed.append(list(protocol.transport.writes)), protocol.resume_writing()))
+
+    transport, _, _ = direct_exchange(b"POST /direct-later HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",
+                                      before_answer=pause_then_resume)
+    assert resumed == [[]]  # nothing written while paused
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"]
+
+
+def test_serve_hands_its_prediction_routes_to_the_protocol_directly_with_the_same_answers(tmp_path):
+    """mlship serve's config leaves ServeApp unwrapped (the protocol sees its hooks); its
+    prediction routes answer the same directly as in an ASGI task, a bad request too."""
+    import json
+
+    from mlship.serve.app import ServeApp
+    from mlship.serve.service import ModelService
+    from mlship.serve.settings import ServeSettings
+    from tests.support import MODEL
+
+    settings = ServeSettings(model_path=MODEL, name="bc", version="1", log_dir=tmp_path / "log")
+    service = ModelService(settings)
+    serve_app = ServeApp(service)
+    config = uvicorn.Config(serve_app, **server._uvicorn_options(settings))
+    config.load()
+    assert config.loaded_app is serve_app
+    row = [14.0] * 30
+    requests = {
+        "/v2/models/bc/infer": {"id": "r-1", "inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                                         "data": row}]},
+        "/predict": {"instances": [row]},
+        "/v1/models/bc:predict": {"instances": [row]},
+        "/invocations": {"inputs": {"X": [row]}},  # MLflow's tensor form
+    }
+    bad = b"POST /v2/models/bc/infer HTTP/1.1\r\nHost: a\r\nX-Request-ID: r-bad\r\nContent-Length: 9\r\n\r\n{\"inputs\""
+    raw = b"".join(b"POST %s HTTP/1.1\r\nHost: a\r\nX-Request-ID: r-%d\r\nContent-Length: %d\r\n\r\n%s" % (
+        path.encode(), i, len(json.dumps(body)), json.dumps(body).encode()) for i, (path, body) in enumerate(requests.items()))
+    spy = []
+    direct_answer = serve_app.direct_answer
+    serve_app.direct_answer = lambda *a: (spy.append(a[0]["path"]), direct_answer(*a))
+    transport, _, tasks = direct_exchange(raw + bad, direct_app=serve_app, answers=5)
+    assert spy == [*requests, "/v2/models/bc/infer"] and tasks == [0]
+    direct = [w.split(b"\r\n\r\n", 1) for w in transport.writes]
+
+    def via_asgi(path, body, request_id):
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"x-request-id", request_id)]}
+        asyncio.run(serve_app(scope, receive, send))
+        return sent[0]["status"], sent[1]["body"]
+
+    expected = [via_asgi(path, json.dumps(body).encode(), b"r-%d" % i) for i, (path, body) in enumerate(requests.items())]
+    expected.append(via_asgi("/v2/models/bc/infer", b'{"inputs"', b"r-bad"))
+    service.close()
+    assert [(int(head.split(b" ")[1]), body) for head, body in direct] == expected
+    assert [s for s, _ in expected] == [200, 200, 200, 200, 400]
+    assert b"x-request-id: r-0\r\n" in direct[0][0] and b"x-request-id: r-bad\r\n" in direct[4][0]
+    logged = [json.loads(line) for f in sorted((tmp_path / "log").glob("*.jsonl")) for line in f.read_text().splitlines()]
+    ids = [r["request_id"] for r in logged]
+    assert sorted(ids) == sorted(["r-0", "r-1", "r-2", "r-3"] * 2)  # each path logged its predictions
