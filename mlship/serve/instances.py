@@ -7,6 +7,7 @@ shapes; missing values follow mlship.model.feeds' rule in both.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,9 @@ class RowPlan:
 
     def __init__(self, signature: Signature, allow_missing: bool) -> None:
         self.names = feature_names(signature)
+        # A row's values in the features' order, as a tuple (one lookup in C per row).
+        self._values = operator.itemgetter(*self.names) if len(self.names) > 1 \
+            else lambda instance, name=self.names[0] if self.names else "": (instance[name],)
         spec = signature.inputs[0]
         # Only a float input takes the short way; others (a string column: dtype "string", which
         # NumPy does not name) keep a placeholder and the full path.
@@ -83,16 +87,17 @@ class RowPlan:
 
     def decode(self, instances: list[Any]) -> Feeds | None:
         """Feeds, or None when these rows need the full path."""
-        names, count = self.names, len(self.names)
-        rows = []
+        count, values = len(self.names), self._values
+        rows, kinds = [], set()
         for instance in instances:
             if type(instance) is not dict or len(instance) != count:
                 return None
             try:
-                rows.append([instance[n] for n in names])
+                row = values(instance)
             except KeyError:
                 return None
-        kinds = {type(v) for row in rows for v in row}
+            rows.append(row)
+            kinds.update(map(type, row))
         if not kinds <= _NUMBERS:
             return None
         if int in kinds and not all(-_EXACT < v < _EXACT for row in rows for v in row if type(v) is int):
