@@ -31,10 +31,10 @@ def split_body(raw: bytes, declared: str | None) -> tuple[bytes, memoryview]:
     """The JSON header and the binary tail of a body, as the header splits them."""
     if declared is None:
         return raw, memoryview(b"")
-    if not declared.isdigit() or not 0 < int(declared) <= len(raw):
+    length = int(declared) if declared.isdigit() else 0
+    if not 0 < length <= len(raw):
         raise RequestError(400, f"Inference-Header-Content-Length {declared[:40]!r} must be a number of bytes "
                                 f"from 1 to the body's {len(raw)}")
-    length = int(declared)
     return raw[:length], memoryview(raw)[length:]
 
 

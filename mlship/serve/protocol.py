@@ -307,7 +307,10 @@ def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool]
     `parameters.binary_data_output` (what tritonclient sends when it names no
     outputs)."""
     spec = body.get("outputs")
-    default = bool(_flag(body.get("parameters"), "binary_data_output", "the request"))
+    parameters = body.get("parameters")
+    if spec is None and parameters == _ALL_BINARY:  # what tritonclient sends by default: answered quickly
+        return dict.fromkeys(names, True)
+    default = bool(_flag(parameters, "binary_data_output", "the request"))
     if spec is None:
         return dict.fromkeys(names, True) if default else None
     if not isinstance(spec, list) or not all(isinstance(o, dict) and "name" in o for o in spec):
@@ -323,6 +326,9 @@ def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool]
         binary = _flag(parameters, "binary_data", f"output {output['name']!r}")
         wanted[output["name"]] = default if binary is None else binary
     return wanted
+
+
+_ALL_BINARY = {"binary_data_output": True}
 
 
 def _flag(parameters: Any, key: str, owner: str) -> bool | None:
