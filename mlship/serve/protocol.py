@@ -308,7 +308,8 @@ def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool]
     outputs)."""
     spec = body.get("outputs")
     parameters = body.get("parameters")
-    if spec is None and parameters == _ALL_BINARY:  # what tritonclient sends by default: answered quickly
+    if spec is None and parameters == _ALL_BINARY and parameters["binary_data_output"] is True:  # (1 == True)
+        # what tritonclient sends by default: answered without the checks below
         return dict.fromkeys(names, True)
     default = bool(_flag(parameters, "binary_data_output", "the request"))
     if spec is None:
