@@ -425,3 +425,27 @@ def test_a_requested_column_missing_from_the_header_is_named(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("a,b\n1,2\n")
     assert error_of(lambda: list(open_table(path, ["a", "x"], sample=True))) == f"{path}:1: no column 'x'. It has: a, b"
+
+
+def test_parquet_chunks_read_through_a_buffer_smaller_than_a_page_are_the_file(tmp_path):
+    """Parquet pages are read through a 64 KiB buffer: pages of MBs, chunks that end inside a
+    row group, nulls and text give back the file's values exactly."""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    rows = 150_000
+    x = rng.normal(size=rows)
+    y = np.where(rng.random(rows) < 0.1, np.nan, rng.random(rows)).astype(np.float32)
+    words = np.array(["a", "bb", "ccc"])[rng.integers(0, 3, rows)]
+    path = tmp_path / "big.parquet"
+    pq.write_table(pa.table({"x": x, "y": pa.array(y, from_pandas=True), "w": words}), path,
+                   row_group_size=100_000, data_page_size=4 << 20, use_dictionary=["w"])
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).total_compressed_size > 8 * (1 << 16)
+    chunks = list(open_table(path, ["x", "y", "w"], 40_000))
+    assert [c.n_rows for c in chunks] == [40_000, 40_000, 40_000, 30_000]
+    assert [c.first_row for c in chunks] == [1, 40_001, 80_001, 120_001]
+    assert np.array_equal(np.concatenate([c.column("x") for c in chunks]), x)
+    assert np.array_equal(np.concatenate([c.column("y") for c in chunks]), y, equal_nan=True)
+    assert np.concatenate([c.column("w") for c in chunks]).tolist() == words.tolist()
