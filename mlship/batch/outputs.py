@@ -22,6 +22,7 @@ from mlship import jsonfast
 from mlship.data.arrow import arrow_array, arrow_column
 from mlship.errors import InvalidInputError, UsageError
 from mlship.extras import require
+from mlship.fsutil import start_writeback
 from mlship.batch.workdir import Journal, read_payload
 
 OUTPUT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -104,6 +105,7 @@ class Assembler:
         self.partial = output.with_name(f".{output.name}.partial")
         output.parent.mkdir(parents=True, exist_ok=True)
         self._parquet: Any = None
+        self._sink: Any = None  # the Parquet writer's file
         self._text = None if fmt == "parquet" else self.partial.open("wb")
         self._header_done = False
         self.rows = 0
@@ -150,10 +152,7 @@ class Assembler:
     def close(self) -> int:
         """Finish the output under its final name; rows written."""
         self.journal.close()
-        if self._parquet is not None:
-            self._parquet.close()
-        elif self._text is not None:
-            self._text.close()
+        self._close_files()
         if self.rows == 0:
             self.partial.unlink(missing_ok=True)
             return 0
@@ -166,12 +165,19 @@ class Assembler:
         """Stop without an output (the journal stays for --resume)."""
         try:
             self.journal.close()
-            if self._parquet is not None:
-                self._parquet.close()
-            if self._text is not None:
-                self._text.close()
+            self._close_files()
         finally:
             self.partial.unlink(missing_ok=True)
+
+    def _close_files(self) -> None:
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+        finally:
+            if self._sink is not None:
+                self._sink.close()
+            if self._text is not None:
+                self._text.close()
 
     def _append_table(self, table: Any) -> None:
         if self._parquet is None:
@@ -180,7 +186,8 @@ class Assembler:
             # (ids), and makes them larger: only columns that repeat their values get it.
             dictionary = [f.name for f in table.schema
                           if not pa.types.is_floating(f.type) and _repeats(table.column(f.name))]
-            self._parquet = require("pyarrow.parquet").ParquetWriter(self.partial, table.schema,
+            self._sink = pa.OSFile(str(self.partial), "wb")
+            self._parquet = require("pyarrow.parquet").ParquetWriter(self._sink, table.schema,
                                                                      use_dictionary=dictionary)
         try:
             if not table.schema.equals(self._parquet.schema):  # a cast imports pyarrow.compute (~0.1 s)
@@ -195,6 +202,7 @@ class Assembler:
                 hint="Make the column's values one type, or write CSV or JSON Lines") from exc
         self._parquet.write_table(table)
         self.rows += table.num_rows
+        start_writeback(self._sink.fileno())  # the fsync in close() then waits for little
 
     def _append_text(self, header: bytes, body: bytes) -> None:
         if not self._header_done:
@@ -202,6 +210,8 @@ class Assembler:
             self._header_done = True
         self._text.write(body)
         self.rows += body.count(b"\n")
+        self._text.flush()
+        start_writeback(self._text.fileno())
 
 
 def _repeats(column: Any) -> bool:
