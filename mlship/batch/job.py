@@ -35,7 +35,8 @@ class PredictOptions(BaseModel):
     rejects: Path | None = None
     resume: bool = False
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads per run (default 1).")
-    parallel: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="Chunks scored at once.")
+    parallel: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description="Runs scored at once; a large chunk is scored "
+                          "as that many row ranges.")
     log_dir: Path | None = None
     name: str = "model"
     version: str = "1"

@@ -1,18 +1,24 @@
 """The local engine: read, infer and write overlap in a pipeline of threads.
 
 The reader thread starts reading and converting the input's first chunks
-while onnxruntime loads the model. Then it reads and converts chunk N+1 while `parallel` chunks are scored at once, each on one
-onnxruntime thread (steadier than one run split across threads when reading
+while onnxruntime loads the model. Then it reads and converts chunk N+1 while
+chunk N is scored in `parallel` parts at once (row ranges, each on one
+onnxruntime thread: steadier than one run split across threads when reading
 and writing share the cores; an explicit --threads is kept), and a writer
-thread encodes and appends chunk N-2. pyarrow and onnxruntime release the GIL,
-so the stages overlap on a machine with spare cores. Chunks reach the writer in
-input order. Every queue is bounded (`in_flight_limit` chunks at most between
-reading and writing), so memory stays bounded by the batch size, whatever
-the input size.
+thread encodes and appends chunk N-2. Scoring a chunk in parts rather than
+`parallel` whole chunks at once keeps every core busy from the first chunk
+to the last (whole chunks left one core idle while the other scored the
+last chunk alone); the parts' outputs are joined in row order, and a row's
+prediction does not depend on the rows run beside it. pyarrow and
+onnxruntime release the GIL, so the stages overlap on a machine with spare
+cores. Chunks reach the writer in input order. Every queue is bounded
+(`in_flight_limit` chunks at most between reading and writing), so memory
+stays bounded by the batch size, whatever the input size.
 """
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -39,6 +45,7 @@ from mlship.progress import NoProgress, Progress
 _DONE = object()
 READ_AHEAD = 3  # chunks read and converted before the scorer takes them
 WRITE_QUEUE = 2  # scored chunks waiting for the writer
+MIN_PART_ROWS = 2048  # a chunk is scored in parts only when each part has at least this many rows
 
 
 def in_flight_limit(parallel: int) -> int:
@@ -51,6 +58,10 @@ def run_local(options: PredictOptions, progress: Progress | None = None,
               info: Callable[[str], None] = lambda _m: None) -> PredictSummary:
     """Score every input row; see the module docstring."""
     started = time.perf_counter()
+    # What the process holds by now (the CLI's modules) lives as long as the job: frozen, the
+    # collector no longer walks it. Importing pyarrow and onnxruntime set off a full collection
+    # of it (~25-40 ms of the GIL) while the first chunk was being read.
+    gc.freeze()
     runner, plan, reader = _start(options, info)
     log = None
     try:
@@ -81,14 +92,15 @@ def _score(options: PredictOptions, progress: Progress, runner: Runner, plan: Pl
     writer = _Worker(lambda item: _store(assembler, plan.work, *item), queue.Queue(maxsize=WRITE_QUEUE))
     chunks = resumed = 0
     pool = ThreadPoolExecutor(max_workers=options.parallel, thread_name_prefix="mlship-infer")
-    in_flight: deque[tuple[Chunk, Table | None, Any, list[dict[str, Any]], Future | None]] = deque()
+    parts = options.parallel if _in_parts(runner) else 1
+    in_flight: deque[tuple[Chunk, Table | None, Any, list[dict[str, Any]], list[tuple[Future, int]] | None]] = deque()
 
     def complete(chunk: Chunk, table: Table | None, feeds: Any, rejects: list[dict[str, Any]],
-                 future: Future | None) -> None:
+                 futures: list[tuple[Future, int]] | None) -> None:
         if table is None:
             writer.put((chunk.index, None, None, True))
         else:
-            scored = future.result() if future is not None else None
+            scored = _joined(futures, runner, feeds) if futures is not None else None
             keep = {c: table.column(c) for c in options.keep_columns}
             columns = outputs.prediction_columns(scored, keep) if scored is not None else None
             writer.put((chunk.index, columns, rejects, False))
@@ -100,8 +112,8 @@ def _score(options: PredictOptions, progress: Progress, runner: Runner, plan: Pl
         for chunk, table, feeds, rejects in reader:
             chunks += 1
             resumed += table is None
-            future = pool.submit(runner.run, feeds) if feeds is not None else None
-            in_flight.append((chunk, table, feeds, rejects, future))
+            futures = _submit(pool, runner, feeds, parts) if feeds is not None else None
+            in_flight.append((chunk, table, feeds, rejects, futures))
             while len(in_flight) > options.parallel + 1:
                 complete(*in_flight.popleft())
         while in_flight:
@@ -114,6 +126,38 @@ def _score(options: PredictOptions, progress: Progress, runner: Runner, plan: Pl
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return chunks, resumed
+
+
+def _in_parts(runner: Runner) -> bool:
+    """Whether a chunk may be scored in parts: on the CPU (a GPU wants whole batches) and
+    when no input fixes its batch size."""
+    return runner.providers.chosen == "CPUExecutionProvider" and all(
+        not spec.shape or not isinstance(spec.shape[0], int) for spec in runner.signature.inputs)
+
+
+def _submit(pool: ThreadPoolExecutor, runner: Runner, feeds: dict[str, np.ndarray],
+            parts: int) -> list[tuple[Future, int]]:
+    """Score `feeds` in up to `parts` row ranges at once (views, not copies), each with its
+    row count; one run when the chunk is small or an input has no row axis."""
+    rows = {len(v) if getattr(v, "ndim", 0) else -1 for v in feeds.values()}
+    count = min(parts, max(rows) // MIN_PART_ROWS) if len(rows) == 1 else 1
+    if count < 2:
+        return [(pool.submit(runner.run, feeds), -1)]
+    cuts = [max(rows) * i // count for i in range(count + 1)]
+    return [(pool.submit(runner.run, {k: v[a:b] for k, v in feeds.items()}), b - a) for a, b in zip(cuts, cuts[1:])]
+
+
+def _joined(parts: list[tuple[Future, int]], runner: Runner, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The outputs of a chunk scored in parts, joined in row order. An output without a
+    row per input row (so not to be joined) has the chunk scored again in one run."""
+    results = [future.result() for future, _ in parts]
+    if len(results) == 1:
+        return results[0]
+    if any(getattr(value, "ndim", 1) == 0 or len(value) != rows
+           for result, (_, rows) in zip(results, parts) for value in result.values()):
+        return runner.run(feeds)
+    return {name: np.concatenate([r[name] for r in results]) if isinstance(results[0][name], np.ndarray)
+            else [row for r in results for row in r[name]] for name in results[0]}
 
 
 def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner, Plan, "_Prefetch"]:

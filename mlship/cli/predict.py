@@ -22,7 +22,7 @@ def predict(
     rejects: Optional[Path] = typer.Option(None, "--rejects", help="Where skipped rows go [OUTPUT.rejects.jsonl]."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last finished chunk."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime intra-op threads per run [1]."),
-    parallel: Optional[int] = typer.Option(None, "--parallel", help="Chunks scored at once [number of CPUs]."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", help="Runs scored at once [number of CPUs]; a large chunk is scored as that many row ranges."),
     log_dir: Optional[Path] = typer.Option(None, "--log-dir", help="Also write a prediction log (mlship.predlog/v1)."),
     engine: str = typer.Option("local", "--engine", help="local, or ray (needs mlship[ray])."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address [a local Ray]."),

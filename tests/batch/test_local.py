@@ -1,9 +1,11 @@
-"""The local engine's pipeline: order across many concurrent chunks, a failure
-in a middle chunk, a session that fails while the input is read, and the
-bounded number of chunks between reading and writing."""
+"""The local engine's pipeline: order across many concurrent chunks, a chunk
+scored in parts, a failure in a middle chunk, a session that fails while the
+input is read, the bounded number of chunks between reading and writing, and
+the output written back while the run goes, fsynced before its rename."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -178,19 +180,23 @@ def test_distinct_counts_as_numpy_unique_does(values):
 
 
 def test_a_parquet_run_imports_neither_onnx_nor_numpy_ma_nor_pyarrow_compute(tmp_path):
-    """Each costs 20-100 ms of the GIL in a run that does not need it (onnxruntime runs the model)."""
+    """Each costs 20-100 ms of the GIL in a run that does not need it (onnxruntime runs the model).
+    What the process held before the job is frozen: a full collection set off by the imports
+    no longer walks it (~25-40 ms of the GIL)."""
     source, _, _ = many_rows(tmp_path, rows=200)
     code = ("import sys; from pathlib import Path; from mlship.batch.local import run_local; "
             "from mlship.batch.job import PredictOptions; "
             f"s = run_local(PredictOptions(model=Path({str(MODEL)!r}), input={str(source)!r}, "
             f"output=Path({str(tmp_path / 'o.parquet')!r}), batch_size=50, keep_columns=['id'])); "
-            "print(s.rows, sorted(m for m in ('onnx', 'numpy.ma', 'pyarrow.compute') if m in sys.modules))")
+            "import gc; "
+            "print(s.rows, sorted(m for m in ('onnx', 'numpy.ma', 'pyarrow.compute') if m in sys.modules), "
+            "gc.get_freeze_count() > 10_000)")
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["200", "[]"]
+    assert done.stdout.split() == ["200", "[]", "True"]
     assert pq.read_table(tmp_path / "o.parquet")["id"].to_pylist() == list(range(10_000, 10_200))
 
 
@@ -238,3 +244,97 @@ def test_the_first_chunk_is_converted_while_the_session_starts_unless_resuming(t
     assert seen == [not resume]
     assert summary.rows == 70 and summary.resumed_chunks == 0
     assert pq.read_table(tmp_path / "o.parquet")["id"].to_pylist() == list(range(10_000, 10_070))
+
+
+def test_a_large_chunk_is_scored_in_parts_at_once_and_joined_in_row_order(tmp_path, monkeypatch):
+    """Both cores score from the first chunk to the last: a chunk of at least `parallel` x
+    MIN_PART_ROWS rows runs as `parallel` row ranges at once; the output is what whole
+    chunks give, bit for bit. Small chunks run whole."""
+    runs, real_run = [], local.Runner.run
+
+    def run_(self, feeds):
+        runs.append(len(feeds["X"]))
+        return real_run(self, feeds)
+
+    monkeypatch.setattr(local.Runner, "run", run_)
+    source, data, _ = many_rows(tmp_path, rows=10_500)
+    options = PredictOptions(model=MODEL, input=str(source), output=tmp_path / "o.parquet", batch_size=5_000,
+                             parallel=2, keep_columns=["id"])
+    assert run_predict(options).rows == 10_500
+    assert sorted(runs) == [500, 2500, 2500, 2500, 2500]  # the last chunk, 500 rows, whole
+    label, probabilities = reference(data, batch=5_000)
+    table = pq.read_table(tmp_path / "o.parquet").to_pydict()
+    assert table["id"] == list(range(10_000, 20_500)) and table["label"] == label.tolist()
+    assert np.array_equal(np.array(table["probabilities_1"], dtype=np.float32), probabilities[:, 1])
+    runs.clear()
+    run_predict(options.model_copy(update={"parallel": 1, "output": tmp_path / "one.parquet"}))
+    assert sorted(runs) == [500, 5000, 5000]
+    assert pq.read_table(tmp_path / "one.parquet").equals(pq.read_table(tmp_path / "o.parquet"))
+
+
+def test_parts_whose_outputs_have_no_row_per_input_row_are_scored_again_whole():
+    """An output that is not one value per row cannot be joined: the chunk runs once, whole."""
+    from concurrent.futures import Future
+
+    def done(value):
+        future = Future()
+        future.set_result(value)
+        return future
+
+    class Whole:
+        def run(self, feeds):
+            return {"total": np.array([feeds["X"].sum()]), "y": feeds["X"] * 2}
+
+    feeds = {"X": np.arange(6.0)}
+    parts = [(done(Whole().run({"X": feeds["X"][a:b]})), b - a) for a, b in ((0, 3), (3, 6))]
+    assert local._joined(parts, Whole(), feeds)["total"].tolist() == [15.0]
+    maps = [(done({"p": [{0: 0.5}] * 3, "y": np.zeros((3, 2))}), 3), (done({"p": [{0: 0.25}] * 2, "y": np.ones((2, 2))}), 2)]
+    joined = local._joined(maps, Whole(), {"X": np.arange(5.0)})
+    assert joined["p"] == [{0: 0.5}] * 3 + [{0: 0.25}] * 2 and joined["y"].tolist() == [[0, 0]] * 3 + [[1, 1]] * 2
+
+
+def test_the_output_is_written_back_as_it_grows_and_fsynced_before_its_rename(tmp_path, monkeypatch):
+    """Each chunk appended starts the partial file's writeback (the fsync at the end then waits
+    for little); the fsync before the rename stays. A file that cannot be written back (a pipe)
+    is no error."""
+    from mlship.fsutil import start_writeback
+
+    source, _, _ = many_rows(tmp_path, rows=70)
+    events = []
+
+    def watch(kind, real):
+        def call(fd, *rest):
+            events.append((kind, os.readlink(f"/proc/self/fd/{fd}") if isinstance(fd, int) else str(fd)))
+            return real(fd, *rest)
+        return call
+
+    monkeypatch.setattr(outputs, "start_writeback", watch("writeback", outputs.start_writeback))
+    monkeypatch.setattr(os, "fsync", watch("fsync", os.fsync))
+    monkeypatch.setattr(os, "replace", watch("replace", os.replace))
+    for out in ("o.parquet", "o.csv"):
+        events.clear()
+        options = PredictOptions(model=MODEL, input=str(source), output=tmp_path / out, batch_size=BATCH)
+        assert run_predict(options).rows == 70
+        partial = str(tmp_path / f".{out}.partial")
+        assert [kind for kind, path in events if path == partial] == ["writeback"] * 10 + ["fsync", "replace"]
+    read, write = os.pipe()
+    start_writeback(write)
+    os.close(read)
+    os.close(write)
+
+
+def test_a_model_with_a_fixed_batch_size_gets_whole_chunks(tmp_path):
+    """An input that fixes its batch axis ([8192, 4]) cannot take half a chunk: it runs whole."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [8192, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [8192, 4])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "fixed", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, tmp_path / "fixed.onnx")
+    values = np.random.default_rng(2).normal(size=(8192, 4)).astype(np.float32)
+    pq.write_table(pa.table({f"x_{j}": values[:, j] for j in range(4)}), tmp_path / "in.parquet")
+    options = PredictOptions(model=tmp_path / "fixed.onnx", input=str(tmp_path / "in.parquet"),
+                             output=tmp_path / "o.parquet", batch_size=8192, parallel=2)
+    assert run_predict(options).rows == 8192
+    table = pq.read_table(tmp_path / "o.parquet")
+    assert np.array_equal(np.stack([table[f"y_{j}"].to_numpy() for j in range(4)], axis=1), np.maximum(values, 0))
