@@ -203,7 +203,13 @@ def _prepare(chunk: Chunk, signature: Signature, options: PredictOptions,
         return chunk, None, None, []
     table, rejects = _usable_rows(chunk, signature, options)
     feeds = feeds_from_table(table, signature, allow_missing=options.allow_missing) if table.n_rows else None
-    return chunk, table, feeds, rejects
+    # The features are in `feeds` now: the chunk keeps only the columns written beside the
+    # predictions, so pyarrow's buffers for the others go back to its pool for the next reads
+    # instead of staying until the chunk is written (a 1M-row run touched ~100 MB of fresh
+    # memory, its first touch ~1/3 of reading's CPU).
+    kept = Table(table.path, {c: table.column(c) for c in options.keep_columns}, table.first_row,
+                 row_numbers=table.numbers() if table.row_numbers is not None or not options.keep_columns else None)
+    return Chunk(chunk.index, chunk.path, kept), kept, feeds, rejects
 
 
 def _usable_rows(chunk: Chunk, signature: Signature, options: PredictOptions) -> tuple[Table, list[dict[str, Any]]]:

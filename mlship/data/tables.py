@@ -55,7 +55,9 @@ class Table:
 
     @property
     def n_rows(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
+        if self.columns:
+            return len(next(iter(self.columns.values())))
+        return 0 if self.row_numbers is None else len(self.row_numbers)
 
     def column(self, name: str) -> np.ndarray:
         return self.columns[name]

@@ -338,3 +338,33 @@ def test_a_model_with_a_fixed_batch_size_gets_whole_chunks(tmp_path):
     assert run_predict(options).rows == 8192
     table = pq.read_table(tmp_path / "o.parquet")
     assert np.array_equal(np.stack([table[f"y_{j}"].to_numpy() for j in range(4)], axis=1), np.maximum(values, 0))
+
+
+@pytest.mark.parametrize("keep", [["id"], []])
+def test_a_converted_chunk_keeps_only_the_columns_written_beside_the_predictions(tmp_path, keep):
+    """Once its features are stacked, a chunk lets go of pyarrow's buffers for them (they return
+    to the pool for the next reads); its rows, their numbers and the kept columns stay."""
+    from concurrent.futures import Future
+
+    from mlship.batch.inputs import Chunk
+    from mlship.data.tables import Table
+    from mlship.model.load import load_model
+    from mlship.model.runner import runner_signature
+
+    _, data, names = many_rows(tmp_path, rows=5)
+    signature = runner_signature(load_model(MODEL, light=True))
+    columns = {"id": np.arange(7, 12), **{n: data[:, j] for j, n in enumerate(names)}}
+    columns[names[0]] = columns[names[0]].copy()
+    columns[names[0]][1] = np.nan  # a row --on-error skip drops
+    done = Future()
+    done.set_result({})
+    for on_error, numbers in (("fail", None), ("skip", [3, 5, 6, 7])):
+        options = PredictOptions(model=MODEL, input="x", output=tmp_path / "o.parquet", keep_columns=keep,
+                                 on_error=on_error, allow_missing=on_error == "fail")
+        chunk, table, feeds, rejects = local._prepare(Chunk(4, tmp_path / "in.parquet", Table("in", columns, 3)),
+                                                      signature, options, done)
+        assert chunk.index == 4 and chunk.table is table and list(table.columns) == keep
+        assert table.numbers().tolist() == (numbers or [3, 4, 5, 6, 7]) and chunk.rows == len(feeds["X"])
+        assert [r["row"] for r in rejects] == ([] if on_error == "fail" else [4])
+        if keep:
+            assert table.column("id").tolist() == ([7, 9, 10, 11] if numbers else list(range(7, 12)))
