@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,8 @@ def file_columns(path: Path) -> list[str]:
 def _file_columns(path: Path) -> list[str]:
     fmt = FORMATS[path.suffix.lower()]
     if fmt == "parquet":
-        return list(require("pyarrow.parquet").ParquetFile(path).schema_arrow.names)
+        with _parquet_file(path) as reader:
+            return list(reader.schema_arrow.names)
     if fmt == "csv":
         with path.open(encoding="utf-8-sig") as fh:  # -sig: a byte-order mark is not part of the first name
             header = fh.readline().rstrip("\r\n")
@@ -61,7 +63,8 @@ def count_rows(path: Path) -> int | None:
     fmt = FORMATS[path.suffix.lower()]
     with _reading(path):
         if fmt == "parquet":
-            return require("pyarrow.parquet").ParquetFile(path).metadata.num_rows
+            with _parquet_file(path) as reader:
+                return reader.metadata.num_rows
         if fmt == "npy":
             array = np.load(path, mmap_mode="r")
             return len(array) if array.ndim else None  # a scalar: open_table says what is wrong
@@ -133,7 +136,6 @@ def open_table(path: Path, columns: list[str] | None = None, batch_rows: int | N
 
 
 def _parquet(path: Path, columns: list[str] | None, batch_size: int, sample: bool = False) -> Iterator[Table]:
-    pq = require("pyarrow.parquet")
     start = 1
     # pre_buffer=False: pre-buffering holds whole column chunks and costs ~150 MB more at peak.
     # buffer_size: pages are read through a 64 KiB buffer, not each column chunk at once into
@@ -142,10 +144,47 @@ def _parquet(path: Path, columns: list[str] | None, batch_size: int, sample: boo
     # calling thread (a batch job's reader, well ahead of inference on one core), not by two more
     # pool threads beside the scorers, each allocating from its own jemalloc arena (1M rows:
     # ~6k more page faults, ~20 MB more at peak, ~25 ms more CPU).
-    for batch in pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 16).iter_batches(
-            batch_size=batch_size, columns=columns, use_threads=False):
-        yield _arrow_table(path, batch, start, sample)
-        start += batch.num_rows
+    with _parquet_file(path, pre_buffer=False, buffer_size=1 << 16) as reader:
+        leaves = _leaf_indices(reader.column_paths)
+        indices = None if columns is None else [i for name in columns for i in leaves.get(name, ())]
+        for batch in reader.iter_batches(batch_size, range(reader.num_row_groups), column_indices=indices,
+                                         use_threads=False):
+            yield _arrow_table(path, batch, start, sample)
+            start += batch.num_rows
+
+
+@contextlib.contextmanager
+def _parquet_file(path: Path, **options) -> Iterator[Any]:
+    """pyarrow's reader of a local Parquet file (what `pyarrow.parquet.ParquetFile` wraps),
+    opened without importing `pyarrow.parquet`: that module imports pyarrow's file systems
+    (S3, GCS, Azure, HDFS) and `ssl`, ~13 ms of the GIL before a batch job's first chunk,
+    for paths a local file does not need. A pyarrow without that reader takes the usual way."""
+    import pyarrow as pa
+
+    try:
+        from pyarrow._parquet import ParquetReader
+    except ImportError:
+        ParquetReader = None
+    if ParquetReader is None or not hasattr(ParquetReader, "iter_batches"):
+        yield require("pyarrow.parquet").ParquetFile(path, **options).reader
+        return
+    source = pa.OSFile(str(path))
+    try:
+        reader = ParquetReader()
+        reader.open(source, **options)
+        yield reader
+    finally:
+        source.close()
+
+
+def _leaf_indices(paths: list[list[str]]) -> dict[str, list[int]]:
+    """Column name (a top-level name or a dotted path) -> the leaf columns it reads, as
+    ParquetFile resolves `columns`."""
+    leaves: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        for depth in range(1, len(path) + 1):
+            leaves.setdefault(".".join(path[:depth]), []).append(i)
+    return leaves
 
 
 def _whole_parquet(path: Path, columns: list[str] | None, sample: bool) -> Iterator[Table]:

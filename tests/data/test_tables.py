@@ -449,3 +449,26 @@ def test_parquet_chunks_read_through_a_buffer_smaller_than_a_page_are_the_file(t
     assert np.array_equal(np.concatenate([c.column("x") for c in chunks]), x)
     assert np.array_equal(np.concatenate([c.column("y") for c in chunks]), y, equal_nan=True)
     assert np.concatenate([c.column("w") for c in chunks]).tolist() == words.tolist()
+
+
+def test_reading_parquet_in_chunks_imports_no_file_systems(tmp_path):
+    """pyarrow.parquet imports pyarrow's S3/GCS/Azure/HDFS bindings and ssl (~13 ms of the GIL
+    before a batch job's first chunk): the streaming reader, the schema and the row count go
+    without it, and read the columns ParquetFile would (a struct by its name or a dotted leaf)."""
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "n.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "s": [{"x": 1, "y": "p"}, {"x": 2, "y": "q"}, None]}), path)
+    code = ("import sys; from pathlib import Path; from mlship.data.chunks import count_rows, file_columns, open_table; "
+            f"p = Path({str(path)!r}); "
+            "print(file_columns(p), count_rows(p), [t.column('a').tolist() for t in open_table(p, ['a'], 2)], "
+            "sorted(m for m in ('pyarrow.parquet', 'pyarrow.fs', 'ssl') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "['a', 's'] 3 [[1.0, 2.0], [3.0]] []", done.stderr
+    for columns in (["s", "a"], ["s.y"]):
+        [chunk] = open_table(path, columns, 10)
+        expected = pq.ParquetFile(path).read(columns=columns)
+        assert list(chunk.columns) == expected.schema.names
+        assert [chunk.column(n).tolist() for n in chunk.columns] == [c.to_pylist() for c in expected.columns]
