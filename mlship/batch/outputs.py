@@ -187,17 +187,17 @@ class Assembler:
             dictionary = [f.name for f in table.schema
                           if not pa.types.is_floating(f.type) and _repeats(table.column(f.name))]
             self._sink = pa.OSFile(str(self.partial), "wb")
-            self._parquet = require("pyarrow.parquet").ParquetWriter(self._sink, table.schema,
-                                                                     use_dictionary=dictionary)
+            self._parquet = _parquet_writer(self._sink, table.schema, dictionary)
+            self._schema = table.schema
         try:
-            if not table.schema.equals(self._parquet.schema):  # a cast imports pyarrow.compute (~0.1 s)
-                table = table.cast(self._parquet.schema)
+            if not table.schema.equals(self._schema):  # a cast imports pyarrow.compute (~0.1 s)
+                table = table.cast(self._schema)
         except (ValueError, TypeError, NotImplementedError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            changed = [f.name for f in table.schema if f.name in self._parquet.schema.names
-                       and f.type != self._parquet.schema.field(f.name).type]
+            changed = [f.name for f in table.schema if f.name in self._schema.names
+                       and f.type != self._schema.field(f.name).type]
             raise InvalidInputError(
                 f"column {', '.join(map(repr, changed)) or '?'} changes type between chunks "
-                f"({self._parquet.schema.field(changed[0]).type if changed else '?'} first, then "
+                f"({self._schema.field(changed[0]).type if changed else '?'} first, then "
                 f"{table.schema.field(changed[0]).type if changed else '?'}): one Parquet file needs one type",
                 hint="Make the column's values one type, or write CSV or JSON Lines") from exc
         self._parquet.write_table(table)
@@ -212,6 +212,21 @@ class Assembler:
         self.rows += body.count(b"\n")
         self._text.flush()
         start_writeback(self._text.fileno())
+
+
+def _parquet_writer(sink: Any, schema: Any, dictionary: list[str]) -> Any:
+    """pyarrow's Parquet writer (what `pyarrow.parquet.ParquetWriter` wraps, with its
+    defaults: the same bytes), made without importing `pyarrow.parquet`, which imports
+    pyarrow's file systems and `ssl` (~13 ms of the GIL in the first chunk's writing). A
+    pyarrow whose writer takes other arguments gets the usual way."""
+    try:
+        from pyarrow._parquet import ParquetWriter
+
+        return ParquetWriter(sink, schema, use_dictionary=dictionary, compression="snappy", version="2.6",
+                             write_statistics=True, writer_engine_version="V2", data_page_version="1.0",
+                             use_compliant_nested_type=True, store_schema=True)
+    except (ImportError, TypeError):
+        return require("pyarrow.parquet").ParquetWriter(sink, schema, use_dictionary=dictionary)
 
 
 def _repeats(column: Any) -> bool:

@@ -180,7 +180,8 @@ def test_distinct_counts_as_numpy_unique_does(values):
 
 
 def test_a_parquet_run_imports_neither_onnx_nor_numpy_ma_nor_pyarrow_compute(tmp_path):
-    """Each costs 20-100 ms of the GIL in a run that does not need it (onnxruntime runs the model).
+    """Each costs 10-100 ms of the GIL in a run that does not need it (onnxruntime runs the model;
+    pyarrow's own Parquet reader and writer go without pyarrow.parquet's file systems and ssl).
     What the process held before the job is frozen: a full collection set off by the imports
     no longer walks it (~25-40 ms of the GIL)."""
     source, _, _ = many_rows(tmp_path, rows=200)
@@ -189,7 +190,8 @@ def test_a_parquet_run_imports_neither_onnx_nor_numpy_ma_nor_pyarrow_compute(tmp
             f"s = run_local(PredictOptions(model=Path({str(MODEL)!r}), input={str(source)!r}, "
             f"output=Path({str(tmp_path / 'o.parquet')!r}), batch_size=50, keep_columns=['id'])); "
             "import gc; "
-            "print(s.rows, sorted(m for m in ('onnx', 'numpy.ma', 'pyarrow.compute') if m in sys.modules), "
+            "print(s.rows, sorted(m for m in ('onnx', 'numpy.ma', 'pyarrow.compute', 'pyarrow.parquet', 'ssl') "
+            "if m in sys.modules), "
             "gc.get_freeze_count() > 10_000)")
     import subprocess
     import sys
@@ -368,3 +370,20 @@ def test_a_converted_chunk_keeps_only_the_columns_written_beside_the_predictions
         assert [r["row"] for r in rejects] == ([] if on_error == "fail" else [4])
         if keep:
             assert table.column("id").tolist() == ([7, 9, 10, 11] if numbers else list(range(7, 12)))
+
+
+def test_the_output_writer_writes_what_pyarrow_parquet_writer_writes(tmp_path):
+    """The writer made without importing pyarrow.parquet gives the same bytes as its ParquetWriter
+    (its defaults: format 2.6, snappy, statistics; dictionaries where asked)."""
+    table = pa.table({"id": np.arange(3000), "label": np.arange(3000) % 2,
+                      "p": np.linspace(0, 1, 3000, dtype=np.float32), "t": ["a", "b", "c"] * 1000})
+    for path, make in ((tmp_path / "ours.parquet", outputs._parquet_writer), (tmp_path / "theirs.parquet", None)):
+        sink = pa.OSFile(str(path), "wb")
+        writer = make(sink, table.schema, ["label", "t"]) if make else pq.ParquetWriter(sink, table.schema,
+                                                                                       use_dictionary=["label", "t"])
+        for start in (0, 1000, 2000):
+            writer.write_table(table.slice(start, 1000))
+        writer.close()
+        sink.close()
+    assert (tmp_path / "ours.parquet").read_bytes() == (tmp_path / "theirs.parquet").read_bytes()
+    assert pq.read_table(tmp_path / "ours.parquet").equals(table)
