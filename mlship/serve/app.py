@@ -53,6 +53,8 @@ class ServeApp:
         service.metrics.inflight_now = lambda: self.inflight
         self.plan = protocol.FeedPlan(service.signature, service.settings.allow_missing)
         self.answer = protocol.InferAnswer(service.name, service.version)
+        # Binary requests' JSON headers seen before (tritonclient sends one per shape): decoded once.
+        self._known_headers: dict[bytes, protocol.KnownHeader] = {}
         self._max_body = service.settings.max_body_bytes
         self._variant = (b"x-mlship-variant", service.variant.encode())
         visible = all(" " <= c <= "~" for c in service.variant)
@@ -330,20 +332,29 @@ class ServeApp:
         headers = scope["mlship.headers"]
         declared = headers.get(binary.HEADER)
         header, tail = (raw, None) if declared is None else binary.split_body(raw, declared.decode("latin-1"))
-        body = _parse_json(header)
-        try:  # a bad request is logged (status and error) before its 4xx
-            body_id = body.get("id") if type(body) is dict else None
-            if body_id is not None:
-                body_id = protocol.checked_id(body_id, "'id'")
+        known = self._known_headers.get(header) if tail is not None else None
+        feeds = known.decode(tail) if known is not None else None
+        if feeds is not None:  # a binary header seen before: its id (checked) and the outputs asked for too
+            body_id, wanted = known.answer
             if body_id is not None and b"x-request-id" not in headers:
-                scope["mlship.request_id"] = body_id  # one id: header, body, log
-            feeds = self.plan.decode(body, tail)
-            # Which outputs, and whether binary: only a body that says so pays for the answer
-            wanted = protocol.requested_outputs(body, service.output_names) \
-                if "outputs" in body or "parameters" in body else None
-        except RequestError as exc:
-            service.log_predictions(scope["mlship.request_id"], started, status=exc.status, error=exc.message)
-            raise
+                scope["mlship.request_id"] = body_id
+        else:
+            body = _parse_json(header)
+            try:  # a bad request is logged (status and error) before its 4xx
+                body_id = body.get("id") if type(body) is dict else None
+                if body_id is not None:
+                    body_id = protocol.checked_id(body_id, "'id'")
+                if body_id is not None and b"x-request-id" not in headers:
+                    scope["mlship.request_id"] = body_id  # one id: header, body, log
+                feeds = self.plan.decode(body, tail)
+                # Which outputs, and whether binary: only a body that says so pays for the answer
+                wanted = protocol.requested_outputs(body, service.output_names) \
+                    if "outputs" in body or "parameters" in body else None
+            except RequestError as exc:
+                service.log_predictions(scope["mlship.request_id"], started, status=exc.status, error=exc.message)
+                raise
+            if tail is not None and len(header) <= _KNOWN_HEADER_BYTES:
+                self._know(header, body, len(tail), (body_id, wanted))
         answer_id = body_id if body_id is not None else scope["mlship.request_id"]
 
         def finish(outputs: dict[str, Any]) -> Any:
@@ -351,6 +362,15 @@ class ServeApp:
             return BinaryAnswer(answer, data) if wanted and any(wanted.values()) else answer
         # Logged by the service, a failed run too (status 500, before it is answered: gates count it).
         return feeds, None, finish
+
+    def _know(self, header: bytes, body: Any, size: int, answer: tuple[str | None, dict[str, bool] | None]) -> None:
+        """Keep a binary request's header that decoded the short way (at most 64 of them)."""
+        known = self.plan.known_header(body, size)
+        if known is not None:
+            if len(self._known_headers) >= 64:
+                self._known_headers.clear()
+            known.answer = answer
+            self._known_headers[header] = known
 
     def _prepare_predict(self, scope: dict[str, Any], raw: bytes, started: float) -> _Prepared:
         service, request_id = self.service, scope["mlship.request_id"]
@@ -413,6 +433,7 @@ class ServeApp:
         return b"".join(chunks)
 
 
+_KNOWN_HEADER_BYTES = 4096  # a binary request's header kept for the next (FeedPlan.known_header) up to this size
 _TWO = (None, None)  # no set of tasks in the scope: not known to be alone
 
 

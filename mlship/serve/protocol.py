@@ -163,15 +163,31 @@ class FeedPlan:
             except (ValueError, TypeError, OverflowError):
                 return None
         else:
-            parameters = tensor.get("parameters")
-            if type(parameters) is not dict or len(parameters) != 1 or tensor.get("data") is not None \
-                    or parameters.get("binary_data_size") != len(binary) or len(binary) != shape[0] * width * \
-                    plan.wire.itemsize or type(parameters["binary_data_size"]) is not int:
+            if not _binary_sized(tensor, len(binary), shape[0] * width * plan.wire.itemsize):
                 return None
             array = np.frombuffer(binary, dtype=plan.wire).astype(plan.dtype)  # native-order, aligned, its own
         if array.size != shape[0] * width or (plan.refuse_nan and _has_nan(array)):
             return None
         return {plan.name: array.reshape(shape)}
+
+    def known_header(self, body: Any, size: int) -> "KnownHeader | None":
+        """For a binary request's header that `decode` took the short way with `size`
+        bytes of binary data: what decodes the next request with the same header from its
+        bytes alone (clients such as tritonclient send the same header for every request
+        of a shape). None for any other header."""
+        if self._table is None or type(body) is not dict:
+            return None
+        plan, width = self._table
+        inputs = body.get("inputs")
+        if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
+            return None
+        tensor = inputs[0]
+        shape = tensor.get("shape")
+        if tensor.get("name") != plan.name or tensor.get("datatype") != plan.datatype or type(shape) is not list \
+                or len(shape) != 2 or type(shape[0]) is not int or type(shape[1]) is not int or shape[1] != width \
+                or shape[0] < 0 or not _binary_sized(tensor, size, shape[0] * width * plan.wire.itemsize):
+            return None
+        return KnownHeader(plan, tuple(shape), size)
 
     def _tensor(self, tensor: dict[str, Any], plan: _InputPlan, tail: BinaryTail | None) -> np.ndarray:
         name = plan.name
@@ -200,6 +216,36 @@ class FeedPlan:
             _refuse_missing(name, np.isnan(array).ravel(), shape, plan.dtype, self.allow_missing,
                             plan.feature_names)
         return array
+
+
+def _binary_sized(tensor: dict[str, Any], size: int, expected: int) -> bool:
+    """Whether a [batch, width] tensor says only `binary_data_size`, of the `size` bytes
+    sent, which its shape needs (`expected`)."""
+    parameters = tensor.get("parameters")
+    return type(parameters) is dict and len(parameters) == 1 and tensor.get("data") is None \
+        and type(parameters.get("binary_data_size")) is int and parameters["binary_data_size"] == size == expected
+
+
+class KnownHeader:
+    """A binary request's header already decoded once (FeedPlan.known_header): the
+    next request with the same header bytes is decoded from its binary data alone,
+    with the same checks (its size; missing values as NaN, unless allowed)."""
+
+    __slots__ = ("name", "shape", "size", "wire", "dtype", "refuse_nan", "answer")
+
+    def __init__(self, plan: _InputPlan, shape: tuple[int, ...], size: int) -> None:
+        self.name, self.shape, self.size = plan.name, shape, size
+        self.wire, self.dtype, self.refuse_nan = plan.wire, plan.dtype, plan.refuse_nan
+        self.answer: Any = None  # what the app keeps with it (the request's id and outputs asked for)
+
+    def decode(self, binary: memoryview) -> dict[str, np.ndarray] | None:
+        """The feeds, or None when these bytes need the full way (which answers them)."""
+        if len(binary) != self.size:
+            return None
+        array = np.frombuffer(binary, dtype=self.wire).astype(self.dtype)
+        if self.refuse_nan and _has_nan(array):
+            return None
+        return {self.name: array.reshape(self.shape)}
 
 
 def _has_nan(array: np.ndarray) -> bool:

@@ -563,6 +563,31 @@ def test_binary_requests_keep_the_request_id_rule(strict, sample):
     assert status == 400 and "X-Request-ID header" in doc["error"]
 
 
+def test_a_binary_header_seen_before_gets_every_check_again(strict, sample):
+    """The server keeps a binary request's JSON header it has decoded (tritonclient repeats it):
+    the next request with the same header but other bytes is still checked and answered on its own."""
+    X = sample[0]
+    session = ort.InferenceSession(str(MODEL))
+    header = {**x_header(120), "id": "same-header"}
+    nan_row = X[1].astype("<f4").copy()
+    nan_row[4] = np.nan
+    bodies = [(X[0], 200), (nan_row, 400), (X[2][:20], 400), (X[3], 200), (X[5], 200)]
+    for row, expected in bodies:
+        status, doc = binary_post(strict.port, INFER, header, row.astype("<f4").tobytes())
+        assert status == expected, doc
+        if expected == 200:
+            want = session.run(None, {"X": row[None, :].astype(np.float32)})[0].tolist()
+            assert doc["outputs"][0]["data"] == want and doc["id"] == "same-header"
+        elif len(row) == 30:
+            assert "row 1, feature 'mean_smoothness'" in doc["error"]
+        else:
+            assert "binary_data_size 120 runs past the end of the body" in doc["error"]
+    raw = raw_post(strict.port, INFER, json.dumps(header).encode() + X[6].astype("<f4").tobytes(),
+                   b"Inference-Header-Content-Length: %d\r\nX-Request-ID: from-header\r\n" % len(json.dumps(header)))
+    status, head, doc = split_response(raw)
+    assert status == 200 and b"x-request-id: from-header" in head and doc["id"] == "same-header"
+
+
 @pytest.mark.parametrize("parameters,message", [
     ({"binary_data_output": "yes"}, "parameter binary_data_output must be true or false"),
     ({"binary_data_output": 1}, "parameter binary_data_output must be true or false"),

@@ -151,3 +151,25 @@ def test_answers_for_other_shapes_are_not_mixed_up():
         decoded = json.loads(encoder.encode("x", outputs, None)[0])["outputs"][0]
         assert decoded["shape"] == [rows, 2] and len(decoded["data"]) == 2 * rows
         assert math.isclose(sum(decoded["data"]), rows)
+
+
+def test_a_known_binary_header_decodes_the_next_bytes_as_the_full_way_or_sends_them_there(plans):
+    fast, full = plans
+    rows = np.array([ROW, ROW[::-1]], dtype="<f4")
+    header = {"inputs": [{"name": "X", "shape": [2, 30], "datatype": "FP32", "parameters": {"binary_data_size": 240}}]}
+    known = fast.known_header(header, 240)
+    assert known is not None
+    other = (rows * 3).tobytes()
+    assert {n: (a.dtype.str, a.shape, a.tobytes()) for n, a in known.decode(memoryview(other)).items()} \
+        == outcome(full, header, memoryview(other))
+    with_nan = rows.copy()
+    with_nan[1, 3] = np.nan
+    assert known.decode(memoryview(with_nan.tobytes())) is None  # the full way refuses it, naming the place
+    assert known.decode(memoryview(other[:200])) is None
+    # Only headers the short way takes are kept: the wrong size, other fields, JSON data, another shape.
+    assert fast.known_header(header, 200) is None
+    assert fast.known_header({"inputs": [{**header["inputs"][0], "data": ROW}]}, 240) is None
+    assert fast.known_header({"inputs": [{**header["inputs"][0], "parameters": {"binary_data_size": True}}]},
+                             1) is None
+    assert fast.known_header({"inputs": [{**header["inputs"][0], "shape": [2, 29]}]}, 232) is None
+    assert fast.known_header(tensor(), 0) is None and full.known_header(header, 240) is None
