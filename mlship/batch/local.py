@@ -37,9 +37,11 @@ from mlship.data.tables import Table
 from mlship.errors import InvalidInputError
 from mlship.fsutil import atomic_write
 from mlship.model.feeds import feeds_from_table, table_bad_rows
+from mlship.model.features import apply_features
 from mlship.model.load import load_model
 from mlship.model.runner import Runner, runner_signature
 from mlship.model.signature import Signature
+from mlship.model.wire import quick_signature
 from mlship.progress import NoProgress, Progress
 
 _DONE = object()
@@ -163,35 +165,68 @@ def _joined(parts: list[tuple[Future, int]], runner: Runner, feeds: dict[str, np
 def _start(options: PredictOptions, info: Callable[[str], None]) -> tuple[Runner, Plan, "_Prefetch"]:
     """The session, the plan and the reader: the reader thread starts reading and
     converting the first chunks (pyarrow decodes without the GIL) while this
-    thread imports onnxruntime and makes the session. The work directory is made
-    only once the session runs, and a model onnxruntime cannot load is the error
-    reported, as when the session came first."""
+    thread parses the model, imports onnxruntime and makes the session. Which
+    columns to read comes from the model's signature read straight from its bytes
+    (`quick_signature`: no protobuf import first); the full parse follows, and
+    should its signature differ the reader starts over with it. The work directory
+    is made only once the session runs, and a model that cannot be parsed or that
+    onnxruntime cannot load is the error reported, as when they came first."""
     steady_memory_pool()  # before pyarrow is imported
-    model = load_model(options.model, light=True)
-    signature = runner_signature(model, options.features)
+    model, signature, runner = None, _quick_signature(options), None
+    if signature is None:
+        model = load_model(options.model, light=True)
+        signature = runner_signature(model, options.features)
 
     def start_session() -> Runner:
+        nonlocal model, signature
+        if model is None:
+            model = load_model(options.model, light=True)
+            signature = runner_signature(model, options.features)
         return Runner(model, threads=options.threads or 1, providers=options.providers, signature=signature)
 
+    inputs = None
     try:
-        files, columns, total = resolve_inputs(options, signature)
+        inputs = resolve_inputs(options, signature)
     except BaseException:
-        start_session()  # its error comes first
-        raise
+        read_with = signature
+        runner = start_session()  # its error comes first
+        if signature == read_with:
+            raise
+    if inputs is None:  # the parse's signature names other columns than the bytes' did
+        inputs = resolve_inputs(options, signature)
     done: Future[dict[int, Any]] = Future()  # the chunks an interrupted run finished, once planned
-    reader = _Prefetch((_prepare(chunk, signature, options, done) for chunk in iter_chunks(
-        files, columns, options.batch_size, text_columns(options, signature, columns))))
+
+    def read(signature: Signature, columns: list[str]) -> _Prefetch:
+        return _Prefetch((_prepare(chunk, signature, options, done) for chunk in iter_chunks(
+            inputs[0], columns, options.batch_size, text_columns(options, signature, columns))))
+
+    reader = read(signature, inputs[1])
     try:
-        runner = start_session()
+        read_with = signature
+        runner = runner or start_session()
+        if signature != read_with:  # the bytes gave another signature than the parse: read with the parse's
+            reader.close()
+            inputs = resolve_inputs(options, signature)
+            reader = read(signature, inputs[1])
         if runner.providers.fallback_note():
             info(runner.providers.fallback_note())
-        plan = plan_job(options, model.sha256, info, (files, columns, total))
+        plan = plan_job(options, model.sha256, info, inputs)
     except BaseException as exc:
         done.set_exception(exc)  # a reader waiting for the plan stops
         reader.close()
         raise
     done.set_result(plan.done)
     return runner, plan, reader
+
+
+def _quick_signature(options: PredictOptions) -> Signature | None:
+    """The signature read straight from the model's bytes, with the declared features;
+    None when unsure (the full parse then comes first, with its errors)."""
+    quick = quick_signature(options.model)
+    try:
+        return apply_features(quick, options.features) if quick is not None else None
+    except Exception:  # the features do not fit: the full parse's signature says how
+        return None
 
 
 def _prepare(chunk: Chunk, signature: Signature, options: PredictOptions,
