@@ -38,6 +38,7 @@ _SCHEMAS: dict[str, dict[int, tuple[str, str, bool]]] = {
     "map": {1: ("key_type", "int", False), 2: ("value_type", "type", False)},
 }
 _DEFAULTS = {"string": "", "int": 0}
+_MAX_DEPTH = 100  # nested messages protobuf parses (upb's default limit)
 
 
 class _Unsure(Exception):
@@ -76,7 +77,9 @@ def quick_signature(path: str | Path) -> Signature | None:
         return None
 
 
-def _message(data: Any, start: int, end: int, kind: str) -> _Message:
+def _message(data: Any, start: int, end: int, kind: str, depth: int = 0) -> _Message:
+    if depth > _MAX_DEPTH:
+        raise _Unsure  # as deep as protobuf refuses (and past what Python's stack allows)
     schema, fields, present = _SCHEMAS[kind], {}, set()
     for number, wire, value in _fields(data, start, end):
         if number not in schema:
@@ -91,7 +94,7 @@ def _message(data: Any, start: int, end: int, kind: str) -> _Message:
         elif sub == "string":
             parsed = bytes(data[value[0]:value[1]]).decode("utf-8")
         else:
-            parsed = _message(data, value[0], value[1], sub)
+            parsed = _message(data, value[0], value[1], sub, depth + 1)
         if repeated:
             fields.setdefault(name, []).append(parsed)
         elif name in present:

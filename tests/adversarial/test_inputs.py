@@ -374,3 +374,29 @@ def test_a_glob_still_matches_when_no_file_has_its_name(project):
     result = run("--json", "predict", str(model), "--input", "p[12].csv", "--output", "o.csv")
     assert result.code == 0, result.stderr
     assert result.json()["input_files"] == 2
+
+
+# --- A model nested deeper than protobuf parses (predict read its inputs ahead: RecursionError, exit 1) ---
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    size, varint = len(payload), b""
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        varint += bytes([byte | 0x80 if size else byte])
+        if not size:
+            return bytes([(number << 3) | 2]) + varint + payload
+
+
+@pytest.mark.parametrize("command", ["check", "predict"])
+def test_a_model_nested_past_protobufs_depth_is_exit_3(tmp_path, command):
+    value_type = _length_delimited(1, b"\x08\x01")  # TypeProto{tensor_type{elem_type: FLOAT}}
+    for _ in range(3000):  # TypeProto{sequence_type{elem_type: TypeProto{...}}}
+        value_type = _length_delimited(4, _length_delimited(1, value_type))
+    graph = _length_delimited(11, _length_delimited(1, b"x") + _length_delimited(2, value_type))
+    model = tmp_path / "deep.onnx"
+    model.write_bytes(_length_delimited(7, graph))
+    args = [command, str(model)] + (["--input", str(write_csv(tmp_path / "s.csv", ["x"], [[1]])),
+                                     "--output", str(tmp_path / "o.csv")] if command == "predict" else [])
+    line = one_line_error(run(*args), 3)
+    assert str(model) in line and "not a readable ONNX model" in line
+    assert not (tmp_path / "o.csv").exists() and not (tmp_path / ".o.csv.mlship-work").exists()
