@@ -98,17 +98,18 @@ class LineFormat:
         lines = self._lines([request_id], [latency_ms], when, feeds, instances, outputs, cached)
         return lines[0] if lines is not None else None
 
-    def batch(self, request_ids: list[str], latencies_ms: list[float], when: float,
+    def batch(self, request_ids: list[str], latencies_ms: list[float], when: float | list[float],
               feeds: dict[str, np.ndarray] | None, instances: list[dict[str, Any]] | None,
               outputs: dict[str, Any]) -> list[bytes] | None:
         """The lines of a micro-batch whose requests are one row each (row i is
         request i), answered and not cached: the lines `line` makes one by one,
         byte for byte, from one encode of the batch's inputs and one per output
-        (a line is then one bytes formatting of its parts). None for what `line`
-        would not take (then each request goes its own way)."""
+        (a line is then one bytes formatting of its parts). `when`: the time of
+        them all, or of each. None for what `line` would not take (then each
+        request goes its own way)."""
         return self._lines(request_ids, latencies_ms, when, feeds, instances, outputs, False)
 
-    def _lines(self, request_ids: list[str], latencies_ms: list[float], when: float,
+    def _lines(self, request_ids: list[str], latencies_ms: list[float], when: float | list[float],
                feeds: dict[str, np.ndarray] | None, instances: list[dict[str, Any]] | None,
                outputs: dict[str, Any], cached: bool) -> list[bytes] | None:
         """`batch`'s lines, `cached` or not (`line`: a batch of one)."""
@@ -131,7 +132,8 @@ class LineFormat:
         template = self._templates.get(names) or self._template(*names)
         # One formatting per line, not one for the batch: a batch's text is tens of kB,
         # and allocations that size made the whole 2-4x slower now and then (malloc).
-        return [template % parts for parts in zip(repeat(_timestamp(when).encode(), rows),
+        stamps = [_timestamp(w).encode() for w in when] if type(when) is list else repeat(_timestamp(when).encode(), rows)
+        return [template % parts for parts in zip(stamps,
                                                   map(jsonfast.dumps, request_ids),
                                                   map(jsonfast.dumps, latencies_ms), inputs, *texts)]
 

@@ -65,7 +65,9 @@ def test_each_request_of_a_mixed_burst_is_logged_once_with_its_own_row(tmp_path)
     requests += [("/predict", {"instances": [dict(zip(names, X[10 + i].tolist()))]}, f"obj-{i}") for i in range(3)]
     requests += [(v2, tensor(X[20:22]), "two-rows"), (v2, {"inputs": []}, "bad")]
     records, answers, served, batches = serve_together(tmp_path / "mixed", requests)
-    assert batches == []  # rows as sent, feeds and two rows in one run: each request its own way
+    # Rows as sent, feeds and two rows in one run: each request is handed on its own way; the
+    # one-row ones are held back and made later, alike ones together (six feeds, three objects).
+    assert batches == [6, 3]
     assert answers == {**{r[2]: 200 for r in requests}, "bad": 400}
     by_id = {}
     for record in records:
@@ -118,3 +120,49 @@ def test_a_failed_run_is_logged_as_500_for_each_of_its_requests_batched_or_alone
         assert answers == {r[2]: 500 for r in requests}
         assert sorted(r["request_id"] for r in records) == sorted(answers)  # each once
         assert all(r["status"] == 500 and r["error"] == "RuntimeError: the model broke" for r in records)
+
+
+def test_lone_requests_are_logged_together_later_each_with_its_own_time(tmp_path, monkeypatch):
+    """A lone one-row request's record is held back and made with the next ones (one batch of
+    lines); each keeps its own time and content, and close() writes what is still held."""
+    import mlship.serve.service as service_module
+
+    monkeypatch.setattr(service_module, "HOLD_S", 60.0)  # only HOLD_ROWS or close() writes them
+    X, _, _ = models.sample_matrix()
+    service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1", log_dir=tmp_path))
+    service.batcher._run_s = 0.0
+    app = ServeApp(service)
+    made, batch = [], service._line.batch
+    service._line.batch = lambda ids, *rest: made.append(len(ids)) or batch(ids, *rest)
+    names = request_fields(service.signature)
+    sent = [("/v2/models/bc/infer", {"inputs": [{"name": "X", "shape": [1, 30], "datatype": "FP32",
+                                                 "data": X[i].tolist()}]}) for i in range(4)]
+    sent += [("/predict", {"instances": [dict(zip(names, X[4 + i].tolist()))]}) for i in range(3)]
+
+    async def main():
+        for i, (path, body) in enumerate(sent):
+            async def receive():
+                return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+
+            async def send(message):
+                pass
+            scope = {"type": "http", "method": "POST", "path": path, "headers": [(b"x-request-id", b"lone-%d" % i)],
+                     "mlship.tasks": {None}}  # its own task alone: answered at once
+            await app(scope, receive, send)
+            await asyncio.sleep(0.003)  # apart in time
+        await asyncio.sleep(0)
+        assert made == [] and service.log.accepted == 0  # held back, nothing made yet
+
+    asyncio.run(main())
+    service.close()
+    assert made == [4, 3]  # one batch of lines per run of alike requests (feeds; rows as sent)
+    records = [json.loads(line) for path in sorted(tmp_path.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    assert [r["request_id"] for r in records] == [f"lone-{i}" for i in range(7)]
+    assert [r["ts"] for r in records] == sorted(r["ts"] for r in records) and len({r["ts"] for r in records}) == 7
+    for i, record in enumerate(records):
+        expected = service.runner.run({"X": X[i:i + 1].astype(np.float32)})
+        if i < 4:
+            assert np.array_equal(np.array([record["inputs"][n] for n in names], np.float32), X[i].astype(np.float32))
+        else:
+            assert record["inputs"] == dict(zip(names, X[i].tolist()))  # the object as sent
+        assert record["outputs"]["label"] == int(expected["label"][0]) and record["status"] == 200
