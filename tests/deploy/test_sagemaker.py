@@ -4,6 +4,7 @@ moto's server (SageMaker, S3, CloudWatch)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -70,12 +71,23 @@ deploy:
         return {v["VariantName"]: (v["ModelName"], weights[v["VariantName"]]) for v in config["ProductionVariants"]}
 
     def put_metrics(self, slot: str, **values: float) -> None:
-        """CloudWatch data points of the variant, as SageMaker publishes them (ModelLatency in µs)."""
+        """CloudWatch data points of the variant, as SageMaker publishes them (ModelLatency in µs).
+
+        CloudWatch's windows (moto's too) are whole seconds: the points go in a second after
+        anything done before this call, and the call returns in a later one, so a step
+        before or after never shares its second with them (on a busy machine it did, and a
+        step judged the points of the step before)."""
+        _next_second()
         cw = self.server.client("cloudwatch")
         dims = [{"Name": "EndpointName", "Value": self.endpoint}, {"Name": "VariantName", "Value": slot}]
         cw.put_metric_data(Namespace="AWS/SageMaker", MetricData=[
             {"MetricName": name, "Dimensions": dims, "Value": value, "Timestamp": datetime.now(timezone.utc),
              "Unit": "Microseconds" if name == "ModelLatency" else "Count"} for name, value in values.items()])
+        _next_second()
+
+
+def _next_second() -> None:
+    time.sleep(1.0 - time.time() % 1.0 + 0.02)
 
 
 @pytest.fixture
