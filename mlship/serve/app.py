@@ -195,7 +195,11 @@ class ServeApp:
             self._answered(scope, respond, endpoint, started, *_failure(exc))
             return
 
+        replied = False
+
         def reply(outputs: dict[str, Any] | None, error: Exception | None) -> None:
+            nonlocal replied
+            replied = True
             try:
                 if error is not None:
                     raise error
@@ -208,7 +212,8 @@ class ServeApp:
             self.service.predict_to(feeds, self.inflight == 1 and not scope.get("mlship.tasks", _TWO),
                                     scope["mlship.request_id"], started, instances, reply)
         except Exception as exc:
-            self._answered(scope, respond, endpoint, started, *_failure(exc))
+            if not replied:  # failed before its run was answered (a reply that raised has answered)
+                self._answered(scope, respond, endpoint, started, *_failure(exc))
 
     def _answered(self, scope: dict[str, Any], respond: Callable[[int, bytes, bytes], None], endpoint: str,
                   started: float, status: int, body: Any) -> None:
