@@ -117,12 +117,11 @@ class FeedPlan:
         self._table = (plan, plan.fixed[1]) if table else None
 
     def decode(self, body: Any, binary: memoryview | None = None) -> dict[str, np.ndarray]:
-        if self._table is not None and type(body) is dict:
-            inputs = body.get("inputs")
-            if type(inputs) is list and len(inputs) == 1 and type(inputs[0]) is dict:
-                feeds = self._decode_table(inputs[0], binary)
-                if feeds is not None:
-                    return feeds
+        tensor = self._table_tensor(body)
+        if tensor is not None:
+            feeds = self._decode_table(tensor, binary)
+            if feeds is not None:
+                return feeds
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
             raise RequestError(400, "request body must be a JSON object with an 'inputs' list")
         tail = BinaryTail(binary) if binary is not None else None
@@ -149,10 +148,8 @@ class FeedPlan:
         """`_tensor`'s checks for a [batch, width] float input sent plainly; None
         when the request needs the full way, which then answers it."""
         plan, width = self._table
-        shape = tensor.get("shape")
-        if tensor.get("name") != plan.name or tensor.get("datatype") != plan.datatype or type(shape) is not list \
-                or len(shape) != 2 or type(shape[0]) is not int or type(shape[1]) is not int or shape[1] != width \
-                or shape[0] < 0:
+        shape = self._table_shape(tensor)
+        if shape is None:
             return None
         if binary is None:
             data = tensor.get("data")
@@ -175,19 +172,33 @@ class FeedPlan:
         bytes of binary data: what decodes the next request with the same header from its
         bytes alone (clients such as tritonclient send the same header for every request
         of a shape). None for any other header."""
-        if self._table is None or type(body) is not dict:
+        tensor = self._table_tensor(body)
+        shape = self._table_shape(tensor) if tensor is not None else None
+        if shape is None:
             return None
         plan, width = self._table
-        inputs = body.get("inputs")
-        if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
+        if not _binary_sized(tensor, size, shape[0] * width * plan.wire.itemsize):
             return None
-        tensor = inputs[0]
+        return KnownHeader(plan, tuple(shape), size)
+
+    def _table_tensor(self, body: Any) -> dict[str, Any] | None:
+        """A body's one input tensor when the model takes the short way, else None."""
+        if self._table is None or type(body) is not dict:
+            return None
+        inputs = body.get("inputs")
+        if type(inputs) is list and len(inputs) == 1 and type(inputs[0]) is dict:
+            return inputs[0]
+        return None
+
+    def _table_shape(self, tensor: dict[str, Any]) -> list[int] | None:
+        """The tensor's [batch, width] shape when it names the input, its datatype and width; else None."""
+        plan, width = self._table
         shape = tensor.get("shape")
         if tensor.get("name") != plan.name or tensor.get("datatype") != plan.datatype or type(shape) is not list \
                 or len(shape) != 2 or type(shape[0]) is not int or type(shape[1]) is not int or shape[1] != width \
-                or shape[0] < 0 or not _binary_sized(tensor, size, shape[0] * width * plan.wire.itemsize):
+                or shape[0] < 0:
             return None
-        return KnownHeader(plan, tuple(shape), size)
+        return shape
 
     def _tensor(self, tensor: dict[str, Any], plan: _InputPlan, tail: BinaryTail | None) -> np.ndarray:
         name = plan.name
