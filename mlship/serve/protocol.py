@@ -364,11 +364,7 @@ def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool]
     `parameters.binary_data_output` (what tritonclient sends when it names no
     outputs)."""
     spec = body.get("outputs")
-    parameters = body.get("parameters")
-    if spec is None and parameters == _ALL_BINARY and parameters["binary_data_output"] is True:  # (1 == True)
-        # what tritonclient sends by default: answered without the checks below
-        return dict.fromkeys(names, True)
-    default = bool(_flag(parameters, "binary_data_output", "the request"))
+    default = bool(_flag(body.get("parameters"), "binary_data_output", "the request"))
     if spec is None:
         return dict.fromkeys(names, True) if default else None
     if not isinstance(spec, list) or not all(isinstance(o, dict) and "name" in o for o in spec):
@@ -384,9 +380,6 @@ def requested_outputs(body: dict[str, Any], names: list[str]) -> dict[str, bool]
         binary = _flag(parameters, "binary_data", f"output {output['name']!r}")
         wanted[output["name"]] = default if binary is None else binary
     return wanted
-
-
-_ALL_BINARY = {"binary_data_output": True}
 
 
 def _flag(parameters: Any, key: str, owner: str) -> bool | None:
