@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from typing import Any, Awaitable
@@ -153,14 +154,8 @@ class ModelService:
             self._held_timer.cancel()
             self._held_timer = None
         held, self._held = self._held, []
-        start = 0
-        while start < len(held):
-            key = _held_key(held[start])
-            end = start + 1
-            while end < len(held) and _held_key(held[end]) == key:
-                end += 1
-            self._write_alike(held[start:end])
-            start = end
+        for _, alike in itertools.groupby(held, key=_held_key):
+            self._write_alike(list(alike))
 
     def _write_alike(self, group: list[tuple[Any, ...]]) -> None:
         try:
