@@ -71,14 +71,22 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": answer})
 
 
+def connection(asgi_app, **options) -> tuple[OneWriteProtocol, RecordingTransport, ServerState]:
+    """A new connection of the protocol to `asgi_app`, its transport recording the writes."""
+    config = uvicorn.Config(asgi_app, lifespan="off", log_level="critical", server_header=False, date_header=False,
+                            **options)
+    config.load()
+    state = ServerState()
+    protocol = OneWriteProtocol(config=config, server_state=state, app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    return protocol, transport, state
+
+
 def exchange(*chunks: bytes, after=None) -> RecordingTransport:
     """Feed the request bytes to a new connection; run until its tasks are done."""
     async def main():
-        config = uvicorn.Config(app, lifespan="off", log_level="critical", server_header=False, date_header=False)
-        state = ServerState()
-        protocol = OneWriteProtocol(config=config, server_state=state, app_state={})
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
+        protocol, transport, state = connection(app)
         for chunk in chunks:
             protocol.data_received(chunk)
             for _ in range(20):  # let the request's task run as far as it can
@@ -214,13 +222,7 @@ def direct_exchange(*chunks: bytes, before_answer=None, direct_app=None, answers
     seen_tasks = []
 
     async def main():
-        config = uvicorn.Config(direct_app, lifespan="off", log_level="critical", server_header=False,
-                                date_header=False, proxy_headers=False)  # as mlship serves: the app unwrapped
-        config.load()
-        state = ServerState()
-        protocol = OneWriteProtocol(config=config, server_state=state, app_state={})
-        transport = RecordingTransport()
-        protocol.connection_made(transport)
+        protocol, transport, state = connection(direct_app, proxy_headers=False)  # as mlship serves: unwrapped
         for chunk in chunks:
             protocol.data_received(chunk)
             seen_tasks.append(len(state.tasks))
