@@ -778,3 +778,34 @@ def test_a_client_that_does_not_read_its_answers_gets_them_all_in_order_later(st
     ids = [re.search(rb"x-request-id: (\S+)", head).group(1).decode() for _, head, _ in answers]
     assert ids == [f"n-{i}" for i in range(count)]
     assert {status for status, _, _ in answers} == {200}
+
+
+def test_a_direct_answer_whose_write_fails_is_counted_once():
+    """A respond that raises (a broken transport) leaves the request answered once and
+    out of the in-flight count, for a lone request answered at once too."""
+    import asyncio
+
+    from mlship.serve.app import ServeApp
+    from mlship.serve.service import ModelService
+    from mlship.serve.settings import ServeSettings
+
+    service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1"))
+    service.batcher._run_s = 0.0  # fast: a lone request runs at once, inside the call
+    serve_app = ServeApp(service)
+    calls = []
+
+    def respond(status, head, payload):
+        calls.append(status)
+        raise ConnectionResetError("gone")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, context: None)  # the callback's error: logged by the loop
+        scope = {"method": "POST", "path": "/predict", "headers": [], "mlship.tasks": set()}
+        serve_app.direct_answer(scope, b'{"instances": [[' + b",".join([b"14.0"] * 30) + b"]]}", respond)
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    service.close()
+    assert calls == [200] and serve_app.inflight == 0
