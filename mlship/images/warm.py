@@ -16,7 +16,8 @@ import sys
 
 SERVING = ("mlship.cli", "mlship.cli.serve", "mlship.serve.server", "mlship.serve.app", "mlship.serve.binary",
            "mlship.predlog.writer", "mlship.model.runner", "onnx", "onnxruntime", "numpy", "uvicorn.main",
-           "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "orjson")
+           "uvicorn.loops.uvloop", "uvicorn.protocols.http.httptools_impl", "uvicorn.lifespan.on", "orjson",
+           "msgspec")
 
 
 def serving_sources() -> list[str]:

@@ -20,7 +20,7 @@ from mlship.errors import ServiceError, UsageError
 
 # What `mlship serve` imports at run time (not scipy, pyarrow, boto3, docker).
 RUNTIME = ("typer", "rich", "pydantic", "pyyaml", "onnx", "onnxruntime", "numpy",
-           "uvicorn", "httptools", "uvloop", "orjson")
+           "uvicorn", "httptools", "uvloop", "orjson", "msgspec")
 
 ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64", "linux/arm64/v8": "aarch64"}
 

@@ -22,7 +22,7 @@ from mlship import jsonfast
 from mlship.serve import binary, protocol
 from mlship.serve.errors import RequestError
 from mlship.serve.formats import decode_predict
-from mlship.serve.instances import decode_rows
+from mlship.serve.instances import BodyPlan, decode_rows
 from mlship.predlog.entries import row_outputs
 from mlship.serve.service import ModelService
 
@@ -52,6 +52,7 @@ class ServeApp:
         self._observe = service.metrics.observe_request
         service.metrics.inflight_now = lambda: self.inflight
         self.plan = protocol.FeedPlan(service.signature, service.settings.allow_missing)
+        self.rows = protocol.plan_for(BodyPlan, service.signature, service.settings.allow_missing)
         self.answer = protocol.InferAnswer(service.name, service.version)
         # Binary requests' JSON headers seen before (tritonclient sends one per shape): decoded once.
         self._known_headers: dict[bytes, protocol.KnownHeader] = {}
@@ -379,9 +380,13 @@ class ServeApp:
 
     def _prepare_predict(self, scope: dict[str, Any], raw: bytes, started: float) -> _Prepared:
         service, request_id = self.service, scope["mlship.request_id"]
-        body = _parse_json(raw)
-        feeds, instances = self._decode(request_id, started, lambda: decode_predict(
-            body, service.signature, allow_missing=service.settings.allow_missing))
+        quick = self._quick_rows(raw)
+        if quick is not None:
+            feeds, instances = quick
+        else:
+            body = _parse_json(raw)
+            feeds, instances = self._decode(request_id, started, lambda: decode_predict(
+                body, service.signature, allow_missing=service.settings.allow_missing))
 
         def finish(outputs: dict[str, Any]) -> Any:
             return {"predictions": row_outputs(outputs, _rows(feeds, instances)), "model": service.name,
@@ -392,11 +397,15 @@ class ServeApp:
         """KServe v1 (TF Serving's row format): one prediction per instance,
         the bare value for a one-output model, else an object of outputs."""
         service = self.service
-        body = _parse_json(raw)
-        if not isinstance(body, dict) or "instances" not in body:
-            raise RequestError(400, "request body must be a JSON object with an 'instances' list")
-        feeds, instances = self._decode(scope["mlship.request_id"], started, lambda: decode_rows(
-            body["instances"], service.signature, allow_missing=service.settings.allow_missing))
+        quick = self._quick_rows(raw)
+        if quick is not None:
+            feeds, instances = quick
+        else:
+            body = _parse_json(raw)
+            if not isinstance(body, dict) or "instances" not in body:
+                raise RequestError(400, "request body must be a JSON object with an 'instances' list")
+            feeds, instances = self._decode(scope["mlship.request_id"], started, lambda: decode_rows(
+                body["instances"], service.signature, allow_missing=service.settings.allow_missing))
 
         def finish(outputs: dict[str, Any]) -> Any:
             rows = row_outputs(outputs, _rows(feeds, instances))
@@ -404,6 +413,15 @@ class ServeApp:
                 rows = [next(iter(row.values())) for row in rows]
             return {"predictions": rows}
         return feeds, instances, finish
+
+    def _quick_rows(self, raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
+        """Feeds (and the rows as objects, when there is a log) of the usual
+        `{"instances": [...]}` body, by BodyPlan; None: the full way."""
+        quick = self.rows.decode(raw)
+        if quick is None:
+            return None
+        feeds, values = quick
+        return feeds, self.rows.sent(values) if self.service.log is not None else None
 
     def _decode(self, request_id: str, started: float, decode: Callable[[], Any]) -> Any:
         """Decode a request; a bad one is logged (status and error) before its 4xx."""

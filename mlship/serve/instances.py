@@ -8,7 +8,7 @@ shapes; missing values follow mlship.model.feeds' rule in both.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Annotated, Any, Union
 
 import numpy as np
 
@@ -106,7 +106,59 @@ class RowPlan:
 
 
 _NUMBERS = {float, int}
+
 _EXACT = 2**53  # integers a float64 holds exactly, as the full path's columns do
+
+
+class BodyPlan:
+    """The shortest way for the usual body, `{"instances": [{feature: number,
+    ...}, ...]}` (/predict and KServe v1): decoded by msgspec straight from
+    its bytes into typed rows, with no dict per row and no type check in
+    Python (~1.7 us less a one-row request than JSON parsing then RowPlan).
+
+    It takes exactly what RowPlan takes: the model's features and nothing
+    else in each row, every value a JSON number (an integer within 2**53),
+    and no other key in the body. `decode` returns None for anything else
+    (a bool, null, text, a missing or unknown feature or key, an empty
+    list, bad JSON), which goes the full way: the answer and every error
+    are the full way's. Without msgspec (it comes with the `serve` extra)
+    it takes nothing."""
+
+    def __init__(self, signature: Signature, allow_missing: bool) -> None:
+        rows = protocol.plan_for(RowPlan, signature, allow_missing)
+        self.names, self.input, self.dtype = rows.names, rows.input, rows.dtype
+        self._decoder: Any = None
+        if not rows.fast:
+            return
+        try:
+            import msgspec
+        except ImportError:  # pragma: no cover - the serve extra brings it
+            return
+        exact = Annotated[int, msgspec.Meta(gt=-_EXACT, lt=_EXACT)]
+        fields = [(f"f{i}", Union[exact, float]) for i in range(len(self.names))]
+        row = msgspec.defstruct("Row", fields, rename={f"f{i}": n for i, n in enumerate(self.names)},
+                                forbid_unknown_fields=True)
+        body = msgspec.defstruct("Body", [("instances", list[row])], forbid_unknown_fields=True)
+        self._decoder, self._errors = msgspec.json.Decoder(body), msgspec.MsgspecError
+        self._astuple = msgspec.structs.astuple
+
+    def decode(self, raw: bytes) -> tuple[Feeds, list[tuple[Any, ...]]] | None:
+        """Feeds and each row's values in the features' order, or None."""
+        if self._decoder is None:
+            return None
+        try:
+            rows = self._decoder.decode(raw).instances
+        except self._errors:
+            return None
+        if not rows:
+            return None
+        values = list(map(self._astuple, rows))
+        return {self.input: np.array(values, dtype=self.dtype)}, values
+
+    def sent(self, values: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """The rows as objects for the log, the features in the model's order."""
+        names = self.names
+        return [dict(zip(names, row)) for row in values]
 
 
 def _decode_instances(instances: list[Any], signature: Signature, *, allow_missing: bool = False,

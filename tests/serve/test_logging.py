@@ -166,3 +166,28 @@ def test_lone_requests_are_logged_together_later_each_with_its_own_time(tmp_path
         else:
             assert record["inputs"] == dict(zip(names, X[i].tolist()))  # the object as sent
         assert record["outputs"]["label"] == int(expected["label"][0]) and record["status"] == 200
+
+
+def test_predict_rows_taken_straight_from_the_body_are_logged_as_sent(tmp_path):
+    """/predict's usual body is decoded without JSON objects (BodyPlan): the log still has each
+    row's features by name with the values sent (integers stay integers), alone or batched."""
+    X, _, _ = models.sample_matrix()
+    service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1"))
+    names = request_fields(service.signature)
+    service.close()
+    sent = [dict(zip(names[::-1], [int(v) if j % 2 else float(v) for j, v in enumerate(X[i][::-1])]))
+            for i in range(6)]
+    requests = [("/predict", {"instances": [row]}, f"p{i}") for i, row in enumerate(sent)]
+    requests.append(("/predict", {"instances": sent[:2]}, "two"))
+    requests.append(("/v1/models/bc:predict", {"instances": [sent[3]]}, "v1"))
+    for tasks, name in ((None, "batched"), ({"only"}, "alone")):
+        records, answers, _, _ = serve_together(tmp_path / name, requests, tasks=tasks)
+        assert set(answers.values()) == {200}
+        by_id = {}
+        for record in records:
+            by_id.setdefault(record["request_id"], []).append(record["inputs"])
+        expected = {f"p{i}": [row] for i, row in enumerate(sent)} | {"two": sent[:2], "v1": [sent[3]]}
+        assert by_id == expected
+        for request_id, rows in by_id.items():
+            for logged, row in zip(rows, expected[request_id]):
+                assert [type(logged[n]) for n in names] == [type(row[n]) for n in names]

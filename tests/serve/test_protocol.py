@@ -1,6 +1,6 @@
-"""FeedPlan's short way for a [batch, width] float input decides exactly as
-the full way (same arrays, same errors); answers are encoded as the protocol
-shapes them, JSON and binary."""
+"""FeedPlan's short way for a [batch, width] float input, and BodyPlan's for
+/predict's usual body, decide exactly as the full way (same arrays, same
+errors); answers are encoded as the protocol shapes them, JSON and binary."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from mlship import jsonfast
 from mlship.model.runner import Runner
 from mlship.serve.errors import RequestError
+from mlship.serve.formats import decode_predict
+from mlship.serve.instances import BodyPlan
 from mlship.serve.protocol import FeedPlan, InferAnswer, requested_outputs
 from tests.support import MODEL
 
@@ -173,3 +178,122 @@ def test_a_known_binary_header_decodes_the_next_bytes_as_the_full_way_or_sends_t
                              1) is None
     assert fast.known_header({"inputs": [{**header["inputs"][0], "shape": [2, 29]}]}, 232) is None
     assert fast.known_header(tensor(), 0) is None and full.known_header(header, 240) is None
+
+
+# -- /predict's usual body straight from its bytes (BodyPlan) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def body_plan():
+    signature = Runner.from_path(MODEL).signature
+    plan = BodyPlan(signature, False)
+    assert plan._decoder is not None  # msgspec is installed (the serve extra)
+    return plan, signature
+
+
+def full_way(raw, signature):
+    try:
+        feeds, instances = decode_predict(jsonfast.loads(raw), signature)
+    except (RequestError, ValueError) as exc:
+        return ("refused", str(exc))
+    return {n: (a.dtype.str, a.shape, a.tobytes()) for n, a in feeds.items()}, instances
+
+
+def quick_way(plan, raw):
+    got = plan.decode(raw)
+    if got is None:
+        return None
+    feeds, values = got
+    return {n: (a.dtype.str, a.shape, a.tobytes()) for n, a in feeds.items()}, plan.sent(values)
+
+
+def named(values, names):
+    return "{" + ",".join(f"{json.dumps(n)}:{v}" for n, v in zip(names, values)) + "}"
+
+
+def row_text(names, **change):
+    values = [change.get(n, repr(0.25 + i)) for i, n in enumerate(names)]
+    return named(values, names)
+
+
+def test_the_usual_body_decodes_as_the_full_way_decodes_it(body_plan):
+    plan, signature = body_plan
+    names = plan.names
+    taken = [
+        '{"instances":[%s]}' % row_text(names),
+        '{"instances":[%s,%s]}' % (row_text(names), row_text(names, **{names[3]: "7"})),
+        '{"instances":[%s]}' % named([str(i) for i in range(30)], names),  # integers stay integers
+        '{"instances":[%s]}' % named([repr(0.5 + i) for i in range(30)][::-1], names[::-1]),  # another order
+        '{"instances":[%s]}' % row_text(names, **{names[0]: "-0", names[1]: "-0.0", names[2]: "1e-7",
+                                                  names[4]: str(2**53 - 1), names[5]: str(-(2**53) + 1),
+                                                  names[6]: "3.4e38", names[7]: "1e30"}),
+        ' {\n "instances" : [ %s ] }\n' % row_text(names),
+        # A key twice: the last one counts, on both ways.
+        '{"instances":[%s]}' % (row_text(names)[:-1] + f',{json.dumps(names[0])}:99' + "}"),
+    ]
+    for raw in taken:
+        quick, full = quick_way(plan, raw.encode()), full_way(raw.encode(), signature)
+        assert quick is not None, raw
+        assert quick[0] == full[0]
+        assert quick[1] == full[1]  # the rows as sent (as objects: the log's inputs)
+        assert [list(map(type, r.values())) for r in quick[1]] == [[type(r[n]) for n in names] for r in full[1]]
+
+
+def test_what_the_usual_body_does_not_take_goes_the_full_way(body_plan):
+    plan, signature = body_plan
+    names = plan.names
+    row = row_text(names)
+    others = [
+        '{"instances":[%s]}' % row_text(names, **{names[2]: "true"}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: "null"}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: '"1.5"'}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: "[1.5]"}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: str(2**53)}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: str(-(2**53))}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: str(2**70)}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: "1e400"}),
+        '{"instances":[%s]}' % row_text(names, **{names[2]: "NaN"}),
+        '{"instances":[%s]}' % named([repr(0.5 + i) for i in range(29)], names[:29]),  # a feature missing
+        '{"instances":[%s]}' % (row[:-1] + ',"extra":1}'),  # an unknown feature
+        '{"instances":[%s],"params":{}}' % row,  # another key: MLflow's params are ignored the full way
+        '{"instances":[%s],"inputs":[[1]]}' % row,  # two formats: refused the full way
+        '{"instances":[]}',
+        '{"instances":[[%s]]}' % ",".join(repr(0.5 + i) for i in range(30)),  # lists
+        '{"dataframe_records":[%s]}' % row,
+        '[%s]' % row,
+        '{"instances":[%s]} trailing' % row,
+        '{"instances":[%s]' % row,
+        '',
+    ]
+    for raw in others:
+        assert plan.decode(raw.encode()) is None, raw
+        full_way(raw.encode(), signature)  # the full way answers or refuses it (never raises otherwise)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_body_the_usual_way_takes_decodes_as_the_full_way_decodes_it(body_plan, data):
+    plan, signature = body_plan
+    names = plan.names
+    number = st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32), st.floats(-1e30, 1e30),
+                       st.integers(-(2**53) + 1, 2**53 - 1))
+    other = st.one_of(st.booleans(), st.none(), st.text(max_size=3), st.just(2**53), st.just(-(2**53)),
+                      st.integers(2**53, 2**70), st.lists(number, max_size=2))
+    rows = []
+    for _ in range(data.draw(st.integers(1, 3))):
+        row = {n: data.draw(number) for n in names}
+        change = data.draw(st.sampled_from(["none", "none", "drop", "add", "value"]))
+        if change == "drop":
+            del row[data.draw(st.sampled_from(names))]
+        elif change == "add":
+            row["other"] = data.draw(number)
+        elif change == "value":
+            row[data.draw(st.sampled_from(names))] = data.draw(other)
+        rows.append(dict(data.draw(st.permutations(list(row.items())))))
+    raw = json.dumps({"instances": rows}).encode()
+    quick = quick_way(plan, raw)
+    usual = all(set(r) == set(names) and all(type(v) is float or (type(v) is int and abs(v) < 2**53)
+                                             for v in r.values()) for r in rows)
+    assert (quick is not None) == usual
+    if quick is not None:
+        assert quick == full_way(raw, signature)
