@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable, TypeVar
+
+T = TypeVar("T")
 
 from mlship.model.load import remember_sha256, sha256_file
 from mlship.targets.base import Progress
@@ -62,6 +64,9 @@ class SharedRead:
         self._loaded = 0  # bytes read from disk and hashed so far
         self._pos = [0] * readers
         self._open = [True] * readers
+        self._last: list[tuple[int, int] | None] = [None] * readers  # block number, id of the bytes a
+        # reader's last read returned, when that was one whole block
+        self._memos: dict[int, BlockMemo] = {}  # block number -> values computed once from its bytes
 
     def reader(self, i: int) -> "SharedReader":
         return SharedReader(self, i)
@@ -85,14 +90,25 @@ class SharedRead:
             while self._loaded < end:
                 self._load()
             first, last = pos // self.block, (end - 1) // self.block
+            self._last[i] = None
             if first == last and pos % self.block == 0 and end - pos == len(self._blocks[first]):
                 data = self._blocks[first]
+                self._last[i] = (first, id(data))
             else:
                 data = b"".join(self._blocks[n][max(pos - n * self.block, 0):end - n * self.block]
                                 for n in range(first, last + 1))
             self._pos[i] = end
             self._release()
             return data
+
+    def memo(self, i: int, data: bytes) -> "BlockMemo | None":
+        """Values computed once for every reader from `data`, reader i's last read (an S3
+        target's part checksums); None when that read was not one whole block."""
+        with self._cond:
+            last = self._last[i]
+            if last is None or last[1] != id(data):  # `data` is alive: an equal id is the same object
+                return None
+            return self._memos.setdefault(last[0], BlockMemo())
 
     def leave(self, i: int) -> None:
         """Reader i reads no more (done, or its upload failed): nobody waits for it."""
@@ -128,7 +144,26 @@ class SharedRead:
                 self._fh.close()
                 self._fh = None
             self._blocks.clear()
+            self._memos.clear()
         self._cond.notify_all()
+
+
+class BlockMemo:
+    """A value computed from one block's bytes by the first reader that asks; the others wait
+    for it rather than compute it again. It keeps the value, never the bytes."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._value: Any = None
+        self._done = False
+
+    def get(self, data: bytes, compute: Callable[[bytes], T]) -> T:
+        with self._lock:  # held while computing: a second reader waits instead of hashing again
+            if not self._done:
+                self._value, self._done = compute(data), True
+            return self._value
 
 
 class SharedReader:
@@ -147,6 +182,10 @@ class SharedReader:
 
     def seekable(self) -> bool:
         return False
+
+    def memo(self, data: bytes) -> BlockMemo | None:
+        """Values computed once for every reader from `data`, what the last read returned."""
+        return self.shared.memo(self.i, data)
 
     @property
     def position(self) -> int:

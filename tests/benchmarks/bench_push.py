@@ -24,6 +24,7 @@ awscli goes in its own virtual environment:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -42,18 +43,19 @@ from tests.harness.services import _answers  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 CASES = ("mlship", "awscli", "s3+s3", "fs", "s3+fs")
+TARGETS = {"mlship": ["site0"], "s3+s3": ["site0", "site1"], "fs": ["nfs"], "s3+fs": ["site0", "nfs"]}
 
 
-class MotoProcess:
-    """moto's S3 server in a process of its own (a ThreadedMotoServer would share this process's
-    GIL and, for two of them, one in-memory backend)."""
+class StoreProcess:
+    """An S3 server in a process of its own on 127.0.0.1 (a ThreadedMotoServer would share this
+    process's GIL and, for two of them, one in-memory backend)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cmd: list[str], ready_path: str) -> None:
         self.port = free_port()
         self.endpoint_url = f"http://{LOOPBACK}:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, *cmd, str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: _answers(f"{self.endpoint_url}/moto-api/data.json"), 30, "moto server")
+        wait_until(lambda: _answers(f"{self.endpoint_url}{ready_path}"), 30, f"S3 server {cmd}")
 
     def cpu(self) -> float:
         """CPU seconds (user + system) this server has used so far."""
@@ -66,8 +68,15 @@ class MotoProcess:
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name="us-east-1",
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
+    def sha256(self, bucket: str, key: str) -> str:
+        """The stored object's sha256, read back (the store really kept the bytes)."""
+        digest = hashlib.sha256()
+        for chunk in self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
+
     def empty(self) -> None:
-        """moto keeps objects in memory: empty it between runs."""
+        """Both stores keep every object until deleted (moto in memory): empty them between runs."""
         s3 = self.client("s3")
         for bucket in (b["Name"] for b in s3.list_buckets().get("Buckets", [])):
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
@@ -80,7 +89,16 @@ class MotoProcess:
         self.proc.wait(10)
 
 
-def timed(cmd: list[str], env: dict[str, str], servers: list[MotoProcess]) -> dict[str, float]:
+def start_store(kind: str, reserve_mb: int) -> StoreProcess:
+    """moto's S3 server, or the light store (light_s3.py) with `reserve_mb` of memory filled
+    before the runs: what one run stores there (it reuses deleted objects' memory)."""
+    if kind == "moto":
+        return StoreProcess(["-m", "moto.server", "-H", LOOPBACK, "-p"], "/moto-api/data.json")
+    light = Path(__file__).with_name("light_s3.py")
+    return StoreProcess([str(light), "--reserve", str(reserve_mb), "--port"], "/")
+
+
+def timed(cmd: list[str], env: dict[str, str], servers: list[StoreProcess]) -> dict[str, float]:
     """Wall seconds, the command's own CPU seconds (rusage, all its threads) and each server's."""
     before = [s.cpu() for s in servers]
     start = time.perf_counter()
@@ -94,8 +112,27 @@ def timed(cmd: list[str], env: dict[str, str], servers: list[MotoProcess]) -> di
         raise RuntimeError(f"{cmd[0]}: {err.decode(errors='replace')[-1500:]}")
     row = {"wall": wall, "client_cpu": usage.ru_utime + usage.ru_stime}
     for i, (server, cpu) in enumerate(zip(servers, before)):
-        row[f"moto{i}_cpu"] = server.cpu() - cpu
+        row[f"store{i}_cpu"] = server.cpu() - cpu
     return row
+
+
+def version(run: int, case: str) -> str:
+    return f"{run}-{case.replace('+', '-')}"
+
+
+def verify(servers: list[StoreProcess], cases: list[str], run: int, artifact: Path) -> None:
+    """Every S3 copy the run's cases made reads back with the artifact's sha256."""
+    want = hashlib.sha256()
+    with artifact.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            want.update(block)
+    copies = [(servers[0], "awscli", f"big/{run}/artifact.bin")] if "awscli" in cases else []
+    copies += [(servers[int(target.removeprefix("site"))], "mlship", f"big/{version(run, case)}/artifact.bin")
+               for case in cases if case != "awscli" for target in TARGETS[case] if target.startswith("site")]
+    for server, bucket, key in copies:
+        if server.sha256(bucket, key) != want.hexdigest():
+            raise RuntimeError(f"{server.endpoint_url}/{bucket}/{key} does not hold the artifact's bytes")
+    print(f"checked: {len(copies)} stored copies read back with the artifact's sha256")
 
 
 def spread(values: list[float]) -> str:
@@ -109,6 +146,8 @@ def main() -> None:
     parser.add_argument("--awscli-venv", default="/work/peers/awscli-venv")
     parser.add_argument("--only", nargs="+", choices=CASES, default=list(CASES),
                         help="cases to run (the single push is always run: the ratios are against it)")
+    parser.add_argument("--store", choices=("moto", "light"), default="moto",
+                        help="the S3 servers: moto's, or light_s3.py (a lean store: the ceiling on this machine)")
     parser.add_argument("--work", default=None, help="directory for the artifact and the file target (default: a temp dir)")
     args = parser.parse_args()
     cases = [c for c in CASES if c in args.only or c == "mlship"]
@@ -121,7 +160,10 @@ def main() -> None:
         for _ in range(args.mb):
             fh.write(os.urandom(1 << 20))
     shared = work / "shared"  # the shared-filesystem target (an NFS mount's directory)
-    servers = [MotoProcess(), MotoProcess()]
+    load = os.getloadavg()
+    held = [sum(TARGETS[c].count(f"site{i}") for c in cases if c != "awscli") + (i == 0 and "awscli" in cases)
+            for i in range(2)]  # copies of the artifact each store holds in one run
+    servers = [start_store(args.store, n * (args.mb + args.mb // 16) + 16 if n else 0) for n in held]
     try:
         base = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1"}
@@ -131,7 +173,6 @@ def main() -> None:
             for i, s in enumerate(servers)) + f"  nfs: {{type: file, url: '{shared}'}}\n")
         rows: dict[str, list[dict[str, float]]] = {c: [] for c in cases}
         repeat = 0.0
-        targets = {"mlship": ["site0"], "s3+s3": ["site0", "site1"], "fs": ["nfs"], "s3+fs": ["site0", "nfs"]}
         for run in range(args.runs):  # alternate: the machine's load falls on all cases alike
             for server in servers:
                 server.client("s3").create_bucket(Bucket="mlship")
@@ -142,24 +183,26 @@ def main() -> None:
                     cmd = [str(aws), "--endpoint-url", servers[0].endpoint_url, "s3", "cp", str(artifact),
                            f"s3://awscli/big/{run}/artifact.bin", "--only-show-errors"]
                 else:
-                    cmd = push + ["--artifact-version", f"{run}-{case.replace('+', '-')}"]
-                    cmd += [a for t in targets[case] for a in ("--to", t)]
+                    cmd = push + ["--artifact-version", version(run, case)]
+                    cmd += [a for t in TARGETS[case] for a in ("--to", t)]
                 rows[case].append(timed(cmd, base, servers))
                 if case == "mlship" and run == 0:
                     repeat = timed(cmd, base, servers)["wall"]
+            if run == 0:  # untimed: what each store kept is the artifact, byte for byte
+                verify(servers, cases, run, artifact)
             for server in servers:
                 server.empty()
             shutil.rmtree(shared, ignore_errors=True)
         mb = args.mb * 1.048576
         med = {c: {k: statistics.median(r[k] for r in rows[c]) for k in rows[c][0]} for c in cases}
-        print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
-        print(f"{'case':<26} {'wall':<34} {'MB/s':>7}  client CPU  moto0 CPU  moto1 CPU")
+        print(f"stores: {args.store}; load average (1, 5, 15 min) at the start: {load}, at the end: {os.getloadavg()}")
+        print(f"{'case':<26} {'wall':<34} {'MB/s':>7}  client CPU  store0 CPU  store1 CPU")
         names = {"mlship": "mlship push, S3", "awscli": "aws s3 cp, S3", "s3+s3": "mlship push, S3 + S3",
                  "fs": "mlship push, file", "s3+fs": "mlship push, S3 + file"}
         for c in cases:
             m = med[c]
             print(f"{names[c]:<26} {spread([r['wall'] for r in rows[c]]):<34} {mb / m['wall']:7.1f}  "
-                  f"{m['client_cpu']:8.2f} s  {m['moto0_cpu']:7.2f} s  {m['moto1_cpu']:7.2f} s")
+                  f"{m['client_cpu']:8.2f} s  {m['store0_cpu']:8.2f} s  {m['store1_cpu']:8.2f} s")
         print(f"mlship push again          {repeat:6.2f} s  (target <= 1 s: {'met' if repeat <= 1 else 'MISSED'})")
         one = med["mlship"]["wall"]
         summary: dict[str, float] = {}
@@ -174,7 +217,7 @@ def main() -> None:
                 summary[f"{both}_ratio"], summary[f"{both}_client_cpu_ratio"] = wall, cpu
                 print(f"{names[both]}: {wall:.2f}x the time of S3 alone (target <= 1.2x: "
                       f"{'met' if wall <= 1.2 else 'MISSED'}); client CPU {cpu:.2f}x")
-        print(json.dumps({"mb": args.mb, "loadavg": os.getloadavg(),
+        print(json.dumps({"mb": args.mb, "store": args.store, "loadavg": [load, os.getloadavg()],
                           "runs": {c: [{k: round(v, 2) for k, v in r.items()} for r in rows[c]] for c in cases},
                           "repeat_s": round(repeat, 2), **{k: round(v, 2) for k, v in summary.items()}}))
     finally:
