@@ -130,6 +130,73 @@ def test_two_s3_targets_and_a_directory_read_the_artifact_once_and_get_identical
         assert (tmp_path / f"back{i}" / "big.bin").read_bytes() == big.read_bytes()
 
 
+@pytest.fixture
+def sent_parts(monkeypatch):
+    """Every UploadPart the S3 targets made in this process send: (X-Amz-Content-SHA256,
+    x-amz-checksum-crc32, the body's own sha256, its CRC32 as botocore computes one)."""
+    from botocore.httpchecksum import Crc32Checksum
+
+    from mlship.targets.s3 import S3Target
+
+    sent = []
+
+    def spy(request, **_):
+        header = {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        sent.append((header["x-amz-content-sha256"], header["x-amz-checksum-crc32"],
+                     hashlib.sha256(request.body).hexdigest(), Crc32Checksum().handle(request.body)))
+
+    real_init = S3Target.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.client.meta.events.register("before-send.s3.UploadPart", spy)
+
+    monkeypatch.setattr(S3Target, "__init__", init)
+    return sent
+
+
+def test_two_s3_targets_sign_each_part_with_its_own_digests_taken_once_for_both(
+        tmp_path, s3_server, s3_env, sent_parts, monkeypatch):
+    """SigV4 over plain http signs each part's sha256, and each part carries its CRC32: the
+    push takes both once per part for every target, and what goes out is what botocore
+    itself would have computed for those very bytes."""
+    from mlship.targets import s3
+
+    taken = []
+    real = s3.part_digests
+    monkeypatch.setattr(s3, "part_digests", lambda data: taken.append(len(data)) or real(data))
+    big = random_file(tmp_path / "big.bin", 40, extra=12345)  # three 16 MB parts, the last one short
+    buckets = [s3_env(), s3_env()]
+    result = push(big, f"s3://{buckets[0]}", f"s3://{buckets[1]}")
+    assert result.code == 0, result.stderr
+    assert len(sent_parts) == 6  # three parts to each store
+    for signed, crc32, body_sha256, body_crc32 in sent_parts:
+        assert signed == body_sha256 and crc32 == body_crc32
+    assert sorted(taken) == sorted([16 * MB, 16 * MB, 8 * MB + 12345])  # once per part, not per target
+    for bucket in buckets:
+        got = s3_server.client("s3").get_object(Bucket=bucket, Key="big/1/big.bin")["Body"].read()
+        assert hashlib.sha256(got).hexdigest() == sha256(big)
+
+
+def test_a_part_the_push_did_not_prepare_is_signed_over_its_own_bytes(s3_server, s3_env, sent_parts):
+    """The known sha256 serves only the bytes object it was taken from: any other body (here
+    while another part's digest is in place on this thread) is hashed by botocore as usual."""
+    from mlship.targets.s3 import _KNOWN, S3Target
+
+    bucket = s3_env()
+    target = S3Target(f"s3://{bucket}", endpoint_url=s3_server.endpoint_url)
+    client = target.client
+    upload = client.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    other, body = os.urandom(1000), b"abc" * 1000
+    _KNOWN.part = (other, hashlib.sha256(other).hexdigest())
+    try:
+        client.upload_part(Bucket=bucket, Key="k", UploadId=upload, PartNumber=1, Body=body)
+    finally:
+        _KNOWN.part = None
+    client.abort_multipart_upload(Bucket=bucket, Key="k", UploadId=upload)
+    assert [(signed, mine) for signed, _, mine, _ in sent_parts] == [(hashlib.sha256(body).hexdigest(),) * 2]
+
+
 def test_one_target_alone_reads_the_artifact_once(tmp_path, s3_env, reads_of):
     big = random_file(tmp_path / "big.bin", 20)
     counter = reads_of(big)
