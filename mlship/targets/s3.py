@@ -68,7 +68,10 @@ class S3Target(ConditionalTarget):
                                      config=Config(retries={"max_attempts": 3, "mode": "standard"},
                                                    connect_timeout=5, read_timeout=60))
         _parts_as_bytes(self.client)
-        _known_payload_signing(self.client)
+        # botocore signs a part's sha256 only over plain http (over https the CRC32 covers it)
+        self.signs_payload = urlparse(self.client.meta.endpoint_url).scheme == "http"
+        if self.signs_payload:
+            _known_payload_signing(self.client)
         self.extra: dict[str, str] = {}
         if sse:
             self.extra["ServerSideEncryption"] = sse
@@ -151,8 +154,11 @@ class S3Target(ConditionalTarget):
     def _part(self, s3_key: str, upload_id: str, number: int, data: bytes, memo: BlockMemo | None,
               progress: Progress) -> dict[str, Any]:
         # A part's CRC32 and sha256 are the same for every target it goes to: taken once (memo).
-        crc32, sha256 = memo.get(data, part_digests) if memo else part_digests(data)
-        _KNOWN.part = (data, sha256)
+        digests = part_digests if self.signs_payload else part_crc32
+        crc32, sha256 = memo.get(data, digests) if memo else digests(data)
+        if self.signs_payload and sha256 is None:  # another (https) target took the CRC32 alone
+            sha256 = part_digests(data)[1]
+        _KNOWN.part = (data, sha256) if self.signs_payload else None
         try:
             reply = self.client.upload_part(Bucket=self.bucket, Key=s3_key, UploadId=upload_id, PartNumber=number,
                                             Body=data, ChecksumAlgorithm="CRC32", ChecksumCRC32=crc32)
@@ -259,12 +265,19 @@ class S3Target(ConditionalTarget):
 
 def part_digests(data: bytes) -> tuple[str, str]:
     """A part's CRC32 as S3 wants it (x-amz-checksum-crc32: base64 of the big-endian value)
-    and its sha256 (hex) for SigV4."""
-    import base64
+    and its sha256 (hex) for SigV4. Taken only for plain-http stores: over https botocore
+    sends parts unsigned, with their CRC32 (see `part_crc32`)."""
     import hashlib
+
+    return part_crc32(data)[0], hashlib.sha256(data).hexdigest()
+
+
+def part_crc32(data: bytes) -> tuple[str, None]:
+    """A part's CRC32 alone, for stores reached over https."""
+    import base64
     import zlib
 
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(), hashlib.sha256(data).hexdigest()
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode(), None
 
 
 _KNOWN = threading.local()  # (bytes, its sha256) of the part this thread is sending

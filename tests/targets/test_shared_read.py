@@ -197,6 +197,29 @@ def test_a_part_the_push_did_not_prepare_is_signed_over_its_own_bytes(s3_server,
     assert [(signed, mine) for signed, _, mine, _ in sent_parts] == [(hashlib.sha256(body).hexdigest(),) * 2]
 
 
+def test_only_plain_http_stores_have_their_parts_hashed_for_signing(s3_server, s3_env, monkeypatch):
+    """Over https botocore sends S3 parts unsigned, with their CRC32: no sha256 is taken for
+    them (a store behind TLS costs no hashing per part); over http every part's is."""
+    from mlship.targets import s3
+
+    hashed = []
+    real = s3.part_digests
+    monkeypatch.setattr(s3, "part_digests", lambda data: hashed.append(len(data)) or real(data))
+    bucket = s3_env()
+    plain = s3.S3Target(f"s3://{bucket}", endpoint_url=s3_server.endpoint_url)
+    upload = plain.client.create_multipart_upload(Bucket=bucket, Key="k")["UploadId"]
+    assert plain._part("k", upload, 1, b"x" * 1000, None, lambda n: None)["ETag"]
+    assert hashed == [1000]
+    hashed.clear()
+    tls = s3.S3Target(f"s3://{bucket}", endpoint_url="https://127.0.0.1:9")  # nothing listens: refused
+    assert (plain.signs_payload, tls.signs_payload) == (True, False)
+    with pytest.raises(Exception, match="127.0.0.1:9"):
+        tls._part("k", upload, 2, b"y" * 1000, None, lambda n: None)
+    assert hashed == []
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
+    assert s3.S3Target("s3://bucket", region="us-east-1").signs_payload is False  # AWS itself: https
+
+
 def test_one_target_alone_reads_the_artifact_once(tmp_path, s3_env, reads_of):
     big = random_file(tmp_path / "big.bin", 20)
     counter = reads_of(big)
