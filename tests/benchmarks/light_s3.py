@@ -23,7 +23,8 @@ Put/Get/Head/DeleteObject (with If-Match / If-None-Match on PUT and If-Match on 
 credentials pass), verifying x-amz-content-sha256 or x-amz-checksum-* against the body
 (the benchmark reads every stored copy back and compares its sha256 with the artifact's,
 outside the timed runs), aws-chunked or chunked bodies (501: botocore sends those only
-over https), versioning, ACLs, persistence. ETags: a small object's (PutObject) is its
+over https), versioning, ACLs, persistence, and a GET racing a DELETE of the same
+object (the slabs it sends may be refilled meanwhile). ETags: a small object's (PutObject) is its
 MD5, as S3's; an uploaded part's is not (S3's is the part's MD5, 0.6 CPU seconds per
 500 MB here): it is derived from the upload id, part number and size, so no byte is
 hashed. Clients do not check part ETags; they echo them in CompleteMultipartUpload,
