@@ -136,10 +136,14 @@ class BodyPlan:
             return
         exact = Annotated[int, msgspec.Meta(gt=-_EXACT, lt=_EXACT)]
         fields = [(f"f{i}", Union[exact, float]) for i in range(len(self.names))]
-        row = msgspec.defstruct("Row", fields, rename={f"f{i}": n for i, n in enumerate(self.names)},
-                                forbid_unknown_fields=True)
-        body = msgspec.defstruct("Body", [("instances", list[row])], forbid_unknown_fields=True)
-        self._decoder, self._errors = msgspec.json.Decoder(body), msgspec.MsgspecError
+        try:
+            row = msgspec.defstruct("Row", fields, rename={f"f{i}": n for i, n in enumerate(self.names)},
+                                    forbid_unknown_fields=True)
+            body = msgspec.defstruct("Body", [("instances", list[row])], forbid_unknown_fields=True)
+            self._decoder = msgspec.json.Decoder(body)
+        except Exception:  # names msgspec cannot take (two alike): the full way decides
+            return
+        self._errors = msgspec.MsgspecError
         self._astuple = msgspec.structs.astuple
 
     def decode(self, raw: bytes) -> tuple[Feeds, list[tuple[Any, ...]]] | None:
