@@ -677,6 +677,41 @@ def test_missing_values_in_mlflow_and_v1_rows_are_refused_naming_row_and_feature
         assert "row 2" in error and "'mean_smoothness'" in error and "missing value" in error, (path, error)
 
 
+def usual_row(names, values, **raw):
+    """A /predict row as JSON text (values as given, or `raw` text for a feature)."""
+    return "{" + ",".join(f"{json.dumps(n)}:{raw.get(n, repr(float(v)))}" for n, v in zip(names, values)) + "}"
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v1/models/bc:predict"])
+def test_bodies_made_to_slip_past_the_usual_rows_way_get_the_full_ways_answer(strict, sample, path):
+    """/predict's usual body is decoded by msgspec straight into typed rows (BodyPlan);
+    bodies built to look usual but be something else must get the full way's answer."""
+    X, _, names = sample
+    row = usual_row(names, X[0])
+    last_true = row[:-1] + f",{json.dumps(names[4])}:true" + "}"  # a key twice, the last one a bool
+    cases = [
+        (last_true, 200, None),  # the last one counts, and the full way reads a bool as 1.0
+        (usual_row(names, X[0], mean_texture=str(2**53)), 200, None),  # past a float64's integers: full way
+        (usual_row(names, X[0], mean_texture="1" + "0" * 400), 400, None),  # an integer of 401 digits
+        (usual_row(names, X[0], mean_texture="[" * 5000 + "]" * 5000), 400, None),  # deep nesting in a value
+        (usual_row(names, X[0], mean_texture=r'"\u0000"'), 400, "mean_texture"),  # text, escaped
+    ]
+    for text, status, named in cases:
+        answer = split_response(raw_post(strict.port, path, b'{"instances":[%s]}' % text.encode()))
+        assert answer[0] == status, (text[:200], answer)
+        if named:
+            assert named in answer[2]["error"]
+    twice = split_response(raw_post(strict.port, path, b'{"instances":[%s]}' % last_true.encode()))
+    as_one = usual_row(names, X[0], **{names[4]: "1.0"})
+    assert twice[2]["predictions"] == \
+        split_response(raw_post(strict.port, path, b'{"instances":[%s]}' % as_one.encode()))[2]["predictions"]
+    # The server still answers the usual body, and the same row as a plain object gives the same prediction.
+    usual = split_response(raw_post(strict.port, path, b'{"instances":[%s]}' % row.encode()))
+    spaced = split_response(raw_post(strict.port, path, json.dumps({"instances": [dict(zip(names, X[0].tolist()))]},
+                                                                   indent=2).encode()))
+    assert usual[0] == spaced[0] == 200 and usual[2]["predictions"] == spaced[2]["predictions"]
+
+
 def test_lists_for_a_model_with_several_inputs_are_refused(typed_strict):
     response = typed_strict.post("/v1/models/typed:predict", {"instances": [[1.5, 2, True, "x"]]})
     assert response.status == 400
