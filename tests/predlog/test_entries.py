@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from mlship.predlog.entries import LineFormat, LogEntry
+from mlship import jsonfast
+from mlship.predlog.entries import LineFormat, LogEntry, row_outputs
 from mlship.predlog.schema import PredictionRecord
 
 FEATURES = {"X": ["mean radius", "odd \"quoted\" name", "100% sure", "f4"]}
@@ -124,3 +125,30 @@ def test_batch_lines_of_rows_as_sent_are_the_lines_of_each_request_alone():
 def test_what_batch_does_not_take_goes_each_requests_own_way(feeds, outputs):
     fmt = LineFormat("m", "1", "stable", FEATURES)
     assert fmt.batch(["a", "b", "c"], [1.0] * 3, 1764500000.0, feeds, None, outputs) is None
+
+
+ONE_ROW_OUTPUTS = [
+    {"label": np.array([1]), "probabilities": np.array([[0.1, 0.9]], np.float32)},
+    {"y": np.array([[2.5]], np.float32)},
+    {"y": np.zeros((1, 1, 1))},
+    {"y": np.arange(6.0).reshape(1, 2, 3)},
+    {"y": np.array(["a"], dtype=object)},
+    {"label": np.array([3]), "scores": [np.array([1.0])]},  # not an array: the general way
+]
+
+
+@pytest.mark.parametrize("outputs", ONE_ROW_OUTPUTS, ids=range(len(ONE_ROW_OUTPUTS)))
+def test_a_lone_rows_outputs_are_split_as_a_batchs_first_row(outputs):
+    """row_outputs has a short way for one row: the same values as row 0 of that row twice."""
+    twice = {n: np.concatenate([v, v]) if type(v) is np.ndarray else v * 2 for n, v in outputs.items()}
+    one, = row_outputs(outputs, 1)
+    first = row_outputs(twice, 2)[0]
+    assert jsonfast.dumps(one) == jsonfast.dumps(first)
+    assert {n: type(v) for n, v in one.items()} == {n: type(v) for n, v in first.items()}
+
+
+def test_outputs_without_a_batch_axis_are_repeated_for_a_lone_row():
+    scalar_output = np.array(3.0)
+    wide = np.zeros((2, 3))
+    (row,) = row_outputs({"s": scalar_output, "w": wide, "y": np.array([7])}, 1)
+    assert float(row["s"]) == 3.0 and row["w"].shape == (2, 3) and row["y"] == 7
