@@ -7,6 +7,8 @@ LOCK_WAIT_S for another writer; on NFS the kernel maps flock to NFS locks.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -29,6 +31,10 @@ STREAM_BLOCK = 16 << 20  # a shared read's block: handed over without a copy
 # Written bytes after which the kernel is asked to start writing them to disk (a
 # shared filesystem's copy of a 500 MB artifact otherwise all waits for the final fsync).
 WRITEBACK_BYTES = 32 << 20
+# Direct writes: a reused buffer of DIRECT_BUFFER bytes, written in whole DIRECT_ALIGN blocks
+# (a multiple of every logical block size Linux file systems ask O_DIRECT writes to align to).
+DIRECT_BUFFER = 16 << 20
+DIRECT_ALIGN = 4096
 
 
 class FileTarget(Target):
@@ -84,18 +90,11 @@ class FileTarget(Target):
             # a name of its own: two pushes of one file never write into each other's copy
             fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
             tmp = Path(name)
-            with os.fdopen(fd, "wb") as out:
-                unsynced = 0
+            with _Copy(fd) as out:
                 for block in blocks:
                     out.write(block)
                     progress(len(block))
-                    unsynced += len(block)
-                    if unsynced >= WRITEBACK_BYTES:  # the disk writes while the push goes on
-                        out.flush()
-                        start_writeback(out.fileno())
-                        unsynced = 0
-                out.flush()
-                os.fsync(out.fileno())  # then finds little left to write
+                out.finish()  # the last bytes, then fsync
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; objects get the usual mode
             os.replace(tmp, dest)
         except BaseException as exc:  # a failed write, or the source's failure: no partial file stays
@@ -171,6 +170,101 @@ def _chunks(fh: Any, failing: str, size: int = 256 << 10) -> Iterator[bytes]:
             if not block:
                 return
             yield block
+
+
+class _Copy:
+    """A copy's bytes going to disk: straight from a reused aligned buffer (O_DIRECT) where
+    the file system takes it, else through the page cache with writeback every WRITEBACK_BYTES.
+
+    A big artifact written through the page cache costs this VM's kernel ~0.2-1 CPU s per
+    500 MB in newly allocated cache pages and dirty-page throttling, all of it beside the
+    other targets of a push; direct writes cost a copy into the buffer (~0.03 s per 500 MB)
+    and wait for the disk without the GIL. A file system that refuses O_DIRECT (tmpfs, some
+    FUSE mounts), or a direct write it refuses (alignment), gets the same bytes buffered.
+    The tail below DIRECT_ALIGN is always written buffered; `finish` fsyncs either way."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.unsynced, self.fill = fd, 0, 0
+        self.direct = _set_direct(fd, True)
+        self.view: memoryview | None = None
+        if self.direct:
+            import mmap
+
+            self.buffer = mmap.mmap(-1, DIRECT_BUFFER)  # page-aligned, reused for every block
+            self.view = memoryview(self.buffer)
+
+    def __enter__(self) -> "_Copy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        os.close(self.fd)
+        if self.view is not None:
+            with contextlib.suppress(BufferError):  # a failed write's traceback may still hold a slice
+                self.view.release()
+                self.buffer.close()
+
+    def write(self, block: bytes) -> None:
+        if self.view is None:
+            self._buffered(block)
+            return
+        data, start = memoryview(block), 0
+        while start < len(data):
+            n = min(DIRECT_BUFFER - self.fill, len(data) - start)
+            self.view[self.fill:self.fill + n] = data[start:start + n]
+            self.fill, start = self.fill + n, start + n
+            if self.fill == DIRECT_BUFFER:
+                self._flush_direct()
+
+    def finish(self) -> None:
+        if self.view is not None:
+            self._flush_direct()
+        os.fsync(self.fd)
+
+    def _flush_direct(self) -> None:
+        """The buffer's whole DIRECT_ALIGN blocks go direct; the rest (a file's tail) buffered."""
+        assert self.view is not None
+        aligned = self.fill - self.fill % DIRECT_ALIGN if self.direct else 0
+        start = os.lseek(self.fd, 0, os.SEEK_CUR)
+        try:
+            _write_all(self.fd, self.view[:aligned])
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+        done = os.lseek(self.fd, 0, os.SEEK_CUR) - start  # a refused write wrote nothing: buffered from there
+        if done < self.fill:
+            if self.direct:
+                _set_direct(self.fd, False)
+                self.direct = False
+            self._buffered(self.view[done:self.fill])
+        self.fill = 0
+
+    def _buffered(self, data: Any) -> None:
+        _write_all(self.fd, data)
+        self.unsynced += len(data)
+        if self.unsynced >= WRITEBACK_BYTES:  # the disk writes while the push goes on
+            start_writeback(self.fd)
+            self.unsynced = 0
+
+
+def _write_all(fd: int, data: Any) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for `fd`; whether that worked (False where there is none)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    import fcntl
+
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag if on else flags & ~flag)
+    except OSError:
+        return False
+    return True
 
 
 def _umask() -> int:
