@@ -11,6 +11,7 @@ from mlship.errors import MissingExtraError
 EXTRAS: dict[str, tuple[str, str]] = {
     "pyarrow": ("reading and writing Parquet", "parquet"),
     "boto3": ("S3, ECR and SageMaker", "aws"),
+    "botocore": ("S3, ECR and SageMaker", "aws"),
     "google": ("Google Cloud Storage (gs://)", "gcp"),
     "azure": ("Azure Blob Storage (az://)", "azure"),
     "tuf": ("TUF metadata for edge releases", "edge"),

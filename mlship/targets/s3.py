@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
-from mlship.errors import ServiceError
+from mlship.errors import ServiceError, UsageError
 from mlship.extras import require
 from mlship.targets.base import Progress
 from mlship.targets.conditional import ConditionalTarget, Conflict, listing
@@ -56,17 +56,26 @@ class S3Target(ConditionalTarget):
         super().__init__(url)
         parsed = urlparse(url)
         self.bucket, self.prefix = parsed.netloc, parsed.path.strip("/")
-        boto3 = require("boto3")
+        # botocore's session as boto3's would be (boto3 itself, its resources and the s3transfer
+        # it imports cost a push ~25 ms of start-up it does not use): the standard credential
+        # chain (environment, profile, SSO, instance role), the profile, the region.
+        botocore_session = require("botocore.session")
         from botocore.config import Config
+        from botocore.exceptions import ProfileNotFound
 
-        # boto3's standard credential chain (environment, profile, SSO, instance role).
-        session = boto3.session.Session(profile_name=profile, region_name=region)
-        _share_loader(session)
-        # Few retries per request: a store that is gone should fail the push quickly, then cleanup
-        # (_abort_uploads) is patient.
-        self.client = session.client("s3", endpoint_url=endpoint_url,
-                                     config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                                   connect_timeout=5, read_timeout=60))
+        try:
+            session = botocore_session.Session(profile=profile)
+            if region is not None:
+                session.set_config_variable("region", region)
+            _share_loader(session)
+            # Few retries per request: a store that is gone should fail the push quickly, then
+            # cleanup (_abort_uploads) is patient.
+            self.client = session.create_client("s3", endpoint_url=endpoint_url,
+                                                config=Config(retries={"max_attempts": 3, "mode": "standard"},
+                                                              connect_timeout=5, read_timeout=60))
+        except ProfileNotFound as exc:  # `profile:`, or AWS_PROFILE, names none in the AWS config files
+            raise UsageError(f"{url}: {exc}", hint="Name a profile from ~/.aws/config (or AWS_CONFIG_FILE), "
+                             "or leave `profile:` and AWS_PROFILE unset") from None
         _parts_as_bytes(self.client)
         # botocore signs a part's sha256 only over plain http (over https the CRC32 covers it)
         self.signs_payload = urlparse(self.client.meta.endpoint_url).scheme == "http"
@@ -190,7 +199,10 @@ class S3Target(ConditionalTarget):
     def download(self, key: str, dest: Path, progress: Progress) -> None:
         s3_key = self._key(key)  # a refused key is invalid input (exit 3), not a store failure
         try:
-            self.client.download_file(self.bucket, s3_key, str(dest), Callback=progress)
+            from boto3.s3.transfer import S3Transfer  # what boto3's client.download_file runs
+
+            with S3Transfer(self.client) as transfer:
+                transfer.download_file(self.bucket, s3_key, str(dest), callback=progress)
         except Exception as exc:
             raise ServiceError(f"{self.url}: download of {key} failed: {_reason(exc)}") from None
 
@@ -328,12 +340,11 @@ def _share_loader(session: Any) -> None:
     """Sessions opened in this process share botocore's data loader, which caches the service
     and endpoint models it parsed: a push to several S3 targets parses them once, not once per
     target (each session still resolves its own credentials, profile and region)."""
-    core = session._session
-    key = core.get_config_variable("data_path")
+    key = session.get_config_variable("data_path")
     if key in _LOADERS:
-        core.register_component("data_loader", _LOADERS[key])
+        session.register_component("data_loader", _LOADERS[key])
     else:
-        _LOADERS[key] = core.get_component("data_loader")
+        _LOADERS[key] = session.get_component("data_loader")
 
 
 def _read_exactly(source: Any, size: int) -> bytes:

@@ -488,3 +488,31 @@ def test_a_push_killed_mid_upload_leaves_no_index_entry_and_no_object(tmp_path, 
     assert again.code == 0, again.stderr
     assert run("pull", "big:1", "--from", url, "-o", str(tmp_path / "back")).code == 0
     assert (tmp_path / "back" / "big.bin").read_bytes() == big.read_bytes()
+
+
+@pytest.mark.parametrize("where", ["config", "AWS_PROFILE"])
+def test_an_s3_target_with_an_unknown_aws_profile_is_a_usage_error(tmp_path, monkeypatch, atomic_s3, where):
+    """Attack (or typo): `profile:` in mlship.yaml, or AWS_PROFILE, names no profile in the AWS
+    config files. Was an internal error (exit 1, botocore's ProfileNotFound); now exit 2, one line
+    naming the target and the profile, before anything is uploaded."""
+    bucket = f"adv-{uuid.uuid4().hex[:8]}"
+    client = atomic_s3.client("s3")
+    client.create_bucket(Bucket=bucket)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aws-config").write_text("[profile known]\nregion = us-east-1\n")
+    for key, value in {"AWS_ENDPOINT_URL_S3": atomic_s3.endpoint_url, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_CONFIG_FILE": str(tmp_path / "aws-config")}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    settings = "profile: typo-profile" if where == "config" else "region: us-east-1"
+    (tmp_path / "mlship.yaml").write_text(f"targets:\n  site: {{type: s3, url: 's3://{bucket}/t', {settings}}}\n")
+    if where == "AWS_PROFILE":
+        monkeypatch.setenv("AWS_PROFILE", "typo-profile")
+    art = _artifact(tmp_path, "a")
+    result = run("-c", str(tmp_path / "mlship.yaml"), "push", str(art), "--name", "bc", "--artifact-version", "1",
+                 "--to", "site")
+    assert result.code == 2, result.stderr
+    assert f"s3://{bucket}/t:" in result.stderr and "typo-profile" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
