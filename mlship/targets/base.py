@@ -113,9 +113,10 @@ class Target(abc.ABC):
         return self.url
 
 
-def streams(target: Target) -> bool:
-    """Whether `target` takes uploads from a shared read (it implements `upload_stream`)."""
-    return type(target).upload_stream is not Target.upload_stream
+def streams(target: Target | type[Target]) -> bool:
+    """Whether `target` (or its class) takes uploads from a shared read (it implements `upload_stream`)."""
+    kind = target if isinstance(target, type) else type(target)
+    return kind.upload_stream is not Target.upload_stream
 
 
 def target_kinds() -> dict[str, type[Target]]:
@@ -123,11 +124,17 @@ def target_kinds() -> dict[str, type[Target]]:
     return load_all("targets")
 
 
+def target_class(spec: str, configured: dict[str, Any]) -> type[Target]:
+    """The kind of target a name in mlship.yaml's `targets:` or a URL opens (nothing opened yet);
+    an unknown scheme is a usage error, as in `open_target`."""
+    named = configured.get(spec)
+    return load("targets", named.type if named is not None else _scheme(spec), spec, _schemes)
+
+
 def open_target(spec: str, configured: dict[str, Any]) -> Target:
     """A target for artifacts from a name in mlship.yaml's `targets:` or from a URL."""
     named = configured.get(spec)
-    kind = named.type if named is not None else _scheme(spec)
-    plugin = load("targets", kind, spec, _schemes)
+    plugin = target_class(spec, configured)
     refused = plugin.refusal(spec)
     if refused is not None:
         raise refused

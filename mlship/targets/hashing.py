@@ -67,6 +67,8 @@ class SharedRead:
         self._last: list[tuple[int, int] | None] = [None] * readers  # block number, id of the bytes a
         # reader's last read returned, when that was one whole block
         self._memos: dict[int, BlockMemo] = {}  # block number -> values computed once from its bytes
+        self._reading = False  # some reader has asked for bytes: prefetching stops
+        self._failed: BaseException | None = None  # a prefetch's read failed: every reader gets that
 
     def reader(self, i: int) -> "SharedReader":
         return SharedReader(self, i)
@@ -76,7 +78,27 @@ class SharedRead:
         with self._cond:
             return self.digest.hexdigest() if self._loaded == self.size else None
 
+    def prefetch(self, budget: int) -> int:
+        """Read and hash whole blocks ahead, up to `budget` bytes, while no reader has asked for
+        any (a push's targets are still being opened: the core that does that leaves the other
+        free); the bytes read. Readers take these very bytes objects later, so what was hashed
+        is what they upload; a failed read is raised to them."""
+        done = 0
+        while done < budget and not self._reading:
+            with self._cond:
+                if self._reading or self._loaded >= self.size or not any(self._open) or self._failed:
+                    break
+                before = self._loaded
+                try:
+                    self._load()
+                except BaseException as exc:
+                    self._failed = exc
+                    raise
+                done += self._loaded - before
+        return done
+
     def read(self, i: int, size: int) -> bytes:
+        self._reading = True  # before the lock: a prefetch between two blocks stops at the next
         with self._cond:
             if not self._open[i]:
                 raise ValueError("read from a reader that has left")
@@ -117,10 +139,22 @@ class SharedRead:
                 self._open[i] = False
                 self._release()
 
+    @property
+    def started(self) -> bool:
+        """Some reader has asked for bytes."""
+        return self._reading
+
+    def close(self) -> None:
+        """Every reader leaves (nobody will read): the file is closed and the blocks let go."""
+        for i in range(len(self._open)):
+            self.leave(i)
+
     def _slowest(self) -> int:
         return min((p for p, o in zip(self._pos, self._open) if o), default=self.size)
 
     def _load(self) -> None:
+        if self._failed is not None:
+            raise self._failed
         if self._fh is None:
             self._fh = self.path.open("rb")
         want = min(self.block, self.size - self._loaded)

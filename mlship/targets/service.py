@@ -62,7 +62,7 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
     then push to all of them at once; a target's failure is its row, not an exception."""
     from mlship.names import check_name
     from mlship.targets.artifacts import artifact_files, push_artifact
-    from mlship.targets.base import open_target
+    from mlship.targets.base import open_target, streams, target_class
 
     if request.artifact is None:
         raise UsageError("no artifact given", hint="Pass a file or directory to push")
@@ -74,15 +74,26 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
     check_name(name, "name (from the artifact's file name; pass --name)" if from_stem else "--name")
     check_name(request.version, "--artifact-version")
     files = artifact_files(request.artifact)
-    opened = [open_target(t, request.configured) for t in request.targets]
+    kinds = [target_class(t, request.configured) for t in request.targets]  # an unknown scheme: before any read
+    # The targets that take a shared read get it started now: while this thread opens them (an
+    # S3 client: ~0.2 s of one core), another reads and hashes the first blocks.
+    shared = SharedUploads(files, sum(map(streams, kinds))) if not request.dry_run else None
+    try:
+        if shared:
+            shared.prefetch()
+        opened = [open_target(t, request.configured) for t in request.targets]
+        if shared:
+            shared.attach(opened)
+        if not request.dry_run:  # other content under the version in any target: refused before any upload
+            _refuse_conflicts(opened, name, request.version, files)
+    except BaseException:
+        if shared:
+            shared.close()
+        raise
     total = sum(p.stat().st_size for p, _ in files)
-    if not request.dry_run:  # other content under the version in any target: refused before any upload
-        _refuse_conflicts(opened, name, request.version, files)
     label = opened[0].describe() if len(opened) == 1 else f"{len(opened)} targets"
-    with progress(label) as bar:
+    with progress(label) as bar, (shared or nullcontext()):
         bar.start(total * len(opened))
-
-        shared = SharedUploads(files, opened) if not request.dry_run else None
 
         def push_one(target: Any) -> PushResult:
             try:
@@ -110,15 +121,52 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
 class SharedUploads:
     """A push to several targets reads each file once: the targets that take a stream
     (`Target.upload_stream`) share one read per file (blocks read and hashed once, see
-    targets/hashing.py); the others read the file themselves, through `upload`."""
+    targets/hashing.py), a lone one too; the others read the file themselves, through `upload`."""
 
-    def __init__(self, files: list[tuple[Path, str]], opened: list[Any]) -> None:
-        from mlship.targets.base import streams
+    PREFETCH = 160 << 20  # read and hashed before the targets are open: at most 10 blocks of 16 MB
+
+    def __init__(self, files: list[tuple[Path, str]], streaming: int) -> None:
         from mlship.targets.hashing import SharedRead
 
-        sharing = [t for t in opened if streams(t)]
-        self.slots = {id(t): i for i, t in enumerate(sharing)} if len(sharing) > 1 else {}
-        self.reads = {path: SharedRead(path, len(self.slots)) for path, _ in files} if self.slots else {}
+        self.slots: dict[int, int] = {}
+        self.reads = {path: SharedRead(path, streaming) for path, _ in files} if streaming else {}
+
+    def prefetch(self) -> None:
+        """Read and hash the first blocks of the files in a thread of its own, until PREFETCH
+        bytes are in memory or a target starts reading (targets/hashing.py: SharedRead.prefetch)."""
+        if not self.reads:
+            return
+        import threading
+
+        def run() -> None:
+            budget = self.PREFETCH
+            try:
+                for read in self.reads.values():
+                    budget -= read.prefetch(budget)
+                    if budget <= 0 or read.started:
+                        return
+            except Exception:  # noqa: BLE001 - kept in the SharedRead: the target that reads there gets it
+                return
+
+        threading.Thread(target=run, name="mlship-prefetch", daemon=True).start()
+
+    def attach(self, opened: list[Any]) -> None:
+        """The opened targets that stream get their slots, in order."""
+        from mlship.targets.base import streams
+
+        self.slots = {id(t): i for i, t in enumerate(t for t in opened if streams(t))} if self.reads else {}
+
+    def __enter__(self) -> "SharedUploads":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nobody reads any more (the uploads ended, or the push stopped before them): memory and
+        files are let go."""
+        for read in self.reads.values():
+            read.close()
 
     def uploader(self, target: Any) -> Callable[[str, Path, Callable[[int], None]], str] | None:
         """`upload(key, path, progress) -> sha256` for `target`; None: its own `upload`."""

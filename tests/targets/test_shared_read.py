@@ -11,6 +11,7 @@ import resource
 import subprocess
 import sys
 import threading
+import time
 import uuid
 
 import pytest
@@ -330,7 +331,8 @@ def test_a_target_that_stops_reading_early_is_a_failure_not_a_recorded_version(t
 
     path = random_file(tmp_path / "f.bin", 3)
     hasty, whole = Hasty(str(tmp_path / "hasty")), FileTarget(str(tmp_path / "whole"))
-    shared = SharedUploads([(path, "f.bin")], [hasty, whole])
+    shared = SharedUploads([(path, "f.bin")], 2)
+    shared.attach([hasty, whole])
     outcome = {}
 
     def push(target, upload):
@@ -349,3 +351,67 @@ def test_a_target_that_stops_reading_early_is_a_failure_not_a_recorded_version(t
     assert isinstance(outcome[id(hasty)], ServiceError) and "stopped after 1048576 of" in outcome[id(hasty)].message
     assert outcome[id(whole)] == sha256(path)
     assert (tmp_path / "whole" / "v" / "f.bin").read_bytes() == path.read_bytes()
+
+
+def test_a_prefetch_reads_and_hashes_ahead_and_readers_get_those_very_bytes(tmp_path):
+    path = random_file(tmp_path / "f.bin", 6, extra=3)
+    shared = SharedRead(path, 1, block=MB)
+    assert shared.prefetch(4 * MB) == 4 * MB  # before any reader: four whole blocks, hashed
+    held = dict(shared._blocks)
+    assert sorted(held) == [0, 1, 2, 3] and shared._loaded == 4 * MB
+    reader = shared.reader(0)
+    assert [reader.read(MB) is held[n] for n in range(4)] == [True] * 4  # no second read, no copy
+    assert shared.prefetch(4 * MB) == 0  # a reader has started: prefetching is over
+    assert reader.read() == path.read_bytes()[4 * MB:]
+    assert shared.hexdigest() == sha256(path)
+    reader.close()
+    assert shared._blocks == {} and shared._fh is None
+
+
+def test_a_prefetch_that_fails_hands_its_failure_to_the_reader(tmp_path):
+    path = random_file(tmp_path / "f.bin", 4)
+    shared = SharedRead(path, 1, block=MB)
+    shared.prefetch(MB)
+    os.truncate(path, MB + 10)  # the file shrank while the targets were being opened
+    with pytest.raises(OSError, match="changed while it was being pushed"):
+        shared.prefetch(3 * MB)
+    reader = shared.reader(0)
+    assert len(reader.read(MB)) == MB  # what was read whole before is still good
+    with pytest.raises(OSError, match="changed while it was being pushed"):
+        reader.read(MB)
+    assert shared.hexdigest() is None
+
+
+def test_a_push_refused_before_its_uploads_lets_its_prefetch_go(tmp_path, monkeypatch):
+    """A push that stops after the prefetch started (the version exists with other content)
+    holds no blocks and no open file afterwards, and wrote nothing new."""
+    from mlship.targets import service
+    from mlship.targets.hashing import SharedRead as Real
+
+    made = []
+
+    class Tracked(Real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr("mlship.targets.hashing.SharedRead", Tracked)
+    store = tmp_path / "store"
+    (tmp_path / "a").mkdir()
+    first = random_file(tmp_path / "a" / "big.bin", 0, extra=10)
+    assert run("push", str(first), "--artifact-version", "1", "--to", f"file://{store}").code == 0
+    before = sorted(p.relative_to(store).as_posix() for p in store.rglob("*"))
+    (tmp_path / "b").mkdir()
+    other = random_file(tmp_path / "b" / "big.bin", 40)
+    made.clear()
+    result = run("push", str(other), "--artifact-version", "1", "--to", f"file://{store}")
+    assert result.code == 2 and "already exists with other content" in result.stderr, result.stderr
+    assert len(made) == 1
+    shared = made[0]
+    deadline = time.monotonic() + 30
+    while [t for t in threading.enumerate() if t.name == "mlship-prefetch"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t for t in threading.enumerate() if t.name == "mlship-prefetch"]
+    assert shared._blocks == {} and shared._fh is None and not any(shared._open)
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == before
+    assert service.SharedUploads.PREFETCH >= 16 * MB
