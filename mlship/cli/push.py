@@ -47,6 +47,7 @@ def push(
                                                  store=cfg.resolve(cfg.store)))
     from mlship.targets.service import PushRequest
 
+    state(ctx).quick_exit = True  # its files and threads are closed and done when it returns (mlship.cli.run)
     _push_artifact(ctx, PushRequest(artifact=Path(what) if what is not None else None, name=name,
                                     version=version if version is not None else cfg.version, default_name=cfg.name,
                                     targets=targets, configured=cfg.targets, dry_run=dry_run,
