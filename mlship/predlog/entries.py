@@ -6,6 +6,7 @@ the split into rows happens in the writer's thread, off the hot path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import repeat
@@ -15,6 +16,39 @@ import numpy as np
 
 from mlship import jsonfast
 from mlship.predlog.schema import utc_timestamp
+
+
+class SentRows(Sequence):
+    """Rows as sent, read straight from a request's body (mlship.serve.instances.BodyPlan):
+    each row's values in `names`' order, and its JSON text as it came. Indexing
+    gives a row's object (made then); LineFormat logs each row's own text, which
+    is that object's JSON (a text with a line break in it is written again)."""
+
+    __slots__ = ("values", "names", "raw")
+
+    def __init__(self, values: list[tuple[Any, ...]], names: tuple[str, ...], raw: list[bytes]) -> None:
+        self.values, self.names, self.raw = values, names, raw
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [dict(zip(self.names, row)) for row in self.values[index]]
+        return dict(zip(self.names, self.values[index]))
+
+    def texts(self) -> list[bytes]:
+        """Each row's JSON object, for a log line (one line: no CR or LF in it)."""
+        return [text if b"\n" not in text and b"\r" not in text else jsonfast.dumps(dict(zip(self.names, row)))
+                for text, row in zip(self.raw, self.values)]
+
+    @classmethod
+    def first_rows(cls, rows: list[Any]) -> "SentRows | None":
+        """The first row of each of these (all SentRows of one model), as one; else None."""
+        head = rows[0]
+        if type(head) is not cls or not all(type(r) is cls and r.names is head.names for r in rows):
+            return None
+        return cls([r.values[0] for r in rows], head.names, [r.raw[0] for r in rows])
 
 
 @dataclass
@@ -117,7 +151,8 @@ class LineFormat:
         if instances is not None:
             if len(instances) != rows:
                 return None
-            inputs: list[bytes] | None = list(map(jsonfast.dumps, instances))
+            inputs: list[bytes] | None = instances.texts() if type(instances) is SentRows \
+                else list(map(jsonfast.dumps, instances))
         else:
             inputs = self._input_rows(feeds, rows)
             if inputs is None:

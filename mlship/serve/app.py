@@ -417,11 +417,10 @@ class ServeApp:
     def _quick_rows(self, raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
         """Feeds (and the rows as objects, when there is a log) of the usual
         `{"instances": [...]}` body, by BodyPlan; None: the full way."""
+        if self.service.log is not None:
+            return self.rows.decode_sent(raw)
         quick = self.rows.decode(raw)
-        if quick is None:
-            return None
-        feeds, values = quick
-        return feeds, self.rows.sent(values) if self.service.log is not None else None
+        return (quick[0], None) if quick is not None else None
 
     def _decode(self, request_id: str, started: float, decode: Callable[[], Any]) -> Any:
         """Decode a request; a bad one is logged (status and error) before its 4xx."""

@@ -17,6 +17,7 @@ from mlship.errors import InvalidInputError
 from mlship.model.features import request_fields
 from mlship.model.feeds import feeds_from_table
 from mlship.model.signature import Signature
+from mlship.predlog.entries import SentRows
 from mlship.serve import protocol
 from mlship.serve.errors import RequestError
 
@@ -122,11 +123,13 @@ class BodyPlan:
     (a bool, null, text, a missing or unknown feature or key, an empty
     list, bad JSON), which goes the full way: the answer and every error
     are the full way's. Without msgspec (it comes with the `serve` extra)
-    it takes nothing."""
+    it takes nothing. `decode_sent` keeps each row's JSON text as sent as
+    well, for the prediction log (SentRows)."""
 
     def __init__(self, signature: Signature, allow_missing: bool) -> None:
         rows = protocol.plan_for(RowPlan, signature, allow_missing)
         self.names, self.input, self.dtype = rows.names, rows.input, rows.dtype
+        self._names = tuple(self.names)
         self._decoder: Any = None
         if not rows.fast:
             return
@@ -140,8 +143,11 @@ class BodyPlan:
             row = msgspec.defstruct("Row", fields, rename={f"f{i}": n for i, n in enumerate(self.names)},
                                     forbid_unknown_fields=True)
             body = msgspec.defstruct("Body", [("instances", list[row])], forbid_unknown_fields=True)
-            self._decoder = msgspec.json.Decoder(body)
+            texts = msgspec.defstruct("Texts", [("instances", list[msgspec.Raw])], forbid_unknown_fields=True)
+            self._decoder, self._row = msgspec.json.Decoder(body), msgspec.json.Decoder(row)
+            self._texts = msgspec.json.Decoder(texts)
         except Exception:  # names msgspec cannot take (two alike): the full way decides
+            self._decoder = None
             return
         self._errors = msgspec.MsgspecError
         self._astuple = msgspec.structs.astuple
@@ -159,10 +165,18 @@ class BodyPlan:
         values = list(map(self._astuple, rows))
         return {self.input: np.array(values, dtype=self.dtype)}, values
 
-    def sent(self, values: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        """The rows as objects for the log, the features in the model's order."""
-        names = self.names
-        return [dict(zip(names, row)) for row in values]
+    def decode_sent(self, raw: bytes) -> tuple[Feeds, SentRows] | None:
+        """`decode`, keeping each row's JSON text as sent too (for the log)."""
+        if self._decoder is None:
+            return None
+        try:
+            texts = self._texts.decode(raw).instances
+            values = [self._astuple(self._row.decode(text)) for text in texts]
+        except self._errors:
+            return None
+        if not values:
+            return None
+        return {self.input: np.array(values, dtype=self.dtype)}, SentRows(values, self._names, list(map(bytes, texts)))
 
 
 def _decode_instances(instances: list[Any], signature: Signature, *, allow_missing: bool = False,

@@ -13,7 +13,7 @@ import numpy as np
 from mlship.model.load import load_model
 from mlship.model.runner import Runner
 from mlship.model.signature import Signature
-from mlship.predlog.entries import LineFormat, LogEntry
+from mlship.predlog.entries import LineFormat, LogEntry, SentRows
 from mlship.predlog.writer import LogWriter
 from mlship.serve.batching import MicroBatcher
 from mlship.serve.cache import LRUCache, feeds_key
@@ -119,7 +119,7 @@ class ModelService:
             sent = [t[2] for t in tags]
             lines = None
             if None not in sent or sent.count(None) == len(sent):  # all the rows as sent, or all feeds
-                rows = None if sent[0] is None else [s[0] for s in sent]
+                rows = None if sent[0] is None else _first_rows(sent)
                 lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, rows, outputs)
             if lines is not None:
                 self.log.submit_lines(lines)
@@ -163,7 +163,7 @@ class ModelService:
             if len(group) > 1 and all(type(v) is np.ndarray for g in group for v in g[5].values()):
                 feeds = {n: np.concatenate([g[3][n] for g in group]) for n in group[0][3]}
                 outputs = {n: np.concatenate([g[5][n] for g in group]) for n in group[0][5]}
-                rows = None if group[0][4] is None else [g[4][0] for g in group]
+                rows = None if group[0][4] is None else _first_rows([g[4] for g in group])
                 lines = self._line.batch([g[0] for g in group], [g[1] for g in group], [g[2] for g in group],
                                          feeds, rows, outputs)
             if lines is not None:
@@ -245,3 +245,8 @@ def is_batchable(signature: Signature) -> bool:
         if spec.shape is not None and (not spec.shape or isinstance(spec.shape[0], int)):
             return False
     return True
+
+
+def _first_rows(sent: list[Any]) -> Any:
+    """Each one-row request's row as sent, together (SentRows when they all are)."""
+    return SentRows.first_rows(sent) or [s[0] for s in sent]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlship import jsonfast
-from mlship.predlog.entries import LineFormat, LogEntry, row_outputs
+from mlship.predlog.entries import LineFormat, LogEntry, SentRows, row_outputs
 from mlship.predlog.schema import PredictionRecord
 
 FEATURES = {"X": ["mean radius", "odd \"quoted\" name", "100% sure", "f4"]}
@@ -152,3 +152,28 @@ def test_outputs_without_a_batch_axis_are_repeated_for_a_lone_row():
     wide = np.zeros((2, 3))
     (row,) = row_outputs({"s": scalar_output, "w": wide, "y": np.array([7])}, 1)
     assert float(row["s"]) == 3.0 and row["w"].shape == (2, 3) and row["y"] == 7
+
+
+def test_rows_as_sent_are_logged_as_their_own_text_on_one_line():
+    """SentRows (/predict's usual rows read straight from the body) log each row's JSON text
+    as sent; the record is the one the row as an object gives; a text with a line break is
+    written again as compact JSON, so the log stays one record a line."""
+    names = tuple(FEATURES["X"])
+    values = [(1.5, 2, -3.25e-07, 1e16), (0.0, -0.0, 7, 123456.789)]
+    objects = [dict(zip(names, row)) for row in values]
+    texts = [json.dumps(objects[0]).encode(), json.dumps(objects[1], indent=1).encode()]  # spaces; line breaks
+    sent = SentRows(values, names, texts)
+    assert list(sent) == objects and sent[1] == objects[1] and sent[:1] == objects[:1] and len(sent) == 2
+    fmt = LineFormat("m", "1", "stable", FEATURES)
+    outputs = {"y": np.array([0.5, 1.5], np.float32)}
+    lines = fmt.batch(["a", "b"], [0.1, 0.2], 1.7e9, None, sent, outputs)
+    plain = fmt.batch(["a", "b"], [0.1, 0.2], 1.7e9, None, objects, outputs)
+    assert [json.loads(line) for line in lines] == [json.loads(line) for line in plain]
+    assert texts[0] in lines[0] and lines[1] == plain[1]  # as sent; written again
+    assert all(line.count(b"\n") == 1 for line in lines)
+    together = SentRows.first_rows([SentRows([row], names, [text]) for row, text in zip(values, texts)])
+    assert together is not None and together.values == values and together.raw == texts
+    assert SentRows.first_rows([SentRows([values[0]], names, texts[:1]), [objects[1]]]) is None
+    other_model = tuple(list(names))
+    assert SentRows.first_rows([SentRows([values[0]], names, texts[:1]),
+                                SentRows([values[1]], other_model, texts[1:])]) is None

@@ -200,11 +200,16 @@ def full_way(raw, signature):
 
 
 def quick_way(plan, raw):
-    got = plan.decode(raw)
+    got, kept = plan.decode(raw), plan.decode_sent(raw)
     if got is None:
+        assert kept is None
         return None
-    feeds, values = got
-    return {n: (a.dtype.str, a.shape, a.tobytes()) for n, a in feeds.items()}, plan.sent(values)
+    (feeds, values), (same, sent) = got, kept
+    assert all(np.array_equal(same[n], feeds[n]) for n in feeds) and sent.values == values
+    # The log writes each row's text as sent: the JSON of the row as an object, on one line.
+    assert [jsonfast.loads(text) for text in sent.texts()] == list(sent)
+    assert all(b"\n" not in text for text in sent.texts())
+    return {n: (a.dtype.str, a.shape, a.tobytes()) for n, a in feeds.items()}, list(sent)
 
 
 def named(values, names):
@@ -228,6 +233,7 @@ def test_the_usual_body_decodes_as_the_full_way_decodes_it(body_plan):
                                                   names[4]: str(2**53 - 1), names[5]: str(-(2**53) + 1),
                                                   names[6]: "3.4e38", names[7]: "1e30"}),
         ' {\n "instances" : [ %s ] }\n' % row_text(names),
+        json.dumps({"instances": [dict(zip(names, ROW))]}, indent=2),  # rows with line breaks in them
         # A key twice: the last one counts, on both ways.
         '{"instances":[%s]}' % (row_text(names)[:-1] + f',{json.dumps(names[0])}:99' + "}"),
     ]
