@@ -7,7 +7,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from mlship.errors import InvalidInputError
 
@@ -88,13 +88,14 @@ def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
     return str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def sha256_file_once(path: Path) -> str:
+def sha256_file_once(path: Path, compute: Callable[[Path], str] | None = None) -> str:
     """The sha256 of a file this process is pushing: hashed once (same inode, size and mtime)
-    however many steps ask, so a 500 MB push reads its artifact for the digest once. Only for
-    files this process reads as its own input; checks of what came from elsewhere use sha256_file."""
+    however many steps ask, so a 500 MB push reads its artifact for the digest once (`compute`,
+    when given, hashes it: a push's shared read reuses what it hashed already). Only for files
+    this process reads as its own input; checks of what came from elsewhere use sha256_file."""
     key = _stat_key(path)
     if key not in _DIGESTS:
-        _DIGESTS[key] = sha256_file(path)
+        _DIGESTS[key] = (compute or sha256_file)(path)
     return _DIGESTS[key]
 
 

@@ -89,9 +89,11 @@ def read_channel(target: Target, name: str, channel: str) -> dict[str, Any] | No
 
 def push_artifact(target: Target, name: str, version: str, files: list[tuple[Path, str]], *,
                   dry_run: bool = False, progress: Callable[[int], None] = lambda n: None,
-                  upload: Callable[[str, Path, Callable[[int], None]], str] | None = None) -> PushResult:
+                  upload: Callable[[str, Path, Callable[[int], None]], str] | None = None,
+                  digest: Callable[[Path], str] = sha256_file_once) -> PushResult:
     """Upload files (through `upload(key, path, progress) -> sha256`, the target's own by default),
-    then record the version in the index; skip what is already there."""
+    then record the version in the index; skip what is already there (its files' sha256 from
+    `digest`, only then)."""
     check_name(name, "name")
     check_name(version, "version")
     started = time.perf_counter()
@@ -100,7 +102,7 @@ def push_artifact(target: Target, name: str, version: str, files: list[tuple[Pat
     try:
         known = _index(target, name).find(version)
         if known is not None:
-            entries = [FileEntry(path=rel, sha256=sha256_file_once(p), size=p.stat().st_size) for p, rel in files]
+            entries = [FileEntry(path=rel, sha256=digest(p), size=p.stat().st_size) for p, rel in files]
             if _files(known.files) == _files(entries):  # only hashed up front to decide whether anything changed
                 progress(total)
                 return PushResult(target=target.describe(), status="skipped", files=len(files))

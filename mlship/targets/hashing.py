@@ -68,6 +68,7 @@ class SharedRead:
         # reader's last read returned, when that was one whole block
         self._memos: dict[int, BlockMemo] = {}  # block number -> values computed once from its bytes
         self._reading = False  # some reader has asked for bytes: prefetching stops
+        self._halted = False  # the whole file was hashed for a check: prefetching stops too
         self._failed: BaseException | None = None  # a prefetch's read failed: every reader gets that
 
     def reader(self, i: int) -> "SharedReader":
@@ -84,9 +85,9 @@ class SharedRead:
         free); the bytes read. Readers take these very bytes objects later, so what was hashed
         is what they upload; a failed read is raised to them."""
         done = 0
-        while done < budget and not self._reading:
+        while done < budget and not (self._reading or self._halted):
             with self._cond:
-                if self._reading or self._loaded >= self.size or not any(self._open) or self._failed:
+                if self._reading or self._halted or self._loaded >= self.size or not any(self._open) or self._failed:
                     break
                 before = self._loaded
                 try:
@@ -96,6 +97,23 @@ class SharedRead:
                     raise
                 done += self._loaded - before
         return done
+
+    def whole_digest(self) -> str:
+        """The file's sha256 for a check before any upload (is this version already there?): what
+        the prefetch hashed so far, then the rest read and hashed here without keeping it. The
+        prefetch stops; its blocks stay for the readers."""
+        self._halted = True
+        with self._cond:
+            if self._failed is not None:
+                raise self._failed
+            if self._loaded == self.size:
+                return self.digest.hexdigest()
+            digest, start = self.digest.copy(), self._loaded
+        with self.path.open("rb") as fh:
+            fh.seek(start)
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return remember_sha256(self.path, digest.hexdigest())
 
     def read(self, i: int, size: int) -> bytes:
         self._reading = True  # before the lock: a prefetch between two blocks stops at the next

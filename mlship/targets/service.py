@@ -62,6 +62,7 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
     then push to all of them at once; a target's failure is its row, not an exception."""
     from mlship.names import check_name
     from mlship.targets.artifacts import artifact_files, push_artifact
+    from mlship.model.load import sha256_file_once
     from mlship.targets.base import open_target, streams, target_class
 
     if request.artifact is None:
@@ -85,7 +86,7 @@ def push_artifacts(request: PushRequest, progress: ProgressFactory = lambda labe
         if shared:
             shared.attach(opened)
         if not request.dry_run:  # other content under the version in any target: refused before any upload
-            _refuse_conflicts(opened, name, request.version, files)
+            _refuse_conflicts(opened, name, request.version, files, shared.digest if shared else sha256_file_once)
     except BaseException:
         if shared:
             shared.close()
@@ -150,6 +151,16 @@ class SharedUploads:
 
         threading.Thread(target=run, name="mlship-prefetch", daemon=True).start()
 
+    def digest(self, path: Path) -> str:
+        """A file's sha256 for the check whether a target already holds the version: what the
+        prefetch hashed, then the rest (SharedRead.whole_digest); hashed once per process."""
+        from mlship.model.load import sha256_file_once
+
+        read = self.reads.get(path)
+        if read is None or read.started:
+            return sha256_file_once(path)
+        return sha256_file_once(path, lambda p: read.whole_digest())
+
     def attach(self, opened: list[Any]) -> None:
         """The opened targets that stream get their slots, in order."""
         from mlship.targets.base import streams
@@ -199,14 +210,15 @@ class SharedUploads:
                 read.leave(slot)
 
 
-def _refuse_conflicts(opened: list[Any], name: str, version: str, files: list[tuple[Path, str]]) -> None:
+def _refuse_conflicts(opened: list[Any], name: str, version: str, files: list[tuple[Path, str]],
+                      digest: Callable[[Path], str]) -> None:
     """A dry run against every target first: one holding other content under NAME VERSION
     stops the push before any target gets a byte (exit 2, the version is immutable)."""
     from mlship.targets.artifacts import push_artifact
     from mlship.versions import BUMP_HINT, VersionExistsError
 
     for target in opened:
-        checked = push_artifact(target, name, version, files, dry_run=True)
+        checked = push_artifact(target, name, version, files, dry_run=True, digest=digest)
         if checked.status == "failed" and isinstance(checked.exception, UsageError):
             raise VersionExistsError(checked.exception.message, hint=BUMP_HINT)
 

@@ -415,3 +415,43 @@ def test_a_push_refused_before_its_uploads_lets_its_prefetch_go(tmp_path, monkey
     assert shared._blocks == {} and shared._fh is None and not any(shared._open)
     assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) == before
     assert service.SharedUploads.PREFETCH >= 16 * MB
+
+
+def test_the_whole_digest_for_a_repeat_check_reuses_the_prefetch_and_keeps_its_blocks(tmp_path, monkeypatch):
+    path = random_file(tmp_path / "f.bin", 6, extra=5)
+    shared = SharedRead(path, 1, block=MB)
+    shared.prefetch(2 * MB)
+    want, size = sha256(path), path.stat().st_size
+    counter = {"bytes": 0}
+    real_open = pathlib.Path.open
+
+    def counting_open(self, *args, **kwargs):
+        fh = real_open(self, *args, **kwargs)
+        return CountingFile(fh, counter) if self == path else fh
+
+    monkeypatch.setattr(pathlib.Path, "open", counting_open)
+    assert shared.whole_digest() == want
+    assert counter["bytes"] == size - 2 * MB  # the prefetched blocks are not read again
+    monkeypatch.undo()
+    assert shared.prefetch(4 * MB) == 0  # and prefetching is over
+    reader = shared.reader(0)
+    assert reader.read() == path.read_bytes()  # the upload, should it go on, reads from the same point
+    assert shared.hexdigest() == sha256(path)
+
+
+def test_a_repeat_push_hashes_what_the_prefetch_did_not(tmp_path, monkeypatch):
+    """Pushing a version the target already holds reads the artifact once for its digest: the
+    prefetched part is not hashed again, and nothing is uploaded."""
+    from mlship.model import load
+
+    art = random_file(tmp_path / "big.bin", 40)
+    store = f"file://{tmp_path / 'store'}"
+    assert run("push", str(art), "--artifact-version", "1", "--to", store).code == 0
+    load._DIGESTS.clear()  # as a new process would start
+    whole = []
+    monkeypatch.setattr(load, "sha256_file", lambda p, chunk=1 << 20: whole.append(p) or sha256(p))
+    result = run("--json", "push", str(art), "--artifact-version", "1", "--to", store)
+    assert result.code == 0, result.stderr
+    assert __import__("json").loads(result.stdout)["results"][0]["status"] == "skipped"
+    assert whole == []  # the digest came from the shared read, not from a separate read of the file
+    assert __import__("json").loads(result.stdout)["artifact"] == f"sha256:{sha256(art)}"
