@@ -265,7 +265,11 @@ def row_outputs(outputs: dict[str, Any], rows: int) -> list[dict[str, Any]]:
         for name, value in outputs.items():
             if type(value) is not np.ndarray:
                 break
-            row[name] = scalar(value[0]) if value.ndim and value.shape[0] == 1 else value
+            if value.ndim and value.shape[0] == 1:
+                value = scalar(value[0])
+                if type(value) is np.longlong:  # onnxruntime's int64: orjson writes int, not `long long`
+                    value = int(value)
+            row[name] = value
         else:
             return [row]
     per_row: list[dict[str, Any]] = [{} for _ in range(rows)]
