@@ -23,7 +23,7 @@ from mlship.serve import binary, protocol
 from mlship.serve.errors import RequestError
 from mlship.serve.formats import decode_predict
 from mlship.serve.instances import BodyPlan, decode_rows
-from mlship.predlog.entries import row_outputs
+from mlship.predlog.entries import SentRows, row_outputs
 from mlship.serve.service import ModelService
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -414,8 +414,8 @@ class ServeApp:
             return {"predictions": rows}
         return feeds, instances, finish
 
-    def _quick_rows(self, raw: bytes) -> tuple[dict[str, Any], list[dict[str, Any]] | None] | None:
-        """Feeds (and the rows as objects, when there is a log) of the usual
+    def _quick_rows(self, raw: bytes) -> tuple[dict[str, Any], SentRows | None] | None:
+        """Feeds (and the rows as sent, when there is a log) of the usual
         `{"instances": [...]}` body, by BodyPlan; None: the full way."""
         if self.service.log is not None:
             return self.rows.decode_sent(raw)

@@ -107,7 +107,6 @@ class RowPlan:
 
 
 _NUMBERS = {float, int}
-
 _EXACT = 2**53  # integers a float64 holds exactly, as the full path's columns do
 
 
@@ -128,8 +127,7 @@ class BodyPlan:
 
     def __init__(self, signature: Signature, allow_missing: bool) -> None:
         rows = protocol.plan_for(RowPlan, signature, allow_missing)
-        self.names, self.input, self.dtype = rows.names, rows.input, rows.dtype
-        self._names = tuple(self.names)
+        self.names, self.input, self.dtype = tuple(rows.names), rows.input, rows.dtype
         self._decoder: Any = None
         if not rows.fast:
             return
@@ -160,10 +158,8 @@ class BodyPlan:
             rows = self._decoder.decode(raw).instances
         except self._errors:
             return None
-        if not rows:
-            return None
         values = list(map(self._astuple, rows))
-        return {self.input: np.array(values, dtype=self.dtype)}, values
+        return (self._feeds(values), values) if values else None
 
     def decode_sent(self, raw: bytes) -> tuple[Feeds, SentRows] | None:
         """`decode`, keeping each row's JSON text as sent too (for the log)."""
@@ -174,9 +170,10 @@ class BodyPlan:
             values = [self._astuple(self._row.decode(text)) for text in texts]
         except self._errors:
             return None
-        if not values:
-            return None
-        return {self.input: np.array(values, dtype=self.dtype)}, SentRows(values, self._names, list(map(bytes, texts)))
+        return (self._feeds(values), SentRows(values, self.names, list(map(bytes, texts)))) if values else None
+
+    def _feeds(self, values: list[tuple[Any, ...]]) -> Feeds:
+        return {self.input: np.array(values, dtype=self.dtype)}
 
 
 def _decode_instances(instances: list[Any], signature: Signature, *, allow_missing: bool = False,

@@ -6,10 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, TypeVar
 
-T = TypeVar("T")
-
 from mlship.model.load import remember_sha256, sha256_file
 from mlship.targets.base import Progress
+
+T = TypeVar("T")
 
 
 class HashingReader:
