@@ -21,9 +21,11 @@ concurrency limit reached goes to the app in a task as usual.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from typing import Any, Callable
 
-from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
+import httptools
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 # The ASGI extension this protocol offers (in scope["extensions"]): a response in
@@ -107,77 +109,185 @@ class _OneWriteCycle(RequestResponseCycle):
             elif self.response_complete:
                 held.flush()  # a HEAD answer has no body write
 
-
     def _respond(self, status: int, head: bytes, body: bytes) -> None:
         """What uvicorn does for a start and a final body, in one write."""
         self.response_started = True
         self.waiting_for_100_continue = False
-        parts = [STATUS_LINE[status]]
-        for name, value in self.default_headers:  # the date (and server) header
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(head)
-        if not self.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts.append(b"\r\n")
-        if self.scope["method"] != "HEAD":
-            parts.append(body)
-        self.transport.write(b"".join(parts))
+        keep_alive = self.keep_alive
+        self.transport.write(b"%s%s%s%s\r\n%s" % (
+            STATUS_LINE[status], _default_lines(self.default_headers), head,
+            b"" if keep_alive else b"connection: close\r\n", body if self.scope["method"] != "HEAD" else b""))
         self.response_complete = True
         self.message_event.set()
-        if not self.keep_alive:
+        if not keep_alive:
             self.transport.close()
         self.on_response()
 
 
+_defaults: tuple[Any, bytes] = (None, b"")
+
+
+def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The server's default header lines (date, server): uvicorn makes a new list of
+    them once a second, so they are joined once per list."""
+    global _defaults
+    if _defaults[0] is not headers:
+        _defaults = (headers, b"".join(b"%s: %s\r\n" % pair for pair in headers))
+    return _defaults[1]
+
+
 class OneWriteProtocol(HttpToolsProtocol):
     """HttpToolsProtocol whose requests answer with one write per response,
-    and whose app may answer some requests without a task (see above)."""
+    and whose app may answer some requests without a task (see above).
+
+    Its request callbacks are uvicorn 0.54's (mlship.serve.server.ONE_WRITE_UVICORN)
+    folded together, with a request's cycle made as this protocol's own at once, and
+    the keep-alive timer armed once per idle spell instead of once per response."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._direct: Callable[[Any], bool] | None = getattr(self.app, "direct", None)
         self._answer: Callable[[Any, bytes, Callable[[int, bytes, bytes], None]], None] | None = \
             getattr(self.app, "direct_answer", None)
+        self._idle_since: float | None = None  # when the last answer went out, while no request is in
+
+    # -- a request ----------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "extensions": _EXTENSIONS,
+            # The server's request tasks: an app may see that its request is alone (mlship's runs it at once).
+            "mlship.tasks": self.tasks,
+        }
 
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        if self.cycle is not None:
-            self._adopt(self.cycle)  # a pipelined request, queued: its task (if any) starts later
-
-    def _adopt(self, cycle: RequestResponseCycle) -> None:
-        if type(cycle) is RequestResponseCycle:
-            # Its task has not been created or has not run: `send` is looked up when it does.
-            cycle.__class__ = _OneWriteCycle
-            cycle.transport = _HeldHead(cycle.transport)
-            # The server's request tasks: an app may see that its request is alone (mlship's runs it at once).
-            cycle.scope["mlship.tasks"] = self.tasks  # type: ignore[typeddict-unknown-key]
-            offered = cycle.scope.get("extensions")
-            cycle.scope["extensions"] = _EXTENSIONS if not offered else {**offered, **_EXTENSIONS}
+        parser, scope = self.parser, self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        if self.limit_concurrency is not None and (
+                len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        else:
+            app = self.app
+        existing_cycle = self.cycle
+        self.cycle = cycle = _OneWriteCycle(
+            scope=scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # a pipelined request, queued: its task (if any) starts later
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        self._adopt(cycle)
         if app is self.app and self._direct is not None and not cycle.waiting_for_100_continue \
                 and self._direct(cycle.scope):
             cycle.direct = True  # type: ignore[attr-defined]
             if not cycle.more_body:  # a pipelined request, read while the one before was answered
                 self._hand_over(cycle)
             return
+        self._task(cycle, app)
+
+    def _task(self, cycle: Any, app: Any) -> None:
+        """The request's ASGI task, its response's head held for its first body write."""
+        cycle.transport = _HeldHead(cycle.transport)
         super()._start_asgi_task(cycle, app)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
-        super().on_body(body)
-        if cycle.direct and len(cycle.body) > HIGH_WATER_LIMIT:  # type: ignore[union-attr]
-            # A big body: the app reads it in a task of its own, with flow control and its limits.
-            cycle.direct = False  # type: ignore[union-attr]
-            super()._start_asgi_task(cycle, self.app)  # type: ignore[arg-type]
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+            if cycle.direct:  # type: ignore[attr-defined]
+                # A big body: the app reads it in a task of its own, with flow control and its limits.
+                cycle.direct = False  # type: ignore[attr-defined]
+                self._task(cycle, self.app)
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
-        super().on_message_complete()
-        if cycle is not None and cycle.direct and not cycle.more_body:  # type: ignore[attr-defined]
+        if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
+        if cycle.direct:  # type: ignore[attr-defined]
             self._hand_over(cycle)
 
     def _hand_over(self, cycle: Any) -> None:
         cycle.direct = False
         self._answer(cycle.scope, bytes(cycle.body), cycle.respond)  # type: ignore[misc]
+
+    # -- keep-alive: one timer per idle spell -------------------------------------
+
+    def _unset_keepalive_if_required(self) -> None:
+        """Data came in (or the answer went out): not idle. The timer, if armed, finds
+        that out when it fires, instead of being cancelled on every request."""
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            self._idle_since = None
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        """Close the connection once it has been idle for the keep-alive timeout."""
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None or self.transport.is_closing():
+            return  # a request is in: armed again when it is answered
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
