@@ -356,3 +356,108 @@ def test_serve_hands_its_prediction_routes_to_the_protocol_directly_with_the_sam
     ids = [r["request_id"] for r in logged]
     assert sorted(ids) == sorted(["r-0", "r-1", "r-2", "r-3"] * 2)  # each path logged its predictions
 
+
+
+class Clock:
+    """What the protocol asks of its loop for keep-alive: the time (set by the test) and timers (recorded)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.timers: list[list] = []  # [delay, callback, cancelled]
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay, callback):
+        timer = [delay, callback, False]
+        self.timers.append(timer)
+
+        class Handle:
+            def cancel(self) -> None:
+                timer[2] = True
+        return Handle()
+
+    def __getattr__(self, name):  # create_task and the rest: the running loop's
+        return getattr(asyncio.get_running_loop(), name)
+
+    def fire(self) -> None:
+        """Run the newest timer's callback, as the loop would when it is due."""
+        delay, callback, cancelled = self.timers[-1]
+        assert not cancelled
+        callback()
+
+
+def keep_alive_connection(timeout: float = 5.0):
+    protocol, transport, _ = connection(app, timeout_keep_alive=timeout)
+    clock = Clock()
+    protocol.loop = clock  # the protocol's timers and time only (the requests' tasks run on the real loop)
+    return protocol, transport, clock
+
+
+async def answer(protocol: OneWriteProtocol, data: bytes = b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"):
+    """Feed a request's bytes; wait for its task (the app answers in one)."""
+    protocol.data_received(data)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    while protocol.tasks:
+        await asyncio.gather(*protocol.tasks, return_exceptions=True)
+
+
+def test_keep_alive_arms_one_timer_for_an_idle_spell_not_one_per_response():
+    async def main():
+        protocol, transport, clock = keep_alive_connection(timeout=5.0)
+        for _ in range(3):
+            await answer(protocol)
+            clock.now += 1.0
+        assert len(transport.writes) == 3
+        assert [(t[0], t[2]) for t in clock.timers] == [(5.0, False)]  # armed after the first answer, never cancelled
+    asyncio.run(main())
+
+
+def test_keep_alive_timer_waits_out_the_rest_of_a_later_idle_spell():
+    async def main():
+        protocol, transport, clock = keep_alive_connection(timeout=5.0)
+        await answer(protocol)  # idle from 100.0, timer due at 105.0
+        clock.now = 103.0
+        await answer(protocol)  # idle again from 103.0
+        clock.now = 105.0
+        clock.fire()
+        assert not transport.closed
+        assert clock.timers[-1][0] == pytest.approx(3.0)  # armed again for what is left: until 108.0
+        clock.now = 108.0
+        clock.fire()
+        assert transport.closed
+    asyncio.run(main())
+
+
+def test_keep_alive_closes_a_connection_idle_for_the_timeout():
+    async def main():
+        protocol, transport, clock = keep_alive_connection(timeout=5.0)
+        await answer(protocol)
+        clock.now += 5.0
+        clock.fire()
+        assert transport.closed and len(clock.timers) == 1
+    asyncio.run(main())
+
+
+def test_keep_alive_never_closes_a_connection_while_its_request_is_in():
+    async def main():
+        protocol, transport, clock = keep_alive_connection(timeout=5.0)
+        await answer(protocol)
+        protocol.data_received(b"POST /one HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")  # the rest to come
+        clock.now += 60.0
+        clock.fire()
+        assert not transport.closed and len(clock.timers) == 1  # not armed again while the request is in
+        await answer(protocol, b"cde")
+        assert transport.writes[-1].endswith(b"\r\n\r\nabcde")
+        assert len(clock.timers) == 2 and clock.timers[-1][0] == 5.0  # idle again: armed for the whole timeout
+    asyncio.run(main())
+
+
+def test_keep_alive_timer_is_cancelled_when_the_connection_is_lost():
+    async def main():
+        protocol, transport, clock = keep_alive_connection(timeout=5.0)
+        await answer(protocol)
+        protocol.connection_lost(None)
+        assert clock.timers[-1][2]  # cancelled
+    asyncio.run(main())
