@@ -69,9 +69,13 @@ class MicroBatcher:
         inline_max_ms: float = 1.0,
         on_run: Callable[[list[Any], Feeds, Outputs], None] | None = None,
         on_fail: Callable[[list[Any], Exception], None] | None = None,
+        on_lone: Callable[[Any, Feeds, Outputs], None] | None = None,
     ) -> None:
         self._run = run
         self._on_run, self._on_fail = on_run, on_fail
+        # A lone request run at once: its tag alone, once its answer has gone out (it must not
+        # raise); without one, `on_run` gets it as a run of one.
+        self._on_lone = on_lone if on_lone is not None or on_run is None else self._lone_run
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self.batchable = batchable
@@ -94,10 +98,14 @@ class MicroBatcher:
         join a batch: a fast model runs at once, on the loop, with no turn of
         the loop waited for others (what a lone client's latency is made of).
         `tag`: handed to `on_run` with the outputs after a successful run (the
-        prediction log: one call for a whole batch of one-row requests), or to
-        `on_fail` with the error of a failed one, before the caller gets it."""
+        prediction log: one call for a whole batch of one-row requests; a lone
+        request run at once: to `on_lone`), or to `on_fail` with the error of a
+        failed one, before the caller gets it."""
         if alone and self._at_once():
-            return self._run_alone(feeds, tag)
+            outputs = self._run_alone(feeds, tag)
+            if tag is not None and self._on_lone is not None:  # after this request's answer has gone out
+                asyncio.get_running_loop().call_soon(self._on_lone, tag, feeds, outputs)
+            return outputs
         future = asyncio.get_running_loop().create_future()
         self._queue(feeds, tag, future)
         return await future
@@ -111,8 +119,10 @@ class MicroBatcher:
                 outputs = self._run_alone(feeds, tag)
             except Exception as exc:
                 reply(None, exc)
-            else:
-                reply(outputs, None)
+                return
+            reply(outputs, None)  # its answer written: what is logged after it is not in its latency
+            if tag is not None and self._on_lone is not None:
+                self._on_lone(tag, feeds, outputs)
             return
         self._queue(feeds, tag, _Reply(reply))
 
@@ -131,8 +141,6 @@ class MicroBatcher:
             self._log_failure([tag], exc)
             raise
         self._on_batch(len(next(iter(feeds.values()))) if feeds else 1)
-        if tag is not None and self._on_run is not None:  # after this request's answer has gone out
-            asyncio.get_running_loop().call_soon(self._hand_on, [tag], feeds, outputs)
         return outputs
 
     def _queue(self, feeds: Feeds, tag: Any, future: Any) -> None:
@@ -207,6 +215,9 @@ class MicroBatcher:
                 loop.call_soon(loop.call_soon, self._hand_on, tags, feeds, outputs)
             else:
                 self._hand_on(tags, feeds, outputs)
+
+    def _lone_run(self, tag: Any, feeds: Feeds, outputs: Outputs) -> None:
+        self._hand_on([tag], feeds, outputs)
 
     def _hand_on(self, tags: list[Any], feeds: Feeds, outputs: Outputs) -> None:
         try:

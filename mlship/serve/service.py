@@ -43,6 +43,7 @@ class ModelService:
             on_batch=self.metrics.observe_batch,
             on_run=self._log_run,
             on_fail=self._log_failure,
+            on_lone=self._log_lone,
         )
         self.cache = LRUCache(settings.cache_size) if settings.cache_size else None
         self.log = None
@@ -111,10 +112,7 @@ class ModelService:
         latencies = [round((now - started) * 1000.0, 3) for _, started, _ in tags]
         try:
             if len(tags) == 1:
-                request_id, _, instances = tags[0]
-                if not self._held_back(request_id, latencies[0], when, feeds, instances, outputs):
-                    self._log_records(request_id, latencies[0], when, feeds if instances is None else None,
-                                      instances, outputs)
+                self._log_one((tags[0][0], latencies[0], when, feeds, tags[0][2], outputs))
                 return
             sent = [t[2] for t in tags]
             lines = None
@@ -130,32 +128,75 @@ class ModelService:
         except Exception:  # a record that cannot be made is counted, never an error for the request
             self.log.count_failed(len(tags))
 
-    def _held_back(self, request_id: str, latency_ms: float, when: float, feeds: dict[str, np.ndarray],
-                   instances: list[dict[str, Any]] | None, outputs: dict[str, Any]) -> bool:
+    def _log_lone(self, tag: tuple[str, float, Any], feeds: dict[str, np.ndarray], outputs: dict[str, Any]) -> None:
+        """Log a lone request run at once, its answer gone out (the batcher's `on_lone`)."""
+        now, when = time.perf_counter(), time.time()
+        request_id, started, instances = tag
+        try:
+            self._log_one((request_id, round((now - started) * 1000.0, 3), when, feeds, instances, outputs))
+        except Exception:  # a record that cannot be made is counted, never an error for the request
+            self.log.count_failed(1)
+
+    def _log_one(self, record: tuple[Any, ...]) -> None:
+        """A one-run request's record (request id, latency, time, feeds, rows as sent,
+        outputs): held back (`_held_back`), else made now."""
+        if not self._held_back(record):
+            request_id, latency_ms, when, feeds, instances, outputs = record
+            self._log_records(request_id, latency_ms, when, feeds if instances is None else None, instances, outputs)
+
+    def _held_back(self, record: tuple[Any, ...]) -> bool:
         """Hold a lone one-row request's record back, to be made with the next ones
         (`_write_held`: a lone request's line alone costs ~9 us of the event loop, in a
-        batch ~3 us a row), for at most HOLD_S or HOLD_ROWS requests. False: make it now
+        batch ~2 us a row), for at most HOLD_S or HOLD_ROWS requests. False: make it now
         (off the event loop, or not one row)."""
+        feeds, instances = record[3], record[4]
         if len(next(iter(feeds.values()), ())) != 1 or (instances is not None and len(instances) != 1):
             return False
         loop = asyncio._get_running_loop()
         if loop is None:  # the runner's thread (a slow model): its batches are made there
             return False
-        self._held.append((request_id, latency_ms, when, feeds, instances, outputs))
-        if len(self._held) >= min(HOLD_ROWS, self._hold_max):
+        held = self._held
+        held.append(record)
+        if len(held) >= min(HOLD_ROWS, self._hold_max):
             self._write_held()
         elif self._held_timer is None:
             self._held_timer = loop.call_later(HOLD_S, self._write_held)
         return True
 
     def _write_held(self) -> None:
-        """The held-back records, as one batch of lines per run of alike requests."""
+        """The held-back records: all as one batch of lines when they are alike (the
+        usual case, `_held_lines`), else one batch per run of alike requests."""
         if self._held_timer is not None:
             self._held_timer.cancel()
             self._held_timer = None
         held, self._held = self._held, []
+        lines = self._held_lines(held) if len(held) > 1 else None
+        if lines is not None:
+            self.log.submit_lines(lines)
+            return
         for _, alike in itertools.groupby(held, key=_held_key):
             self._write_alike(list(alike))
+
+    def _held_lines(self, held: list[tuple[Any, ...]]) -> list[bytes] | None:
+        """The lines of these held records as one batch, or None when they are not all
+        alike (rows as sent or feeds in each, one-row arrays of the same names, dtypes
+        and trailing shapes) or LineFormat does not take them: then each run of alike
+        ones is made on its own (`_held_key`), as before, so nothing is lost here."""
+        try:
+            ids, latencies, whens, feeds, sent, outputs = map(list, zip(*held))
+            unsent = sent.count(None)
+            if unsent == len(sent):
+                inputs, rows = _stacked(feeds), None
+                if inputs is None:
+                    return None
+            elif unsent:
+                return None
+            else:
+                inputs, rows = None, _first_rows(sent)
+            stacked = _stacked(outputs)
+            return None if stacked is None else self._line.batch(ids, latencies, whens, inputs, rows, stacked)
+        except Exception:  # not alike after all (the shapes or names differ)
+            return None
 
     def _write_alike(self, group: list[tuple[Any, ...]]) -> None:
         try:
@@ -235,6 +276,22 @@ def _held_key(record: tuple[Any, ...]) -> tuple[Any, ...]:
     _, _, _, feeds, instances, outputs = record
     return (tuple((n, v.dtype, v.shape[1:]) for n, v in feeds.items()), instances is None,
             tuple((n, type(v), getattr(v, "dtype", None), getattr(v, "shape", (0,))[1:]) for n, v in outputs.items()))
+
+
+def _stacked(columns: list[dict[str, Any]]) -> dict[str, np.ndarray] | None:
+    """Dicts of one-row arrays, stacked by name (row i from dict i); None unless each has
+    the first one's names, every value is an array of one row and its name's dtype (never
+    promoted: another dtype raises, as another trailing shape does)."""
+    first = columns[0]
+    if set(map(len, columns)) != {len(first)}:
+        return None
+    stacked = {}
+    for name, value in first.items():
+        column = [c[name] for c in columns]
+        if type(value) is not np.ndarray or set(map(type, column)) != {np.ndarray} or set(map(len, column)) != {1}:
+            return None
+        stacked[name] = np.concatenate(column, dtype=value.dtype, casting="no")
+    return stacked
 
 
 def is_batchable(signature: Signature) -> bool:

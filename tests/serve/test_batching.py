@@ -239,3 +239,26 @@ def test_on_the_loop_the_log_is_made_after_the_callers_have_their_answers():
     asyncio.run(main())
     assert events == [("answered", 0), ("answered", 1), ("answered", 2), ("logged", (0, 1, 2)),
                       ("answered", "lone"), ("logged", ("lone",))]
+
+
+def test_a_lone_request_answered_through_a_reply_is_handed_to_on_lone_right_after_its_reply():
+    events = []
+    batcher = MicroBatcher(lambda feeds: {"y": feeds["x"] + 1}, inline_max_ms=1000.0,
+                           on_run=lambda tags, feeds, outputs: events.append(("run", tags)),
+                           on_lone=lambda tag, feeds, outputs: events.append(("lone", tag, outputs["y"].tolist())))
+    batcher._run_s = 0.0  # known to be fast: a lone request runs at once, on the loop
+
+    def reply(outputs, error):
+        events.append(("answered", outputs["y"].tolist()))
+
+    async def main():
+        batcher.submit_to({"x": np.ones((1, 1))}, True, "t1", reply)
+        events.append("returned")  # on_lone was called before submit_to returned: no turn of the loop
+        batcher.submit_to({"x": np.ones((1, 1))}, True, None, reply)  # untagged: not handed on
+        await batcher.submit({"x": np.zeros((1, 1))}, alone=True, tag="t2")
+        events.append("awaited")  # a coroutine's caller answers first: on_lone comes a turn later
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert events == [("answered", [[2.0]]), ("lone", "t1", [[2.0]]), "returned", ("answered", [[2.0]]),
+                      "awaited", ("lone", "t2", [[1.0]])]

@@ -191,3 +191,41 @@ def test_predict_rows_taken_straight_from_the_body_are_logged_as_sent(tmp_path):
         for request_id, rows in by_id.items():
             for logged, row in zip(rows, expected[request_id]):
                 assert [type(logged[n]) for n in names] == [type(row[n]) for n in names]
+
+
+def test_held_records_that_are_not_alike_are_each_logged_as_alone_with_nothing_promoted(tmp_path, monkeypatch):
+    """Held-back records are made as one batch only when every one has the same inputs and
+    outputs (names, dtypes, trailing shapes); else each run of alike ones is made on its own,
+    and a float32 input is never written at float64's precision, nor a record lost."""
+    import mlship.serve.service as service_module
+
+    monkeypatch.setattr(service_module, "HOLD_S", 60.0)
+    row = np.full((1, 30), 0.1)
+    outputs = {"label": np.array([1], np.int64), "probabilities": np.array([[0.25, 0.75]], np.float32)}
+    wider = {**outputs, "probabilities": np.array([[0.25, 0.5, 0.25]], np.float32)}
+    f32 = row.astype(np.float32)
+    for name, records, batches in (("dtypes", [(f32, outputs), (f32, outputs), (row, outputs), (row, outputs)], [2, 2]),
+                                   ("shapes", [(f32, outputs), (f32, outputs), (f32, wider),
+                                               (f32, {**outputs, "label": np.array([1.0])})], [2]),
+                                   ("alike", [(f32, outputs)] * 3, [3])):
+        service = ModelService(ServeSettings(model_path=MODEL, name="bc", version="1", log_dir=tmp_path / name))
+        names = request_fields(service.signature)
+        made, batch = [], service._line.batch
+        service._line.batch = lambda ids, *rest: made.append(len(ids)) or batch(ids, *rest)
+
+        async def main():
+            for i, (X, out) in enumerate(records):
+                service._log_lone((f"r{i}", 0.0, None), {"X": X}, out)
+            assert made == [] and len(service._held) == len(records)
+
+        asyncio.run(main())
+        service.close()
+        assert made == batches, name  # a batch per run of alike records (one alone: its own line)
+        logged = [json.loads(line) for path in sorted((tmp_path / name).glob("*.jsonl"))
+                  for line in path.read_text().splitlines()]
+        assert [r["request_id"] for r in logged] == [f"r{i}" for i in range(len(records))]
+        assert [r["inputs"][names[0]] for r in logged] == [0.1] * len(records)  # float32's text: not promoted
+        assert logged[0]["outputs"] == {"label": 1, "probabilities": [0.25, 0.75]}
+        assert service.log.failed == 0 and service.log.written == len(records)
+    assert logged[-1]["outputs"] == logged[0]["outputs"]
+    assert [r["outputs"]["probabilities"] for r in logged] == [[0.25, 0.75]] * 3
