@@ -6,6 +6,7 @@ the split into rows happens in the writer's thread, off the hot path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -148,50 +149,52 @@ class LineFormat:
                outputs: dict[str, Any], cached: bool) -> list[bytes] | None:
         """`batch`'s lines, `cached` or not (`line`: a batch of one)."""
         rows = len(request_ids)
+        named = None  # the input whose named columns are in the template, each value a column of its own
         if instances is not None:
             if len(instances) != rows:
                 return None
-            inputs: list[bytes] | None = instances.texts() if type(instances) is SentRows \
-                else list(map(jsonfast.dumps, instances))
+            columns = [instances.texts() if type(instances) is SentRows else list(map(jsonfast.dumps, instances))]
         else:
-            inputs = self._input_rows(feeds, rows)
-            if inputs is None:
+            columns = self._input_columns(feeds, rows)
+            if columns is None:
                 return None
-        texts = []
+            named = next(iter(feeds))
         for value in outputs.values():
             column = _output_rows(value, rows)
             if column is None:
                 return None
-            texts.append(column)
-        names = (tuple(outputs), cached)
+            columns.append(column)
+        names = (tuple(outputs), cached, named)
         template = self._templates.get(names) or self._template(*names)
-        # One formatting per line, not one for the batch: a batch's text is tens of kB,
-        # and allocations that size made the whole 2-4x slower now and then (malloc).
-        stamps = [_timestamp(w).encode() for w in when] if type(when) is list else repeat(_timestamp(when).encode(), rows)
-        return [template % parts for parts in zip(stamps,
-                                                  map(jsonfast.dumps, request_ids),
-                                                  map(jsonfast.dumps, latencies_ms), inputs, *texts)]
+        stamps = _stamps(when) if type(when) is list else repeat(_timestamp(when).encode(), rows)
+        # One encode of the latencies (floats: each its own encode's text); one formatting per line,
+        # not one for the batch: a batch's text is tens of kB, and allocations that size made the
+        # whole 2-4x slower now and then (malloc).
+        latencies = jsonfast.dumps(latencies_ms)[1:-1].split(b",")
+        return [template % parts for parts in zip(stamps, map(jsonfast.dumps, request_ids), latencies, *columns)]
 
-    def _template(self, names: tuple[str, ...], cached: bool) -> bytes:
-        if len(self._templates) > 64:  # output names are the model's: one set (cached or not)
+    def _template(self, names: tuple[str, ...], cached: bool, named: str | None) -> bytes:
+        if len(self._templates) > 64:  # output names are the model's: one set (cached or not, per input)
             self._templates.clear()
         outputs = b",".join(jsonfast.dumps(name).replace(b"%", b"%%") + b":%s" for name in names)
-        template = self._templates[names, cached] = b'{"ts":"%s","request_id":%s' \
-            + self._middle.replace(b"%", b"%%") + b'%s,"status":200,"error":null,"inputs":%s,"outputs":{' + outputs \
-            + (b'},"cached":true}\n' if cached else b"}}\n")
+        inputs = b"%s" if named is None else self._rows[named][1]
+        template = self._templates[names, cached, named] = b'{"ts":"%s","request_id":%s' \
+            + self._middle.replace(b"%", b"%%") + b'%s,"status":200,"error":null,"inputs":' + inputs \
+            + b',"outputs":{' + outputs + (b'},"cached":true}\n' if cached else b"}}\n")
         return template
 
-    def _input_rows(self, feeds: dict[str, np.ndarray] | None, rows: int) -> list[bytes] | None:
-        """Each row's `{"name": value, ...}` from one encode of the batch's input."""
+    def _input_columns(self, feeds: dict[str, np.ndarray] | None, rows: int) -> list[list[bytes]] | None:
+        """Each named column's values as text, a list per column (row i's value i), from
+        one encode of the batch's input; they fill the template's `{"name": %s, ...}`."""
         if not feeds or len(feeds) != 1:
             return None
         name, value = next(iter(feeds.items()))
-        count, template = self._rows.get(name, (0, b""))
+        count = self._rows.get(name, (0, b""))[0]
         if not count or value.dtype.kind not in "fiu" or value.size != count * rows or not value.ndim \
                 or value.shape[0] != rows or not rows:
             return None
         values = jsonfast.dumps(value.reshape(-1))[1:-1].split(b",")
-        return [template % tuple(values[i:i + count]) for i in range(0, len(values), count)]
+        return [values[j::count] for j in range(count)]
 
 
 def _output_rows(value: Any, rows: int) -> list[bytes] | None:
@@ -208,15 +211,47 @@ def _output_rows(value: Any, rows: int) -> list[bytes] | None:
 
 
 _last_ts: tuple[int, str] = (-1, "")
+_last_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp(when: float) -> str:
-    """utc_timestamp, once per millisecond (records of one write share it)."""
+    """utc_timestamp, made once per millisecond (records of one write share it)."""
     global _last_ts
-    ms = int(when * 1000)
+    scaled = when * 1000
+    ms = int(scaled)
+    if not 0 <= scaled - ms <= 0.999:  # within a microsecond of the next ms: datetime's rounding may carry
+        return _utc_stamp(when)
     if _last_ts[0] != ms:
-        _last_ts = (ms, utc_timestamp(when))
+        _last_ts = (ms, _utc_stamp(when))
     return _last_ts[1]
+
+
+def _utc_stamp(when: float) -> str:
+    """utc_timestamp(when), its date and time of day made once a second: the same
+    rounding to the microsecond as datetime.fromtimestamp (half to even, a carry
+    into the next second), then the milliseconds."""
+    global _last_second
+    second = int(when)
+    micro = round((when - second) * 1e6)
+    if when < 0 or micro >= 1_000_000:  # before 1970, or rounded up into the next second
+        return utc_timestamp(when)
+    if _last_second[0] != second:
+        _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)))
+    return f"{_last_second[1]}{micro // 1000:03d}Z"
+
+
+def _stamps(whens: list[float]) -> list[bytes]:
+    """Each time's `ts` text (_timestamp), made once per millisecond."""
+    stamps: list[bytes] = []
+    last, stamp = None, b""
+    for when in whens:
+        scaled = when * 1000
+        ms = int(scaled)
+        if ms != last or not 0 <= scaled - ms <= 0.999:
+            stamp = _timestamp(when).encode()
+            last = ms if 0 <= scaled - ms <= 0.999 else None
+        stamps.append(stamp)
+    return stamps
 
 
 def _input_json(feeds: dict[str, np.ndarray] | None, features: dict[str, list[str]] | None,

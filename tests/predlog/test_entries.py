@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mlship import jsonfast
-from mlship.predlog.entries import LineFormat, LogEntry, SentRows, row_outputs
-from mlship.predlog.schema import PredictionRecord
+from mlship.predlog.entries import LineFormat, LogEntry, SentRows, _utc_stamp, row_outputs
+from mlship.predlog.schema import PredictionRecord, utc_timestamp
 
 FEATURES = {"X": ["mean radius", "odd \"quoted\" name", "100% sure", "f4"]}
 BASE = {"model": "m\u00e9", "version": "1.0", "variant": "canary"}
@@ -180,3 +180,28 @@ def test_rows_as_sent_are_logged_as_their_own_text_on_one_line():
     other_model = tuple(list(names))
     assert SentRows.first_rows([SentRows([values[0]], names, texts[:1]),
                                 SentRows([values[1]], other_model, texts[1:])]) is None
+
+
+def test_batch_lines_with_a_time_each_are_each_requests_line_with_its_utc_timestamp():
+    """Held-back lone requests are made together, each with its own time: the `ts` of each is
+    utc_timestamp's (the same rounding to the microsecond, across ms and second boundaries)."""
+    fmt = LineFormat("m", "1", "stable", FEATURES)
+    whens = [1764500000.9994, 1764500000.99949, 1764500000.9999996, 1764500001.0004, 1764500001.0004,
+             1764500061.25, 1764500000.0000004, 1.5, 0.0]
+    rows = len(whens)
+    feeds = {"X": np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)}
+    outputs = {"label": np.arange(rows)}
+    ids, latencies = [f"r{i}" for i in range(rows)], [0.001 * i for i in range(rows)]
+    lines = fmt.batch(ids, latencies, whens, feeds, None, outputs)
+    for i, when in enumerate(whens):
+        assert lines[i] == fmt.line(ids[i], latencies[i], when, {"X": feeds["X"][i:i + 1]}, None,
+                                    {"label": outputs["label"][i:i + 1]}, False)
+        assert json.loads(lines[i])["ts"] == utc_timestamp(when)
+    assert [json.loads(line)["ts"][-7:] for line in lines[:3]] == ["20.999Z", "20.999Z", "21.000Z"]
+
+
+def test_timestamps_are_utc_timestamps_to_the_millisecond():
+    rng = np.random.default_rng(7)
+    whens = list(rng.uniform(0, 4e9, 20000)) + [s + k / 1000 + d for s in (1764500000, 1764503599)
+                                               for k in range(1000) for d in (0.0, 4.9e-7, 5e-7, -5e-7)]
+    assert [_utc_stamp(float(w)) for w in whens] == [utc_timestamp(float(w)) for w in whens]
