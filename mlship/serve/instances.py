@@ -142,7 +142,7 @@ class BodyPlan:
                                     forbid_unknown_fields=True)
             body = msgspec.defstruct("Body", [("instances", list[row])], forbid_unknown_fields=True)
             texts = msgspec.defstruct("Texts", [("instances", list[msgspec.Raw])], forbid_unknown_fields=True)
-            self._decoder, self._row = msgspec.json.Decoder(body), msgspec.json.Decoder(row)
+            self._decoder = msgspec.json.Decoder(body)
             self._texts = msgspec.json.Decoder(texts)
         except Exception:  # names msgspec cannot take (two alike): the full way decides
             self._decoder = None
@@ -163,14 +163,20 @@ class BodyPlan:
 
     def decode_sent(self, raw: bytes) -> tuple[Feeds, SentRows] | None:
         """`decode`, keeping each row's JSON text as sent too (for the log)."""
-        if self._decoder is None:
+        decoded = self.decode(raw)
+        if decoded is None:
             return None
+        feeds, values = decoded
+        start = raw.find(b"[") + 1
+        if len(values) == 1 and raw.find(b"[", start) < 0:
+            # One row and the body's only "[" (decoded above: no other key than "instances", only
+            # numbers in the row): the row's text is what is between it and the last "]".
+            return feeds, SentRows(values, self.names, [raw[start:raw.rindex(b"]")].strip()])
         try:
             texts = self._texts.decode(raw).instances
-            values = [self._astuple(self._row.decode(text)) for text in texts]
         except self._errors:
             return None
-        return (self._feeds(values), SentRows(values, self.names, list(map(bytes, texts)))) if values else None
+        return feeds, SentRows(values, self.names, list(map(bytes, texts)))
 
     def _feeds(self, values: list[tuple[Any, ...]]) -> Feeds:
         return {self.input: np.array(values, dtype=self.dtype)}

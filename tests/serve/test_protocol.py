@@ -206,6 +206,7 @@ def quick_way(plan, raw):
         return None
     (feeds, values), (same, sent) = got, kept
     assert all(np.array_equal(same[n], feeds[n]) for n in feeds) and sent.values == values
+    assert sent.raw == [bytes(text) for text in plan._texts.decode(raw).instances]  # each row's bytes as sent
     # The log writes each row's text as sent: the JSON of the row as an object, on one line.
     assert [jsonfast.loads(text) for text in sent.texts()] == list(sent)
     assert all(b"\n" not in text for text in sent.texts())
@@ -236,6 +237,10 @@ def test_the_usual_body_decodes_as_the_full_way_decodes_it(body_plan):
         json.dumps({"instances": [dict(zip(names, ROW))]}, indent=2),  # rows with line breaks in them
         # A key twice: the last one counts, on both ways.
         '{"instances":[%s]}' % (row_text(names)[:-1] + f',{json.dumps(names[0])}:99' + "}"),
+        '{"instances":[%s],"instances":[%s]}' % (row_text(names, **{names[0]: "5"}), row_text(names)),
+        '{"instances":[%s,%s],"instances":[%s]}' % (row_text(names), row_text(names),
+                                                    row_text(names, **{names[1]: "3"})),
+        '{"instances"\t:\r\n[\n%s\t]}' % row_text(names),
     ]
     for raw in taken:
         quick, full = quick_way(plan, raw.encode()), full_way(raw.encode(), signature)
