@@ -40,7 +40,8 @@ class SentRows(Sequence):
 
     def texts(self) -> list[bytes]:
         """Each row's JSON object, for a log line (one line: no CR or LF in it)."""
-        return [text if b"\n" not in text and b"\r" not in text else jsonfast.dumps(dict(zip(self.names, row)))
+        # `10 in`: a byte's own search, several times faster than a one-byte bytes' one.
+        return [text if 10 not in text and 13 not in text else jsonfast.dumps(dict(zip(self.names, row)))
                 for text, row in zip(self.raw, self.values)]
 
     @classmethod
@@ -171,14 +172,14 @@ class LineFormat:
         # not one for the batch: a batch's text is tens of kB, and allocations that size made the
         # whole 2-4x slower now and then (malloc).
         latencies = jsonfast.dumps(latencies_ms)[1:-1].split(b",")
-        return [template % parts for parts in zip(stamps, map(jsonfast.dumps, request_ids), latencies, *columns)]
+        return [template % parts for parts in zip(stamps, _id_texts(request_ids), latencies, *columns)]
 
     def _template(self, names: tuple[str, ...], cached: bool, named: str | None) -> bytes:
         if len(self._templates) > 64:  # output names are the model's: one set (cached or not, per input)
             self._templates.clear()
         outputs = b",".join(jsonfast.dumps(name).replace(b"%", b"%%") + b":%s" for name in names)
         inputs = b"%s" if named is None else self._rows[named][1]
-        template = self._templates[names, cached, named] = b'{"ts":"%s","request_id":%s' \
+        template = self._templates[names, cached, named] = b'{"ts":"%s","request_id":"%s"' \
             + self._middle.replace(b"%", b"%%") + b'%s,"status":200,"error":null,"inputs":' + inputs \
             + b',"outputs":{' + outputs + (b'},"cached":true}\n' if cached else b"}}\n")
         return template
@@ -195,6 +196,15 @@ class LineFormat:
             return None
         values = jsonfast.dumps(value.reshape(-1))[1:-1].split(b",")
         return [values[j::count] for j in range(count)]
+
+
+def _id_texts(ids: list[str]) -> list[bytes]:
+    """Each request id's JSON string without its quotes: one encode of them all when none
+    needs an escape (the usual ids: printable, no quote or backslash), else one by one."""
+    plain = "".join(ids)
+    if plain.isprintable() and '"' not in plain and "\\" not in plain:
+        return "\n".join(ids).encode().split(b"\n")
+    return [jsonfast.dumps(i)[1:-1] for i in ids]
 
 
 def _output_rows(value: Any, rows: int) -> list[bytes] | None:

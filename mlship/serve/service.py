@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import random
 import time
-from typing import Any, Awaitable
+from typing import Any, Awaitable, Sequence
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class ModelService:
         # At most half the log's queue held (the writer wakes at half full): a batch of lines
         # is queued whole or dropped whole, and never alone overfills a small queue.
         self._hold_max = max(1, settings.log_queue_size // 2)
+        self._log_all = settings.log_sample_rate >= 1.0  # no draw per request
         if settings.log_dir is not None:
             self.log = LogWriter(settings.log_dir, prefix=f"predictions-{self.name}-{self.variant}",
                                  max_bytes=settings.log_max_bytes, max_age_s=settings.log_max_age_s,
@@ -81,7 +82,7 @@ class ModelService:
 
     def _tag(self, request_id: str | None, started: float, instances: list[dict[str, Any]] | None) -> Any:
         """What the batcher hands to `_log_run` for a request to log (None: not logged; sampled)."""
-        if request_id is None or self.log is None or not self._sampled():
+        if request_id is None or self.log is None or not (self._log_all or self._sampled()):
             return None
         return request_id, started, instances
 
@@ -109,22 +110,23 @@ class ModelService:
         """Log a run's requests (`predict`'s tags; several: one row each, in the
         batch's order): their lines made together, else one by one."""
         now, when = time.perf_counter(), time.time()
-        latencies = [round((now - started) * 1000.0, 3) for _, started, _ in tags]
         try:
+            ids, starts, sent = zip(*tags)
+            latencies = [round((now - started) * 1000.0, 3) for started in starts]
             if len(tags) == 1:
-                self._log_one((tags[0][0], latencies[0], when, feeds, tags[0][2], outputs))
+                self._log_one((ids[0], latencies[0], when, feeds, sent[0], outputs))
                 return
-            sent = [t[2] for t in tags]
+            unsent = sent.count(None)
             lines = None
-            if None not in sent or sent.count(None) == len(sent):  # all the rows as sent, or all feeds
-                rows = None if sent[0] is None else _first_rows(sent)
-                lines = self._line.batch([t[0] for t in tags], latencies, when, feeds, rows, outputs)
+            if not unsent or unsent == len(sent):  # all the rows as sent, or all feeds
+                lines = self._line.batch(list(ids), latencies, when, feeds, _first_rows(sent) if not unsent else None,
+                                         outputs)
             if lines is not None:
                 self.log.submit_lines(lines)
                 return
-            for i, (request_id, _, sent) in enumerate(tags):  # a mixed or unusual batch: each request's own
+            for i, (request_id, _, rows) in enumerate(tags):  # a mixed or unusual batch: each request's own
                 self._log_records(request_id, latencies[i], when, {n: v[i:i + 1] for n, v in feeds.items()}
-                                  if sent is None else None, sent, {n: v[i:i + 1] for n, v in outputs.items()})
+                                  if rows is None else None, rows, {n: v[i:i + 1] for n, v in outputs.items()})
         except Exception:  # a record that cannot be made is counted, never an error for the request
             self.log.count_failed(len(tags))
 
@@ -304,6 +306,6 @@ def is_batchable(signature: Signature) -> bool:
     return True
 
 
-def _first_rows(sent: list[Any]) -> Any:
+def _first_rows(sent: Sequence[Any]) -> Any:
     """Each one-row request's row as sent, together (SentRows when they all are)."""
     return SentRows.first_rows(sent) or [s[0] for s in sent]

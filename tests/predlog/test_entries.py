@@ -205,3 +205,16 @@ def test_timestamps_are_utc_timestamps_to_the_millisecond():
     whens = list(rng.uniform(0, 4e9, 20000)) + [s + k / 1000 + d for s in (1764500000, 1764503599)
                                                for k in range(1000) for d in (0.0, 4.9e-7, 5e-7, -5e-7)]
     assert [_utc_stamp(float(w)) for w in whens] == [utc_timestamp(float(w)) for w in whens]
+
+
+@pytest.mark.parametrize("ids", [["r1", "\u00e9-\u00fc", "x,y", ""], ["tab\there", "b", "c", "d"],
+                                 ["del\x7f", "b", "c", "d"], ["line\u2028sep", "\U0001f600", "c", "d"],
+                                 ['q"', "b\\", "c", "d"], ["a\nb", "c", "d", "e"]])
+def test_batch_lines_write_each_request_id_as_its_json_string(ids):
+    """Ids that need no escape are encoded together; any other one is each id's own JSON text."""
+    fmt = LineFormat("m", "1", "stable", FEATURES)
+    feeds = {"X": np.arange(16, dtype=np.float32).reshape(4, 4)}
+    lines = fmt.batch(ids, [1.0] * 4, 1764500000.0, feeds, None, {"y": np.arange(4)})
+    assert [json.loads(line)["request_id"] for line in lines] == ids
+    for i, line in enumerate(lines):
+        assert b'"request_id":' + jsonfast.dumps(ids[i]) + b',' in line
