@@ -52,7 +52,7 @@ class ModelService:
         self._held_timer: asyncio.TimerHandle | None = None
         # At most half the log's queue held (the writer wakes at half full): a batch of lines
         # is queued whole or dropped whole, and never alone overfills a small queue.
-        self._hold_max = max(1, settings.log_queue_size // 2)
+        self._hold_rows = min(HOLD_ROWS, max(1, settings.log_queue_size // 2))
         self._log_all = settings.log_sample_rate >= 1.0  # no draw per request
         if settings.log_dir is not None:
             self.log = LogWriter(settings.log_dir, prefix=f"predictions-{self.name}-{self.variant}",
@@ -109,13 +109,13 @@ class ModelService:
                  outputs: dict[str, Any]) -> None:
         """Log a run's requests (`predict`'s tags; several: one row each, in the
         batch's order): their lines made together, else one by one."""
+        if len(tags) == 1:
+            self._log_lone(tags[0], feeds, outputs)
+            return
         now, when = time.perf_counter(), time.time()
         try:
             ids, starts, sent = zip(*tags)
             latencies = [round((now - started) * 1000.0, 3) for started in starts]
-            if len(tags) == 1:
-                self._log_one((ids[0], latencies[0], when, feeds, sent[0], outputs))
-                return
             unsent = sent.count(None)
             lines = None
             if not unsent or unsent == len(sent):  # all the rows as sent, or all feeds
@@ -131,20 +131,17 @@ class ModelService:
             self.log.count_failed(len(tags))
 
     def _log_lone(self, tag: tuple[str, float, Any], feeds: dict[str, np.ndarray], outputs: dict[str, Any]) -> None:
-        """Log a lone request run at once, its answer gone out (the batcher's `on_lone`)."""
+        """Log a request run on its own (the batcher's `on_lone`: once its answer has gone
+        out; or a run of one): its record held back (`_held_back`), else made now."""
         now, when = time.perf_counter(), time.time()
         request_id, started, instances = tag
         try:
-            self._log_one((request_id, round((now - started) * 1000.0, 3), when, feeds, instances, outputs))
+            latency_ms = round((now - started) * 1000.0, 3)
+            if not self._held_back((request_id, latency_ms, when, feeds, instances, outputs)):
+                self._log_records(request_id, latency_ms, when, feeds if instances is None else None, instances,
+                                  outputs)
         except Exception:  # a record that cannot be made is counted, never an error for the request
             self.log.count_failed(1)
-
-    def _log_one(self, record: tuple[Any, ...]) -> None:
-        """A one-run request's record (request id, latency, time, feeds, rows as sent,
-        outputs): held back (`_held_back`), else made now."""
-        if not self._held_back(record):
-            request_id, latency_ms, when, feeds, instances, outputs = record
-            self._log_records(request_id, latency_ms, when, feeds if instances is None else None, instances, outputs)
 
     def _held_back(self, record: tuple[Any, ...]) -> bool:
         """Hold a lone one-row request's record back, to be made with the next ones
@@ -159,7 +156,7 @@ class ModelService:
             return False
         held = self._held
         held.append(record)
-        if len(held) >= min(HOLD_ROWS, self._hold_max):
+        if len(held) >= self._hold_rows:
             self._write_held()
         elif self._held_timer is None:
             self._held_timer = loop.call_later(HOLD_S, self._write_held)
