@@ -73,3 +73,28 @@ def test_lines_made_on_the_request_path_are_written_as_they_are_and_rotate_whole
     assert all(p.stat().st_size <= 2048 and p.read_bytes().endswith(b"\n") for p in writer.files)
     assert [r.request_id for r in read_records(tmp_path)] == [f"r{i}" for i in range(60)]
     assert b"".join(p.read_bytes() for p in writer.files).count(lines[1]) == 1
+
+
+def test_lines_are_appended_whole_after_a_short_write_and_past_the_writev_limit(tmp_path, monkeypatch):
+    """The writer appends a batch's lines with writev (no joined copy), at most the system's
+    limit of lines a call; a short write (the system may write less) goes on where it stopped."""
+    import os
+
+    import mlship.predlog.writer as writer_module
+
+    real, calls = os.writev, []
+
+    def short_writev(fd, chunk):  # the system writes a part only: the first line and a half
+        calls.append(len(chunk))
+        return real(fd, [chunk[0], chunk[1][:len(chunk[1]) // 2]]) if len(chunk) > 1 else real(fd, chunk)
+
+    monkeypatch.setattr(writer_module.os, "writev", short_writev)
+    monkeypatch.setattr(writer_module, "_IOV_MAX", 7)
+    writer = LogWriter(tmp_path, interval_s=60.0)
+    lines = [json.dumps(record(i)).encode() + b"\n" for i in range(30)]
+    assert writer.submit_lines(lines)
+    writer.close()
+    assert calls == [7, 7, 7, 7, 2]  # 30 lines, 7 a call
+    assert b"".join(path.read_bytes() for path in writer.files) == b"".join(lines)
+    assert [r.request_id for r in read_records(tmp_path)] == [f"r{i}" for i in range(30)]
+    assert writer.written == 30 and writer.failed == 0
