@@ -160,12 +160,14 @@ class LineFormat:
             if columns is None:
                 return None
             named = next(iter(feeds))
+        forms = []  # each output's place in the line: its text, or its row's values inside brackets
         for value in outputs.values():
-            column = _output_rows(value, rows)
-            if column is None:
+            found = _output_rows(value, rows)
+            if found is None:
                 return None
-            columns.append(column)
-        names = (tuple(outputs), cached, named)
+            columns.append(found[0])
+            forms.append(found[1])
+        names = (tuple(zip(outputs, forms)), cached, named)
         template = self._templates.get(names) or self._template(*names)
         stamps = _stamps(when) if type(when) is list else repeat(_timestamp(when).encode(), rows)
         # One encode of the latencies (floats: each its own encode's text); one formatting per line,
@@ -174,10 +176,10 @@ class LineFormat:
         latencies = jsonfast.dumps(latencies_ms)[1:-1].split(b",")
         return [template % parts for parts in zip(stamps, _id_texts(request_ids), latencies, *columns)]
 
-    def _template(self, names: tuple[str, ...], cached: bool, named: str | None) -> bytes:
+    def _template(self, names: tuple[tuple[str, bytes], ...], cached: bool, named: str | None) -> bytes:
         if len(self._templates) > 64:  # output names are the model's: one set (cached or not, per input)
             self._templates.clear()
-        outputs = b",".join(jsonfast.dumps(name).replace(b"%", b"%%") + b":%s" for name in names)
+        outputs = b",".join(jsonfast.dumps(name).replace(b"%", b"%%") + b":" + form for name, form in names)
         inputs = b"%s" if named is None else self._rows[named][1]
         template = self._templates[names, cached, named] = b'{"ts":"%s","request_id":"%s"' \
             + self._middle.replace(b"%", b"%%") + b'%s,"status":200,"error":null,"inputs":' + inputs \
@@ -207,17 +209,18 @@ def _id_texts(ids: list[str]) -> list[bytes]:
     return [jsonfast.dumps(i)[1:-1] for i in ids]
 
 
-def _output_rows(value: Any, rows: int) -> list[bytes] | None:
-    """Each row's value of a numeric output with a batch axis (row_outputs' split and scalar(), as text)."""
+def _output_rows(value: Any, rows: int) -> tuple[list[bytes], bytes] | None:
+    """Each row's value of a numeric output with a batch axis (row_outputs' split and scalar(), as text),
+    and its form in the line's template: `%s`, or `[%s]` for a row of values (the brackets in the template)."""
     if type(value) is not np.ndarray or value.dtype.kind not in "biuf" or not value.ndim or value.shape[0] != rows:
         return None
     if value.ndim > 1 and value.shape[1] == 1:  # [N, 1, ...]: scalar() drops that axis
         value = value.reshape(rows, *value.shape[2:])
     if value.ndim == 1:
-        return jsonfast.dumps(value)[1:-1].split(b",") if rows else []
+        return (jsonfast.dumps(value)[1:-1].split(b",") if rows else []), b"%s"
     if value.ndim == 2 and value.shape[1]:
-        return [b"[%s]" % row for row in jsonfast.dumps(value)[2:-2].split(b"],[")]
-    return [jsonfast.dumps(row) for row in value]
+        return jsonfast.dumps(value)[2:-2].split(b"],["), b"[%s]"
+    return [jsonfast.dumps(row) for row in value], b"%s"
 
 
 _last_ts: tuple[int, str] = (-1, "")
