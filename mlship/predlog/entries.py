@@ -227,12 +227,19 @@ _last_ts: tuple[int, str] = (-1, "")
 _last_second: tuple[int, str] = (-1, "")
 
 
+def _millisecond(when: float) -> int | None:
+    """The millisecond whose stamp `when` shares; None within a microsecond of the next
+    one (datetime's rounding to the microsecond may carry into it: stamped on its own)."""
+    scaled = when * 1000
+    ms = int(scaled)
+    return ms if 0 <= scaled - ms <= 0.999 else None
+
+
 def _timestamp(when: float) -> str:
     """utc_timestamp, made once per millisecond (records of one write share it)."""
     global _last_ts
-    scaled = when * 1000
-    ms = int(scaled)
-    if not 0 <= scaled - ms <= 0.999:  # within a microsecond of the next ms: datetime's rounding may carry
+    ms = _millisecond(when)
+    if ms is None:
         return _utc_stamp(when)
     if _last_ts[0] != ms:
         _last_ts = (ms, _utc_stamp(when))
@@ -258,11 +265,10 @@ def _stamps(whens: list[float]) -> list[bytes]:
     stamps: list[bytes] = []
     last, stamp = None, b""
     for when in whens:
-        scaled = when * 1000
-        ms = int(scaled)
-        if ms != last or not 0 <= scaled - ms <= 0.999:
+        ms = _millisecond(when)
+        if ms is None or ms != last:
             stamp = _timestamp(when).encode()
-            last = ms if 0 <= scaled - ms <= 0.999 else None
+            last = ms
         stamps.append(stamp)
     return stamps
 

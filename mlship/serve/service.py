@@ -199,13 +199,7 @@ class ModelService:
 
     def _write_alike(self, group: list[tuple[Any, ...]]) -> None:
         try:
-            lines = None
-            if len(group) > 1 and all(type(v) is np.ndarray for g in group for v in g[5].values()):
-                feeds = {n: np.concatenate([g[3][n] for g in group]) for n in group[0][3]}
-                outputs = {n: np.concatenate([g[5][n] for g in group]) for n in group[0][5]}
-                rows = None if group[0][4] is None else _first_rows([g[4] for g in group])
-                lines = self._line.batch([g[0] for g in group], [g[1] for g in group], [g[2] for g in group],
-                                         feeds, rows, outputs)
+            lines = self._held_lines(group) if len(group) > 1 else None
             if lines is not None:
                 self.log.submit_lines(lines)
                 return
