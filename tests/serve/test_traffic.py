@@ -200,6 +200,10 @@ def test_an_empty_request_does_not_stop_the_log_or_the_shutdown(tmp_path):
     for i in range(10):
         assert server.post("/v2/models/breast-cancer/infer", {"inputs": [
             {"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[i].tolist()}]}).status == 200
+        # Each record reaches the writer before the next request: a writer stopped by the
+        # empty request never counts it (a slow one on a busy machine would only drop it).
+        wait_until(lambda: _log_count(server, "written") == i + 1, 20, f"record {i + 1} written")
+    assert _log_count(server, "dropped") == 0
     assert server.terminate(timeout=20) == 0
     assert len(server.log_records()) == 10
 
@@ -224,6 +228,12 @@ def test_one_request_id_for_header_body_and_log(tmp_path):
     assert json.loads(response.body)["id"] == "0" and response.headers["x-request-id"] == "0"
     assert server.terminate() == 0
     assert [r["request_id"] for r in server.log_records()] == ["0"]
+
+
+def _log_count(server, outcome: str) -> float:
+    """The server's mlship_log_records_total for this outcome (0 before the first)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in server.metrics().splitlines()
+               if line.startswith("mlship_log_records_total{") and f'outcome="{outcome}"' in line)
 
 
 def _inflight(server) -> float:
