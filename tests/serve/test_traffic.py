@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import onnxruntime as ort
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlship.predlog.reader import read_records
 from tests import models
@@ -48,8 +49,6 @@ def test_concurrent_requests_are_batched_and_each_caller_gets_its_own_rows(tmp_p
             # float32 sums in a tree ensemble do not depend on batch neighbours beyond rounding
             assert np.allclose(got["probabilities"], probs.ravel(), atol=1e-6)
             assert response.headers["x-request-id"] == f"req-{i}"
-        from prometheus_client.parser import text_string_to_metric_families
-
         families = {f.name: f for f in text_string_to_metric_families(server.metrics())}
         samples = {s.name: s for s in families["mlship_batch_size"].samples if "le" not in s.labels}
         runs, rows = samples["mlship_batch_size_count"].value, samples["mlship_batch_size_sum"].value
@@ -84,7 +83,8 @@ def test_in_flight_request_finishes_during_shutdown(tmp_path):
     result = {}
     thread = threading.Thread(target=lambda: result.update(r=server.post("/v2/models/breast-cancer/infer", row_body(X[0]))))
     thread.start()
-    wait_until(lambda: _inflight(server) >= 2, 60, "the infer request in flight")  # it and this /metrics call
+    wait_until(lambda: _metric(server, "mlship_inflight_requests") >= 2, 60,
+               "the infer request in flight")  # it and this /metrics call
     server.process.send_signal(signal.SIGTERM)
     thread.join(10)
     assert result["r"].status == 200
@@ -177,9 +177,7 @@ def test_log_overflow_drops_and_counts_but_never_fails_requests(tmp_path):
     server = start_server(MODEL, tmp_path, "--log-queue-size", "1")
     results = burst(server, X, 300, workers=64)
     assert all(r.status == 200 for _, r in results)
-    text = server.metrics()
-    dropped = float(next(line.split()[-1] for line in text.splitlines()
-                         if line.startswith("mlship_log_records_dropped_total{")))
+    dropped = _metric(server, "mlship_log_records_dropped_total")
     assert server.terminate() == 0
     assert len(server.log_records()) + dropped == 300
 
@@ -202,8 +200,9 @@ def test_an_empty_request_does_not_stop_the_log_or_the_shutdown(tmp_path):
             {"name": "X", "shape": [1, 30], "datatype": "FP32", "data": X[i].tolist()}]}).status == 200
         # Each record reaches the writer before the next request: a writer stopped by the
         # empty request never counts it (a slow one on a busy machine would only drop it).
-        wait_until(lambda: _log_count(server, "written") == i + 1, 20, f"record {i + 1} written")
-    assert _log_count(server, "dropped") == 0
+        wait_until(lambda: _metric(server, "mlship_log_records_total", outcome="written") == i + 1, 20,
+                   f"record {i + 1} written")
+    assert _metric(server, "mlship_log_records_total", outcome="dropped") == 0
     assert server.terminate(timeout=20) == 0
     assert len(server.log_records()) == 10
 
@@ -230,15 +229,11 @@ def test_one_request_id_for_header_body_and_log(tmp_path):
     assert [r["request_id"] for r in server.log_records()] == ["0"]
 
 
-def _log_count(server, outcome: str) -> float:
-    """The server's mlship_log_records_total for this outcome (0 before the first)."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in server.metrics().splitlines()
-               if line.startswith("mlship_log_records_total{") and f'outcome="{outcome}"' in line)
-
-
-def _inflight(server) -> float:
-    """The server's mlship_inflight_requests gauge (the /metrics request counts itself)."""
-    text = server.get("/metrics").body.decode()
-    return max((float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith("mlship_inflight_requests")), default=0.0)
+def _metric(server, name: str, **labels: str) -> float:
+    """The value of the server's one sample of this metric with these labels (its /metrics,
+    which counts itself as in flight); an error when it has none or several."""
+    values = [s.value for family in text_string_to_metric_families(server.metrics()) for s in family.samples
+              if s.name == name and labels.items() <= s.labels.items()]
+    assert len(values) == 1, f"{name} {labels}: {len(values)} samples in /metrics"
+    return values[0]
 
