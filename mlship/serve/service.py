@@ -82,14 +82,14 @@ class ModelService:
 
     def _tag(self, request_id: str | None, started: float, instances: list[dict[str, Any]] | None) -> Any:
         """What the batcher hands to `_log_run` for a request to log (None: not logged; sampled)."""
+        # `_log_all or`: the usual rate of 1 without a method call on every request
         if request_id is None or self.log is None or not (self._log_all or self._sampled()):
             return None
         return request_id, started, instances
 
     def _sampled(self) -> bool:
         """Whether to log this request (--log-sample-rate)."""
-        rate = self.settings.log_sample_rate
-        return rate >= 1.0 or random.random() < rate
+        return self._log_all or random.random() < self.settings.log_sample_rate
 
     async def _predict_cached(self, feeds: dict[str, np.ndarray], alone: bool, request_id: str | None,
                               started: float, instances: list[dict[str, Any]] | None) -> dict[str, Any]:
