@@ -165,6 +165,13 @@ def test_sample_rate_zero_logs_nothing_and_rotation_splits_files(tmp_path):
     burst(quiet, X, 20)
     assert quiet.terminate() == 0
     assert quiet.log_records() == []
+    half = start_server(MODEL, tmp_path / "h", "--log-sample-rate", "0.5")
+    burst(half, X, 400)
+    assert half.terminate() == 0
+    logged = [r["request_id"] for r in half.log_records()]
+    # Binomial(400, 0.5) outside 100-300: under 1e-20; each logged request once, as sent.
+    assert 100 <= len(logged) <= 300 and len(set(logged)) == len(logged)
+    assert set(logged) <= {f"req-{i}" for i in range(400)}
     rotating = start_server(MODEL, tmp_path / "b", "--log-max-mb", "0.002")
     burst(rotating, X, 40)
     assert rotating.terminate() == 0
